@@ -1,0 +1,86 @@
+package hamt
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/ipfs/go-cid"
+	"github.com/multiformats/go-multicodec"
+	"github.com/multiformats/go-multihash"
+	"github.com/zeebo/blake3"
+)
+
+// CAS is a content-addressed block store: the only thing a Map needs to persist itself. Every
+// implementation must be safe for concurrent use.
+//
+// Save stores data and returns its CID with the given codec (raw for values, dag-cbor for nodes);
+// it must not keep data after it returns. Load returns the bytes of a block; the caller owns them
+// and the store must not change them afterwards. A block the store does not hold is ErrNotFound.
+type CAS interface {
+	Save(ctx context.Context, data []byte, codec multicodec.Code) (cid.Cid, error)
+	Load(ctx context.Context, id cid.Cid) ([]byte, error)
+}
+
+// blake3CID is CIDv1(codec, blake3-256(data)), the CID py-hamt and Kubo (with hash=blake3) give a
+// block of at most one chunk.
+func blake3CID(codec multicodec.Code, data []byte) cid.Cid {
+	return cidFromDigest(codec, blake3.Sum256(data))
+}
+
+func cidFromDigest(codec multicodec.Code, digest [32]byte) cid.Cid {
+	// Build the bytes on the stack so the CID's string is the only allocation.
+	var buf [48]byte
+	b := append(buf[:0], 0x01)
+	b = appendUvarint(b, uint64(codec))
+	b = append(b, byte(multihash.BLAKE3), 32)
+	b = append(b, digest[:]...)
+	c, err := cid.Cast(b)
+	if err != nil {
+		panic(fmt.Sprintf("hamt: building a CID: %v", err)) // unreachable: the bytes are well formed
+	}
+	return c
+}
+
+func appendUvarint(b []byte, v uint64) []byte {
+	for v >= 0x80 {
+		b = append(b, byte(v)|0x80)
+		v >>= 7
+	}
+	return append(b, byte(v))
+}
+
+// blake3Digest returns the digest of a CID whose multihash is blake3-256.
+func blake3Digest(id cid.Cid) ([32]byte, bool) {
+	var d [32]byte
+	s := id.KeyString()
+	// Suffix is 0x1e 0x20 <32 bytes>; check by decoding the prefix so CIDv0 and odd codecs work.
+	if len(s) < 34 || s[len(s)-34] != byte(multihash.BLAKE3) || s[len(s)-33] != 32 {
+		return d, false
+	}
+	p := id.Prefix()
+	if p.MhType != multihash.BLAKE3 || p.MhLength != 32 {
+		return d, false
+	}
+	copy(d[:], s[len(s)-32:])
+	return d, true
+}
+
+// verifyBlock checks that data is what id names: its multihash is recomputed and compared.
+// A mismatch is ErrCorrupt.
+func verifyBlock(id cid.Cid, data []byte) error {
+	if d, ok := blake3Digest(id); ok {
+		if blake3.Sum256(data) != d {
+			return fmt.Errorf("%w: block %s does not hash to its CID", ErrCorrupt, id)
+		}
+		return nil
+	}
+	p := id.Prefix()
+	got, err := p.Sum(data)
+	if err != nil {
+		return fmt.Errorf("verify block %s: %w", id, err)
+	}
+	if !got.Equals(id) {
+		return fmt.Errorf("%w: block %s does not hash to its CID", ErrCorrupt, id)
+	}
+	return nil
+}

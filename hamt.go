@@ -1,0 +1,688 @@
+// Package hamt stores large key-value maps in a Hash Array Mapped Trie on a content-addressed
+// store, byte-compatible with the Python library py-hamt: a map written by either opens in the
+// other, with identical node bytes and root CIDs.
+//
+// A Map has two modes. In write mode (New, EnableWrite) changed nodes stay in memory and only value
+// blocks are saved until Flush, MakeReadOnly or CacheVacate; any number of goroutines may Set, Get
+// and Delete at once. In read-only mode (Open, MakeReadOnly) nodes are read through a bounded cache
+// shared by any number of goroutines without a global lock. Root gives the CID to publish.
+package hamt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"sync"
+	"sync/atomic"
+	"unicode/utf8"
+
+	"github.com/ipfs/go-cid"
+	"github.com/multiformats/go-multicodec"
+)
+
+// Sentinel errors, for errors.Is. Errors returned by this package wrap them with the key, CID or
+// depth that failed.
+var (
+	// ErrNotFound: a key is not in the map (Get, Delete, GetPointer), or a block is not in the
+	// store (CAS.Load).
+	ErrNotFound = errors.New("not found")
+	// ErrReadOnly: a write (Set, Delete) to a map in read-only mode.
+	ErrReadOnly = errors.New("map is read-only")
+	// ErrMaxDepth: more than bucket-size keys share their whole hash, so no node can separate
+	// them. Only reachable with a weak or short hash function.
+	ErrMaxDepth = errors.New("hash exhausted: maximum trie depth reached")
+	// ErrMalformedNode: a node block is not a valid HAMT node in canonical DAG-CBOR.
+	ErrMalformedNode = errors.New("malformed HAMT node")
+	// ErrMalformedValue: a value block is not canonical DAG-CBOR in the IPLD data model (DagCBOR
+	// codec).
+	ErrMalformedValue = errors.New("malformed DAG-CBOR value")
+	// ErrCorrupt: a block's bytes do not hash to its CID.
+	ErrCorrupt = errors.New("block does not match its CID")
+	// ErrDecrypt: an encrypted value could not be opened (wrong key or header, tampered or
+	// truncated bytes).
+	ErrDecrypt = errors.New("cannot decrypt value")
+	// ErrUnflushed: Root was called in write mode with changes not yet flushed.
+	ErrUnflushed = errors.New("map has unflushed changes")
+	// ErrInvalidKey: a key that is not valid UTF-8 (keys are DAG-CBOR text strings).
+	ErrInvalidKey = errors.New("key is not valid UTF-8")
+)
+
+// Option configures New and Open.
+type Option func(*options) error
+
+type options struct {
+	hash         HashFunc
+	bucketSize   int
+	cacheBytes   int64
+	flushWorkers int
+	verifyBlocks bool
+}
+
+// DefaultBucketSize is py-hamt's default max_bucket_size.
+const DefaultBucketSize = 4
+
+// DefaultCacheBytes is the default read-cache budget of a read-only map.
+const DefaultCacheBytes = 64 << 20
+
+// DefaultFlushWorkers is how many nodes a flush encodes and saves at once by default. Saves of
+// sibling nodes are independent, so a store with latency (Kubo) gains from many at once.
+const DefaultFlushWorkers = 32
+
+// WithHash sets the function that places keys (default Blake3). Readers must use the writer's.
+func WithHash(h HashFunc) Option {
+	return func(o *options) error {
+		if h == nil {
+			return errors.New("WithHash: nil hash function")
+		}
+		o.hash = h
+		return nil
+	}
+}
+
+// WithBucketSize sets how many keys a slot holds before it becomes a link to a child node
+// (default 4, minimum 1). It shapes what is written; a reader needs no bucket size.
+func WithBucketSize(n int) Option {
+	return func(o *options) error {
+		if n < 1 {
+			return fmt.Errorf("WithBucketSize(%d): bucket size must be at least 1", n)
+		}
+		o.bucketSize = n
+		return nil
+	}
+}
+
+// WithCacheBytes sets the approximate memory budget of the read-only node cache (default 64 MiB).
+// Zero keeps no nodes but the root.
+func WithCacheBytes(n int64) Option {
+	return func(o *options) error {
+		if n < 0 {
+			return fmt.Errorf("WithCacheBytes(%d): budget must not be negative", n)
+		}
+		o.cacheBytes = n
+		return nil
+	}
+}
+
+// WithFlushWorkers sets how many nodes a flush saves at once (default 32).
+func WithFlushWorkers(n int) Option {
+	return func(o *options) error {
+		if n < 1 {
+			return fmt.Errorf("WithFlushWorkers(%d): need at least one worker", n)
+		}
+		o.flushWorkers = n
+		return nil
+	}
+}
+
+// WithVerifyBlocks makes the map hash every block it loads and compare it with the CID it asked
+// for (ErrCorrupt on a mismatch). Use it with a CAS that does not verify by itself; KuboCAS does.
+func WithVerifyBlocks() Option {
+	return func(o *options) error {
+		o.verifyBlocks = true
+		return nil
+	}
+}
+
+// Map is a HAMT from string keys to values of type V, stored on a CAS. See the package doc for its
+// two modes. All methods are safe for concurrent use.
+type Map[V any] struct {
+	cas    CAS
+	codec  Codec[V]
+	hasher keyHasher
+	opts   options
+
+	// switching serializes mode changes (MakeReadOnly, EnableWrite) with each other.
+	switching sync.Mutex
+	state     atomic.Pointer[mapState]
+}
+
+// mapState is the mode of a map: exactly one of w and r is set. A state is replaced, never
+// changed, when the mode switches.
+type mapState struct {
+	w *writeStore
+	r *readStore
+}
+
+func buildOptions(opts []Option) (options, error) {
+	o := options{bucketSize: DefaultBucketSize, cacheBytes: DefaultCacheBytes, flushWorkers: DefaultFlushWorkers}
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return o, err
+		}
+	}
+	return o, nil
+}
+
+func newMap[V any](cas CAS, codec Codec[V], opts []Option) (*Map[V], error) {
+	if cas == nil {
+		return nil, errors.New("hamt: nil CAS")
+	}
+	if codec == nil {
+		return nil, errors.New("hamt: nil codec")
+	}
+	o, err := buildOptions(opts)
+	if err != nil {
+		return nil, fmt.Errorf("hamt: %w", err)
+	}
+	return &Map[V]{cas: cas, codec: codec, hasher: keyHasher{custom: o.hash}, opts: o}, nil
+}
+
+// New returns an empty map in write mode. Nothing is saved until Flush.
+func New[V any](ctx context.Context, cas CAS, codec Codec[V], opts ...Option) (*Map[V], error) {
+	m, err := newMap(cas, codec, opts)
+	if err != nil {
+		return nil, err
+	}
+	m.state.Store(&mapState{w: newWriteStore(m.nodeLoader(), &node{dirty: true}, cid.Undef)})
+	return m, nil
+}
+
+// Open returns the map whose root node is root, in read-only mode. It loads the root node, so a
+// missing or malformed root is reported here.
+func Open[V any](ctx context.Context, cas CAS, codec Codec[V], root cid.Cid, opts ...Option) (*Map[V], error) {
+	m, err := newMap(cas, codec, opts)
+	if err != nil {
+		return nil, err
+	}
+	r, err := newReadStore(ctx, m.nodeLoader(), root, m.opts.cacheBytes)
+	if err != nil {
+		return nil, fmt.Errorf("hamt: open: %w", err)
+	}
+	m.state.Store(&mapState{r: r})
+	return m, nil
+}
+
+// nodeLoader is how both node stores fetch a node block: from the CAS, verified if asked.
+func (m *Map[V]) nodeLoader() loadFunc {
+	return func(ctx context.Context, id cid.Cid) (*node, int, error) {
+		if id.Type() != uint64(multicodec.DagCbor) {
+			return nil, 0, fmt.Errorf("%w: node %s is not dag-cbor", ErrMalformedNode, id)
+		}
+		b, err := m.cas.Load(ctx, id)
+		if err != nil {
+			return nil, 0, fmt.Errorf("load node %s: %w", id, err)
+		}
+		if m.opts.verifyBlocks {
+			if err := verifyBlock(id, b); err != nil {
+				return nil, 0, err
+			}
+		}
+		n, err := decodeNode(b)
+		if err != nil {
+			return nil, 0, fmt.Errorf("node %s: %w", id, err)
+		}
+		return n, len(b), nil
+	}
+}
+
+// ReadOnly reports whether the map is in read-only mode.
+func (m *Map[V]) ReadOnly() bool { return m.state.Load().r != nil }
+
+// Set saves v's block to the CAS and points key at it. Value blocks are saved outside the tree lock,
+// so concurrent Sets overlap their I/O.
+func (m *Map[V]) Set(ctx context.Context, key string, v V) error {
+	if m.ReadOnly() {
+		return fmt.Errorf("set %q: %w", key, ErrReadOnly)
+	}
+	if !utf8.ValidString(key) {
+		return fmt.Errorf("set %q: %w", key, ErrInvalidKey)
+	}
+	data, err := m.codec.Encode(v)
+	if err != nil {
+		return fmt.Errorf("set %q: %w", key, err)
+	}
+	id, err := m.cas.Save(ctx, data, multicodec.Raw)
+	if err != nil {
+		return fmt.Errorf("set %q: save value: %w", key, err)
+	}
+	return m.setPointer(ctx, key, id)
+}
+
+// setPointer points key at a value block already in the CAS.
+func (m *Map[V]) setPointer(ctx context.Context, key string, id cid.Cid) error {
+	var buf [32]byte
+	h, err := m.hasher.hash(key, &buf)
+	if err != nil {
+		return err
+	}
+	w, err := m.writable(key, "set")
+	if err != nil {
+		return err
+	}
+	defer w.mu.Unlock()
+	root, err := w.rootNode(ctx)
+	if err != nil {
+		return fmt.Errorf("set %q: %w", key, err)
+	}
+	t := tree{w: w, hasher: m.hasher, bucketSize: m.opts.bucketSize}
+	if _, err := t.insert(ctx, root, 0, entry{key: key, value: id}, h); err != nil {
+		return fmt.Errorf("set %q: %w", key, err)
+	}
+	return nil
+}
+
+// writable returns the write store locked, or ErrReadOnly. A store closed by a mode switch
+// between the caller's first look and the lock is not used.
+func (m *Map[V]) writable(key, op string) (*writeStore, error) {
+	for {
+		st := m.state.Load()
+		if st.w == nil {
+			return nil, fmt.Errorf("%s %q: %w", op, key, ErrReadOnly)
+		}
+		st.w.mu.Lock()
+		if !st.w.closed {
+			return st.w, nil
+		}
+		st.w.mu.Unlock()
+	}
+}
+
+// Delete removes key. A missing key is ErrNotFound. Nodes left empty are removed (but never the
+// root), and nodes are never collapsed back into buckets, exactly as py-hamt does.
+func (m *Map[V]) Delete(ctx context.Context, key string) error {
+	var buf [32]byte
+	h, err := m.hasher.hash(key, &buf)
+	if err != nil {
+		return err
+	}
+	w, err := m.writable(key, "delete")
+	if err != nil {
+		return err
+	}
+	defer w.mu.Unlock()
+	root, err := w.rootNode(ctx)
+	if err != nil {
+		return fmt.Errorf("delete %q: %w", key, err)
+	}
+	t := tree{w: w, hasher: m.hasher, bucketSize: m.opts.bucketSize}
+	found, err := t.remove(ctx, root, 0, key, h)
+	if err != nil {
+		return fmt.Errorf("delete %q: %w", key, err)
+	}
+	if !found {
+		return fmt.Errorf("delete %q: %w", key, ErrNotFound)
+	}
+	return nil
+}
+
+// GetPointer returns the CID of key's value block, or ErrNotFound.
+func (m *Map[V]) GetPointer(ctx context.Context, key string) (cid.Cid, error) {
+	var buf [32]byte
+	h, err := m.hasher.hash(key, &buf)
+	if err != nil {
+		return cid.Undef, err
+	}
+	st := m.state.Load()
+	var id cid.Cid
+	var found bool
+	if st.r != nil {
+		id, found, err = st.r.lookup(ctx, key, h)
+	} else {
+		id, found, err = st.w.lookup(ctx, key, h)
+	}
+	if err != nil {
+		return cid.Undef, fmt.Errorf("get %q: %w", key, err)
+	}
+	if !found {
+		return cid.Undef, fmt.Errorf("get %q: %w", key, ErrNotFound)
+	}
+	return id, nil
+}
+
+// Get returns key's value, or ErrNotFound.
+func (m *Map[V]) Get(ctx context.Context, key string) (V, error) {
+	var zero V
+	id, err := m.GetPointer(ctx, key)
+	if err != nil {
+		return zero, err
+	}
+	b, err := m.cas.Load(ctx, id)
+	if err != nil {
+		return zero, fmt.Errorf("get %q: load value %s: %w", key, id, err)
+	}
+	if m.opts.verifyBlocks {
+		if err := verifyBlock(id, b); err != nil {
+			return zero, fmt.Errorf("get %q: %w", key, err)
+		}
+	}
+	v, err := m.codec.Decode(b)
+	if err != nil {
+		return zero, fmt.Errorf("get %q: value %s: %w", key, id, err)
+	}
+	return v, nil
+}
+
+// Has reports whether key is in the map.
+func (m *Map[V]) Has(ctx context.Context, key string) (bool, error) {
+	_, err := m.GetPointer(ctx, key)
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// Keys yields every key once. In read-only mode the order is py-hamt's: depth-first from the root,
+// a node's buckets in slot order (each bucket in canonical key order), then its children from the
+// highest slot down. In write mode it yields a snapshot of the keys taken when iteration starts.
+// A failure to load a node is yielded as an error, after which iteration stops.
+func (m *Map[V]) Keys(ctx context.Context) iter.Seq2[string, error] {
+	return func(yield func(string, error) bool) {
+		st := m.state.Load()
+		if st.w != nil {
+			keys, err := st.w.keys(ctx)
+			for _, k := range keys {
+				if !yield(k, nil) {
+					return
+				}
+			}
+			if err != nil {
+				yield("", err)
+			}
+			return
+		}
+		err := st.r.walk(ctx, st.r.root, func(n *node) bool {
+			ok := true
+			n.each(func(_ int, s *slot) bool {
+				for _, e := range s.bucket {
+					if ok = yield(e.key, nil); !ok {
+						return false
+					}
+				}
+				return true
+			})
+			return ok
+		})
+		if err != nil {
+			yield("", err)
+		}
+	}
+}
+
+// Len counts the keys. It visits every node.
+func (m *Map[V]) Len(ctx context.Context) (int, error) {
+	st := m.state.Load()
+	if st.w != nil {
+		return st.w.count(ctx)
+	}
+	count := 0
+	err := st.r.walk(ctx, st.r.root, func(n *node) bool {
+		for i := range n.slots {
+			count += len(n.slots[i].bucket)
+		}
+		return true
+	})
+	return count, err
+}
+
+// Flush saves every changed node reachable from the root (children before parents, siblings
+// concurrently) and returns the root CID. The map stays in write mode. In read-only mode it just
+// returns the root.
+func (m *Map[V]) Flush(ctx context.Context) (cid.Cid, error) {
+	st := m.state.Load()
+	if st.r != nil {
+		return st.r.root, nil
+	}
+	w := st.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return m.Flush(ctx) // switched to read-only meanwhile: everything is saved
+	}
+	return w.flush(ctx, m.cas, m.opts.flushWorkers)
+}
+
+// MakeReadOnly flushes and switches to read-only mode: reads take no lock and go through the node
+// cache; Root is valid.
+func (m *Map[V]) MakeReadOnly(ctx context.Context) error {
+	m.switching.Lock()
+	defer m.switching.Unlock()
+	st := m.state.Load()
+	if st.r != nil {
+		return nil
+	}
+	w := st.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	root, err := w.flush(ctx, m.cas, m.opts.flushWorkers)
+	if err != nil {
+		return fmt.Errorf("make read-only: %w", err)
+	}
+	r, err := newReadStore(ctx, m.nodeLoader(), root, m.opts.cacheBytes)
+	if err != nil {
+		return fmt.Errorf("make read-only: %w", err)
+	}
+	w.closed = true
+	m.state.Store(&mapState{r: r})
+	return nil
+}
+
+// EnableWrite switches to write mode, starting from the current root. The read cache is dropped.
+func (m *Map[V]) EnableWrite(ctx context.Context) error {
+	m.switching.Lock()
+	defer m.switching.Unlock()
+	st := m.state.Load()
+	if st.w != nil {
+		return nil
+	}
+	m.state.Store(&mapState{w: newWriteStore(m.nodeLoader(), nil, st.r.root)})
+	return nil
+}
+
+// Root returns the root CID: always valid in read-only mode, and in write mode when nothing
+// changed since the last Flush (ErrUnflushed otherwise).
+func (m *Map[V]) Root() (cid.Cid, error) {
+	st := m.state.Load()
+	if st.r != nil {
+		return st.r.root, nil
+	}
+	return st.w.currentRoot()
+}
+
+// CacheSize returns the approximate memory, in bytes, of the nodes the map holds: the read cache
+// in read-only mode, the in-memory tree in write mode.
+func (m *Map[V]) CacheSize() int64 {
+	st := m.state.Load()
+	if st.r != nil {
+		return st.r.cache.size()
+	}
+	return st.w.size()
+}
+
+// CacheVacate empties the node cache. In write mode it first flushes, then drops every node but
+// the root from memory.
+func (m *Map[V]) CacheVacate(ctx context.Context) error {
+	st := m.state.Load()
+	if st.r != nil {
+		st.r.cache.clear()
+		return nil
+	}
+	w := st.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return m.CacheVacate(ctx)
+	}
+	if _, err := w.flush(ctx, m.cas, m.opts.flushWorkers); err != nil {
+		return fmt.Errorf("cache vacate: %w", err)
+	}
+	w.vacate()
+	return nil
+}
+
+// tree is the HAMT algorithm over a write store's in-memory nodes. Callers hold the store's lock.
+//
+// Invariants kept by insert and remove: a node is dirty whenever a descendant is; a non-root node
+// is never empty; with a fixed bucket size the shape depends only on the set of keys inserted
+// (deletes aside), which is what makes root CIDs match py-hamt's.
+type tree struct {
+	w          *writeStore
+	hasher     keyHasher
+	bucketSize int
+}
+
+// insert puts e (whose key hashes to h) into n at depth. It reports whether anything changed:
+// setting a key to the CID it already has changes nothing.
+func (t tree) insert(ctx context.Context, n *node, depth int, e entry, h []byte) (bool, error) {
+	i, err := slotAt(h, depth)
+	if err != nil {
+		return false, err
+	}
+	s := n.slot(i)
+	switch {
+	case s == nil:
+		n.put(i, slot{bucket: []entry{e}})
+	case s.link != nil:
+		child, err := t.w.child(ctx, s.link, depth+1)
+		if err != nil {
+			return false, err
+		}
+		changed, err := t.insert(ctx, child, depth+1, e, h)
+		if !changed || err != nil {
+			return false, err
+		}
+	default:
+		pos, found := bucketFind(s.bucket, e.key)
+		switch {
+		case found:
+			if s.bucket[pos].value.Equals(e.value) {
+				return false, nil
+			}
+			s.bucket[pos].value = e.value
+		case len(s.bucket) < t.bucketSize:
+			s.bucket = append(s.bucket, entry{})
+			copy(s.bucket[pos+1:], s.bucket[pos:])
+			s.bucket[pos] = e
+		default:
+			if err := t.split(n, i, depth, e); err != nil {
+				return false, err
+			}
+		}
+	}
+	n.dirty = true
+	return true, nil
+}
+
+// split turns the full bucket in slot i of n into a link to a new node and re-inserts its entries
+// and e there, each routed by its own hash (which may split again further down). Unlike py-hamt's
+// queue, this stays correct when the bucket holds more entries than the current bucket size.
+func (t tree) split(n *node, i, depth int, e entry) error {
+	old := n.slot(i).bucket
+	all := make([]entry, 0, len(old)+1)
+	all = append(append(all, e), old...)
+	hashes := make([][]byte, len(all))
+	for j, x := range all {
+		var buf [32]byte
+		h, err := t.hasher.hash(x.key, &buf)
+		if err != nil {
+			return err
+		}
+		hashes[j] = append([]byte(nil), h...)
+	}
+	// A group of more than bucket-size keys with identical hashes can never be separated. Check
+	// before changing anything, so ErrMaxDepth leaves the tree as it was; any smaller groups end
+	// up in buckets at or above the last depth, so the re-inserts below cannot fail.
+	for j := range hashes {
+		same := 0
+		for k := range hashes {
+			if string(hashes[j]) == string(hashes[k]) {
+				same++
+			}
+		}
+		if same > t.bucketSize {
+			return fmt.Errorf("%w: %d keys share the hash of %q", ErrMaxDepth, same, all[j].key)
+		}
+	}
+	child := &node{dirty: true}
+	n.put(i, slot{link: &link{node: child}})
+	for j, x := range all {
+		if _, err := t.insert(context.Background(), child, depth+1, x, hashes[j]); err != nil {
+			return err // unreachable after the check above: child and its descendants are in memory
+		}
+	}
+	return nil
+}
+
+// remove deletes key (hashing to h) from n at depth and reports whether it was there. A child left
+// empty is unlinked, so emptiness cascades up to (but never removes) the root.
+func (t tree) remove(ctx context.Context, n *node, depth int, key string, h []byte) (bool, error) {
+	i, err := slotAt(h, depth)
+	if err != nil {
+		return false, err
+	}
+	s := n.slot(i)
+	switch {
+	case s == nil:
+		return false, nil
+	case s.link != nil:
+		child, err := t.w.child(ctx, s.link, depth+1)
+		if err != nil {
+			return false, err
+		}
+		found, err := t.remove(ctx, child, depth+1, key, h)
+		if !found || err != nil {
+			return false, err
+		}
+		if child.empty() {
+			n.clear(i)
+		}
+	default:
+		pos, found := bucketFind(s.bucket, key)
+		if !found {
+			return false, nil
+		}
+		if len(s.bucket) == 1 {
+			n.clear(i)
+		} else {
+			s.bucket = append(s.bucket[:pos], s.bucket[pos+1:]...)
+		}
+	}
+	n.dirty = true
+	return true, nil
+}
+
+// find looks key up in n alone: its value CID, or the link to follow, or neither.
+func find(n *node, key string, h []byte, depth int) (cid.Cid, *link, error) {
+	i, err := slotAt(h, depth)
+	if err != nil {
+		return cid.Undef, nil, err
+	}
+	s := n.slot(i)
+	switch {
+	case s == nil:
+		return cid.Undef, nil, nil
+	case s.link != nil:
+		return cid.Undef, s.link, nil
+	}
+	if pos, ok := bucketFind(s.bucket, key); ok {
+		return s.bucket[pos].value, nil, nil
+	}
+	return cid.Undef, nil, nil
+}
+
+// walkNodes visits n and its descendants in py-hamt's keys() order: a node, then its children
+// from the highest slot down, depth first. child resolves a link. It stops when visit returns
+// false or ctx is done.
+func walkNodes(ctx context.Context, n *node, depth int, child func(context.Context, *link, int) (*node, error), visit func(*node) bool) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	if !visit(n) {
+		return false, nil
+	}
+	for j := len(n.slots) - 1; j >= 0; j-- {
+		l := n.slots[j].link
+		if l == nil {
+			continue
+		}
+		c, err := child(ctx, l, depth+1)
+		if err != nil {
+			return false, err
+		}
+		more, err := walkNodes(ctx, c, depth+1, child, visit)
+		if !more || err != nil {
+			return false, err
+		}
+	}
+	return true, nil
+}

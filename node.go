@@ -1,0 +1,485 @@
+package hamt
+
+import (
+	"fmt"
+	"math/bits"
+	"unicode/utf8"
+
+	"github.com/ipfs/go-cid"
+	"github.com/multiformats/go-multicodec"
+)
+
+// node is one HAMT node in memory. Its block is a DAG-CBOR list of exactly 256 slots, byte-compatible
+// with py-hamt. As an IPLD schema:
+//
+//	type Node [Slot]              # always 256 items; item i is the slot for hash byte i
+//	type Slot union {
+//	  | Bucket map                # {} is an empty slot
+//	  | Link   list
+//	} representation kinded
+//	type Bucket {String:&Any}     # key -> CID of the value block (usually raw)
+//	type Link [&Node]             # exactly one element: the child's CID (dag-cbor)
+//
+// Bytes: `99 01 00` (array of 256), then per slot `a0` (empty), a map in canonical key order
+// (length-first, then bytewise), or `81 d8 2a 58 25 00 <cid>` (a link).
+//
+// In memory only occupied slots are kept: bitmap has bit i set when slot i is occupied, and slots
+// holds those slots in index order. Invariants: a bucket is never empty; a bucket's entries are in
+// canonical order with no key twice; exactly one of bucket and link is set in each kept slot.
+type node struct {
+	bitmap [4]uint64
+	slots  []slot
+	// dirty is set in write mode when the node changed since it was loaded or last saved; its CID is
+	// then unknown until the next flush.
+	dirty bool
+}
+
+// slot is an occupied slot: a bucket of entries or a link to a child node.
+type slot struct {
+	bucket []entry
+	link   *link
+}
+
+// entry is one key of a bucket and the CID of its value block.
+type entry struct {
+	key   string
+	value cid.Cid
+}
+
+// link points at a child node. id is the child's CID; it is stale while node is dirty. node is the
+// loaded child in write mode and always nil in read-only mode, where children are found by id.
+type link struct {
+	id   cid.Cid
+	node *node
+}
+
+// numSlots is the fan-out of every node: one slot per value of a hash byte.
+const numSlots = 256
+
+// index returns the position of slot i in n.slots and whether slot i is occupied.
+func (n *node) index(i int) (int, bool) {
+	word, bit := i>>6, uint(i&63)
+	pos := 0
+	for w := 0; w < word; w++ {
+		pos += bits.OnesCount64(n.bitmap[w])
+	}
+	pos += bits.OnesCount64(n.bitmap[word] & (1<<bit - 1))
+	return pos, n.bitmap[word]&(1<<bit) != 0
+}
+
+// slot returns slot i, or nil when it is empty.
+func (n *node) slot(i int) *slot {
+	pos, ok := n.index(i)
+	if !ok {
+		return nil
+	}
+	return &n.slots[pos]
+}
+
+// put sets slot i to s, occupying it if it was empty.
+func (n *node) put(i int, s slot) {
+	pos, ok := n.index(i)
+	if ok {
+		n.slots[pos] = s
+		return
+	}
+	n.bitmap[i>>6] |= 1 << uint(i&63)
+	n.slots = append(n.slots, slot{})
+	copy(n.slots[pos+1:], n.slots[pos:])
+	n.slots[pos] = s
+}
+
+// clear empties slot i.
+func (n *node) clear(i int) {
+	pos, ok := n.index(i)
+	if !ok {
+		return
+	}
+	n.bitmap[i>>6] &^= 1 << uint(i&63)
+	copy(n.slots[pos:], n.slots[pos+1:])
+	n.slots[len(n.slots)-1] = slot{}
+	n.slots = n.slots[:len(n.slots)-1]
+}
+
+// empty reports whether the node holds no entries and no links.
+func (n *node) empty() bool { return len(n.slots) == 0 }
+
+// each calls f for every occupied slot in index order.
+func (n *node) each(f func(i int, s *slot) bool) {
+	pos := 0
+	for w := 0; w < 4; w++ {
+		for b := n.bitmap[w]; b != 0; b &= b - 1 {
+			if !f(w<<6|bits.TrailingZeros64(b), &n.slots[pos]) {
+				return
+			}
+			pos++
+		}
+	}
+}
+
+// keyLess is DAG-CBOR's canonical order of text map keys: shorter first, then bytewise.
+func keyLess(a, b string) bool {
+	if len(a) != len(b) {
+		return len(a) < len(b)
+	}
+	return a < b
+}
+
+// bucketFind returns where key is, or would be inserted, in a canonically ordered bucket.
+func bucketFind(b []entry, key string) (int, bool) {
+	lo, hi := 0, len(b)
+	for lo < hi {
+		mid := int(uint(lo+hi) >> 1)
+		if keyLess(b[mid].key, key) {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	return lo, lo < len(b) && b[lo].key == key
+}
+
+// CBOR major types used by the node format.
+const (
+	majorBytes = 2
+	majorText  = 3
+	majorArray = 4
+	majorMap   = 5
+	majorTag   = 6
+)
+
+// cidTag is the CBOR tag of an IPLD link; the only tag DAG-CBOR allows.
+const cidTag = 42
+
+func headerLen(n uint64) int {
+	switch {
+	case n < 24:
+		return 1
+	case n <= 0xff:
+		return 2
+	case n <= 0xffff:
+		return 3
+	case n <= 0xffffffff:
+		return 5
+	}
+	return 9
+}
+
+// appendHeader appends the minimal CBOR head of major type major and argument n.
+func appendHeader(dst []byte, major byte, n uint64) []byte {
+	m := major << 5
+	switch {
+	case n < 24:
+		return append(dst, m|byte(n))
+	case n <= 0xff:
+		return append(dst, m|24, byte(n))
+	case n <= 0xffff:
+		return append(dst, m|25, byte(n>>8), byte(n))
+	case n <= 0xffffffff:
+		return append(dst, m|26, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	}
+	return append(dst, m|27, byte(n>>56), byte(n>>48), byte(n>>40), byte(n>>32),
+		byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+}
+
+// linkLen is the encoded size of a CID link: tag 42 over a byte string 0x00 || cid.
+func linkLen(c cid.Cid) int {
+	n := c.ByteLen() + 1
+	return 2 + headerLen(uint64(n)) + n
+}
+
+func appendLink(dst []byte, c cid.Cid) []byte {
+	dst = append(dst, 0xd8, cidTag)
+	s := c.KeyString()
+	dst = appendHeader(dst, majorBytes, uint64(len(s)+1))
+	dst = append(dst, 0)
+	return append(dst, s...)
+}
+
+// encodedLen is the exact size of n's block.
+func (n *node) encodedLen() int {
+	size := 3 + numSlots - len(n.slots) // header, plus one a0 per empty slot
+	for i := range n.slots {
+		s := &n.slots[i]
+		if s.link != nil {
+			size += 1 + linkLen(s.link.id)
+			continue
+		}
+		size += headerLen(uint64(len(s.bucket)))
+		for _, e := range s.bucket {
+			size += headerLen(uint64(len(e.key))) + len(e.key) + linkLen(e.value)
+		}
+	}
+	return size
+}
+
+// encode returns n's block. Every link must hold its child's current CID (children are saved
+// first); a missing one is a bug in the caller, reported as an error rather than written.
+func (n *node) encode() ([]byte, error) {
+	out := make([]byte, 0, n.encodedLen())
+	out = append(out, 0x99, 0x01, 0x00)
+	pos := 0
+	for w := 0; w < 4; w++ {
+		word := n.bitmap[w]
+		for b := 0; b < 64; b++ {
+			if word&(1<<uint(b)) == 0 {
+				out = append(out, 0xa0)
+				continue
+			}
+			s := &n.slots[pos]
+			pos++
+			if s.link != nil {
+				if !s.link.id.Defined() || (s.link.node != nil && s.link.node.dirty) {
+					return nil, fmt.Errorf("encode node: slot %d links to an unsaved child", w<<6|b)
+				}
+				out = appendLink(append(out, 0x81), s.link.id)
+				continue
+			}
+			out = appendHeader(out, majorMap, uint64(len(s.bucket)))
+			for _, e := range s.bucket {
+				out = appendHeader(out, majorText, uint64(len(e.key)))
+				out = append(out, e.key...)
+				out = appendLink(out, e.value)
+			}
+		}
+	}
+	return out, nil
+}
+
+// nodeDecoder reads one node block strictly: only the exact bytes encode would produce for some
+// node are accepted.
+type nodeDecoder struct {
+	b   []byte
+	s   string // b as a string: keys are substrings of it, one allocation per node
+	pos int
+}
+
+func (d *nodeDecoder) fail(format string, args ...any) error {
+	return fmt.Errorf("%w: at byte %d: %s", ErrMalformedNode, d.pos, fmt.Sprintf(format, args...))
+}
+
+// head reads a CBOR head and checks it is minimal and of definite length.
+func (d *nodeDecoder) head() (major byte, arg uint64, err error) {
+	if d.pos >= len(d.b) {
+		return 0, 0, d.fail("unexpected end of block")
+	}
+	ib := d.b[d.pos]
+	major, ai := ib>>5, ib&0x1f
+	var n int
+	switch {
+	case ai < 24:
+		d.pos++
+		return major, uint64(ai), nil
+	case ai == 24:
+		n = 1
+	case ai == 25:
+		n = 2
+	case ai == 26:
+		n = 4
+	case ai == 27:
+		n = 8
+	default:
+		return 0, 0, d.fail("indefinite length or reserved value 0x%02x", ib)
+	}
+	if d.pos+1+n > len(d.b) {
+		return 0, 0, d.fail("unexpected end of block")
+	}
+	for _, c := range d.b[d.pos+1 : d.pos+1+n] {
+		arg = arg<<8 | uint64(c)
+	}
+	if headerLen(arg) != 1+n {
+		return 0, 0, d.fail("non-minimal length %d", arg)
+	}
+	d.pos += 1 + n
+	return major, arg, nil
+}
+
+// take skips n bytes of string content and returns where they start.
+func (d *nodeDecoder) take(n uint64) (int, error) {
+	if n > uint64(len(d.b)-d.pos) {
+		return 0, d.fail("string of %d bytes runs past the end of the block", n)
+	}
+	start := d.pos
+	d.pos += int(n)
+	return start, nil
+}
+
+// linkSpan reads the framing of a CID link (tag 42 over a byte string 0x00 || cid) and returns
+// where the CID's bytes are.
+func (d *nodeDecoder) linkSpan() (int, int, error) {
+	major, tag, err := d.head()
+	if err != nil {
+		return 0, 0, err
+	}
+	if major != majorTag || tag != cidTag {
+		return 0, 0, d.fail("want a CID link (tag 42), got major type %d value %d", major, tag)
+	}
+	major, n, err := d.head()
+	if err != nil {
+		return 0, 0, err
+	}
+	if major != majorBytes || n < 2 {
+		return 0, 0, d.fail("a CID link must hold a byte string 0x00 || cid")
+	}
+	start, err := d.take(n)
+	if err != nil {
+		return 0, 0, err
+	}
+	if d.b[start] != 0 {
+		return 0, 0, d.fail("CID link does not start with the identity multibase prefix 0x00")
+	}
+	return start + 1, start + int(n), nil
+}
+
+// link reads a CID link and parses the CID strictly: the byte string holds exactly one CID.
+func (d *nodeDecoder) link() (cid.Cid, error) {
+	start, end, err := d.linkSpan()
+	if err != nil {
+		return cid.Undef, err
+	}
+	used, c, err := cid.CidFromBytes(d.b[start:end])
+	if err != nil {
+		return cid.Undef, d.fail("invalid CID: %v", err)
+	}
+	if used != end-start {
+		return cid.Undef, d.fail("trailing bytes after CID")
+	}
+	return c, nil
+}
+
+// decodeNode parses a node block. Anything but the exact encoding of a valid node is
+// ErrMalformedNode: wrong shape, non-canonical CBOR, unordered or duplicate keys, empty buckets,
+// links to non-dag-cbor blocks, trailing bytes.
+func decodeNode(b []byte) (*node, error) {
+	if len(b) < 3 || b[0] != 0x99 || b[1] != 0x01 || b[2] != 0x00 {
+		return nil, fmt.Errorf("%w: not a list of 256 slots", ErrMalformedNode)
+	}
+	// Pass 1 checks the framing and counts, so pass 2 allocates the slots and all bucket entries
+	// once each, at their final sizes.
+	d := nodeDecoder{b: b, pos: 3}
+	var occupied, entries int
+	for i := 0; i < numSlots; i++ {
+		if err := d.skipSlot(&occupied, &entries); err != nil {
+			return nil, fmt.Errorf("slot %d: %w", i, err)
+		}
+	}
+	if d.pos != len(b) {
+		return nil, d.fail("%d trailing bytes after the node", len(b)-d.pos)
+	}
+	n := &node{slots: make([]slot, 0, occupied)}
+	all := make([]entry, entries)
+	d.s, d.pos = string(b), 3
+	for i := 0; i < numSlots; i++ {
+		s, ok, err := d.slot(&all)
+		if err != nil {
+			return nil, fmt.Errorf("slot %d: %w", i, err)
+		}
+		if ok {
+			n.bitmap[i>>6] |= 1 << uint(i&63)
+			n.slots = append(n.slots, s)
+		}
+	}
+	return n, nil
+}
+
+// skipSlot checks the framing of one slot and counts it if occupied, with its entries.
+func (d *nodeDecoder) skipSlot(occupied, entries *int) error {
+	if d.pos >= len(d.b) {
+		return d.fail("unexpected end of block")
+	}
+	switch d.b[d.pos] {
+	case 0xa0:
+		d.pos++
+		return nil
+	case 0x81:
+		d.pos++
+		*occupied++
+		_, _, err := d.linkSpan()
+		return err
+	}
+	major, n, err := d.head()
+	if err != nil {
+		return err
+	}
+	if major != majorMap {
+		return d.fail("a slot must be a map or a one-element list, got major type %d", major)
+	}
+	*occupied++
+	for j := uint64(0); j < n; j++ {
+		major, kl, err := d.head()
+		if err != nil {
+			return err
+		}
+		if major != majorText {
+			return d.fail("bucket keys must be text strings, got major type %d", major)
+		}
+		if _, err := d.take(kl); err != nil {
+			return err
+		}
+		if _, _, err := d.linkSpan(); err != nil {
+			return err
+		}
+		*entries++
+	}
+	return nil
+}
+
+// slot decodes one slot whose framing skipSlot has checked, taking its bucket's entries from the
+// front of *all. A bucket's capacity is cut to its length, so appending to it in write mode copies
+// rather than overwriting the next bucket.
+func (d *nodeDecoder) slot(all *[]entry) (slot, bool, error) {
+	switch d.b[d.pos] {
+	case 0xa0:
+		d.pos++
+		return slot{}, false, nil
+	case 0x81:
+		d.pos++
+		c, err := d.link()
+		if err != nil {
+			return slot{}, false, err
+		}
+		if c.Type() != uint64(multicodec.DagCbor) {
+			return slot{}, false, d.fail("link to a child node must be dag-cbor, got codec 0x%x", c.Type())
+		}
+		return slot{link: &link{id: c}}, true, nil
+	}
+	_, n, _ := d.head()
+	bucket := (*all)[:n:n]
+	*all = (*all)[n:]
+	for j := range bucket {
+		_, kl, _ := d.head()
+		start, _ := d.take(kl)
+		key := d.s[start : start+int(kl)]
+		if !utf8.ValidString(key) {
+			return slot{}, false, d.fail("bucket key is not valid UTF-8")
+		}
+		if j > 0 && !keyLess(bucket[j-1].key, key) {
+			return slot{}, false, d.fail("bucket keys %q and %q are not in canonical order", bucket[j-1].key, key)
+		}
+		c, err := d.link()
+		if err != nil {
+			return slot{}, false, err
+		}
+		bucket[j] = entry{key: key, value: c}
+	}
+	return slot{bucket: bucket}, true, nil
+}
+
+// memSize approximates the memory n takes, for cache budgets: headers, slots, entries, keys and
+// CIDs.
+func (n *node) memSize() int64 {
+	const cidOverhead = 16 // string header of a cid.Cid
+	size := int64(64 + cap(n.slots)*32)
+	for i := range n.slots {
+		s := &n.slots[i]
+		if s.link != nil {
+			size += 32 + int64(s.link.id.ByteLen())
+			continue
+		}
+		size += int64(cap(s.bucket)) * 32
+		for _, e := range s.bucket {
+			size += int64(len(e.key)) + cidOverhead + int64(e.value.ByteLen())
+		}
+	}
+	return size
+}

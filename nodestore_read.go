@@ -1,0 +1,203 @@
+package hamt
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/ipfs/go-cid"
+	"golang.org/x/sync/singleflight"
+)
+
+// readStore serves a read-only map's nodes. Nodes are immutable once decoded and shared by all
+// readers; the root is always held, the rest go through a bounded cache.
+type readStore struct {
+	root     cid.Cid
+	rootNode *node
+	cache    *nodeCache
+}
+
+func newReadStore(ctx context.Context, load loadFunc, root cid.Cid, budget int64) (*readStore, error) {
+	if !root.Defined() {
+		return nil, fmt.Errorf("undefined root CID")
+	}
+	n, _, err := load(ctx, root)
+	if err != nil {
+		return nil, fmt.Errorf("root: %w", err)
+	}
+	return &readStore{root: root, rootNode: n, cache: newNodeCache(load, budget)}, nil
+}
+
+// node returns the node id.
+func (r *readStore) node(ctx context.Context, id cid.Cid) (*node, error) {
+	if id.Equals(r.root) {
+		return r.rootNode, nil
+	}
+	return r.cache.get(ctx, id)
+}
+
+func (r *readStore) child(ctx context.Context, l *link, depth int) (*node, error) {
+	n, err := r.node(ctx, l.id)
+	if err != nil {
+		return nil, fmt.Errorf("depth %d: %w", depth, err)
+	}
+	return n, nil
+}
+
+// lookup finds key's value CID. It takes no lock but the cache shard's.
+func (r *readStore) lookup(ctx context.Context, key string, h []byte) (cid.Cid, bool, error) {
+	n := r.rootNode
+	for depth := 0; ; depth++ {
+		id, next, err := find(n, key, h, depth)
+		if err != nil || next == nil {
+			return id, id.Defined(), err
+		}
+		if n, err = r.child(ctx, next, depth+1); err != nil {
+			return cid.Undef, false, err
+		}
+	}
+}
+
+// walk visits every node under id in keys() order.
+func (r *readStore) walk(ctx context.Context, id cid.Cid, visit func(*node) bool) error {
+	n, err := r.node(ctx, id)
+	if err != nil {
+		return err
+	}
+	_, err = walkNodes(ctx, n, 0, r.child, visit)
+	return err
+}
+
+// nodeCache holds decoded nodes within a memory budget. It is split into shards, each with its own
+// lock, map and CLOCK ring, so readers of different nodes rarely meet; a hit takes one shard read
+// lock. Concurrent misses of the same node share one load.
+type nodeCache struct {
+	load   loadFunc
+	shards [cacheShards]cacheShard
+	budget int64 // per shard
+}
+
+const cacheShards = 32
+
+type cacheShard struct {
+	mu      sync.RWMutex
+	entries map[string]*cacheEntry
+	ring    []*cacheEntry // CLOCK order; hand sweeps it to pick victims
+	hand    int
+	bytes   int64
+	loads   singleflight.Group
+}
+
+type cacheEntry struct {
+	key  string
+	node *node
+	size int64
+	used atomic.Bool // set on every hit, cleared as the hand passes: the second chance
+}
+
+func newNodeCache(load loadFunc, budget int64) *nodeCache {
+	c := &nodeCache{load: load, budget: budget / cacheShards}
+	for i := range c.shards {
+		c.shards[i].entries = make(map[string]*cacheEntry)
+	}
+	return c
+}
+
+func (c *nodeCache) shard(key string) *cacheShard {
+	// The last byte of a CID is a byte of its digest: uniformly spread.
+	return &c.shards[int(key[len(key)-1])%cacheShards]
+}
+
+// get returns node id from the cache, loading it on a miss. A caller whose ctx ends stops waiting;
+// the load itself finishes for the other waiters.
+func (c *nodeCache) get(ctx context.Context, id cid.Cid) (*node, error) {
+	key := id.KeyString()
+	if key == "" {
+		return nil, fmt.Errorf("%w: undefined CID", ErrMalformedNode)
+	}
+	s := c.shard(key)
+	s.mu.RLock()
+	e := s.entries[key]
+	s.mu.RUnlock()
+	if e != nil {
+		if !e.used.Load() {
+			e.used.Store(true)
+		}
+		return e.node, nil
+	}
+	ch := s.loads.DoChan(key, func() (any, error) {
+		n, blockLen, err := c.load(context.WithoutCancel(ctx), id)
+		if err != nil {
+			return nil, err
+		}
+		c.insert(s, key, n, n.memSize()+int64(blockLen))
+		return n, nil
+	})
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		return res.Val.(*node), nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// insert adds a node, evicting by CLOCK until it fits. A node larger than the shard's budget is
+// not kept.
+func (c *nodeCache) insert(s *cacheShard, key string, n *node, size int64) {
+	if size > c.budget {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.entries[key]; ok {
+		return
+	}
+	for s.bytes+size > c.budget && len(s.ring) > 0 {
+		if s.hand >= len(s.ring) {
+			s.hand = 0
+		}
+		victim := s.ring[s.hand]
+		if victim.used.Load() {
+			victim.used.Store(false)
+			s.hand++
+			continue
+		}
+		last := s.ring[len(s.ring)-1]
+		s.ring[s.hand] = last
+		s.ring[len(s.ring)-1] = nil
+		s.ring = s.ring[:len(s.ring)-1]
+		delete(s.entries, victim.key)
+		s.bytes -= victim.size
+	}
+	e := &cacheEntry{key: key, node: n, size: size}
+	s.ring = append(s.ring, e)
+	s.entries[key] = e
+	s.bytes += size
+}
+
+// size is the approximate memory of the cached nodes.
+func (c *nodeCache) size() int64 {
+	var total int64
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.RLock()
+		total += s.bytes
+		s.mu.RUnlock()
+	}
+	return total
+}
+
+// clear drops every cached node.
+func (c *nodeCache) clear() {
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		s.entries = make(map[string]*cacheEntry)
+		s.ring, s.hand, s.bytes = nil, 0, 0
+		s.mu.Unlock()
+	}
+}

@@ -1,0 +1,256 @@
+package hamt
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/ipfs/go-cid"
+	"github.com/multiformats/go-multicodec"
+)
+
+// loadFunc fetches and decodes the node id, returning it with its block size.
+type loadFunc func(ctx context.Context, id cid.Cid) (*node, int, error)
+
+// writeStore holds a write-mode map's nodes in memory. Nodes are loaded from the CAS on first use
+// and kept; changed nodes are marked dirty and saved only by flush. Everything is guarded by mu.
+//
+// Invariant: the ancestors of a dirty node are dirty, so a flush finds every changed node by
+// following dirty links from the root, and saves nothing unreachable.
+type writeStore struct {
+	mu     sync.Mutex
+	load   loadFunc
+	root   *node   // nil until first needed when the store starts from a saved root
+	rootID cid.Cid // the root's CID while the root is not dirty
+	closed bool    // set when the map switched to read-only; the store must not be used again
+}
+
+func newWriteStore(load loadFunc, root *node, rootID cid.Cid) *writeStore {
+	return &writeStore{load: load, root: root, rootID: rootID}
+}
+
+// rootNode returns the root, loading it if needed.
+func (w *writeStore) rootNode(ctx context.Context) (*node, error) {
+	if w.root == nil {
+		n, _, err := w.load(ctx, w.rootID)
+		if err != nil {
+			return nil, fmt.Errorf("root: %w", err)
+		}
+		w.root = n
+	}
+	return w.root, nil
+}
+
+// child returns the node l points to, loading and keeping it if needed.
+func (w *writeStore) child(ctx context.Context, l *link, depth int) (*node, error) {
+	if l.node == nil {
+		n, _, err := w.load(ctx, l.id)
+		if err != nil {
+			return nil, fmt.Errorf("depth %d: %w", depth, err)
+		}
+		l.node = n
+	}
+	return l.node, nil
+}
+
+// lookup finds key's value CID.
+func (w *writeStore) lookup(ctx context.Context, key string, h []byte) (cid.Cid, bool, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n, err := w.rootNode(ctx)
+	if err != nil {
+		return cid.Undef, false, err
+	}
+	for depth := 0; ; depth++ {
+		id, next, err := find(n, key, h, depth)
+		if err != nil || next == nil {
+			return id, id.Defined(), err
+		}
+		if n, err = w.child(ctx, next, depth+1); err != nil {
+			return cid.Undef, false, err
+		}
+	}
+}
+
+// walk visits every node in keys() order, loading what is not in memory. Callers hold mu.
+func (w *writeStore) walk(ctx context.Context, visit func(*node) bool) error {
+	root, err := w.rootNode(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = walkNodes(ctx, root, 0, w.child, visit)
+	return err
+}
+
+// keys returns a snapshot of every key.
+func (w *writeStore) keys(ctx context.Context) ([]string, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var keys []string
+	err := w.walk(ctx, func(n *node) bool {
+		n.each(func(_ int, s *slot) bool {
+			for _, e := range s.bucket {
+				keys = append(keys, e.key)
+			}
+			return true
+		})
+		return true
+	})
+	return keys, err
+}
+
+// count returns the number of keys.
+func (w *writeStore) count(ctx context.Context) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	count := 0
+	err := w.walk(ctx, func(n *node) bool {
+		for i := range n.slots {
+			count += len(n.slots[i].bucket)
+		}
+		return true
+	})
+	return count, err
+}
+
+// currentRoot is the root CID if nothing changed since the last flush.
+func (w *writeStore) currentRoot() (cid.Cid, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.root != nil && w.root.dirty {
+		return cid.Undef, ErrUnflushed
+	}
+	return w.rootID, nil
+}
+
+// pendingNode is a dirty node to save and the link (nil for the root) that must learn its CID.
+type pendingNode struct {
+	n  *node
+	up *link
+}
+
+// flush saves every dirty node, deepest level first so children are saved (and their parents'
+// links updated) before their parents are encoded; the nodes of one level are saved by up to
+// workers goroutines at once. If a save fails, what was saved stays saved and the rest stays
+// dirty, so a later flush finishes the job. Callers hold mu.
+func (w *writeStore) flush(ctx context.Context, cas CAS, workers int) (cid.Cid, error) {
+	if w.root == nil || !w.root.dirty {
+		return w.rootID, nil
+	}
+	var levels [][]pendingNode
+	var collect func(n *node, up *link, depth int)
+	collect = func(n *node, up *link, depth int) {
+		if depth == len(levels) {
+			levels = append(levels, nil)
+		}
+		levels[depth] = append(levels[depth], pendingNode{n, up})
+		for i := range n.slots {
+			if l := n.slots[i].link; l != nil && l.node != nil && l.node.dirty {
+				collect(l.node, l, depth+1)
+			}
+		}
+	}
+	collect(w.root, nil, 0)
+	var rootID cid.Cid
+	for d := len(levels) - 1; d >= 0; d-- {
+		err := saveNodes(ctx, cas, levels[d], workers, func(p pendingNode, id cid.Cid) {
+			if p.up != nil {
+				p.up.id = id
+			} else {
+				rootID = id
+			}
+		})
+		if err != nil {
+			return cid.Undef, fmt.Errorf("flush depth %d: %w", d, err)
+		}
+	}
+	w.rootID = rootID
+	return rootID, nil
+}
+
+// saveNodes encodes and saves nodes with up to workers goroutines, calling saved for each (from
+// the goroutine that saved it; each pendingNode's link is its own, so these writes do not race).
+func saveNodes(ctx context.Context, cas CAS, nodes []pendingNode, workers int, saved func(pendingNode, cid.Cid)) error {
+	save := func(p pendingNode) error {
+		b, err := p.n.encode()
+		if err != nil {
+			return err
+		}
+		id, err := cas.Save(ctx, b, multicodec.DagCbor)
+		if err != nil {
+			return fmt.Errorf("save node: %w", err)
+		}
+		if id.Type() != uint64(multicodec.DagCbor) {
+			return fmt.Errorf("save node: store returned %s, which is not a dag-cbor CID", id)
+		}
+		p.n.dirty = false
+		saved(p, id)
+		return nil
+	}
+	workers = min(workers, len(nodes))
+	if workers <= 1 {
+		for _, p := range nodes {
+			if err := save(p); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	var (
+		next     atomic.Int64
+		failed   atomic.Bool
+		errOnce  sync.Once
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	for range workers {
+		wg.Go(func() {
+			for !failed.Load() {
+				j := int(next.Add(1) - 1)
+				if j >= len(nodes) {
+					return
+				}
+				if err := save(nodes[j]); err != nil {
+					errOnce.Do(func() { firstErr = err })
+					failed.Store(true)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return firstErr
+}
+
+// vacate drops every node but the root from memory. Callers flush first: only clean nodes can be
+// dropped, since their CIDs are all that is kept.
+func (w *writeStore) vacate() {
+	if w.root == nil {
+		return
+	}
+	for i := range w.root.slots {
+		if l := w.root.slots[i].link; l != nil {
+			l.node = nil
+		}
+	}
+}
+
+// size is the approximate memory of the nodes in memory.
+func (w *writeStore) size() int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var total int64
+	var add func(n *node)
+	add = func(n *node) {
+		total += n.memSize()
+		for i := range n.slots {
+			if l := n.slots[i].link; l != nil && l.node != nil {
+				add(l.node)
+			}
+		}
+	}
+	if w.root != nil {
+		add(w.root)
+	}
+	return total
+}
