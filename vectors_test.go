@@ -378,7 +378,7 @@ type formatFacts struct {
 		Indices []int  `json:"index_at_depth"`
 	} `json:"key_hash_and_indices"`
 	// Its field names are not valid Go tag names: read as a map.
-	DagCBOR map[string]any `json:"dagcbor_examples"`
+	DagCBOR     map[string]any `json:"dagcbor_examples"`
 	LinkExample struct {
 		FirstHashBytes map[string]string `json:"first_hash_bytes"`
 	} `json:"inmemorycas_link_example"`
