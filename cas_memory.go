@@ -13,27 +13,61 @@ import (
 // stores and Kubo do. Blocks are kept by multihash, so the same bytes saved as raw and as dag-cbor
 // are stored once and load under either CID, as in an IPFS blockstore. It is safe for concurrent
 // use; the zero value is not usable, call NewMemoryCAS.
+//
+// Small blocks are packed into large slabs and indexed by pointer-free references, so a store of
+// millions of blocks costs the garbage collector almost nothing to scan.
 type MemoryCAS struct {
 	shards [memoryShards]memoryShard
 }
 
-const memoryShards = 64
+const (
+	memoryShards = 64
+	slabSize     = 256 << 10 // blocks up to slabSize/4 are packed; larger ones get a slab each
+)
 
 type memoryShard struct {
 	mu     sync.RWMutex
-	blake3 map[[32]byte][]byte // blocks addressed by blake3-256, the common case
-	other  map[string][]byte   // blocks put with any other multihash, by multihash bytes
+	blake3 map[[32]byte]blockRef // blocks addressed by blake3-256, the common case
+	other  map[string]blockRef   // blocks put with any other multihash, by multihash bytes
+	slabs  [][]byte              // append-only; a block never moves once written
 	bytes  int64
+}
+
+// blockRef locates a block's bytes: slabs[slab][off:off+n].
+type blockRef struct {
+	slab, off, n uint32
 }
 
 // NewMemoryCAS returns an empty MemoryCAS.
 func NewMemoryCAS() *MemoryCAS {
 	m := &MemoryCAS{}
 	for i := range m.shards {
-		m.shards[i].blake3 = make(map[[32]byte][]byte)
-		m.shards[i].other = make(map[string][]byte)
+		m.shards[i].blake3 = make(map[[32]byte]blockRef)
+		m.shards[i].other = make(map[string]blockRef)
 	}
 	return m
+}
+
+// store copies data into the shard's slabs. Callers hold s.mu.
+func (s *memoryShard) store(data []byte) blockRef {
+	s.bytes += int64(len(data))
+	if len(data) > slabSize/4 {
+		s.slabs = append(s.slabs, append([]byte(nil), data...))
+		return blockRef{slab: uint32(len(s.slabs) - 1), n: uint32(len(data))}
+	}
+	last := len(s.slabs) - 1
+	if last < 0 || cap(s.slabs[last])-len(s.slabs[last]) < len(data) || cap(s.slabs[last]) != slabSize {
+		s.slabs = append(s.slabs, make([]byte, 0, slabSize))
+		last++
+	}
+	off := len(s.slabs[last])
+	s.slabs[last] = append(s.slabs[last], data...)
+	return blockRef{slab: uint32(last), off: uint32(off), n: uint32(len(data))}
+}
+
+// bytesOf returns a copy of the block r. Callers hold s.mu (read).
+func (s *memoryShard) bytesOf(r blockRef) []byte {
+	return append(make([]byte, 0, r.n), s.slabs[r.slab][r.off:r.off+r.n]...)
 }
 
 // Save stores a copy of data and returns CIDv1(codec, blake3-256(data)).
@@ -46,8 +80,7 @@ func (m *MemoryCAS) Save(ctx context.Context, data []byte, codec multicodec.Code
 	s := &m.shards[d[0]%memoryShards]
 	s.mu.Lock()
 	if _, ok := s.blake3[d]; !ok {
-		s.blake3[d] = append([]byte(nil), data...)
-		s.bytes += int64(len(data))
+		s.blake3[d] = s.store(data)
 	}
 	s.mu.Unlock()
 	return id, nil
@@ -67,8 +100,7 @@ func (m *MemoryCAS) Put(ctx context.Context, id cid.Cid, data []byte) error {
 		s := &m.shards[d[0]%memoryShards]
 		s.mu.Lock()
 		if _, ok := s.blake3[d]; !ok {
-			s.blake3[d] = append([]byte(nil), data...)
-			s.bytes += int64(len(data))
+			s.blake3[d] = s.store(data)
 		}
 		s.mu.Unlock()
 		return nil
@@ -77,8 +109,7 @@ func (m *MemoryCAS) Put(ctx context.Context, id cid.Cid, data []byte) error {
 	s := &m.shards[k[len(k)-1]%memoryShards]
 	s.mu.Lock()
 	if _, ok := s.other[k]; !ok {
-		s.other[k] = append([]byte(nil), data...)
-		s.bytes += int64(len(data))
+		s.other[k] = s.store(data)
 	}
 	s.mu.Unlock()
 	return nil
@@ -89,11 +120,13 @@ func (m *MemoryCAS) Load(ctx context.Context, id cid.Cid) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	b, ok := m.get(id)
+	s, r, ok := m.find(id)
 	if !ok {
 		return nil, fmt.Errorf("load %s: %w", id, ErrNotFound)
 	}
-	return append(make([]byte, 0, len(b)), b...), nil
+	b := s.bytesOf(r)
+	s.mu.RUnlock()
+	return b, nil
 }
 
 // Has reports whether the store holds block id.
@@ -101,27 +134,35 @@ func (m *MemoryCAS) Has(ctx context.Context, id cid.Cid) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
-	_, ok := m.get(id)
+	s, _, ok := m.find(id)
+	if ok {
+		s.mu.RUnlock()
+	}
 	return ok, nil
 }
 
-func (m *MemoryCAS) get(id cid.Cid) ([]byte, bool) {
+// find looks id up and, when found, returns with its shard read-locked.
+func (m *MemoryCAS) find(id cid.Cid) (*memoryShard, blockRef, bool) {
 	if !id.Defined() {
-		return nil, false
+		return nil, blockRef{}, false
 	}
-	if d, ok := blake3Digest(id); ok {
-		s := &m.shards[d[0]%memoryShards]
+	var s *memoryShard
+	var r blockRef
+	var ok bool
+	if d, isB3 := blake3Digest(id); isB3 {
+		s = &m.shards[d[0]%memoryShards]
 		s.mu.RLock()
-		b, ok := s.blake3[d]
-		s.mu.RUnlock()
-		return b, ok
+		r, ok = s.blake3[d]
+	} else {
+		k := string(id.Hash())
+		s = &m.shards[k[len(k)-1]%memoryShards]
+		s.mu.RLock()
+		r, ok = s.other[k]
 	}
-	k := string(id.Hash())
-	s := &m.shards[k[len(k)-1]%memoryShards]
-	s.mu.RLock()
-	b, ok := s.other[k]
-	s.mu.RUnlock()
-	return b, ok
+	if !ok {
+		s.mu.RUnlock()
+	}
+	return s, r, ok
 }
 
 // Len returns the number of blocks held.

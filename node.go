@@ -3,6 +3,7 @@ package hamt
 import (
 	"fmt"
 	"math/bits"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/ipfs/go-cid"
@@ -47,10 +48,12 @@ type entry struct {
 }
 
 // link points at a child node. id is the child's CID; it is stale while node is dirty. node is the
-// loaded child in write mode and always nil in read-only mode, where children are found by id.
+// loaded child in write mode and always nil in read-only mode, where children are found by id
+// through the node cache; there cached short-cuts that lookup while the child stays cached.
 type link struct {
-	id   cid.Cid
-	node *node
+	id     cid.Cid
+	node   *node
+	cached atomic.Pointer[cacheEntry]
 }
 
 // numSlots is the fan-out of every node: one slot per value of a hash byte.

@@ -34,13 +34,23 @@ func (r *readStore) node(ctx context.Context, id cid.Cid) (*node, error) {
 	if id.Equals(r.root) {
 		return r.rootNode, nil
 	}
-	return r.cache.get(ctx, id)
+	n, _, err := r.cache.get(ctx, id)
+	return n, err
 }
 
+// child returns the node l points to. A warm walk follows l.cached without touching the cache's
+// maps; a miss goes through the cache and remembers the entry in l.
 func (r *readStore) child(ctx context.Context, l *link, depth int) (*node, error) {
-	n, err := r.node(ctx, l.id)
+	if e := l.cached.Load(); e != nil {
+		e.touch()
+		return e.node, nil
+	}
+	n, e, err := r.cache.get(ctx, l.id)
 	if err != nil {
 		return nil, fmt.Errorf("depth %d: %w", depth, err)
+	}
+	if e != nil {
+		e.attach(l)
 	}
 	return n, nil
 }
@@ -94,6 +104,34 @@ type cacheEntry struct {
 	node *node
 	size int64
 	used atomic.Bool // set on every hit, cleared as the hand passes: the second chance
+	// from is the link that short-cuts to this entry, if any; eviction unhooks it so the node can
+	// be freed. evicted is set under the shard lock before from is read.
+	from    atomic.Pointer[link]
+	evicted atomic.Bool
+}
+
+func (e *cacheEntry) touch() {
+	if !e.used.Load() {
+		e.used.Store(true)
+	}
+}
+
+// attach makes l short-cut to e. Either attach sees that e was evicted, or the eviction sees l in
+// from: both sides write before they read, so a link never keeps an evicted node for long.
+func (e *cacheEntry) attach(l *link) {
+	l.cached.Store(e)
+	e.from.Store(l)
+	if e.evicted.Load() {
+		l.cached.CompareAndSwap(e, nil)
+	}
+}
+
+// detach is eviction's side of attach. Callers hold the shard lock.
+func (e *cacheEntry) detach() {
+	e.evicted.Store(true)
+	if l := e.from.Load(); l != nil {
+		l.cached.CompareAndSwap(e, nil)
+	}
 }
 
 func newNodeCache(load loadFunc, budget int64) *nodeCache {
@@ -109,52 +147,55 @@ func (c *nodeCache) shard(key string) *cacheShard {
 	return &c.shards[int(key[len(key)-1])%cacheShards]
 }
 
-// get returns node id from the cache, loading it on a miss. A caller whose ctx ends stops waiting;
-// the load itself finishes for the other waiters.
-func (c *nodeCache) get(ctx context.Context, id cid.Cid) (*node, error) {
+// get returns node id, loading it on a miss, and its cache entry (nil if the node was not kept).
+// A caller whose ctx ends stops waiting; the load itself finishes for the other waiters.
+func (c *nodeCache) get(ctx context.Context, id cid.Cid) (*node, *cacheEntry, error) {
 	key := id.KeyString()
 	if key == "" {
-		return nil, fmt.Errorf("%w: undefined CID", ErrMalformedNode)
+		return nil, nil, fmt.Errorf("%w: undefined CID", ErrMalformedNode)
 	}
 	s := c.shard(key)
 	s.mu.RLock()
 	e := s.entries[key]
 	s.mu.RUnlock()
 	if e != nil {
-		if !e.used.Load() {
-			e.used.Store(true)
-		}
-		return e.node, nil
+		e.touch()
+		return e.node, e, nil
 	}
 	ch := s.loads.DoChan(key, func() (any, error) {
 		n, blockLen, err := c.load(context.WithoutCancel(ctx), id)
 		if err != nil {
 			return nil, err
 		}
-		c.insert(s, key, n, n.memSize()+int64(blockLen))
+		if e := c.insert(s, key, n, n.memSize()+int64(blockLen)); e != nil {
+			return e, nil
+		}
 		return n, nil
 	})
 	select {
 	case res := <-ch:
-		if res.Err != nil {
-			return nil, res.Err
+		switch v := res.Val.(type) {
+		case *cacheEntry:
+			return v.node, v, nil
+		case *node:
+			return v, nil, nil
 		}
-		return res.Val.(*node), nil
+		return nil, nil, res.Err
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return nil, nil, ctx.Err()
 	}
 }
 
-// insert adds a node, evicting by CLOCK until it fits. A node larger than the shard's budget is
-// not kept.
-func (c *nodeCache) insert(s *cacheShard, key string, n *node, size int64) {
+// insert adds a node, evicting by CLOCK until it fits, and returns its entry. A node larger than
+// the shard's budget is not kept (nil).
+func (c *nodeCache) insert(s *cacheShard, key string, n *node, size int64) *cacheEntry {
 	if size > c.budget {
-		return
+		return nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.entries[key]; ok {
-		return
+	if e, ok := s.entries[key]; ok {
+		return e
 	}
 	for s.bytes+size > c.budget && len(s.ring) > 0 {
 		if s.hand >= len(s.ring) {
@@ -172,11 +213,13 @@ func (c *nodeCache) insert(s *cacheShard, key string, n *node, size int64) {
 		s.ring = s.ring[:len(s.ring)-1]
 		delete(s.entries, victim.key)
 		s.bytes -= victim.size
+		victim.detach()
 	}
 	e := &cacheEntry{key: key, node: n, size: size}
 	s.ring = append(s.ring, e)
 	s.entries[key] = e
 	s.bytes += size
+	return e
 }
 
 // size is the approximate memory of the cached nodes.
@@ -196,6 +239,9 @@ func (c *nodeCache) clear() {
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.Lock()
+		for _, e := range s.ring {
+			e.detach()
+		}
 		s.entries = make(map[string]*cacheEntry)
 		s.ring, s.hand, s.bytes = nil, 0, 0
 		s.mu.Unlock()

@@ -1,0 +1,322 @@
+package hamt_test
+
+// Benchmarks of the workloads in the core issue: keys "key-%d" with 32-byte random values on a
+// MemoryCAS, at 10k/100k/1M keys and bucket sizes 1, 4, 8, 16. One iteration runs the whole
+// workload; the per-key numbers (ns/key, allocs/key) are what to compare. Run, for example:
+//
+//	go test -run XXX -bench 'Bulk/keys=1000000/bucket=4' -benchtime 1x -count 5 .
+//
+// The read benchmarks give the map a cache large enough for the whole tree (1 GiB) so that "warm"
+// means every node is cached.
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hamt-go/hamt"
+	"github.com/ipfs/go-cid"
+)
+
+var (
+	benchSizes   = []int{10_000, 100_000, 1_000_000}
+	benchBuckets = []int{1, 4, 8, 16}
+)
+
+const benchCache = 1 << 30
+
+func benchKeys(n int) []string {
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("key-%d", i)
+	}
+	return keys
+}
+
+func benchValues(n int) [][]byte {
+	r := rand.New(rand.NewPCG(1, 2))
+	vals := make([][]byte, n)
+	for i := range vals {
+		v := make([]byte, 32)
+		for j := range v {
+			v[j] = byte(r.Uint32())
+		}
+		vals[i] = v
+	}
+	return vals
+}
+
+func shuffled(keys []string, seed uint64) []string {
+	out := append([]string(nil), keys...)
+	rand.New(rand.NewPCG(seed, 7)).Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	return out
+}
+
+// fixture is a flushed map shared by the read benchmarks of one size and bucket size.
+type fixture struct {
+	cas  *hamt.MemoryCAS
+	root cid.Cid
+	keys []string
+	vals [][]byte
+}
+
+var (
+	fixturesMu sync.Mutex
+	fixtures   = map[[2]int]*fixture{}
+)
+
+func getFixture(b *testing.B, n, bucket int) *fixture {
+	fixturesMu.Lock()
+	defer fixturesMu.Unlock()
+	if f, ok := fixtures[[2]int{n, bucket}]; ok {
+		return f
+	}
+	ctx := context.Background()
+	f := &fixture{cas: hamt.NewMemoryCAS(), keys: benchKeys(n), vals: benchValues(n)}
+	m, err := hamt.New(ctx, f.cas, hamt.Bytes, hamt.WithBucketSize(bucket))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i, k := range f.keys {
+		if err := m.Set(ctx, k, f.vals[i]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if f.root, err = m.Flush(ctx); err != nil {
+		b.Fatal(err)
+	}
+	fixtures[[2]int{n, bucket}] = f
+	return f
+}
+
+// perKey runs fn b.N times and reports time and allocations per key.
+func perKey(b *testing.B, keys int, fn func()) {
+	b.Helper()
+	b.ReportAllocs()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	b.ResetTimer()
+	for b.Loop() {
+		fn()
+	}
+	b.StopTimer()
+	runtime.ReadMemStats(&after)
+	total := float64(b.N * keys)
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/total, "ns/key")
+	b.ReportMetric(float64(after.Mallocs-before.Mallocs)/total, "allocs/key")
+}
+
+func forSizes(b *testing.B, fn func(b *testing.B, n, bucket int)) {
+	for _, n := range benchSizes {
+		for _, bucket := range benchBuckets {
+			b.Run(fmt.Sprintf("keys=%d/bucket=%d", n, bucket), func(b *testing.B) { fn(b, n, bucket) })
+		}
+	}
+}
+
+// BenchmarkBulk: Set every key into a new map, then Flush. Also reports the peak heap seen
+// during the run (sampled every millisecond) and the live heap after it, MemoryCAS included.
+func BenchmarkBulk(b *testing.B) {
+	forSizes(b, func(b *testing.B, n, bucket int) {
+		ctx := context.Background()
+		keys, vals := benchKeys(n), benchValues(n)
+		runtime.GC()
+		var base runtime.MemStats
+		runtime.ReadMemStats(&base)
+		var peak atomic.Uint64
+		stop := make(chan struct{})
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			t := time.NewTicker(time.Millisecond)
+			defer t.Stop()
+			var ms runtime.MemStats
+			for {
+				select {
+				case <-stop:
+					return
+				case <-t.C:
+					runtime.ReadMemStats(&ms)
+					if ms.HeapAlloc > peak.Load() {
+						peak.Store(ms.HeapAlloc)
+					}
+				}
+			}
+		}()
+		var live uint64
+		perKey(b, n, func() {
+			cas := hamt.NewMemoryCAS()
+			m, err := hamt.New(ctx, cas, hamt.Bytes, hamt.WithBucketSize(bucket))
+			if err != nil {
+				b.Fatal(err)
+			}
+			for i, k := range keys {
+				if err := m.Set(ctx, k, vals[i]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if _, err := m.Flush(ctx); err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			runtime.GC()
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			live = ms.HeapAlloc
+			runtime.KeepAlive(m)
+			b.StartTimer()
+		})
+		close(stop)
+		<-done
+		const mib = 1 << 20
+		b.ReportMetric(float64(peak.Load()-min(peak.Load(), base.HeapAlloc))/mib, "peak-heap-MiB")
+		b.ReportMetric(float64(live-min(live, base.HeapAlloc))/mib, "live-heap-MiB")
+	})
+}
+
+// BenchmarkGetCold: a fresh Open of the root, then every key once in random order.
+func BenchmarkGetCold(b *testing.B) {
+	forSizes(b, func(b *testing.B, n, bucket int) {
+		ctx := context.Background()
+		f := getFixture(b, n, bucket)
+		order := shuffled(f.keys, 3)
+		perKey(b, n, func() {
+			m, err := hamt.Open(ctx, f.cas, hamt.Bytes, f.root, hamt.WithCacheBytes(benchCache))
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, k := range order {
+				if _, err := m.Get(ctx, k); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	})
+}
+
+// BenchmarkGetWarm: every key once in random order, every node already cached.
+func BenchmarkGetWarm(b *testing.B) {
+	forSizes(b, func(b *testing.B, n, bucket int) {
+		ctx := context.Background()
+		f := getFixture(b, n, bucket)
+		order := shuffled(f.keys, 3)
+		m, err := hamt.Open(ctx, f.cas, hamt.Bytes, f.root, hamt.WithCacheBytes(benchCache))
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, k := range order {
+			if _, err := m.Get(ctx, k); err != nil {
+				b.Fatal(err)
+			}
+		}
+		perKey(b, n, func() {
+			for _, k := range order {
+				if _, err := m.Get(ctx, k); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	})
+}
+
+func countKeys(b *testing.B, m *hamt.Map[[]byte], want int) {
+	ctx := context.Background()
+	n := 0
+	for _, err := range m.Keys(ctx) {
+		if err != nil {
+			b.Fatal(err)
+		}
+		n++
+	}
+	if n != want {
+		b.Fatalf("Keys yielded %d, want %d", n, want)
+	}
+}
+
+// BenchmarkKeysCold: a fresh Open, then iterate every key.
+func BenchmarkKeysCold(b *testing.B) {
+	forSizes(b, func(b *testing.B, n, bucket int) {
+		f := getFixture(b, n, bucket)
+		perKey(b, n, func() {
+			m, err := hamt.Open(context.Background(), f.cas, hamt.Bytes, f.root, hamt.WithCacheBytes(benchCache))
+			if err != nil {
+				b.Fatal(err)
+			}
+			countKeys(b, m, n)
+		})
+	})
+}
+
+// BenchmarkKeysWarm: iterate every key with every node cached.
+func BenchmarkKeysWarm(b *testing.B) {
+	forSizes(b, func(b *testing.B, n, bucket int) {
+		f := getFixture(b, n, bucket)
+		m, err := hamt.Open(context.Background(), f.cas, hamt.Bytes, f.root, hamt.WithCacheBytes(benchCache))
+		if err != nil {
+			b.Fatal(err)
+		}
+		countKeys(b, m, n)
+		perKey(b, n, func() { countKeys(b, m, n) })
+	})
+}
+
+// BenchmarkDelete: open the root for writing, delete 10% of the keys in random order, Flush.
+// ns/key is per deleted key.
+func BenchmarkDelete(b *testing.B) {
+	forSizes(b, func(b *testing.B, n, bucket int) {
+		ctx := context.Background()
+		f := getFixture(b, n, bucket)
+		victims := shuffled(f.keys, 5)[:n/10]
+		perKey(b, len(victims), func() {
+			m, err := hamt.Open(ctx, f.cas, hamt.Bytes, f.root)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := m.EnableWrite(ctx); err != nil {
+				b.Fatal(err)
+			}
+			for _, k := range victims {
+				if err := m.Delete(ctx, k); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if _, err := m.Flush(ctx); err != nil {
+				b.Fatal(err)
+			}
+		})
+	})
+}
+
+// BenchmarkUpdate1Percent: open the root for writing, give 1% of the keys (random) new values,
+// Flush. ns/op is the whole update and flush.
+func BenchmarkUpdate1Percent(b *testing.B) {
+	forSizes(b, func(b *testing.B, n, bucket int) {
+		ctx := context.Background()
+		f := getFixture(b, n, bucket)
+		victims := shuffled(f.keys, 9)[:n/100]
+		fresh := benchValues(len(victims) + 1)[1:]
+		b.ReportAllocs()
+		for b.Loop() {
+			m, err := hamt.Open(ctx, f.cas, hamt.Bytes, f.root)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := m.EnableWrite(ctx); err != nil {
+				b.Fatal(err)
+			}
+			for i, k := range victims {
+				if err := m.Set(ctx, k, fresh[i]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if _, err := m.Flush(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
