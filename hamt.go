@@ -195,7 +195,8 @@ func Open[V any](ctx context.Context, cas CAS, codec Codec[V], root cid.Cid, opt
 
 // nodeLoader is how both node stores fetch a node block: from the CAS, verified if asked.
 func (m *Map[V]) nodeLoader() loadFunc {
-	return func(ctx context.Context, id cid.Cid) (*node, int, error) {
+	return func(ctx context.Context, key cidBytes) (*node, int, error) {
+		id := key.cid()
 		if id.Type() != uint64(multicodec.DagCbor) {
 			return nil, 0, fmt.Errorf("%w: node %s is not dag-cbor", ErrMalformedNode, id)
 		}
@@ -256,7 +257,7 @@ func (m *Map[V]) setPointer(ctx context.Context, key string, id cid.Cid) error {
 		return fmt.Errorf("set %q: %w", key, err)
 	}
 	t := tree{w: w, hasher: m.hasher, bucketSize: m.opts.bucketSize}
-	if _, err := t.insert(ctx, root, 0, entry{key: key, value: id}, h); err != nil {
+	if _, err := t.insert(ctx, root, 0, entry{key: key, value: cidKey(id)}, h); err != nil {
 		return fmt.Errorf("set %q: %w", key, err)
 	}
 	return nil
@@ -314,20 +315,19 @@ func (m *Map[V]) GetPointer(ctx context.Context, key string) (cid.Cid, error) {
 		return cid.Undef, err
 	}
 	st := m.state.Load()
-	var id cid.Cid
-	var found bool
+	var id cidBytes
 	if st.r != nil {
-		id, found, err = st.r.lookup(ctx, key, h)
+		id, err = st.r.lookup(ctx, key, h)
 	} else {
-		id, found, err = st.w.lookup(ctx, key, h)
+		id, err = st.w.lookup(ctx, key, h)
 	}
 	if err != nil {
 		return cid.Undef, fmt.Errorf("get %q: %w", key, err)
 	}
-	if !found {
+	if id == "" {
 		return cid.Undef, fmt.Errorf("get %q: %w", key, ErrNotFound)
 	}
-	return id, nil
+	return id.cid(), nil
 }
 
 // Get returns key's value, or ErrNotFound.
@@ -545,7 +545,7 @@ func (t tree) insert(ctx context.Context, n *node, depth int, e entry, h []byte)
 		pos, found := bucketFind(s.bucket, e.key)
 		switch {
 		case found:
-			if s.bucket[pos].value.Equals(e.value) {
+			if s.bucket[pos].value == e.value {
 				return false, nil
 			}
 			s.bucket[pos].value = e.value
@@ -642,22 +642,22 @@ func (t tree) remove(ctx context.Context, n *node, depth int, key string, h []by
 }
 
 // find looks key up in n alone: its value CID, or the link to follow, or neither.
-func find(n *node, key string, h []byte, depth int) (cid.Cid, *link, error) {
+func find(n *node, key string, h []byte, depth int) (cidBytes, *link, error) {
 	i, err := slotAt(h, depth)
 	if err != nil {
-		return cid.Undef, nil, err
+		return "", nil, err
 	}
 	s := n.slot(i)
 	switch {
 	case s == nil:
-		return cid.Undef, nil, nil
+		return "", nil, nil
 	case s.link != nil:
-		return cid.Undef, s.link, nil
+		return "", s.link, nil
 	}
 	if pos, ok := bucketFind(s.bucket, key); ok {
 		return s.bucket[pos].value, nil, nil
 	}
-	return cid.Undef, nil, nil
+	return "", nil, nil
 }
 
 // walkNodes visits n and its descendants in py-hamt's keys() order: a node, then its children

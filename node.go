@@ -5,9 +5,11 @@ import (
 	"math/bits"
 	"sync/atomic"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/ipfs/go-cid"
 	"github.com/multiformats/go-multicodec"
+	"github.com/multiformats/go-varint"
 )
 
 // node is one HAMT node in memory. Its block is a DAG-CBOR list of exactly 256 slots, byte-compatible
@@ -33,6 +35,9 @@ type node struct {
 	// dirty is set in write mode when the node changed since it was loaded or last saved; its CID is
 	// then unknown until the next flush.
 	dirty bool
+	// used is the read cache's CLOCK bit: set on every read, cleared as the hand passes. It lives
+	// here, not in the cache entry, so a warm read touches no memory but the node's.
+	used atomic.Bool
 }
 
 // slot is an occupied slot: a bucket of entries or a link to a child node.
@@ -44,16 +49,69 @@ type slot struct {
 // entry is one key of a bucket and the CID of its value block.
 type entry struct {
 	key   string
-	value cid.Cid
+	value cidBytes
+}
+
+// cidBytes is a CID in its binary form, as a string: what cid.Cid holds inside. Nodes keep CIDs
+// this way so a decoded node's CIDs are substrings of its block (no allocation each), and a
+// cid.Cid from a store converts to it for free (KeyString). Empty means no CID.
+type cidBytes string
+
+func cidKey(c cid.Cid) cidBytes { return cidBytes(c.KeyString()) }
+
+// cid returns c as a cid.Cid. c was validated when it entered a node.
+func (c cidBytes) cid() cid.Cid {
+	if c == "" {
+		return cid.Undef
+	}
+	// Cast only reads its argument and copies what it keeps, so the string's bytes can be lent
+	// to it without a copy.
+	id, err := cid.Cast(unsafe.Slice(unsafe.StringData(string(c)), len(c)))
+	if err != nil {
+		return cid.Undef
+	}
+	return id
+}
+
+// String is the CID's text form, for error messages.
+func (c cidBytes) String() string { return c.cid().String() }
+
+// parseCID checks that b is exactly one CID (v0, or v1 with a well-formed multihash) without
+// allocating, and returns its codec.
+func parseCID(b []byte) (codec uint64, err error) {
+	if len(b) == 34 && b[0] == 0x12 && b[1] == 0x20 {
+		return uint64(multicodec.DagPb), nil // CIDv0: a bare sha2-256 multihash
+	}
+	version, n, err := varint.FromUvarint(b)
+	if err != nil || version != 1 {
+		return 0, fmt.Errorf("not a CIDv1 (version %d, %v)", version, err)
+	}
+	b = b[n:]
+	if codec, n, err = varint.FromUvarint(b); err != nil {
+		return 0, fmt.Errorf("codec: %v", err)
+	}
+	b = b[n:]
+	if _, n, err = varint.FromUvarint(b); err != nil {
+		return 0, fmt.Errorf("multihash code: %v", err)
+	}
+	b = b[n:]
+	length, n, err := varint.FromUvarint(b)
+	if err != nil {
+		return 0, fmt.Errorf("multihash length: %v", err)
+	}
+	if uint64(len(b)-n) != length {
+		return 0, fmt.Errorf("multihash length %d but %d digest bytes", length, len(b)-n)
+	}
+	return codec, nil
 }
 
 // link points at a child node. id is the child's CID; it is stale while node is dirty. node is the
 // loaded child in write mode and always nil in read-only mode, where children are found by id
 // through the node cache; there cached short-cuts that lookup while the child stays cached.
 type link struct {
-	id     cid.Cid
+	id     cidBytes
 	node   *node
-	cached atomic.Pointer[cacheEntry]
+	cached atomic.Pointer[node]
 }
 
 // numSlots is the fan-out of every node: one slot per value of a hash byte.
@@ -186,17 +244,16 @@ func appendHeader(dst []byte, major byte, n uint64) []byte {
 }
 
 // linkLen is the encoded size of a CID link: tag 42 over a byte string 0x00 || cid.
-func linkLen(c cid.Cid) int {
-	n := c.ByteLen() + 1
+func linkLen(c cidBytes) int {
+	n := len(c) + 1
 	return 2 + headerLen(uint64(n)) + n
 }
 
-func appendLink(dst []byte, c cid.Cid) []byte {
+func appendLink(dst []byte, c cidBytes) []byte {
 	dst = append(dst, 0xd8, cidTag)
-	s := c.KeyString()
-	dst = appendHeader(dst, majorBytes, uint64(len(s)+1))
+	dst = appendHeader(dst, majorBytes, uint64(len(c)+1))
 	dst = append(dst, 0)
-	return append(dst, s...)
+	return append(dst, c...)
 }
 
 // encodedLen is the exact size of n's block.
@@ -232,7 +289,7 @@ func (n *node) encode() ([]byte, error) {
 			s := &n.slots[pos]
 			pos++
 			if s.link != nil {
-				if !s.link.id.Defined() || (s.link.node != nil && s.link.node.dirty) {
+				if s.link.id == "" || (s.link.node != nil && s.link.node.dirty) {
 					return nil, fmt.Errorf("encode node: slot %d links to an unsaved child", w<<6|b)
 				}
 				out = appendLink(append(out, 0x81), s.link.id)
@@ -334,20 +391,18 @@ func (d *nodeDecoder) linkSpan() (int, int, error) {
 	return start + 1, start + int(n), nil
 }
 
-// link reads a CID link and parses the CID strictly: the byte string holds exactly one CID.
-func (d *nodeDecoder) link() (cid.Cid, error) {
+// link reads a CID link and checks the CID strictly: the byte string holds exactly one CID. The
+// CID is a substring of the block.
+func (d *nodeDecoder) link() (cidBytes, uint64, error) {
 	start, end, err := d.linkSpan()
 	if err != nil {
-		return cid.Undef, err
+		return "", 0, err
 	}
-	used, c, err := cid.CidFromBytes(d.b[start:end])
+	codec, err := parseCID(d.b[start:end])
 	if err != nil {
-		return cid.Undef, d.fail("invalid CID: %v", err)
+		return "", 0, d.fail("invalid CID: %v", err)
 	}
-	if used != end-start {
-		return cid.Undef, d.fail("trailing bytes after CID")
-	}
-	return c, nil
+	return cidBytes(d.s[start:end]), codec, nil
 }
 
 // decodeNode parses a node block. Anything but the exact encoding of a valid node is
@@ -360,9 +415,9 @@ func decodeNode(b []byte) (*node, error) {
 	// Pass 1 checks the framing and counts, so pass 2 allocates the slots and all bucket entries
 	// once each, at their final sizes.
 	d := nodeDecoder{b: b, pos: 3}
-	var occupied, entries int
+	var occupied, buckets, entries int
 	for i := 0; i < numSlots; i++ {
-		if err := d.skipSlot(&occupied, &entries); err != nil {
+		if err := d.skipSlot(&occupied, &buckets, &entries); err != nil {
 			return nil, fmt.Errorf("slot %d: %w", i, err)
 		}
 	}
@@ -371,9 +426,10 @@ func decodeNode(b []byte) (*node, error) {
 	}
 	n := &node{slots: make([]slot, 0, occupied)}
 	all := make([]entry, entries)
+	links := make([]link, occupied-buckets)
 	d.s, d.pos = string(b), 3
 	for i := 0; i < numSlots; i++ {
-		s, ok, err := d.slot(&all)
+		s, ok, err := d.slot(&all, &links)
 		if err != nil {
 			return nil, fmt.Errorf("slot %d: %w", i, err)
 		}
@@ -386,7 +442,7 @@ func decodeNode(b []byte) (*node, error) {
 }
 
 // skipSlot checks the framing of one slot and counts it if occupied, with its entries.
-func (d *nodeDecoder) skipSlot(occupied, entries *int) error {
+func (d *nodeDecoder) skipSlot(occupied, buckets, entries *int) error {
 	if d.pos >= len(d.b) {
 		return d.fail("unexpected end of block")
 	}
@@ -408,6 +464,7 @@ func (d *nodeDecoder) skipSlot(occupied, entries *int) error {
 		return d.fail("a slot must be a map or a one-element list, got major type %d", major)
 	}
 	*occupied++
+	*buckets++
 	for j := uint64(0); j < n; j++ {
 		major, kl, err := d.head()
 		if err != nil {
@@ -428,23 +485,26 @@ func (d *nodeDecoder) skipSlot(occupied, entries *int) error {
 }
 
 // slot decodes one slot whose framing skipSlot has checked, taking its bucket's entries from the
-// front of *all. A bucket's capacity is cut to its length, so appending to it in write mode copies
-// rather than overwriting the next bucket.
-func (d *nodeDecoder) slot(all *[]entry) (slot, bool, error) {
+// front of *all (or its link from *links). A bucket's capacity is cut to its length, so appending
+// to it in write mode copies rather than overwriting the next bucket.
+func (d *nodeDecoder) slot(all *[]entry, links *[]link) (slot, bool, error) {
 	switch d.b[d.pos] {
 	case 0xa0:
 		d.pos++
 		return slot{}, false, nil
 	case 0x81:
 		d.pos++
-		c, err := d.link()
+		c, codec, err := d.link()
 		if err != nil {
 			return slot{}, false, err
 		}
-		if c.Type() != uint64(multicodec.DagCbor) {
-			return slot{}, false, d.fail("link to a child node must be dag-cbor, got codec 0x%x", c.Type())
+		if codec != uint64(multicodec.DagCbor) {
+			return slot{}, false, d.fail("link to a child node must be dag-cbor, got codec 0x%x", codec)
 		}
-		return slot{link: &link{id: c}}, true, nil
+		l := &(*links)[0]
+		*links = (*links)[1:]
+		l.id = c
+		return slot{link: l}, true, nil
 	}
 	_, n, _ := d.head()
 	bucket := (*all)[:n:n]
@@ -459,7 +519,7 @@ func (d *nodeDecoder) slot(all *[]entry) (slot, bool, error) {
 		if j > 0 && !keyLess(bucket[j-1].key, key) {
 			return slot{}, false, d.fail("bucket keys %q and %q are not in canonical order", bucket[j-1].key, key)
 		}
-		c, err := d.link()
+		c, _, err := d.link()
 		if err != nil {
 			return slot{}, false, err
 		}
@@ -471,17 +531,16 @@ func (d *nodeDecoder) slot(all *[]entry) (slot, bool, error) {
 // memSize approximates the memory n takes, for cache budgets: headers, slots, entries, keys and
 // CIDs.
 func (n *node) memSize() int64 {
-	const cidOverhead = 16 // string header of a cid.Cid
 	size := int64(64 + cap(n.slots)*32)
 	for i := range n.slots {
 		s := &n.slots[i]
 		if s.link != nil {
-			size += 32 + int64(s.link.id.ByteLen())
+			size += 48 + int64(len(s.link.id))
 			continue
 		}
 		size += int64(cap(s.bucket)) * 32
 		for _, e := range s.bucket {
-			size += int64(len(e.key)) + cidOverhead + int64(e.value.ByteLen())
+			size += int64(len(e.key) + len(e.value))
 		}
 	}
 	return size

@@ -22,7 +22,7 @@ func newReadStore(ctx context.Context, load loadFunc, root cid.Cid, budget int64
 	if !root.Defined() {
 		return nil, fmt.Errorf("undefined root CID")
 	}
-	n, _, err := load(ctx, root)
+	n, _, err := load(ctx, cidKey(root))
 	if err != nil {
 		return nil, fmt.Errorf("root: %w", err)
 	}
@@ -34,16 +34,16 @@ func (r *readStore) node(ctx context.Context, id cid.Cid) (*node, error) {
 	if id.Equals(r.root) {
 		return r.rootNode, nil
 	}
-	n, _, err := r.cache.get(ctx, id)
+	n, _, err := r.cache.get(ctx, cidKey(id))
 	return n, err
 }
 
 // child returns the node l points to. A warm walk follows l.cached without touching the cache's
 // maps; a miss goes through the cache and remembers the entry in l.
 func (r *readStore) child(ctx context.Context, l *link, depth int) (*node, error) {
-	if e := l.cached.Load(); e != nil {
-		e.touch()
-		return e.node, nil
+	if n := l.cached.Load(); n != nil {
+		n.touch()
+		return n, nil
 	}
 	n, e, err := r.cache.get(ctx, l.id)
 	if err != nil {
@@ -55,16 +55,16 @@ func (r *readStore) child(ctx context.Context, l *link, depth int) (*node, error
 	return n, nil
 }
 
-// lookup finds key's value CID. It takes no lock but the cache shard's.
-func (r *readStore) lookup(ctx context.Context, key string, h []byte) (cid.Cid, bool, error) {
+// lookup finds key's value CID ("" when absent). It takes no lock but a cache shard's on a miss.
+func (r *readStore) lookup(ctx context.Context, key string, h []byte) (cidBytes, error) {
 	n := r.rootNode
 	for depth := 0; ; depth++ {
 		id, next, err := find(n, key, h, depth)
 		if err != nil || next == nil {
-			return id, id.Defined(), err
+			return id, err
 		}
 		if n, err = r.child(ctx, next, depth+1); err != nil {
-			return cid.Undef, false, err
+			return "", err
 		}
 	}
 }
@@ -103,26 +103,25 @@ type cacheEntry struct {
 	key  string
 	node *node
 	size int64
-	used atomic.Bool // set on every hit, cleared as the hand passes: the second chance
 	// from is the link that short-cuts to this entry, if any; eviction unhooks it so the node can
 	// be freed. evicted is set under the shard lock before from is read.
 	from    atomic.Pointer[link]
 	evicted atomic.Bool
 }
 
-func (e *cacheEntry) touch() {
-	if !e.used.Load() {
-		e.used.Store(true)
+func (n *node) touch() {
+	if !n.used.Load() {
+		n.used.Store(true)
 	}
 }
 
 // attach makes l short-cut to e. Either attach sees that e was evicted, or the eviction sees l in
 // from: both sides write before they read, so a link never keeps an evicted node for long.
 func (e *cacheEntry) attach(l *link) {
-	l.cached.Store(e)
+	l.cached.Store(e.node)
 	e.from.Store(l)
 	if e.evicted.Load() {
-		l.cached.CompareAndSwap(e, nil)
+		l.cached.CompareAndSwap(e.node, nil)
 	}
 }
 
@@ -130,7 +129,7 @@ func (e *cacheEntry) attach(l *link) {
 func (e *cacheEntry) detach() {
 	e.evicted.Store(true)
 	if l := e.from.Load(); l != nil {
-		l.cached.CompareAndSwap(e, nil)
+		l.cached.CompareAndSwap(e.node, nil)
 	}
 }
 
@@ -149,8 +148,8 @@ func (c *nodeCache) shard(key string) *cacheShard {
 
 // get returns node id, loading it on a miss, and its cache entry (nil if the node was not kept).
 // A caller whose ctx ends stops waiting; the load itself finishes for the other waiters.
-func (c *nodeCache) get(ctx context.Context, id cid.Cid) (*node, *cacheEntry, error) {
-	key := id.KeyString()
+func (c *nodeCache) get(ctx context.Context, id cidBytes) (*node, *cacheEntry, error) {
+	key := string(id)
 	if key == "" {
 		return nil, nil, fmt.Errorf("%w: undefined CID", ErrMalformedNode)
 	}
@@ -159,10 +158,10 @@ func (c *nodeCache) get(ctx context.Context, id cid.Cid) (*node, *cacheEntry, er
 	e := s.entries[key]
 	s.mu.RUnlock()
 	if e != nil {
-		e.touch()
+		e.node.touch()
 		return e.node, e, nil
 	}
-	ch := s.loads.DoChan(key, func() (any, error) {
+	load := func() (any, error) {
 		n, blockLen, err := c.load(context.WithoutCancel(ctx), id)
 		if err != nil {
 			return nil, err
@@ -171,19 +170,25 @@ func (c *nodeCache) get(ctx context.Context, id cid.Cid) (*node, *cacheEntry, er
 			return e, nil
 		}
 		return n, nil
-	})
-	select {
-	case res := <-ch:
-		switch v := res.Val.(type) {
-		case *cacheEntry:
-			return v.node, v, nil
-		case *node:
-			return v, nil, nil
-		}
-		return nil, nil, res.Err
-	case <-ctx.Done():
-		return nil, nil, ctx.Err()
 	}
+	var res singleflight.Result
+	if ctx.Done() == nil {
+		// A context that can never end need not be able to stop waiting: load in this goroutine.
+		res.Val, res.Err, _ = s.loads.Do(key, load)
+	} else {
+		select {
+		case res = <-s.loads.DoChan(key, load):
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		}
+	}
+	switch v := res.Val.(type) {
+	case *cacheEntry:
+		return v.node, v, nil
+	case *node:
+		return v, nil, nil
+	}
+	return nil, nil, res.Err
 }
 
 // insert adds a node, evicting by CLOCK until it fits, and returns its entry. A node larger than
@@ -202,8 +207,8 @@ func (c *nodeCache) insert(s *cacheShard, key string, n *node, size int64) *cach
 			s.hand = 0
 		}
 		victim := s.ring[s.hand]
-		if victim.used.Load() {
-			victim.used.Store(false)
+		if victim.node.used.Load() {
+			victim.node.used.Store(false)
 			s.hand++
 			continue
 		}

@@ -11,7 +11,7 @@ import (
 )
 
 // loadFunc fetches and decodes the node id, returning it with its block size.
-type loadFunc func(ctx context.Context, id cid.Cid) (*node, int, error)
+type loadFunc func(ctx context.Context, id cidBytes) (*node, int, error)
 
 // writeStore holds a write-mode map's nodes in memory. Nodes are loaded from the CAS on first use
 // and kept; changed nodes are marked dirty and saved only by flush. Everything is guarded by mu.
@@ -21,13 +21,13 @@ type loadFunc func(ctx context.Context, id cid.Cid) (*node, int, error)
 type writeStore struct {
 	mu     sync.Mutex
 	load   loadFunc
-	root   *node   // nil until first needed when the store starts from a saved root
-	rootID cid.Cid // the root's CID while the root is not dirty
-	closed bool    // set when the map switched to read-only; the store must not be used again
+	root   *node    // nil until first needed when the store starts from a saved root
+	rootID cidBytes // the root's CID while the root is not dirty
+	closed bool     // set when the map switched to read-only; the store must not be used again
 }
 
 func newWriteStore(load loadFunc, root *node, rootID cid.Cid) *writeStore {
-	return &writeStore{load: load, root: root, rootID: rootID}
+	return &writeStore{load: load, root: root, rootID: cidKey(rootID)}
 }
 
 // rootNode returns the root, loading it if needed.
@@ -54,21 +54,21 @@ func (w *writeStore) child(ctx context.Context, l *link, depth int) (*node, erro
 	return l.node, nil
 }
 
-// lookup finds key's value CID.
-func (w *writeStore) lookup(ctx context.Context, key string, h []byte) (cid.Cid, bool, error) {
+// lookup finds key's value CID ("" when absent).
+func (w *writeStore) lookup(ctx context.Context, key string, h []byte) (cidBytes, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	n, err := w.rootNode(ctx)
 	if err != nil {
-		return cid.Undef, false, err
+		return "", err
 	}
 	for depth := 0; ; depth++ {
 		id, next, err := find(n, key, h, depth)
 		if err != nil || next == nil {
-			return id, id.Defined(), err
+			return id, err
 		}
 		if n, err = w.child(ctx, next, depth+1); err != nil {
-			return cid.Undef, false, err
+			return "", err
 		}
 	}
 }
@@ -121,7 +121,7 @@ func (w *writeStore) currentRoot() (cid.Cid, error) {
 	if w.root != nil && w.root.dirty {
 		return cid.Undef, ErrUnflushed
 	}
-	return w.rootID, nil
+	return w.rootID.cid(), nil
 }
 
 // pendingNode is a dirty node to save and the link (nil for the root) that must learn its CID.
@@ -136,7 +136,7 @@ type pendingNode struct {
 // dirty, so a later flush finishes the job. Callers hold mu.
 func (w *writeStore) flush(ctx context.Context, cas CAS, workers int) (cid.Cid, error) {
 	if w.root == nil || !w.root.dirty {
-		return w.rootID, nil
+		return w.rootID.cid(), nil
 	}
 	var levels [][]pendingNode
 	var collect func(n *node, up *link, depth int)
@@ -156,7 +156,7 @@ func (w *writeStore) flush(ctx context.Context, cas CAS, workers int) (cid.Cid, 
 	for d := len(levels) - 1; d >= 0; d-- {
 		err := saveNodes(ctx, cas, levels[d], workers, func(p pendingNode, id cid.Cid) {
 			if p.up != nil {
-				p.up.id = id
+				p.up.id = cidKey(id)
 			} else {
 				rootID = id
 			}
@@ -165,7 +165,7 @@ func (w *writeStore) flush(ctx context.Context, cas CAS, workers int) (cid.Cid, 
 			return cid.Undef, fmt.Errorf("flush depth %d: %w", d, err)
 		}
 	}
-	w.rootID = rootID
+	w.rootID = cidKey(rootID)
 	return rootID, nil
 }
 

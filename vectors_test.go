@@ -209,16 +209,16 @@ func walkBlocks(t testing.TB, ctx context.Context, cas CAS, root cid.Cid) treeSt
 		st.maxDepth = max(st.maxDepth, depth)
 		for _, s := range n.slots {
 			if s.link != nil {
-				visit(s.link.id, depth+1)
+				visit(s.link.id.cid(), depth+1)
 				continue
 			}
 			st.largestBucket = max(st.largestBucket, len(s.bucket))
 			for _, e := range s.bucket {
-				v, err := cas.Load(ctx, e.value)
+				v, err := cas.Load(ctx, e.value.cid())
 				if err != nil {
 					t.Fatalf("load value %s of %q: %v", e.value, e.key, err)
 				}
-				st.blocks[e.value] = v
+				st.blocks[e.value.cid()] = v
 			}
 		}
 	}
@@ -444,7 +444,7 @@ func TestFormatFactsOfPyHamt(t *testing.T) {
 			t.Fatal(err)
 		}
 		n := &node{}
-		n.put(0, slot{link: &link{id: id}})
+		n.put(0, slot{link: &link{id: cidKey(id)}})
 		b, _ := n.encode()
 		if !bytes.Equal(b[3:3+len(ls)], ls) {
 			t.Fatalf("link slot %x, want %x", b[3:3+len(ls)], ls)
@@ -455,7 +455,7 @@ func TestFormatFactsOfPyHamt(t *testing.T) {
 			t.Fatal(err)
 		}
 		n = &node{}
-		n.put(0, slot{bucket: []entry{{key: "foo", value: vid}}})
+		n.put(0, slot{bucket: []entry{{key: "foo", value: cidKey(vid)}}})
 		b, _ = n.encode()
 		if !bytes.Equal(b[3:3+len(bucket)], bucket) {
 			t.Fatalf("bucket %x, want %x", b[3:3+len(bucket)], bucket)
