@@ -25,8 +25,13 @@ import (
 // depth that failed.
 var (
 	// ErrNotFound: a key is not in the map (Get, Delete, GetPointer), or a block is not in the
-	// store (CAS.Load).
+	// store (CAS.Load). From a Map's methods it only ever means the key is absent: a block missing
+	// from the store is ErrMissingBlock instead.
 	ErrNotFound = errors.New("not found")
+	// ErrMissingBlock: a block the map needs (its root, a node on a key's path, a key's value) is
+	// not in the store. The map cannot tell whether the key is there; this does not match
+	// ErrNotFound, so "absent" is never reported for lost data.
+	ErrMissingBlock = errors.New("block missing from the store")
 	// ErrReadOnly: a write (Set, Delete) to a map in read-only mode.
 	ErrReadOnly = errors.New("map is read-only")
 	// ErrMaxDepth: more than bucket-size keys share their whole hash, so no node can separate
@@ -202,7 +207,7 @@ func (m *Map[V]) nodeLoader() loadFunc {
 		}
 		b, err := m.cas.Load(ctx, id)
 		if err != nil {
-			return nil, 0, fmt.Errorf("load node %s: %w", id, err)
+			return nil, 0, fmt.Errorf("load node %s: %w", id, missingBlock(err))
 		}
 		if m.opts.verifyBlocks {
 			if err := verifyBlock(id, b); err != nil {
@@ -339,7 +344,7 @@ func (m *Map[V]) Get(ctx context.Context, key string) (V, error) {
 	}
 	b, err := m.cas.Load(ctx, id)
 	if err != nil {
-		return zero, fmt.Errorf("get %q: load value %s: %w", key, id, err)
+		return zero, fmt.Errorf("get %q: load value %s: %w", key, id, missingBlock(err))
 	}
 	if m.opts.verifyBlocks {
 		if err := verifyBlock(id, b); err != nil {
@@ -356,10 +361,19 @@ func (m *Map[V]) Get(ctx context.Context, key string) (V, error) {
 // Has reports whether key is in the map.
 func (m *Map[V]) Has(ctx context.Context, key string) (bool, error) {
 	_, err := m.GetPointer(ctx, key)
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, ErrNotFound) { // only an absent key: lost blocks are ErrMissingBlock
 		return false, nil
 	}
 	return err == nil, err
+}
+
+// missingBlock turns a store's "not found" into ErrMissingBlock, keeping the store's message but
+// not its ErrNotFound, which from a map means an absent key. Other errors pass through.
+func missingBlock(err error) error {
+	if errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("%w: %v", ErrMissingBlock, err)
+	}
+	return err
 }
 
 // Keys yields every key once. In read-only mode the order is py-hamt's: depth-first from the root,
