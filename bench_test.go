@@ -76,22 +76,42 @@ func getFixture(b *testing.B, n, bucket int) *fixture {
 	if f, ok := fixtures[[2]int{n, bucket}]; ok {
 		return f
 	}
-	ctx := context.Background()
 	f := &fixture{cas: hamt.NewMemoryCAS(), keys: benchKeys(n), vals: benchValues(n)}
-	m, err := hamt.New(ctx, f.cas, hamt.Bytes, hamt.WithBucketSize(bucket))
+	_, f.root = buildMap(b, f.cas, bucket, f.keys, f.vals)
+	fixtures[[2]int{n, bucket}] = f
+	return f
+}
+
+// buildMap sets every key in a new map on cas and flushes it.
+func buildMap(b *testing.B, cas hamt.CAS, bucket int, keys []string, vals [][]byte) (*hamt.Map[[]byte], cid.Cid) {
+	ctx := context.Background()
+	m, err := hamt.New(ctx, cas, hamt.Bytes, hamt.WithBucketSize(bucket))
 	if err != nil {
 		b.Fatal(err)
 	}
-	for i, k := range f.keys {
-		if err := m.Set(ctx, k, f.vals[i]); err != nil {
+	for i, k := range keys {
+		if err := m.Set(ctx, k, vals[i]); err != nil {
 			b.Fatal(err)
 		}
 	}
-	if f.root, err = m.Flush(ctx); err != nil {
+	root, err := m.Flush(ctx)
+	if err != nil {
 		b.Fatal(err)
 	}
-	fixtures[[2]int{n, bucket}] = f
-	return f
+	return m, root
+}
+
+// openWritable opens the fixture's root and enables writes.
+func openWritable(b *testing.B, f *fixture) *hamt.Map[[]byte] {
+	ctx := context.Background()
+	m, err := hamt.Open(ctx, f.cas, hamt.Bytes, f.root)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := m.EnableWrite(ctx); err != nil {
+		b.Fatal(err)
+	}
+	return m
 }
 
 // perKey runs fn b.N times and reports time and allocations per key.
@@ -123,7 +143,6 @@ func forSizes(b *testing.B, fn func(b *testing.B, n, bucket int)) {
 // during the run (sampled every millisecond) and the live heap after it, MemoryCAS included.
 func BenchmarkBulk(b *testing.B) {
 	forSizes(b, func(b *testing.B, n, bucket int) {
-		ctx := context.Background()
 		keys, vals := benchKeys(n), benchValues(n)
 		runtime.GC()
 		var base runtime.MemStats
@@ -150,19 +169,7 @@ func BenchmarkBulk(b *testing.B) {
 		}()
 		var live uint64
 		perKey(b, n, func() {
-			cas := hamt.NewMemoryCAS()
-			m, err := hamt.New(ctx, cas, hamt.Bytes, hamt.WithBucketSize(bucket))
-			if err != nil {
-				b.Fatal(err)
-			}
-			for i, k := range keys {
-				if err := m.Set(ctx, k, vals[i]); err != nil {
-					b.Fatal(err)
-				}
-			}
-			if _, err := m.Flush(ctx); err != nil {
-				b.Fatal(err)
-			}
+			m, _ := buildMap(b, hamt.NewMemoryCAS(), bucket, keys, vals)
 			b.StopTimer()
 			runtime.GC()
 			var ms runtime.MemStats
@@ -273,13 +280,7 @@ func BenchmarkDelete(b *testing.B) {
 		f := getFixture(b, n, bucket)
 		victims := shuffled(f.keys, 5)[:n/10]
 		perKey(b, len(victims), func() {
-			m, err := hamt.Open(ctx, f.cas, hamt.Bytes, f.root)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if err := m.EnableWrite(ctx); err != nil {
-				b.Fatal(err)
-			}
+			m := openWritable(b, f)
 			for _, k := range victims {
 				if err := m.Delete(ctx, k); err != nil {
 					b.Fatal(err)
@@ -302,13 +303,7 @@ func BenchmarkUpdate1Percent(b *testing.B) {
 		fresh := benchValues(len(victims) + 1)[1:]
 		b.ReportAllocs()
 		for b.Loop() {
-			m, err := hamt.Open(ctx, f.cas, hamt.Bytes, f.root)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if err := m.EnableWrite(ctx); err != nil {
-				b.Fatal(err)
-			}
+			m := openWritable(b, f)
 			for i, k := range victims {
 				if err := m.Set(ctx, k, fresh[i]); err != nil {
 					b.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"testing"
@@ -290,6 +291,38 @@ func TestKeysSharingTheirWholeHashBeyondBucketSizeGiveErrMaxDepthAndChangeNothin
 	for _, k := range []string{"ab", "ba", "x"} {
 		if v, err := m.Get(ctx, k); err != nil || string(v) != k {
 			t.Fatalf("Get(%q) = %q, %v", k, v, err)
+		}
+	}
+}
+
+func TestXXH64IsTheBigEndianDigestAndWorksAsTheMapHash(t *testing.T) {
+	// xxHash64("") = 0xef46db3751d8e999, the reference value of the algorithm.
+	if got := hamt.XXH64(nil); !bytes.Equal(got, []byte{0xef, 0x46, 0xdb, 0x37, 0x51, 0xd8, 0xe9, 0x99}) {
+		t.Fatalf("XXH64(\"\") = %x", got)
+	}
+	ctx := context.Background()
+	cas := hamt.NewMemoryCAS()
+	m, err := hamt.New(ctx, cas, hamt.Bytes, hamt.WithHash(hamt.XXH64), hamt.WithBucketSize(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 500 {
+		if err := m.Set(ctx, fmt.Sprint(i), []byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	root, err := m.Flush(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A reader must use the writer's hash: with it every key is found.
+	r, err := hamt.Open(ctx, cas, hamt.Bytes, root, hamt.WithHash(hamt.XXH64))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 500 {
+		if v, err := r.Get(ctx, fmt.Sprint(i)); err != nil || !bytes.Equal(v, []byte{byte(i)}) {
+			t.Fatalf("Get(%d) = %x, %v", i, v, err)
 		}
 	}
 }
