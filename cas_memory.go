@@ -7,6 +7,7 @@ import (
 
 	"github.com/ipfs/go-cid"
 	"github.com/multiformats/go-multicodec"
+	"github.com/zeebo/blake3"
 )
 
 // MemoryCAS is a CAS in memory. Save computes CIDv1(codec, blake3-256) locally, as py-hamt's
@@ -65,6 +66,13 @@ func (s *memoryShard) store(data []byte) blockRef {
 	return blockRef{slab: uint32(last), off: uint32(off), n: uint32(len(data))}
 }
 
+// putOnce stores data under k unless a block is already there. Callers hold s.mu.
+func putOnce[K comparable](s *memoryShard, m map[K]blockRef, k K, data []byte) {
+	if _, ok := m[k]; !ok {
+		m[k] = s.store(data)
+	}
+}
+
 // bytesOf returns a copy of the block r. Callers hold s.mu (read).
 func (s *memoryShard) bytesOf(r blockRef) []byte {
 	return append(make([]byte, 0, r.n), s.slabs[r.slab][r.off:r.off+r.n]...)
@@ -75,15 +83,12 @@ func (m *MemoryCAS) Save(ctx context.Context, data []byte, codec multicodec.Code
 	if err := ctx.Err(); err != nil {
 		return cid.Undef, err
 	}
-	id := blake3CID(codec, data)
-	d, _ := blake3Digest(id)
+	d := blake3.Sum256(data)
 	s := &m.shards[d[0]%memoryShards]
 	s.mu.Lock()
-	if _, ok := s.blake3[d]; !ok {
-		s.blake3[d] = s.store(data)
-	}
+	putOnce(s, s.blake3, d, data)
 	s.mu.Unlock()
-	return id, nil
+	return cidFromDigest(codec, d), nil
 }
 
 // Put stores data under id, whatever its hash function, after checking that data hashes to id
@@ -99,18 +104,14 @@ func (m *MemoryCAS) Put(ctx context.Context, id cid.Cid, data []byte) error {
 	if d, ok := blake3Digest(id); ok {
 		s := &m.shards[d[0]%memoryShards]
 		s.mu.Lock()
-		if _, ok := s.blake3[d]; !ok {
-			s.blake3[d] = s.store(data)
-		}
+		putOnce(s, s.blake3, d, data)
 		s.mu.Unlock()
 		return nil
 	}
 	k := string(id.Hash())
 	s := &m.shards[k[len(k)-1]%memoryShards]
 	s.mu.Lock()
-	if _, ok := s.other[k]; !ok {
-		s.other[k] = s.store(data)
-	}
+	putOnce(s, s.other, k, data)
 	s.mu.Unlock()
 	return nil
 }

@@ -190,7 +190,7 @@ func Open[V any](ctx context.Context, cas CAS, codec Codec[V], root cid.Cid, opt
 	if err != nil {
 		return nil, err
 	}
-	r, err := newReadStore(ctx, m.nodeLoader(), root, m.opts.cacheBytes)
+	r, err := newReadStore(ctx, m.nodeLoader(), root, nil, m.opts.cacheBytes)
 	if err != nil {
 		return nil, fmt.Errorf("hamt: open: %w", err)
 	}
@@ -382,24 +382,18 @@ func missingBlock(err error) error {
 // A failure to load a node is yielded as an error, after which iteration stops.
 func (m *Map[V]) Keys(ctx context.Context) iter.Seq2[string, error] {
 	return func(yield func(string, error) bool) {
-		st := m.state.Load()
-		if st.w != nil {
-			keys, err := st.w.keys(ctx)
-			for _, k := range keys {
-				if !yield(k, nil) {
-					return
-				}
-			}
-			if err != nil {
-				yield("", err)
-			}
-			return
+		emit := yield
+		var snapshot []string
+		if m.state.Load().w != nil {
+			// The walk holds the tree lock: collect, and yield once it is released, so the
+			// loop body may use the map.
+			emit = func(k string, _ error) bool { snapshot = append(snapshot, k); return true }
 		}
-		err := st.r.walk(ctx, st.r.root, func(n *node) bool {
+		err := m.walk(ctx, func(n *node) bool {
 			ok := true
 			n.each(func(_ int, s *slot) bool {
 				for _, e := range s.bucket {
-					if ok = yield(e.key, nil); !ok {
+					if ok = emit(e.key, nil); !ok {
 						return false
 					}
 				}
@@ -407,6 +401,11 @@ func (m *Map[V]) Keys(ctx context.Context) iter.Seq2[string, error] {
 			})
 			return ok
 		})
+		for _, k := range snapshot {
+			if !yield(k, nil) {
+				return
+			}
+		}
 		if err != nil {
 			yield("", err)
 		}
@@ -415,18 +414,23 @@ func (m *Map[V]) Keys(ctx context.Context) iter.Seq2[string, error] {
 
 // Len counts the keys. It visits every node.
 func (m *Map[V]) Len(ctx context.Context) (int, error) {
-	st := m.state.Load()
-	if st.w != nil {
-		return st.w.count(ctx)
-	}
 	count := 0
-	err := st.r.walk(ctx, st.r.root, func(n *node) bool {
+	err := m.walk(ctx, func(n *node) bool {
 		for i := range n.slots {
 			count += len(n.slots[i].bucket)
 		}
 		return true
 	})
 	return count, err
+}
+
+// walk visits every node in keys() order, in whichever mode the map is.
+func (m *Map[V]) walk(ctx context.Context, visit func(*node) bool) error {
+	st := m.state.Load()
+	if st.w != nil {
+		return st.w.walk(ctx, visit)
+	}
+	return st.r.walk(ctx, visit)
 }
 
 // Flush saves every changed node reachable from the root (children before parents, siblings
@@ -462,7 +466,11 @@ func (m *Map[V]) MakeReadOnly(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("make read-only: %w", err)
 	}
-	r, err := newReadStore(ctx, m.nodeLoader(), root, m.opts.cacheBytes)
+	frozen, err := w.frozenRoot()
+	if err != nil {
+		return fmt.Errorf("make read-only: %w", err)
+	}
+	r, err := newReadStore(ctx, m.nodeLoader(), root, frozen, m.opts.cacheBytes)
 	if err != nil {
 		return fmt.Errorf("make read-only: %w", err)
 	}

@@ -18,24 +18,20 @@ type readStore struct {
 	cache    *nodeCache
 }
 
-func newReadStore(ctx context.Context, load loadFunc, root cid.Cid, budget int64) (*readStore, error) {
+// newReadStore opens root. rootNode, when the caller has it (just flushed), saves loading it; it
+// must not be shared with a write store.
+func newReadStore(ctx context.Context, load loadFunc, root cid.Cid, rootNode *node, budget int64) (*readStore, error) {
 	if !root.Defined() {
 		return nil, fmt.Errorf("undefined root CID")
 	}
-	n, _, err := load(ctx, cidKey(root))
-	if err != nil {
-		return nil, fmt.Errorf("root: %w", err)
+	if rootNode == nil {
+		n, _, err := load(ctx, cidKey(root))
+		if err != nil {
+			return nil, fmt.Errorf("root: %w", err)
+		}
+		rootNode = n
 	}
-	return &readStore{root: root, rootNode: n, cache: newNodeCache(load, budget)}, nil
-}
-
-// node returns the node id.
-func (r *readStore) node(ctx context.Context, id cid.Cid) (*node, error) {
-	if id.Equals(r.root) {
-		return r.rootNode, nil
-	}
-	n, _, err := r.cache.get(ctx, cidKey(id))
-	return n, err
+	return &readStore{root: root, rootNode: rootNode, cache: newNodeCache(load, budget)}, nil
 }
 
 // child returns the node l points to. A warm walk follows l.cached without touching the cache's
@@ -69,13 +65,9 @@ func (r *readStore) lookup(ctx context.Context, key string, h []byte) (cidBytes,
 	}
 }
 
-// walk visits every node under id in keys() order.
-func (r *readStore) walk(ctx context.Context, id cid.Cid, visit func(*node) bool) error {
-	n, err := r.node(ctx, id)
-	if err != nil {
-		return err
-	}
-	_, err = walkNodes(ctx, n, 0, r.child, visit)
+// walk visits every node in keys() order.
+func (r *readStore) walk(ctx context.Context, visit func(*node) bool) error {
+	_, err := walkNodes(ctx, r.rootNode, 0, r.child, visit)
 	return err
 }
 

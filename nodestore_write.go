@@ -73,8 +73,11 @@ func (w *writeStore) lookup(ctx context.Context, key string, h []byte) (cidBytes
 	}
 }
 
-// walk visits every node in keys() order, loading what is not in memory. Callers hold mu.
+// walk visits every node in keys() order under the lock, loading what is not in memory. visit
+// must not call back into the map.
 func (w *writeStore) walk(ctx context.Context, visit func(*node) bool) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	root, err := w.rootNode(ctx)
 	if err != nil {
 		return err
@@ -83,35 +86,18 @@ func (w *writeStore) walk(ctx context.Context, visit func(*node) bool) error {
 	return err
 }
 
-// keys returns a snapshot of every key.
-func (w *writeStore) keys(ctx context.Context) ([]string, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	var keys []string
-	err := w.walk(ctx, func(n *node) bool {
-		n.each(func(_ int, s *slot) bool {
-			for _, e := range s.bucket {
-				keys = append(keys, e.key)
-			}
-			return true
-		})
-		return true
-	})
-	return keys, err
-}
-
-// count returns the number of keys.
-func (w *writeStore) count(ctx context.Context) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	count := 0
-	err := w.walk(ctx, func(n *node) bool {
-		for i := range n.slots {
-			count += len(n.slots[i].bucket)
-		}
-		return true
-	})
-	return count, err
+// frozenRoot returns an immutable copy of the root for a read store, without going to the store:
+// re-encoding the just-flushed root and decoding it again. nil if the root was never loaded.
+// Callers hold mu.
+func (w *writeStore) frozenRoot() (*node, error) {
+	if w.root == nil {
+		return nil, nil
+	}
+	b, err := w.root.encode()
+	if err != nil {
+		return nil, err
+	}
+	return decodeNode(b)
 }
 
 // currentRoot is the root CID if nothing changed since the last flush.

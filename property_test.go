@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"sync/atomic"
 	"testing"
 
 	"github.com/hamt-go/hamt"
@@ -322,6 +323,39 @@ func TestXXH64IsTheBigEndianDigestAndWorksAsTheMapHash(t *testing.T) {
 	}
 	for i := range 500 {
 		if v, err := r.Get(ctx, fmt.Sprint(i)); err != nil || !bytes.Equal(v, []byte{byte(i)}) {
+			t.Fatalf("Get(%d) = %x, %v", i, v, err)
+		}
+	}
+}
+
+// countingCAS counts loads.
+type countingCAS struct {
+	hamt.CAS
+	loads atomic.Int64
+}
+
+func (c *countingCAS) Load(ctx context.Context, id cid.Cid) ([]byte, error) {
+	c.loads.Add(1)
+	return c.CAS.Load(ctx, id)
+}
+
+func TestMakeReadOnlyUsesTheFlushedRootWithoutLoadingIt(t *testing.T) {
+	ctx := context.Background()
+	cas := &countingCAS{CAS: hamt.NewMemoryCAS()}
+	m, _ := hamt.New(ctx, cas, hamt.Bytes, hamt.WithBucketSize(1))
+	for i := range 300 {
+		if err := m.Set(ctx, fmt.Sprint(i), []byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := m.MakeReadOnly(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := cas.loads.Load(); n != 0 {
+		t.Fatalf("MakeReadOnly loaded %d blocks; the root was in memory", n)
+	}
+	for i := range 300 {
+		if v, err := m.Get(ctx, fmt.Sprint(i)); err != nil || !bytes.Equal(v, []byte{byte(i)}) {
 			t.Fatalf("Get(%d) = %x, %v", i, v, err)
 		}
 	}
