@@ -41,28 +41,8 @@ func badPut(t testing.TB, cas *hamt.MemoryCAS, data []byte, codec multicodec.Cod
 	return id
 }
 
-// badHead is a minimal CBOR head (n < 65536 is all these tests need).
-func badHead(major byte, n int) []byte {
-	m := major << 5
-	switch {
-	case n < 24:
-		return []byte{m | byte(n)}
-	case n < 256:
-		return []byte{m | 24, byte(n)}
-	}
-	return []byte{m | 25, byte(n >> 8), byte(n)}
-}
-
-func badText(s string) []byte { return append(badHead(3, len(s)), s...) }
-
-// badLink is a DAG-CBOR link: tag 42 over a byte string 0x00 || cid.
-func badLink(c cid.Cid) []byte {
-	b := append([]byte{0xd8, 0x2a}, badHead(2, c.ByteLen()+1)...)
-	return append(append(b, 0), c.Bytes()...)
-}
-
 // badLinkSlot is a slot linking to a child node: a one-element list holding a link.
-func badLinkSlot(c cid.Cid) []byte { return append([]byte{0x81}, badLink(c)...) }
+func badLinkSlot(c cid.Cid) []byte { return append([]byte{0x81}, hamt.HandLink(c)...) }
 
 type badEntry struct {
 	key   string
@@ -71,28 +51,13 @@ type badEntry struct {
 
 // badBucket is a bucket with its entries in the order given (not sorted).
 func badBucket(entries ...badEntry) []byte {
-	b := badHead(5, len(entries))
+	b := hamt.HandHead(5, len(entries))
 	for _, e := range entries {
-		b = append(b, badText(e.key)...)
-		b = append(b, badLink(e.value)...)
+		b = append(b, hamt.HandText(e.key)...)
+		b = append(b, hamt.HandLink(e.value)...)
 	}
 	return b
 }
-
-// badNode is a node block: a list of 256 slots, each the bytes given or an empty map.
-func badNode(slots map[int][]byte) []byte {
-	b := []byte{0x99, 0x01, 0x00}
-	for i := range 256 {
-		if s, ok := slots[i]; ok {
-			b = append(b, s...)
-		} else {
-			b = append(b, 0xa0)
-		}
-	}
-	return b
-}
-
-func badCat(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 
 // badSlot is the slot key takes at depth: byte depth of its BLAKE3 hash.
 func badSlot(key string, depth int) int { return int(hamt.Blake3([]byte(key))[depth]) }
@@ -102,8 +67,8 @@ func badSlot(key string, depth int) int { return int(hamt.Blake3([]byte(key))[de
 func badTwoLevels(t testing.TB, cas *hamt.MemoryCAS) (root, child, value cid.Cid) {
 	t.Helper()
 	value = badPut(t, cas, []byte("the value of k"), multicodec.Raw)
-	child = badPut(t, cas, badNode(map[int][]byte{badSlot("k", 1): badBucket(badEntry{"k", value})}), multicodec.DagCbor)
-	root = badPut(t, cas, badNode(map[int][]byte{badSlot("k", 0): badLinkSlot(child)}), multicodec.DagCbor)
+	child = badPut(t, cas, hamt.HandNode(map[int][]byte{badSlot("k", 1): badBucket(badEntry{"k", value})}), multicodec.DagCbor)
+	root = badPut(t, cas, hamt.HandNode(map[int][]byte{badSlot("k", 0): badLinkSlot(child)}), multicodec.DagCbor)
 	return root, child, value
 }
 
@@ -143,11 +108,11 @@ func TestHandBuiltNodesInTheSpecFormatAreReadBack(t *testing.T) {
 	ctx := context.Background()
 	cas := hamt.NewMemoryCAS()
 	value := badPut(t, cas, []byte("the value of k"), multicodec.Raw)
-	empty := badNode(nil)
+	empty := hamt.HandNode(nil)
 	if len(empty) != 259 || badCID(t, empty, multicodec.DagCbor).String() != "bafyr4igb3js3dqlnsvmbi533lhghfet3l4r35vbi7mlrvxjb6f3n5wkc3m" {
 		t.Fatalf("the hand-built empty node is not the spec's: %x", empty)
 	}
-	oneLevel := badPut(t, cas, badNode(map[int][]byte{badSlot("k", 0): badBucket(badEntry{"a", value}, badEntry{"k", value}, badEntry{"bb", value})}), multicodec.DagCbor)
+	oneLevel := badPut(t, cas, hamt.HandNode(map[int][]byte{badSlot("k", 0): badBucket(badEntry{"a", value}, badEntry{"k", value}, badEntry{"bb", value})}), multicodec.DagCbor)
 	twoLevels, _, _ := badTwoLevels(t, cas)
 	for name, root := range map[string]cid.Cid{"a root holding k in a bucket": oneLevel, "a root linking to a child holding k": twoLevels} {
 		t.Run(name, func(t *testing.T) {
@@ -194,7 +159,7 @@ func TestGarbageNodeBlocksFromTheStoreAreErrMalformedNode(t *testing.T) {
 	for i := range random {
 		random[i] = byte(rng.Uint32())
 	}
-	empty := badNode(nil)
+	empty := hamt.HandNode(nil)
 	flipped := bytes.Clone(empty)
 	flipped[len(flipped)-1] = 0xa1 // the last slot claims one entry that is not there
 	ints := []byte{0x99, 0x01, 0x00}
@@ -209,7 +174,7 @@ func TestGarbageNodeBlocksFromTheStoreAreErrMalformedNode(t *testing.T) {
 		{"one zero byte", []byte{0}},
 		{"259 zero bytes", make([]byte, 259)},
 		{"4 KiB of random bytes", random},
-		{"random bytes after a valid node header", badCat(empty[:3], random)},
+		{"random bytes after a valid node header", hamt.HandCat(empty[:3], random)},
 		{"a JSON document", []byte(`{"hello": "world"}`)},
 		{"the empty node cut short by a byte", empty[:258]},
 		{"the empty node with its last byte changed", flipped},
@@ -279,13 +244,13 @@ func TestMalformedNodeBlocksAreErrMalformedNode(t *testing.T) {
 	ctx := context.Background()
 	cas := hamt.NewMemoryCAS()
 	value := badPut(t, cas, []byte("the value of k"), multicodec.Raw)
-	empty := badNode(nil)
+	empty := hamt.HandNode(nil)
 	emptyID := badPut(t, cas, empty, multicodec.DagCbor)
 	rawID := badPut(t, cas, empty, multicodec.Raw) // the same bytes, under the raw codec
 	kv := badEntry{"k", value}
-	withSlot := func(s []byte) []byte { return badNode(map[int][]byte{7: s}) }
+	withSlot := func(s []byte) []byte { return hamt.HandNode(map[int][]byte{7: s}) }
 	// A valid node with buckets and a link, to cut short.
-	good := badNode(map[int][]byte{0: badBucket(badEntry{"a", value}, kv, badEntry{"bb", value}), 1: badLinkSlot(emptyID)})
+	good := hamt.HandNode(map[int][]byte{0: badBucket(badEntry{"a", value}, kv, badEntry{"bb", value}), 1: badLinkSlot(emptyID)})
 
 	type testCase struct {
 		name  string
@@ -296,31 +261,31 @@ func TestMalformedNodeBlocksAreErrMalformedNode(t *testing.T) {
 		cases = append(cases, testCase{fmt.Sprintf("a valid node cut to %d of its %d bytes", n, len(good)), good[:n]})
 	}
 	cases = append(cases, []testCase{
-		{"a list of 255 empty maps", badCat([]byte{0x98, 0xff}, bytes.Repeat([]byte{0xa0}, 255))},
-		{"a list of 257 empty maps", badCat([]byte{0x99, 0x01, 0x01}, bytes.Repeat([]byte{0xa0}, 257))},
-		{"a list of 256 nulls", badCat(empty[:3], bytes.Repeat([]byte{0xf6}, 256))},
-		{"a list of 256 slots with a non-minimal length", badCat([]byte{0x9a, 0, 0, 1, 0}, empty[3:])},
-		{"an indefinite-length list of 256 slots", badCat([]byte{0x9f}, empty[3:], []byte{0xff})},
-		{"a CBOR map", badCat([]byte{0xa1}, badText("k"), badLink(value))},
+		{"a list of 255 empty maps", hamt.HandCat([]byte{0x98, 0xff}, bytes.Repeat([]byte{0xa0}, 255))},
+		{"a list of 257 empty maps", hamt.HandCat([]byte{0x99, 0x01, 0x01}, bytes.Repeat([]byte{0xa0}, 257))},
+		{"a list of 256 nulls", hamt.HandCat(empty[:3], bytes.Repeat([]byte{0xf6}, 256))},
+		{"a list of 256 slots with a non-minimal length", hamt.HandCat([]byte{0x9a, 0, 0, 1, 0}, empty[3:])},
+		{"an indefinite-length list of 256 slots", hamt.HandCat([]byte{0x9f}, empty[3:], []byte{0xff})},
+		{"a CBOR map", hamt.HandCat([]byte{0xa1}, hamt.HandText("k"), hamt.HandLink(value))},
 		{"an empty CBOR map", []byte{0xa0}},
 		{"an integer", []byte{0x19, 0x01, 0x00}},
-		{"a text string", badText("node")},
-		{"the empty node with a trailing byte", badCat(empty, []byte{0})},
+		{"a text string", hamt.HandText("node")},
+		{"the empty node with a trailing byte", hamt.HandCat(empty, []byte{0})},
 		{"a bucket with keys out of canonical order", withSlot(badBucket(kv, badEntry{"a", value}))},
 		{"a bucket sorted bytewise instead of length-first", withSlot(badBucket(badEntry{"bb", value}, kv))},
 		{"a bucket with the same key twice", withSlot(badBucket(kv, kv))},
 		{"a bucket key that is not UTF-8", withSlot(badBucket(badEntry{"\xff", value}))},
-		{"a bucket key that is a byte string", withSlot(badCat([]byte{0xa1, 0x41, 'k'}, badLink(value)))},
-		{"a bucket value that is not a link", withSlot(badCat([]byte{0xa1}, badText("k"), badText("v")))},
-		{"a bucket value under tag 43", withSlot(badCat([]byte{0xa1}, badText("k"), []byte{0xd8, 0x2b}, badLink(value)[2:]))},
-		{"a bucket with a non-minimal length", withSlot(badCat([]byte{0xb8, 0x01}, badText("k"), badLink(value)))},
-		{"an indefinite-length bucket", withSlot(badCat([]byte{0xbf}, badText("k"), badLink(value), []byte{0xff}))},
+		{"a bucket key that is a byte string", withSlot(hamt.HandCat([]byte{0xa1, 0x41, 'k'}, hamt.HandLink(value)))},
+		{"a bucket value that is not a link", withSlot(hamt.HandCat([]byte{0xa1}, hamt.HandText("k"), hamt.HandText("v")))},
+		{"a bucket value under tag 43", withSlot(hamt.HandCat([]byte{0xa1}, hamt.HandText("k"), []byte{0xd8, 0x2b}, hamt.HandLink(value)[2:]))},
+		{"a bucket with a non-minimal length", withSlot(hamt.HandCat([]byte{0xb8, 0x01}, hamt.HandText("k"), hamt.HandLink(value)))},
+		{"an indefinite-length bucket", withSlot(hamt.HandCat([]byte{0xbf}, hamt.HandText("k"), hamt.HandLink(value), []byte{0xff}))},
 		{"an empty bucket written as an empty list", withSlot([]byte{0x80})},
 		{"an empty bucket written as a one-element list holding an empty map", withSlot([]byte{0x81, 0xa0})},
 		{"an empty bucket written as a one-element list holding null", withSlot([]byte{0x81, 0xf6})},
 		{"a link slot pointing to a raw-codec CID", withSlot(badLinkSlot(rawID))},
-		{"a link slot holding two links", withSlot(badCat([]byte{0x82}, badLink(emptyID), badLink(emptyID)))},
-		{"a link slot without the 0x00 multibase prefix", withSlot(badCat([]byte{0x81, 0xd8, 0x2a}, badHead(2, emptyID.ByteLen()), emptyID.Bytes()))},
+		{"a link slot holding two links", withSlot(hamt.HandCat([]byte{0x82}, hamt.HandLink(emptyID), hamt.HandLink(emptyID)))},
+		{"a link slot without the 0x00 multibase prefix", withSlot(hamt.HandCat([]byte{0x81, 0xd8, 0x2a}, hamt.HandHead(2, emptyID.ByteLen()), emptyID.Bytes()))},
 	}...)
 
 	t.Run("a root CID with the raw codec", func(t *testing.T) {
@@ -339,7 +304,7 @@ func TestMalformedNodeBlocksAreErrMalformedNode(t *testing.T) {
 				}
 			})
 			t.Run("as a child, a key routed through it fails to read and write", func(t *testing.T) {
-				root := badPut(t, cas, badNode(map[int][]byte{badSlot("k", 0): badLinkSlot(bad)}), multicodec.DagCbor)
+				root := badPut(t, cas, hamt.HandNode(map[int][]byte{badSlot("k", 0): badLinkSlot(bad)}), multicodec.DagCbor)
 				m, err := hamt.Open(ctx, cas, hamt.Bytes, root)
 				if err != nil {
 					t.Fatal(err)
@@ -381,7 +346,7 @@ func TestBlocksThatDoNotMatchTheirCIDAreErrCorruptWithVerifyBlocks(t *testing.T)
 	ctx := context.Background()
 	mem := hamt.NewMemoryCAS()
 	root, child, value := badTwoLevels(t, mem)
-	empty := badNode(nil) // a valid node: only the hash check can tell it is the wrong one
+	empty := hamt.HandNode(nil) // a valid node: only the hash check can tell it is the wrong one
 	flipped := []byte("the value of K")
 	for _, c := range []struct {
 		name        string
@@ -447,7 +412,7 @@ func wantMissingBlock(t *testing.T, what string, err error) {
 func TestMissingBlocksAreErrMissingBlockNotAnAbsentKey(t *testing.T) {
 	ctx := context.Background()
 	t.Run("Open of a root the store does not hold", func(t *testing.T) {
-		m, err := hamt.Open(ctx, hamt.NewMemoryCAS(), hamt.Bytes, badCID(t, badNode(nil), multicodec.DagCbor))
+		m, err := hamt.Open(ctx, hamt.NewMemoryCAS(), hamt.Bytes, badCID(t, hamt.HandNode(nil), multicodec.DagCbor))
 		if m != nil {
 			t.Fatalf("Open returned a map")
 		}
@@ -456,7 +421,7 @@ func TestMissingBlocksAreErrMissingBlockNotAnAbsentKey(t *testing.T) {
 	t.Run("Get of a key whose value block the store does not hold", func(t *testing.T) {
 		cas := hamt.NewMemoryCAS()
 		lost := badCID(t, []byte("never stored"), multicodec.Raw)
-		root := badPut(t, cas, badNode(map[int][]byte{badSlot("k", 0): badBucket(badEntry{"k", lost})}), multicodec.DagCbor)
+		root := badPut(t, cas, hamt.HandNode(map[int][]byte{badSlot("k", 0): badBucket(badEntry{"k", lost})}), multicodec.DagCbor)
 		m, err := hamt.Open(ctx, cas, hamt.Bytes, root)
 		if err != nil {
 			t.Fatal(err)
@@ -470,8 +435,8 @@ func TestMissingBlocksAreErrMissingBlockNotAnAbsentKey(t *testing.T) {
 	})
 	t.Run("Get of a key under a child node the store does not hold", func(t *testing.T) {
 		cas := hamt.NewMemoryCAS()
-		lost := badCID(t, badNode(nil), multicodec.DagCbor)
-		root := badPut(t, cas, badNode(map[int][]byte{badSlot("k", 0): badLinkSlot(lost)}), multicodec.DagCbor)
+		lost := badCID(t, hamt.HandNode(nil), multicodec.DagCbor)
+		root := badPut(t, cas, hamt.HandNode(map[int][]byte{badSlot("k", 0): badLinkSlot(lost)}), multicodec.DagCbor)
 		m, err := hamt.Open(ctx, cas, hamt.Bytes, root)
 		if err != nil {
 			t.Fatal(err)
@@ -493,8 +458,8 @@ func TestMissingBlocksAreErrMissingBlockNotAnAbsentKey(t *testing.T) {
 func TestHasReportsAMissingNodeBlockAsAnErrorNotAsAnAbsentKey(t *testing.T) {
 	ctx := context.Background()
 	cas := hamt.NewMemoryCAS()
-	lost := badCID(t, badNode(nil), multicodec.DagCbor)
-	root := badPut(t, cas, badNode(map[int][]byte{badSlot("k", 0): badLinkSlot(lost)}), multicodec.DagCbor)
+	lost := badCID(t, hamt.HandNode(nil), multicodec.DagCbor)
+	root := badPut(t, cas, hamt.HandNode(map[int][]byte{badSlot("k", 0): badLinkSlot(lost)}), multicodec.DagCbor)
 	m, err := hamt.Open(ctx, cas, hamt.Bytes, root)
 	if err != nil {
 		t.Fatal(err)
@@ -829,7 +794,7 @@ func TestNonCanonicalDagCBORValuesReadThroughAMapOfAnyAreErrMalformedValue(t *te
 		{"undefined", []byte{0xf7}},
 		{"trailing bytes", []byte{0x01, 0x01}},
 		{"a string that is not UTF-8", []byte{0x61, 0xff}},
-		{"a link without the 0x00 prefix", badCat([]byte{0xd8, 0x2a, 0x44}, []byte{0x01, 0x55, 0x00, 0x00})},
+		{"a link without the 0x00 prefix", hamt.HandCat([]byte{0xd8, 0x2a, 0x44}, []byte{0x01, 0x55, 0x00, 0x00})},
 		{"no bytes at all", []byte{}},
 	}
 	mem := hamt.NewMemoryCAS()

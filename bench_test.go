@@ -197,11 +197,7 @@ func BenchmarkGetCold(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			for _, k := range order {
-				if _, err := m.Get(ctx, k); err != nil {
-					b.Fatal(err)
-				}
-			}
+			getAll(b, m, order)
 		})
 	})
 }
@@ -216,19 +212,21 @@ func BenchmarkGetWarm(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		for _, k := range order {
-			if _, err := m.Get(ctx, k); err != nil {
-				b.Fatal(err)
-			}
-		}
+		getAll(b, m, order)
 		perKey(b, n, func() {
-			for _, k := range order {
-				if _, err := m.Get(ctx, k); err != nil {
-					b.Fatal(err)
-				}
-			}
+			getAll(b, m, order)
 		})
 	})
+}
+
+// getAll gets every key of order.
+func getAll(b *testing.B, m *hamt.Map[[]byte], order []string) {
+	ctx := context.Background()
+	for _, k := range order {
+		if _, err := m.Get(ctx, k); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
 
 func countKeys(b *testing.B, m *hamt.Map[[]byte], want int) {
@@ -311,6 +309,54 @@ func BenchmarkUpdate1Percent(b *testing.B) {
 			}
 			if _, err := m.Flush(ctx); err != nil {
 				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkCalibration measures what one random access costs on this machine, to read the Get
+// numbers against: a lookup in a Go map of 1M entries, a MemoryCAS.Load of one of 1M blocks, and
+// the BLAKE3 of a key, each in random order. ns/op is per lookup.
+func BenchmarkCalibration(b *testing.B) {
+	const n = 1_000_000
+	keys := shuffled(benchKeys(n), 11)
+	vals := benchValues(n)
+	b.Run("GoMapGet", func(b *testing.B) {
+		m := make(map[string][]byte, n)
+		for i, k := range keys {
+			m[k] = vals[i]
+		}
+		order := shuffled(keys, 12)
+		b.ResetTimer()
+		for i := 0; b.Loop(); i++ {
+			if m[order[i%n]] == nil {
+				b.Fatal("missing")
+			}
+		}
+	})
+	b.Run("MemoryCASLoad", func(b *testing.B) {
+		ctx := context.Background()
+		cas := hamt.NewMemoryCAS()
+		ids := make([]cid.Cid, n)
+		for i := range ids {
+			var err error
+			if ids[i], err = cas.Save(ctx, vals[i], 0x55); err != nil {
+				b.Fatal(err)
+			}
+		}
+		rand.New(rand.NewPCG(13, 7)).Shuffle(n, func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; b.Loop(); i++ {
+			if _, err := cas.Load(ctx, ids[i%n]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("Blake3Key", func(b *testing.B) {
+		for i := 0; b.Loop(); i++ {
+			if len(hamt.Blake3([]byte(keys[i%n]))) != 32 {
+				b.Fatal("short digest")
 			}
 		}
 	})

@@ -276,99 +276,65 @@ func fuzzCID(codec multicodec.Code, data []byte) cid.Cid {
 	return c
 }
 
-// fuzzHead is a minimal CBOR head (n < 65536 is all the seeds need).
-func fuzzHead(major byte, n int) []byte {
-	m := major << 5
-	switch {
-	case n < 24:
-		return []byte{m | byte(n)}
-	case n < 256:
-		return []byte{m | 24, byte(n)}
-	}
-	return []byte{m | 25, byte(n >> 8), byte(n)}
-}
-
-// fuzzLink is a CID link: tag 42 over a byte string 0x00 || cid.
-func fuzzLink(c cid.Cid) []byte {
-	return fuzzCat([]byte{0xd8, 0x2a}, fuzzHead(2, c.ByteLen()+1), []byte{0}, c.Bytes())
-}
-
-func fuzzText(s string) []byte { return append(fuzzHead(3, len(s)), s...) }
-
-// fuzzBlock is a node block: 256 slots, each the given bytes or an empty map.
-func fuzzBlock(slots map[int][]byte) []byte {
-	b := []byte{0x99, 0x01, 0x00}
-	for i := range 256 {
-		if s, ok := slots[i]; ok {
-			b = append(b, s...)
-		} else {
-			b = append(b, 0xa0)
-		}
-	}
-	return b
-}
-
 // fuzzBucket is a bucket with keys in the order given, each linking to a raw block of its own name.
 func fuzzBucket(keys ...string) []byte {
-	b := fuzzHead(5, len(keys))
+	b := HandHead(5, len(keys))
 	for _, k := range keys {
-		b = append(b, fuzzText(k)...)
-		b = append(b, fuzzLink(fuzzCID(multicodec.Raw, []byte(k)))...)
+		b = append(b, HandText(k)...)
+		b = append(b, HandLink(fuzzCID(multicodec.Raw, []byte(k)))...)
 	}
 	return b
 }
 
-func fuzzCat(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
-
 func fuzzNodeSeeds() []fuzzSeed {
-	empty := fuzzBlock(nil)
+	empty := HandNode(nil)
 	child := fuzzCID(multicodec.DagCbor, empty)
 	rawChild := fuzzCID(multicodec.Raw, empty)
-	linkSlot := fuzzCat([]byte{0x81}, fuzzLink(child))
+	linkSlot := HandCat([]byte{0x81}, HandLink(child))
 	long := strings.Repeat("k", 24) // a 2-byte text head
-	full := fuzzBlock(map[int][]byte{
+	full := HandNode(map[int][]byte{
 		0:   fuzzBucket("a", "b", "aa"),
 		7:   linkSlot,
 		200: fuzzBucket("é", long),
 		255: linkSlot,
 	})
-	fooValue := fuzzLink(fuzzCID(multicodec.Raw, []byte("foo")))
+	fooValue := HandLink(fuzzCID(multicodec.Raw, []byte("foo")))
 	cidBytes := append([]byte{0}, child.Bytes()...)
 	return []fuzzSeed{
 		{"valid-empty-node", empty, true},
 		{"valid-buckets-and-links", full, true},
 		{"malformed-truncated-node", full[:len(full)/2], false},
 		{"malformed-truncated-in-a-link", full[:len(full)-3], false},
-		{"malformed-255-slots", fuzzCat([]byte{0x98, 0xff}, bytes.Repeat([]byte{0xa0}, 255)), false},
-		{"malformed-257-slots", fuzzCat([]byte{0x99, 0x01, 0x01}, bytes.Repeat([]byte{0xa0}, 257)), false},
-		{"malformed-non-minimal-list-header", fuzzCat([]byte{0x9a, 0, 0, 1, 0}, empty[3:]), false},
-		{"malformed-indefinite-list", fuzzCat([]byte{0x9f}, empty[3:], []byte{0xff}), false},
-		{"malformed-trailing-byte", fuzzCat(empty, []byte{0}), false},
+		{"malformed-255-slots", HandCat([]byte{0x98, 0xff}, bytes.Repeat([]byte{0xa0}, 255)), false},
+		{"malformed-257-slots", HandCat([]byte{0x99, 0x01, 0x01}, bytes.Repeat([]byte{0xa0}, 257)), false},
+		{"malformed-non-minimal-list-header", HandCat([]byte{0x9a, 0, 0, 1, 0}, empty[3:]), false},
+		{"malformed-indefinite-list", HandCat([]byte{0x9f}, empty[3:], []byte{0xff}), false},
+		{"malformed-trailing-byte", HandCat(empty, []byte{0}), false},
 		{"malformed-a-map", []byte{0xa1, 0x61, 0x61, 0xa0}, false},
 		{"malformed-an-integer", []byte{0x19, 0x01, 0x00}, false},
-		{"malformed-unordered-bucket-keys", fuzzBlock(map[int][]byte{3: fuzzBucket("b", "a")}), false},
-		{"malformed-bucket-keys-bytewise-not-length-first", fuzzBlock(map[int][]byte{3: fuzzBucket("aa", "b")}), false},
-		{"malformed-duplicate-bucket-keys", fuzzBlock(map[int][]byte{3: fuzzBucket("a", "a")}), false},
-		{"malformed-key-not-utf8", fuzzBlock(map[int][]byte{3: fuzzBucket("\xff")}), false},
-		{"malformed-byte-string-key", fuzzBlock(map[int][]byte{3: fuzzCat([]byte{0xa1, 0x43}, []byte("foo"), fooValue)}), false},
-		{"malformed-link-slot-with-raw-cid", fuzzBlock(map[int][]byte{9: fuzzCat([]byte{0x81}, fuzzLink(rawChild))}), false},
-		{"malformed-float32-value", fuzzBlock(map[int][]byte{3: fuzzCat([]byte{0xa1}, fuzzText("foo"), []byte{0xfa, 0x3f, 0xc0, 0, 0})}), false},
-		{"malformed-float32-slot", fuzzBlock(map[int][]byte{3: {0xfa, 0x3f, 0xc0, 0, 0}}), false},
-		{"malformed-non-minimal-bucket-length", fuzzBlock(map[int][]byte{3: fuzzCat([]byte{0xb8, 0x01}, fuzzText("foo"), fooValue)}), false},
-		{"malformed-non-minimal-key-length", fuzzBlock(map[int][]byte{3: fuzzCat([]byte{0xa1, 0x78, 0x03}, []byte("foo"), fooValue)}), false},
-		{"malformed-non-minimal-cid-length", fuzzBlock(map[int][]byte{9: fuzzCat([]byte{0x81, 0xd8, 0x2a, 0x59, 0x00, byte(len(cidBytes))}, cidBytes)}), false},
-		{"malformed-indefinite-bucket", fuzzBlock(map[int][]byte{3: fuzzCat([]byte{0xbf}, fuzzText("foo"), fooValue, []byte{0xff})}), false},
-		{"malformed-empty-list-slot", fuzzBlock(map[int][]byte{3: {0x80}}), false},
-		{"malformed-list-slot-holding-an-empty-map", fuzzBlock(map[int][]byte{3: {0x81, 0xa0}}), false},
-		{"malformed-two-element-link-slot", fuzzBlock(map[int][]byte{9: fuzzCat([]byte{0x82}, fuzzLink(child), fuzzLink(child))}), false},
-		{"malformed-tag-43", fuzzBlock(map[int][]byte{9: fuzzCat([]byte{0x81, 0xd8, 0x2b}, fuzzLink(child)[2:])}), false},
-		{"malformed-link-without-multibase-prefix", fuzzBlock(map[int][]byte{9: fuzzCat([]byte{0x81, 0xd8, 0x2a, 0x58, byte(len(cidBytes) - 1)}, cidBytes[1:])}), false},
-		{"malformed-cid-with-trailing-byte", fuzzBlock(map[int][]byte{9: fuzzCat([]byte{0x81, 0xd8, 0x2a, 0x58, byte(len(cidBytes) + 1)}, cidBytes, []byte{0})}), false},
+		{"malformed-unordered-bucket-keys", HandNode(map[int][]byte{3: fuzzBucket("b", "a")}), false},
+		{"malformed-bucket-keys-bytewise-not-length-first", HandNode(map[int][]byte{3: fuzzBucket("aa", "b")}), false},
+		{"malformed-duplicate-bucket-keys", HandNode(map[int][]byte{3: fuzzBucket("a", "a")}), false},
+		{"malformed-key-not-utf8", HandNode(map[int][]byte{3: fuzzBucket("\xff")}), false},
+		{"malformed-byte-string-key", HandNode(map[int][]byte{3: HandCat([]byte{0xa1, 0x43}, []byte("foo"), fooValue)}), false},
+		{"malformed-link-slot-with-raw-cid", HandNode(map[int][]byte{9: HandCat([]byte{0x81}, HandLink(rawChild))}), false},
+		{"malformed-float32-value", HandNode(map[int][]byte{3: HandCat([]byte{0xa1}, HandText("foo"), []byte{0xfa, 0x3f, 0xc0, 0, 0})}), false},
+		{"malformed-float32-slot", HandNode(map[int][]byte{3: {0xfa, 0x3f, 0xc0, 0, 0}}), false},
+		{"malformed-non-minimal-bucket-length", HandNode(map[int][]byte{3: HandCat([]byte{0xb8, 0x01}, HandText("foo"), fooValue)}), false},
+		{"malformed-non-minimal-key-length", HandNode(map[int][]byte{3: HandCat([]byte{0xa1, 0x78, 0x03}, []byte("foo"), fooValue)}), false},
+		{"malformed-non-minimal-cid-length", HandNode(map[int][]byte{9: HandCat([]byte{0x81, 0xd8, 0x2a, 0x59, 0x00, byte(len(cidBytes))}, cidBytes)}), false},
+		{"malformed-indefinite-bucket", HandNode(map[int][]byte{3: HandCat([]byte{0xbf}, HandText("foo"), fooValue, []byte{0xff})}), false},
+		{"malformed-empty-list-slot", HandNode(map[int][]byte{3: {0x80}}), false},
+		{"malformed-list-slot-holding-an-empty-map", HandNode(map[int][]byte{3: {0x81, 0xa0}}), false},
+		{"malformed-two-element-link-slot", HandNode(map[int][]byte{9: HandCat([]byte{0x82}, HandLink(child), HandLink(child))}), false},
+		{"malformed-tag-43", HandNode(map[int][]byte{9: HandCat([]byte{0x81, 0xd8, 0x2b}, HandLink(child)[2:])}), false},
+		{"malformed-link-without-multibase-prefix", HandNode(map[int][]byte{9: HandCat([]byte{0x81, 0xd8, 0x2a, 0x58, byte(len(cidBytes) - 1)}, cidBytes[1:])}), false},
+		{"malformed-cid-with-trailing-byte", HandNode(map[int][]byte{9: HandCat([]byte{0x81, 0xd8, 0x2a, 0x58, byte(len(cidBytes) + 1)}, cidBytes, []byte{0})}), false},
 	}
 }
 
 func fuzzValueSeeds(t testing.TB) []fuzzSeed {
-	link := hex.EncodeToString(fuzzLink(fuzzCID(multicodec.Raw, []byte("foo"))))
+	link := hex.EncodeToString(HandLink(fuzzCID(multicodec.Raw, []byte("foo"))))
 	seeds := []struct {
 		name  string
 		hex   string
