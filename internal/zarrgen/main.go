@@ -30,7 +30,7 @@
 // the keys of each node in the specification's order (maps in attributes and codec
 // configurations sort their keys), ending in a newline. Gzip members carry no name and a zero
 // modification time, so reruns give identical bytes; a Go release that changes compress/flate's
-// output would change the gzip chunks, and the test would then ask for a regeneration.
+// output would change the gzip bytes; the test then compares what they decompress to.
 package main
 
 import (
