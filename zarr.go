@@ -291,17 +291,26 @@ func (s *ZarrStore) SetPartialValues(ctx context.Context, key string, offset int
 // Delete removes key; a missing key is not an error.
 func (s *ZarrStore) Delete(ctx context.Context, key string) error {
 	defer s.lockKey(key)()
-	if isMetadataKey(key) {
-		// Drop the cached document first: a failed delete then costs one reload, never a stale read.
-		s.metaMu.Lock()
-		delete(s.meta, key)
-		s.metaGen++
-		s.metaMu.Unlock()
+	meta := isMetadataKey(key)
+	if meta {
+		// Drop the cached document before the delete (a failed delete then costs one reload, never
+		// a stale read) and again after it: a Get that read the document while the delete ran may
+		// have cached it in between.
+		s.dropMeta(key)
+		defer s.dropMeta(key)
 	}
 	if err := s.m.Delete(ctx, key); err != nil && !errors.Is(err, ErrNotFound) {
 		return err
 	}
 	return nil
+}
+
+// dropMeta forgets the cached document key and makes reads begun earlier not cache theirs.
+func (s *ZarrStore) dropMeta(key string) {
+	s.metaMu.Lock()
+	delete(s.meta, key)
+	s.metaGen++
+	s.metaMu.Unlock()
 }
 
 // List yields every key, in the map's order (not sorted).
