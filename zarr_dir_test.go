@@ -64,19 +64,12 @@ func assertSameTree(t testing.TB, got, want map[string][]byte) {
 func importTree(t testing.TB, cas hamt.CAS, dir string, opts ...hamt.DirOption) (*hamt.ZarrStore, hamt.DirStats) {
 	t.Helper()
 	ctx := context.Background()
-	m, err := hamt.New(ctx, cas, hamt.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := hamt.NewZarrStore(m)
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := zarrNewStore(t, cas)
 	stats, err := hamt.ImportDir(ctx, store, dir, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := m.Flush(ctx); err != nil {
+	if _, err := store.Map().Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
 	return store, stats

@@ -190,7 +190,7 @@ func TestZarrHTTPStatuses(t *testing.T) {
 		t.Errorf("preflight: %d %v", resp.StatusCode, resp.Header)
 	}
 	// Keys that need escaping in a URL.
-	store := memoryStore(t)
+	store := zarrNewStore(t, hamt.NewMemoryCAS())
 	ctx := context.Background()
 	for _, k := range []string{"a b/c%d", "ünï/ç"} {
 		if err := store.Set(ctx, k, []byte(k)); err != nil {
@@ -215,20 +215,6 @@ func (u *urlPath) escaped() string {
 		parts[i] = strings.ReplaceAll(strings.ReplaceAll(p, "%", "%25"), " ", "%20")
 	}
 	return strings.Join(parts, "/")
-}
-
-// memoryStore is a writable ZarrStore on a fresh MemoryCAS.
-func memoryStore(t testing.TB) *hamt.ZarrStore {
-	t.Helper()
-	m, err := hamt.New(context.Background(), hamt.NewMemoryCAS(), hamt.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := hamt.NewZarrStore(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
 }
 
 // lossyCAS loses the blocks in lost: Load answers ErrNotFound for them, as a store that lost data
@@ -427,7 +413,7 @@ func TestZarrFS(t *testing.T) {
 // directory gives way to the directory.
 func TestZarrFSOddKeys(t *testing.T) {
 	ctx := context.Background()
-	store := memoryStore(t)
+	store := zarrNewStore(t, hamt.NewMemoryCAS())
 	for _, k := range []string{"a", "a/b", "", "/abs", "x/../y", "c//d", "ok/f"} {
 		if err := store.Set(ctx, k, []byte(k)); err != nil {
 			t.Fatal(err)
