@@ -15,6 +15,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -723,5 +724,41 @@ func TestKuboRealDaemon(t *testing.T) {
 	}
 	if v, err := ro.Get(ctx, "zarr.json"); err != nil || string(v) != `{"zarr_format":3}` {
 		t.Fatalf("Get: %q, %v", v, err)
+	}
+}
+
+// TestKuboNoGoroutineLeak: after many concurrent calls, some failing, and Close, the store leaves
+// no goroutine behind (its connections are closed, so the server's end too).
+func TestKuboNoGoroutineLeak(t *testing.T) {
+	srv := kubotest.New(t)
+	ctx := context.Background()
+	before := runtime.NumGoroutine()
+	k, err := hamt.NewKuboCAS(hamt.WithKuboRPC(srv.RPCURL()), hamt.WithKuboGateway(srv.GatewayURL()),
+		hamt.WithKuboRetries(1, time.Millisecond, time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Inject(kubotest.Fault{Endpoint: kubotest.Gateway, Status: 503, Times: 10})
+	var wg sync.WaitGroup
+	for i := range 40 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id, err := k.Save(ctx, []byte(fmt.Sprint(i)), multicodec.Raw)
+			if err == nil {
+				_, _ = k.Load(ctx, id)
+				_, _ = k.LoadRange(ctx, id, hamt.RangeSuffix(1))
+			}
+		}()
+	}
+	wg.Wait()
+	k.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		buf := make([]byte, 1<<16)
+		t.Errorf("%d goroutines after Close, %d before:\n%s", n, before, buf[:runtime.Stack(buf, true)])
 	}
 }
