@@ -1,0 +1,389 @@
+package hamt
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"io"
+	"iter"
+	"slices"
+
+	"github.com/ipfs/go-cid"
+	carv2 "github.com/ipld/go-car/v2"
+	"github.com/ipld/go-car/v2/storage"
+	"github.com/multiformats/go-multicodec"
+)
+
+// This file reads flushed trees block by block, straight from a CAS, for tools: statistics, diffs
+// and CAR export/import. Every node block is verified against its CID and decoded strictly.
+
+// loadNodeBlock loads, verifies and decodes the node block id.
+func loadNodeBlock(ctx context.Context, cas CAS, id cid.Cid) (*node, []byte, error) {
+	if id.Prefix().Codec != uint64(multicodec.DagCbor) {
+		return nil, nil, fmt.Errorf("%w: node %s is not dag-cbor", ErrMalformedNode, id)
+	}
+	b, err := cas.Load(ctx, id)
+	if err != nil {
+		return nil, nil, fmt.Errorf("node %s: %w", id, missingBlock(err))
+	}
+	if err := verifyBlock(id, b); err != nil {
+		return nil, nil, err
+	}
+	n, err := decodeNode(b)
+	if err != nil {
+		return nil, nil, fmt.Errorf("node %s: %w", id, err)
+	}
+	return n, b, nil
+}
+
+// TreeStats describes the shape of a flushed map.
+type TreeStats struct {
+	Keys         int     // keys in the map
+	Nodes        int     // node blocks
+	NodesAtDepth []int   // nodes at each depth; the root is depth 0
+	Links        int     // slots holding a link to a child node
+	Buckets      int     // slots holding a bucket
+	BucketFill   []int   // BucketFill[n]: buckets holding n keys (index 0 unused)
+	NodeBytes    int64   // bytes of all node blocks
+	ValueBytes   int64   // bytes of all value blocks, each distinct block once (-1 when not asked for)
+	Values       int     // distinct value blocks
+	MaxBucket    int     // keys in the fullest bucket
+	AvgFill      float64 // mean keys per bucket
+}
+
+// Inspect walks the tree at root and describes it. With valueSizes it also sums the sizes of the
+// distinct value blocks, asking the CAS for each (cheap when it is a BlockSizer).
+func Inspect(ctx context.Context, cas CAS, root cid.Cid, valueSizes bool) (TreeStats, error) {
+	st := TreeStats{ValueBytes: -1}
+	values := map[cidBytes]struct{}{}
+	var walk func(id cid.Cid, depth int) error
+	walk = func(id cid.Cid, depth int) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n, b, err := loadNodeBlock(ctx, cas, id)
+		if err != nil {
+			return err
+		}
+		st.Nodes++
+		st.NodeBytes += int64(len(b))
+		for len(st.NodesAtDepth) <= depth {
+			st.NodesAtDepth = append(st.NodesAtDepth, 0)
+		}
+		st.NodesAtDepth[depth]++
+		for i := range numSlots {
+			s := n.slot(i)
+			switch {
+			case s == nil:
+			case s.link != nil:
+				st.Links++
+				if err := walk(s.link.id.cid(), depth+1); err != nil {
+					return err
+				}
+			default:
+				st.Buckets++
+				st.Keys += len(s.bucket)
+				for len(st.BucketFill) <= len(s.bucket) {
+					st.BucketFill = append(st.BucketFill, 0)
+				}
+				st.BucketFill[len(s.bucket)]++
+				st.MaxBucket = max(st.MaxBucket, len(s.bucket))
+				for _, e := range s.bucket {
+					values[e.value] = struct{}{}
+				}
+			}
+		}
+		return nil
+	}
+	if err := walk(root, 0); err != nil {
+		return st, err
+	}
+	st.Values = len(values)
+	if st.Buckets > 0 {
+		st.AvgFill = float64(st.Keys) / float64(st.Buckets)
+	}
+	if valueSizes {
+		st.ValueBytes = 0
+		for v := range values {
+			n, err := blockSize(ctx, cas, v.cid())
+			if err != nil {
+				return st, fmt.Errorf("value %s: %w", v, missingBlock(err))
+			}
+			st.ValueBytes += n
+		}
+	}
+	return st, nil
+}
+
+// ChangeKind says how a key differs between two maps.
+type ChangeKind uint8
+
+// The kinds of change Diff reports.
+const (
+	Added    ChangeKind = iota + 1 // in the second map only
+	Removed                        // in the first map only
+	Modified                       // in both, pointing at different values
+)
+
+func (k ChangeKind) String() string {
+	switch k {
+	case Added:
+		return "added"
+	case Removed:
+		return "removed"
+	case Modified:
+		return "changed"
+	}
+	return fmt.Sprintf("ChangeKind(%d)", uint8(k))
+}
+
+// Change is one key that differs between two maps: Old is its value's CID in the first map
+// (undefined when Added), New in the second (undefined when Removed).
+type Change struct {
+	Key      string
+	Kind     ChangeKind
+	Old, New cid.Cid
+}
+
+// Diff yields the keys that differ between the flushed maps at a and b, both on cas and hashed
+// with the same function. It walks only the subtrees whose CIDs differ, so two versions of a
+// large dataset compare in time proportional to what changed. Changes come in slot order, each
+// node's in key order.
+func Diff(ctx context.Context, cas CAS, a, b cid.Cid) iter.Seq2[Change, error] {
+	return func(yield func(Change, error) bool) {
+		if a.Equals(b) {
+			return
+		}
+		na, _, err := loadNodeBlock(ctx, cas, a)
+		if err != nil {
+			yield(Change{}, err)
+			return
+		}
+		nb, _, err := loadNodeBlock(ctx, cas, b)
+		if err != nil {
+			yield(Change{}, err)
+			return
+		}
+		d := differ{ctx: ctx, cas: cas, yield: yield}
+		if err := d.nodes(na, nb); err != nil && err != errStop {
+			yield(Change{}, err)
+		}
+	}
+}
+
+// errStop ends a walk whose consumer stopped asking.
+var errStop = fmt.Errorf("stopped")
+
+type differ struct {
+	ctx   context.Context
+	cas   CAS
+	yield func(Change, error) bool
+}
+
+// nodes compares two nodes at the same depth slot by slot.
+func (d *differ) nodes(na, nb *node) error {
+	for i := range numSlots {
+		if err := d.ctx.Err(); err != nil {
+			return err
+		}
+		sa, sb := na.slot(i), nb.slot(i)
+		switch {
+		case sa == nil && sb == nil:
+			continue
+		case sa != nil && sb != nil && sa.link != nil && sb.link != nil:
+			if sa.link.id == sb.link.id {
+				continue // the same subtree
+			}
+			ca, _, err := loadNodeBlock(d.ctx, d.cas, sa.link.id.cid())
+			if err != nil {
+				return err
+			}
+			cb, _, err := loadNodeBlock(d.ctx, d.cas, sb.link.id.cid())
+			if err != nil {
+				return err
+			}
+			if err := d.nodes(ca, cb); err != nil {
+				return err
+			}
+			continue
+		}
+		ea, err := d.entries(sa)
+		if err != nil {
+			return err
+		}
+		eb, err := d.entries(sb)
+		if err != nil {
+			return err
+		}
+		if err := d.compare(ea, eb); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// entries returns every key under a slot (its bucket, or its whole subtree), sorted by key.
+func (d *differ) entries(s *slot) ([]entry, error) {
+	if s == nil {
+		return nil, nil
+	}
+	if s.link == nil {
+		return slices.SortedFunc(slices.Values(s.bucket), func(a, b entry) int { return cmp.Compare(a.key, b.key) }), nil
+	}
+	var out []entry
+	var walk func(id cid.Cid) error
+	walk = func(id cid.Cid) error {
+		n, _, err := loadNodeBlock(d.ctx, d.cas, id)
+		if err != nil {
+			return err
+		}
+		for i := range numSlots {
+			switch s := n.slot(i); {
+			case s == nil:
+			case s.link != nil:
+				if err := walk(s.link.id.cid()); err != nil {
+					return err
+				}
+			default:
+				out = append(out, s.bucket...)
+			}
+		}
+		return nil
+	}
+	if err := walk(s.link.id.cid()); err != nil {
+		return nil, err
+	}
+	slices.SortFunc(out, func(a, b entry) int { return cmp.Compare(a.key, b.key) })
+	return out, nil
+}
+
+// compare merges two key-sorted entry lists and yields their differences.
+func (d *differ) compare(ea, eb []entry) error {
+	emit := func(c Change) error {
+		if !d.yield(c, nil) {
+			return errStop
+		}
+		return nil
+	}
+	for len(ea) > 0 || len(eb) > 0 {
+		var err error
+		switch {
+		case len(eb) == 0 || len(ea) > 0 && ea[0].key < eb[0].key:
+			err = emit(Change{Key: ea[0].key, Kind: Removed, Old: ea[0].value.cid()})
+			ea = ea[1:]
+		case len(ea) == 0 || eb[0].key < ea[0].key:
+			err = emit(Change{Key: eb[0].key, Kind: Added, New: eb[0].value.cid()})
+			eb = eb[1:]
+		default:
+			if ea[0].value != eb[0].value {
+				err = emit(Change{Key: ea[0].key, Kind: Modified, Old: ea[0].value.cid(), New: eb[0].value.cid()})
+			}
+			ea, eb = ea[1:], eb[1:]
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// WriteCAR writes the flushed map at root as a CARv1 (root in the header, then every reachable
+// block once: nodes, then the values of each node's buckets), which `ipfs dag import` and
+// ReadCAR load. It returns the number of blocks written. Values stored as dag-pb files (over one
+// chunk, on Kubo) cannot be exported: their blocks are not reachable through this interface.
+func WriteCAR(ctx context.Context, cas CAS, root cid.Cid, w io.Writer) (int, error) {
+	car, err := storage.NewWritable(w, []cid.Cid{root}, carv2.WriteAsCarV1(true))
+	if err != nil {
+		return 0, err
+	}
+	seen := map[cidBytes]struct{}{}
+	put := func(id cidBytes, data []byte) error {
+		seen[id] = struct{}{}
+		return car.Put(ctx, string(id), data)
+	}
+	var walk func(id cid.Cid) error
+	walk = func(id cid.Cid) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if _, ok := seen[cidKey(id)]; ok {
+			return nil
+		}
+		n, b, err := loadNodeBlock(ctx, cas, id)
+		if err != nil {
+			return err
+		}
+		if err := put(cidKey(id), b); err != nil {
+			return err
+		}
+		for i := range numSlots {
+			s := n.slot(i)
+			if s == nil || s.link != nil {
+				continue
+			}
+			for _, e := range s.bucket {
+				if _, ok := seen[e.value]; ok {
+					continue
+				}
+				v := e.value.cid()
+				if v.Prefix().Codec == uint64(multicodec.DagPb) {
+					return fmt.Errorf("value of %q is a dag-pb file (%s): its blocks cannot be exported", e.key, v)
+				}
+				data, err := cas.Load(ctx, v)
+				if err != nil {
+					return fmt.Errorf("value of %q: %w", e.key, missingBlock(err))
+				}
+				if err := verifyBlock(v, data); err != nil {
+					return err
+				}
+				if err := put(e.value, data); err != nil {
+					return err
+				}
+			}
+		}
+		for i := numSlots - 1; i >= 0; i-- {
+			if s := n.slot(i); s != nil && s.link != nil {
+				if err := walk(s.link.id.cid()); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	if err := walk(root); err != nil {
+		return len(seen), err
+	}
+	return len(seen), car.Finalize()
+}
+
+// BlockPutter is a CAS that stores a block under a CID it is given (after checking the bytes
+// against it): MemoryCAS and BoltCAS.
+type BlockPutter interface {
+	Put(ctx context.Context, id cid.Cid, data []byte) error
+}
+
+// ReadCAR stores every block of a CAR (v1 or v2) in dst, each verified against its CID, and
+// returns the CAR's roots and the number of blocks read.
+func ReadCAR(ctx context.Context, dst BlockPutter, r io.Reader) ([]cid.Cid, int, error) {
+	br, err := carv2.NewBlockReader(r)
+	if err != nil {
+		return nil, 0, fmt.Errorf("read car: %w", err)
+	}
+	n := 0
+	for {
+		if err := ctx.Err(); err != nil {
+			return br.Roots, n, err
+		}
+		blk, err := br.Next()
+		if err == io.EOF {
+			return br.Roots, n, nil
+		}
+		if err != nil {
+			return br.Roots, n, fmt.Errorf("read car: block %d: %w", n, err)
+		}
+		if err := dst.Put(ctx, blk.Cid(), blk.RawData()); err != nil {
+			return br.Roots, n, fmt.Errorf("read car: block %s: %w", blk.Cid(), err)
+		}
+		n++
+	}
+}
