@@ -238,7 +238,10 @@ func (w *writeStore) vacate() {
 		return
 	}
 	for i := range w.root.slots {
-		if l := w.root.slots[i].link; l != nil {
+		if l := w.root.slots[i].link; l != nil && l.node != nil {
+			// The node may share its link's allocation (linkedNode), which outlives it: empty it,
+			// so its subtree does not stay reachable. Nothing else refers to a write-mode node.
+			*l.node = node{}
 			l.node = nil
 		}
 	}
