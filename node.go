@@ -257,7 +257,11 @@ func (n *node) encodedLen() int {
 // encode returns n's block. Every link must hold its child's current CID (children are saved
 // first); a missing one is a bug in the caller, reported as an error rather than written.
 func (n *node) encode() ([]byte, error) {
-	out := make([]byte, 0, n.encodedLen())
+	return n.appendBlock(make([]byte, 0, n.encodedLen()))
+}
+
+// appendBlock appends n's block to out, as encode. A flush reuses one buffer for many nodes.
+func (n *node) appendBlock(out []byte) ([]byte, error) {
 	out = append(out, 0x99, 0x01, 0x00)
 	pos := 0
 	for w := 0; w < 4; w++ {

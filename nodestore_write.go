@@ -181,11 +181,13 @@ func (w *writeStore) flush(ctx context.Context, cas CAS, workers int) (cid.Cid, 
 // saveNodes encodes and saves nodes with up to workers goroutines, calling saved for each (from
 // the goroutine that saved it; each pendingNode's link is its own, so these writes do not race).
 func saveNodes(ctx context.Context, cas CAS, nodes []pendingNode, workers int, saved func(pendingNode, cid.Cid)) error {
-	save := func(p pendingNode) error {
-		b, err := p.n.encode()
+	// Each goroutine encodes into one buffer of its own: Save does not keep the bytes it is given.
+	save := func(p pendingNode, buf *[]byte) error {
+		b, err := p.n.appendBlock((*buf)[:0])
 		if err != nil {
 			return err
 		}
+		*buf = b
 		id, err := cas.Save(ctx, b, multicodec.DagCbor)
 		if err != nil {
 			return fmt.Errorf("save node: %w", err)
@@ -199,8 +201,9 @@ func saveNodes(ctx context.Context, cas CAS, nodes []pendingNode, workers int, s
 	}
 	workers = min(workers, len(nodes))
 	if workers <= 1 {
+		var buf []byte
 		for _, p := range nodes {
-			if err := save(p); err != nil {
+			if err := save(p, &buf); err != nil {
 				return err
 			}
 		}
@@ -215,12 +218,13 @@ func saveNodes(ctx context.Context, cas CAS, nodes []pendingNode, workers int, s
 	)
 	for range workers {
 		wg.Go(func() {
+			var buf []byte
 			for !failed.Load() {
 				j := int(next.Add(1) - 1)
 				if j >= len(nodes) {
 					return
 				}
-				if err := save(nodes[j]); err != nil {
+				if err := save(nodes[j], &buf); err != nil {
 					errOnce.Do(func() { firstErr = err })
 					failed.Store(true)
 				}
