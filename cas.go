@@ -28,25 +28,12 @@ func blake3CID(codec multicodec.Code, data []byte) cid.Cid {
 }
 
 func cidFromDigest(codec multicodec.Code, digest [32]byte) cid.Cid {
-	// Build the bytes on the stack so the CID's string is the only allocation.
-	var buf [48]byte
-	b := append(buf[:0], 0x01)
-	b = appendUvarint(b, uint64(codec))
-	b = append(b, byte(multihash.BLAKE3), 32)
-	b = append(b, digest[:]...)
-	c, err := cid.Cast(b)
-	if err != nil {
-		panic(fmt.Sprintf("hamt: building a CID: %v", err)) // unreachable: the bytes are well formed
-	}
-	return c
-}
-
-func appendUvarint(b []byte, v uint64) []byte {
-	for v >= 0x80 {
-		b = append(b, byte(v)|0x80)
-		v >>= 7
-	}
-	return append(b, byte(v))
+	// The multihash is built on the stack; NewCidV1 copies it into the CID's string, the only
+	// allocation.
+	var mh [34]byte
+	mh[0], mh[1] = byte(multihash.BLAKE3), 32 // code 0x1e fits in one varint byte
+	copy(mh[2:], digest[:])
+	return cid.NewCidV1(uint64(codec), mh[:])
 }
 
 // blake3Digest returns the digest of a CID whose multihash is blake3-256.

@@ -171,6 +171,64 @@ func fuzzCheckNode(t *testing.T, n *node) {
 	}
 }
 
+// fuzzCheckFrozenAgrees checks that decodeFrozen judges data as decodeNode did (n, err) and, when
+// both accept it, finds the same thing in every slot: read mode and write mode see one node.
+func fuzzCheckFrozenAgrees(t *testing.T, data []byte, n *node, err error) {
+	t.Helper()
+	f, ferr := decodeFrozen(data)
+	if (err == nil) != (ferr == nil) || (ferr != nil && (f != nil || !errors.Is(ferr, ErrMalformedNode))) {
+		t.Fatalf("decodeNode: %v; decodeFrozen: %v, %v", err, f != nil, ferr)
+	}
+	if err != nil {
+		return
+	}
+	var want, got []string
+	for i := range numSlots {
+		k, kind := f.find(i)
+		s := n.slot(i)
+		switch {
+		case s == nil:
+			if kind != slotEmpty {
+				t.Fatalf("slot %d: empty, but frozen kind %d", i, kind)
+			}
+		case s.link != nil:
+			if kind != slotLink || f.linkAt(k) != s.link.id {
+				t.Fatalf("slot %d: link %x, but frozen kind %d", i, s.link.id, kind)
+			}
+		default:
+			if kind != slotBucket {
+				t.Fatalf("slot %d: bucket, but frozen kind %d", i, kind)
+			}
+			for _, e := range s.bucket {
+				want = append(want, e.key)
+				if c := f.bucketFind(k, e.key); c != e.value {
+					t.Fatalf("slot %d key %q: frozen value %x, want %x", i, e.key, c, e.value)
+				}
+				for _, other := range []string{e.key + "\x00", e.key[:len(e.key)/2], e.key + "~"} {
+					if _, in := bucketFind(s.bucket, other); !in && f.bucketFind(k, other) != "" {
+						t.Fatalf("slot %d: frozen bucket finds %q, which it does not hold", i, other)
+					}
+				}
+			}
+		}
+	}
+	f.eachKey(func(k string) bool { got = append(got, k); return true })
+	if !slices.Equal(got, want) {
+		t.Fatalf("frozen keys %q, want %q", got, want)
+	}
+	var down []cidBytes
+	f.eachLinkDown(func(k int) bool { down = append(down, f.linkAt(k)); return true })
+	var wantDown []cidBytes
+	for j := len(n.slots) - 1; j >= 0; j-- {
+		if l := n.slots[j].link; l != nil {
+			wantDown = append(wantDown, l.id)
+		}
+	}
+	if !slices.Equal(down, wantDown) {
+		t.Fatalf("frozen links from the top %x, want %x", down, wantDown)
+	}
+}
+
 // fuzzKeyLess is DAG-CBOR's order of text map keys: shorter first, then bytewise.
 func fuzzKeyLess(a, b string) bool {
 	if len(a) != len(b) {
@@ -207,6 +265,7 @@ func FuzzDecodeNode(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		n, err := decodeNode(data)
+		fuzzCheckFrozenAgrees(t, data, n, err)
 		shape := fuzzGenericNodeShape(data)
 		if err != nil {
 			if n != nil || !errors.Is(err, ErrMalformedNode) {
@@ -424,6 +483,9 @@ func TestFuzzSeedFilesAreCurrentAndJudgedAsTheirNamesSay(t *testing.T) {
 					if shape := fuzzGenericNodeShape(s.data); (shape == nil) != s.valid {
 						t.Errorf("generic node shape check: %v, want valid=%v", shape, s.valid)
 					}
+					// And the read-mode decoder must judge it as decodeNode does.
+					n, err := decodeNode(s.data)
+					fuzzCheckFrozenAgrees(t, s.data, n, err)
 				}
 			})
 		}

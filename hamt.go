@@ -200,25 +200,21 @@ func Open[V any](ctx context.Context, cas CAS, codec Codec[V], root cid.Cid, opt
 
 // nodeLoader is how both node stores fetch a node block: from the CAS, verified if asked.
 func (m *Map[V]) nodeLoader() loadFunc {
-	return func(ctx context.Context, key cidBytes) (*node, int, error) {
+	return func(ctx context.Context, key cidBytes) ([]byte, error) {
 		id := key.cid()
 		if id.Type() != uint64(multicodec.DagCbor) {
-			return nil, 0, fmt.Errorf("%w: node %s is not dag-cbor", ErrMalformedNode, id)
+			return nil, fmt.Errorf("%w: node %s is not dag-cbor", ErrMalformedNode, id)
 		}
 		b, err := m.cas.Load(ctx, id)
 		if err != nil {
-			return nil, 0, fmt.Errorf("load node %s: %w", id, missingBlock(err))
+			return nil, fmt.Errorf("load node %s: %w", id, missingBlock(err))
 		}
 		if m.opts.verifyBlocks {
 			if err := verifyBlock(id, b); err != nil {
-				return nil, 0, err
+				return nil, err
 			}
 		}
-		n, err := decodeNode(b)
-		if err != nil {
-			return nil, 0, fmt.Errorf("node %s: %w", id, err)
-		}
-		return n, len(b), nil
+		return b, nil
 	}
 }
 
@@ -389,18 +385,7 @@ func (m *Map[V]) Keys(ctx context.Context) iter.Seq2[string, error] {
 			// loop body may use the map.
 			emit = func(k string, _ error) bool { snapshot = append(snapshot, k); return true }
 		}
-		err := m.walk(ctx, func(n *node) bool {
-			ok := true
-			n.each(func(_ int, s *slot) bool {
-				for _, e := range s.bucket {
-					if ok = emit(e.key, nil); !ok {
-						return false
-					}
-				}
-				return true
-			})
-			return ok
-		})
+		err := m.walkKeys(ctx, func(k string) bool { return emit(k, nil) })
 		for _, k := range snapshot {
 			if !yield(k, nil) {
 				return
@@ -415,22 +400,17 @@ func (m *Map[V]) Keys(ctx context.Context) iter.Seq2[string, error] {
 // Len counts the keys. It visits every node.
 func (m *Map[V]) Len(ctx context.Context) (int, error) {
 	count := 0
-	err := m.walk(ctx, func(n *node) bool {
-		for i := range n.slots {
-			count += len(n.slots[i].bucket)
-		}
-		return true
-	})
+	err := m.walkKeys(ctx, func(string) bool { count++; return true })
 	return count, err
 }
 
-// walk visits every node in keys() order, in whichever mode the map is.
-func (m *Map[V]) walk(ctx context.Context, visit func(*node) bool) error {
+// walkKeys yields every key in keys() order, in whichever mode the map is.
+func (m *Map[V]) walkKeys(ctx context.Context, yield func(string) bool) error {
 	st := m.state.Load()
 	if st.w != nil {
-		return st.w.walk(ctx, visit)
+		return st.w.walkKeys(ctx, yield)
 	}
-	return st.r.walk(ctx, visit)
+	return st.r.walkKeys(ctx, yield)
 }
 
 // Flush saves every changed node reachable from the root (children before parents, siblings
@@ -615,14 +595,24 @@ func (t tree) split(n *node, i, depth int, e entry) error {
 			return fmt.Errorf("%w: %d keys share the hash of %q", ErrMaxDepth, same, all[j].key)
 		}
 	}
-	child := &node{dirty: true}
-	n.put(i, slot{link: &link{node: child}})
+	ln := &linkedNode{node: node{dirty: true}}
+	ln.link.node = &ln.node
+	child := &ln.node
+	n.put(i, slot{link: &ln.link})
 	for j, x := range all {
 		if _, err := t.insert(context.Background(), child, depth+1, x, hashes[j]); err != nil {
 			return err // unreachable after the check above: child and its descendants are in memory
 		}
 	}
 	return nil
+}
+
+// linkedNode is a link and the new node it points to, allocated together by split: following
+// the link then touches one place in memory instead of two, which is most of what an insert into
+// a large tree costs. As long as the link is referenced the node's memory is too; see vacate.
+type linkedNode struct {
+	link link
+	node node
 }
 
 // remove deletes key (hashing to h) from n at depth and reports whether it was there. A child left

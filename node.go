@@ -3,7 +3,6 @@ package hamt
 import (
 	"fmt"
 	"math/bits"
-	"sync/atomic"
 	"unicode/utf8"
 	"unsafe"
 
@@ -35,9 +34,6 @@ type node struct {
 	// dirty is set in write mode when the node changed since it was loaded or last saved; its CID is
 	// then unknown until the next flush.
 	dirty bool
-	// used is the read cache's CLOCK bit: set on every read, cleared as the hand passes. It lives
-	// here, not in the cache entry, so a warm read touches no memory but the node's.
-	used atomic.Bool
 }
 
 // slot is an occupied slot: a bucket of entries or a link to a child node.
@@ -106,12 +102,10 @@ func parseCID(b []byte) (codec uint64, err error) {
 }
 
 // link points at a child node. id is the child's CID; it is stale while node is dirty. node is the
-// loaded child in write mode and always nil in read-only mode, where children are found by id
-// through the node cache; there cached short-cuts that lookup while the child stays cached.
+// child once loaded (or made) in write mode; nil means "load it by id".
 type link struct {
-	id     cidBytes
-	node   *node
-	cached atomic.Pointer[node]
+	id   cidBytes
+	node *node
 }
 
 // numSlots is the fan-out of every node: one slot per value of a hash byte.
@@ -164,19 +158,6 @@ func (n *node) clear(i int) {
 
 // empty reports whether the node holds no entries and no links.
 func (n *node) empty() bool { return len(n.slots) == 0 }
-
-// each calls f for every occupied slot in index order.
-func (n *node) each(f func(i int, s *slot) bool) {
-	pos := 0
-	for w := 0; w < 4; w++ {
-		for b := n.bitmap[w]; b != 0; b &= b - 1 {
-			if !f(w<<6|bits.TrailingZeros64(b), &n.slots[pos]) {
-				return
-			}
-			pos++
-		}
-	}
-}
 
 // keyLess is DAG-CBOR's canonical order of text map keys: shorter first, then bytewise.
 func keyLess(a, b string) bool {
@@ -276,7 +257,11 @@ func (n *node) encodedLen() int {
 // encode returns n's block. Every link must hold its child's current CID (children are saved
 // first); a missing one is a bug in the caller, reported as an error rather than written.
 func (n *node) encode() ([]byte, error) {
-	out := make([]byte, 0, n.encodedLen())
+	return n.appendBlock(make([]byte, 0, n.encodedLen()))
+}
+
+// appendBlock appends n's block to out, as encode. A flush reuses one buffer for many nodes.
+func (n *node) appendBlock(out []byte) ([]byte, error) {
 	out = append(out, 0x99, 0x01, 0x00)
 	pos := 0
 	for w := 0; w < 4; w++ {
@@ -429,11 +414,11 @@ func decodeNode(b []byte) (*node, error) {
 	links := make([]link, occupied-buckets)
 	d.s, d.pos = string(b), 3
 	for i := 0; i < numSlots; i++ {
-		s, ok, err := d.slot(&all, &links)
+		s, kind, err := d.slot(&all, &links)
 		if err != nil {
 			return nil, fmt.Errorf("slot %d: %w", i, err)
 		}
-		if ok {
+		if kind != slotEmpty {
 			n.bitmap[i>>6] |= 1 << uint(i&63)
 			n.slots = append(n.slots, s)
 		}
@@ -484,48 +469,68 @@ func (d *nodeDecoder) skipSlot(occupied, buckets, entries *int) error {
 	return nil
 }
 
+// slotKind is what an occupied or empty slot holds.
+type slotKind uint8
+
+const (
+	slotEmpty slotKind = iota
+	slotBucket
+	slotLink
+)
+
 // slot decodes one slot whose framing skipSlot has checked, taking its bucket's entries from the
 // front of *all (or its link from *links). A bucket's capacity is cut to its length, so appending
-// to it in write mode copies rather than overwriting the next bucket.
-func (d *nodeDecoder) slot(all *[]entry, links *[]link) (slot, bool, error) {
+// to it in write mode copies rather than overwriting the next bucket. With all and links nil it
+// only checks the slot and reports its kind; that is how decodeFrozen shares these checks.
+func (d *nodeDecoder) slot(all *[]entry, links *[]link) (slot, slotKind, error) {
 	switch d.b[d.pos] {
 	case 0xa0:
 		d.pos++
-		return slot{}, false, nil
+		return slot{}, slotEmpty, nil
 	case 0x81:
 		d.pos++
 		c, codec, err := d.link()
 		if err != nil {
-			return slot{}, false, err
+			return slot{}, slotEmpty, err
 		}
 		if codec != uint64(multicodec.DagCbor) {
-			return slot{}, false, d.fail("link to a child node must be dag-cbor, got codec 0x%x", codec)
+			return slot{}, slotEmpty, d.fail("link to a child node must be dag-cbor, got codec 0x%x", codec)
+		}
+		if links == nil {
+			return slot{}, slotLink, nil
 		}
 		l := &(*links)[0]
 		*links = (*links)[1:]
 		l.id = c
-		return slot{link: l}, true, nil
+		return slot{link: l}, slotLink, nil
 	}
 	_, n, _ := d.head()
-	bucket := (*all)[:n:n]
-	*all = (*all)[n:]
-	for j := range bucket {
+	var bucket []entry
+	if all != nil {
+		bucket = (*all)[:n:n]
+		*all = (*all)[n:]
+	}
+	var prev string
+	for j := uint64(0); j < n; j++ {
 		_, kl, _ := d.head()
 		start, _ := d.take(kl)
 		key := d.s[start : start+int(kl)]
 		if !utf8.ValidString(key) {
-			return slot{}, false, d.fail("bucket key is not valid UTF-8")
+			return slot{}, slotEmpty, d.fail("bucket key is not valid UTF-8")
 		}
-		if j > 0 && !keyLess(bucket[j-1].key, key) {
-			return slot{}, false, d.fail("bucket keys %q and %q are not in canonical order", bucket[j-1].key, key)
+		if j > 0 && !keyLess(prev, key) {
+			return slot{}, slotEmpty, d.fail("bucket keys %q and %q are not in canonical order", prev, key)
 		}
+		prev = key
 		c, _, err := d.link()
 		if err != nil {
-			return slot{}, false, err
+			return slot{}, slotEmpty, err
 		}
-		bucket[j] = entry{key: key, value: c}
+		if bucket != nil {
+			bucket[j] = entry{key: key, value: c}
+		}
 	}
-	return slot{bucket: bucket}, true, nil
+	return slot{bucket: bucket}, slotBucket, nil
 }
 
 // memSize approximates the memory n takes, for cache budgets: headers, slots, entries, keys and

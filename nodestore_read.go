@@ -10,22 +10,21 @@ import (
 	"golang.org/x/sync/singleflight"
 )
 
-// readStore serves a read-only map's nodes. Nodes are immutable once decoded and shared by all
-// readers; the root is always held, the rest go through a bounded cache.
+// readStore serves a read-only map's nodes. Nodes are frozenNodes, immutable once decoded and
+// shared by all readers; the root is always held, the rest go through a bounded cache.
 type readStore struct {
 	root     cid.Cid
-	rootNode *node
+	rootNode *frozenNode
 	cache    *nodeCache
 }
 
-// newReadStore opens root. rootNode, when the caller has it (just flushed), saves loading it; it
-// must not be shared with a write store.
-func newReadStore(ctx context.Context, load loadFunc, root cid.Cid, rootNode *node, budget int64) (*readStore, error) {
+// newReadStore opens root. rootNode, when the caller has it (just flushed), saves loading it.
+func newReadStore(ctx context.Context, load loadFunc, root cid.Cid, rootNode *frozenNode, budget int64) (*readStore, error) {
 	if !root.Defined() {
 		return nil, fmt.Errorf("undefined root CID")
 	}
 	if rootNode == nil {
-		n, _, err := load(ctx, cidKey(root))
+		n, err := loadFrozen(ctx, load, cidKey(root))
 		if err != nil {
 			return nil, fmt.Errorf("root: %w", err)
 		}
@@ -34,40 +33,77 @@ func newReadStore(ctx context.Context, load loadFunc, root cid.Cid, rootNode *no
 	return &readStore{root: root, rootNode: rootNode, cache: newNodeCache(load, budget)}, nil
 }
 
-// child returns the node l points to. A warm walk follows l.cached without touching the cache's
-// maps; a miss goes through the cache and remembers the entry in l.
-func (r *readStore) child(ctx context.Context, l *link, depth int) (*node, error) {
-	if n := l.cached.Load(); n != nil {
-		n.touch()
-		return n, nil
+// loadFrozen loads node id and decodes it for reading.
+func loadFrozen(ctx context.Context, load loadFunc, id cidBytes) (*frozenNode, error) {
+	b, err := load(ctx, id)
+	if err != nil {
+		return nil, err
 	}
-	n, e, err := r.cache.get(ctx, l.id)
+	n, err := decodeFrozen(b)
+	if err != nil {
+		return nil, fmt.Errorf("node %s: %w", id, err)
+	}
+	return n, nil
+}
+
+// child returns the child of n linked from its k-th occupied slot. A warm walk follows n.kids[k]
+// without touching the cache's maps; a miss goes through the cache and remembers the child there.
+func (r *readStore) child(ctx context.Context, n *frozenNode, k, depth int) (*frozenNode, error) {
+	kid := &n.kids[k]
+	if c := kid.Load(); c != nil {
+		c.touch()
+		return c, nil
+	}
+	c, e, err := r.cache.get(ctx, n.linkAt(k))
 	if err != nil {
 		return nil, fmt.Errorf("depth %d: %w", depth, err)
 	}
 	if e != nil {
-		e.attach(l)
+		e.attach(kid)
 	}
-	return n, nil
+	return c, nil
 }
 
 // lookup finds key's value CID ("" when absent). It takes no lock but a cache shard's on a miss.
 func (r *readStore) lookup(ctx context.Context, key string, h []byte) (cidBytes, error) {
 	n := r.rootNode
 	for depth := 0; ; depth++ {
-		id, next, err := find(n, key, h, depth)
-		if err != nil || next == nil {
-			return id, err
+		i, err := slotAt(h, depth)
+		if err != nil {
+			return "", err
 		}
-		if n, err = r.child(ctx, next, depth+1); err != nil {
+		k, kind := n.find(i)
+		switch kind {
+		case slotEmpty:
+			return "", nil
+		case slotBucket:
+			return n.bucketFind(k, key), nil
+		}
+		if n, err = r.child(ctx, n, k, depth+1); err != nil {
 			return "", err
 		}
 	}
 }
 
-// walk visits every node in keys() order.
-func (r *readStore) walk(ctx context.Context, visit func(*node) bool) error {
-	_, err := walkNodes(ctx, r.rootNode, 0, r.child, visit)
+// walkKeys yields every key in keys() order: depth first from the root, a node's buckets in slot
+// order, then its children from the highest slot down. It stops when yield returns false or ctx
+// is done.
+func (r *readStore) walkKeys(ctx context.Context, yield func(string) bool) error {
+	var err error
+	var walk func(n *frozenNode, depth int) bool
+	walk = func(n *frozenNode, depth int) bool {
+		if err = ctx.Err(); err != nil || !n.eachKey(yield) {
+			return false
+		}
+		return n.eachLinkDown(func(k int) bool {
+			var c *frozenNode
+			if c, err = r.child(ctx, n, k, depth+1); err != nil {
+				return false
+			}
+			return walk(c, depth+1)
+		})
+	}
+	walk(r.rootNode, 0)
 	return err
 }
 
@@ -93,35 +129,30 @@ type cacheShard struct {
 
 type cacheEntry struct {
 	key  string
-	node *node
+	node *frozenNode
 	size int64
-	// from is the link that short-cuts to this entry, if any; eviction unhooks it so the node can
-	// be freed. evicted is set under the shard lock before from is read.
-	from    atomic.Pointer[link]
+	// from is the parent's kids entry that short-cuts to this node, if any; eviction clears it so
+	// the node can be freed. evicted is set under the shard lock before from is read.
+	from    atomic.Pointer[atomic.Pointer[frozenNode]]
 	evicted atomic.Bool
 }
 
-func (n *node) touch() {
-	if !n.used.Load() {
-		n.used.Store(true)
-	}
-}
-
-// attach makes l short-cut to e. Either attach sees that e was evicted, or the eviction sees l in
-// from: both sides write before they read, so a link never keeps an evicted node for long.
-func (e *cacheEntry) attach(l *link) {
-	l.cached.Store(e.node)
-	e.from.Store(l)
+// attach makes the parent's short-cut kid point to e's node. Either attach sees that e was
+// evicted, or the eviction sees kid in from: both sides write before they read, so a parent never
+// keeps an evicted node for long.
+func (e *cacheEntry) attach(kid *atomic.Pointer[frozenNode]) {
+	kid.Store(e.node)
+	e.from.Store(kid)
 	if e.evicted.Load() {
-		l.cached.CompareAndSwap(e.node, nil)
+		kid.CompareAndSwap(e.node, nil)
 	}
 }
 
 // detach is eviction's side of attach. Callers hold the shard lock.
 func (e *cacheEntry) detach() {
 	e.evicted.Store(true)
-	if l := e.from.Load(); l != nil {
-		l.cached.CompareAndSwap(e.node, nil)
+	if kid := e.from.Load(); kid != nil {
+		kid.CompareAndSwap(e.node, nil)
 	}
 }
 
@@ -140,7 +171,7 @@ func (c *nodeCache) shard(key string) *cacheShard {
 
 // get returns node id, loading it on a miss, and its cache entry (nil if the node was not kept).
 // A caller whose ctx ends stops waiting; the load itself finishes for the other waiters.
-func (c *nodeCache) get(ctx context.Context, id cidBytes) (*node, *cacheEntry, error) {
+func (c *nodeCache) get(ctx context.Context, id cidBytes) (*frozenNode, *cacheEntry, error) {
 	key := string(id)
 	if key == "" {
 		return nil, nil, fmt.Errorf("%w: undefined CID", ErrMalformedNode)
@@ -154,11 +185,11 @@ func (c *nodeCache) get(ctx context.Context, id cidBytes) (*node, *cacheEntry, e
 		return e.node, e, nil
 	}
 	load := func() (any, error) {
-		n, blockLen, err := c.load(context.WithoutCancel(ctx), id)
+		n, err := loadFrozen(context.WithoutCancel(ctx), c.load, id)
 		if err != nil {
 			return nil, err
 		}
-		if e := c.insert(s, key, n, n.memSize()+int64(blockLen)); e != nil {
+		if e := c.insert(s, key, n, n.memSize()); e != nil {
 			return e, nil
 		}
 		return n, nil
@@ -177,7 +208,7 @@ func (c *nodeCache) get(ctx context.Context, id cidBytes) (*node, *cacheEntry, e
 	switch v := res.Val.(type) {
 	case *cacheEntry:
 		return v.node, v, nil
-	case *node:
+	case *frozenNode:
 		return v, nil, nil
 	}
 	return nil, nil, res.Err
@@ -185,7 +216,7 @@ func (c *nodeCache) get(ctx context.Context, id cidBytes) (*node, *cacheEntry, e
 
 // insert adds a node, evicting by CLOCK until it fits, and returns its entry. A node larger than
 // the shard's budget is not kept (nil).
-func (c *nodeCache) insert(s *cacheShard, key string, n *node, size int64) *cacheEntry {
+func (c *nodeCache) insert(s *cacheShard, key string, n *frozenNode, size int64) *cacheEntry {
 	if size > c.budget {
 		return nil
 	}

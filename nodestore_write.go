@@ -10,8 +10,22 @@ import (
 	"github.com/multiformats/go-multicodec"
 )
 
-// loadFunc fetches and decodes the node id, returning it with its block size.
-type loadFunc func(ctx context.Context, id cidBytes) (*node, int, error)
+// loadFunc fetches the block of node id, verified if the map was asked to. Each node store decodes
+// it in its own form: decodeNode for writing, decodeFrozen for reading.
+type loadFunc func(ctx context.Context, id cidBytes) ([]byte, error)
+
+// loadNode loads node id and decodes it for writing.
+func loadNode(ctx context.Context, load loadFunc, id cidBytes) (*node, error) {
+	b, err := load(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	n, err := decodeNode(b)
+	if err != nil {
+		return nil, fmt.Errorf("node %s: %w", id, err)
+	}
+	return n, nil
+}
 
 // writeStore holds a write-mode map's nodes in memory. Nodes are loaded from the CAS on first use
 // and kept; changed nodes are marked dirty and saved only by flush. Everything is guarded by mu.
@@ -33,7 +47,7 @@ func newWriteStore(load loadFunc, root *node, rootID cid.Cid) *writeStore {
 // rootNode returns the root, loading it if needed.
 func (w *writeStore) rootNode(ctx context.Context) (*node, error) {
 	if w.root == nil {
-		n, _, err := w.load(ctx, w.rootID)
+		n, err := loadNode(ctx, w.load, w.rootID)
 		if err != nil {
 			return nil, fmt.Errorf("root: %w", err)
 		}
@@ -45,7 +59,7 @@ func (w *writeStore) rootNode(ctx context.Context) (*node, error) {
 // child returns the node l points to, loading and keeping it if needed.
 func (w *writeStore) child(ctx context.Context, l *link, depth int) (*node, error) {
 	if l.node == nil {
-		n, _, err := w.load(ctx, l.id)
+		n, err := loadNode(ctx, w.load, l.id)
 		if err != nil {
 			return nil, fmt.Errorf("depth %d: %w", depth, err)
 		}
@@ -73,23 +87,32 @@ func (w *writeStore) lookup(ctx context.Context, key string, h []byte) (cidBytes
 	}
 }
 
-// walk visits every node in keys() order under the lock, loading what is not in memory. visit
+// walkKeys yields every key in keys() order under the lock, loading what is not in memory. yield
 // must not call back into the map.
-func (w *writeStore) walk(ctx context.Context, visit func(*node) bool) error {
+func (w *writeStore) walkKeys(ctx context.Context, yield func(string) bool) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	root, err := w.rootNode(ctx)
 	if err != nil {
 		return err
 	}
-	_, err = walkNodes(ctx, root, 0, w.child, visit)
+	_, err = walkNodes(ctx, root, 0, w.child, func(n *node) bool {
+		for i := range n.slots {
+			for _, e := range n.slots[i].bucket {
+				if !yield(e.key) {
+					return false
+				}
+			}
+		}
+		return true
+	})
 	return err
 }
 
-// frozenRoot returns an immutable copy of the root for a read store, without going to the store:
+// frozenRoot returns the root in read form for a read store, without going to the store:
 // re-encoding the just-flushed root and decoding it again. nil if the root was never loaded.
 // Callers hold mu.
-func (w *writeStore) frozenRoot() (*node, error) {
+func (w *writeStore) frozenRoot() (*frozenNode, error) {
 	if w.root == nil {
 		return nil, nil
 	}
@@ -97,7 +120,7 @@ func (w *writeStore) frozenRoot() (*node, error) {
 	if err != nil {
 		return nil, err
 	}
-	return decodeNode(b)
+	return decodeFrozen(b)
 }
 
 // currentRoot is the root CID if nothing changed since the last flush.
@@ -158,11 +181,13 @@ func (w *writeStore) flush(ctx context.Context, cas CAS, workers int) (cid.Cid, 
 // saveNodes encodes and saves nodes with up to workers goroutines, calling saved for each (from
 // the goroutine that saved it; each pendingNode's link is its own, so these writes do not race).
 func saveNodes(ctx context.Context, cas CAS, nodes []pendingNode, workers int, saved func(pendingNode, cid.Cid)) error {
-	save := func(p pendingNode) error {
-		b, err := p.n.encode()
+	// Each goroutine encodes into one buffer of its own: Save does not keep the bytes it is given.
+	save := func(p pendingNode, buf *[]byte) error {
+		b, err := p.n.appendBlock((*buf)[:0])
 		if err != nil {
 			return err
 		}
+		*buf = b
 		id, err := cas.Save(ctx, b, multicodec.DagCbor)
 		if err != nil {
 			return fmt.Errorf("save node: %w", err)
@@ -176,8 +201,9 @@ func saveNodes(ctx context.Context, cas CAS, nodes []pendingNode, workers int, s
 	}
 	workers = min(workers, len(nodes))
 	if workers <= 1 {
+		var buf []byte
 		for _, p := range nodes {
-			if err := save(p); err != nil {
+			if err := save(p, &buf); err != nil {
 				return err
 			}
 		}
@@ -192,12 +218,13 @@ func saveNodes(ctx context.Context, cas CAS, nodes []pendingNode, workers int, s
 	)
 	for range workers {
 		wg.Go(func() {
+			var buf []byte
 			for !failed.Load() {
 				j := int(next.Add(1) - 1)
 				if j >= len(nodes) {
 					return
 				}
-				if err := save(nodes[j]); err != nil {
+				if err := save(nodes[j], &buf); err != nil {
 					errOnce.Do(func() { firstErr = err })
 					failed.Store(true)
 				}
@@ -215,7 +242,10 @@ func (w *writeStore) vacate() {
 		return
 	}
 	for i := range w.root.slots {
-		if l := w.root.slots[i].link; l != nil {
+		if l := w.root.slots[i].link; l != nil && l.node != nil {
+			// The node may share its link's allocation (linkedNode), which outlives it: empty it,
+			// so its subtree does not stay reachable. Nothing else refers to a write-mode node.
+			*l.node = node{}
 			l.node = nil
 		}
 	}

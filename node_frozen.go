@@ -1,0 +1,246 @@
+package hamt
+
+import (
+	"fmt"
+	"math/bits"
+	"sync/atomic"
+	"unsafe"
+)
+
+// frozenNode is a node of a read-only map, kept in the form that is cheapest to search: its block
+// exactly as stored, preceded by an index of where each occupied slot's bytes start, in a single
+// immutable string. Keys are compared and value CIDs read in place, so a lookup in a cached node
+// touches this struct and the slot's bytes (and, in a node of many slots, one index word on the
+// same memory page), not a slot array, an entry array and separately allocated strings, as a
+// decoded node would.
+//
+// Layout of img, where occ is the number of occupied slots:
+//
+//	img[4k : 4k+4]   the offset in img where the k-th occupied slot's encoding starts, little-endian
+//	img[4*occ :]     the block (the format is documented on node)
+//
+// Invariants: the block passed the same strict checks as decodeNode's, so the in-place readers
+// below parse it without checking again; occupied and links have bit i set when slot i is not
+// empty and when it is a link, links being a subset of occupied; kids is nil when no slot is a
+// link, and otherwise has one entry per occupied slot, of which only those of link slots are used.
+// Nothing in a frozenNode changes after decodeFrozen returns but kids and used, which are atomic.
+type frozenNode struct {
+	occupied [4]uint64
+	links    [4]uint64
+	img      string
+	// used is the read cache's CLOCK bit: set on every read, cleared as the hand passes. It lives
+	// here, not in the cache entry, so a warm read touches no memory but the node's.
+	used atomic.Bool
+	// near repeats the first nearSlots entries of img's index, as uint16, when every offset fits
+	// (nearLen of them are valid): a lookup in a small node then finds its slot's bytes without
+	// reading the index in img, one dependent memory access fewer.
+	near    [nearSlots]uint16
+	nearLen uint8
+	// kids[k] short-cuts the k-th occupied slot's link to its child while the child is cached; see
+	// cacheEntry.attach. nil means "ask the cache".
+	kids []atomic.Pointer[frozenNode]
+}
+
+// nearSlots is how many slot offsets a frozenNode keeps in its struct. At 1M keys with bucket
+// size 4, nodes at the bottom of the tree have about 15 occupied slots; 24 covers almost all.
+const nearSlots = 24
+
+// frozenNodeSize is the memory of a frozenNode's struct, for cache budgets.
+const frozenNodeSize = int64(unsafe.Sizeof(frozenNode{}))
+
+// decodeFrozen checks block b as strictly as decodeNode (the same errors, ErrMalformedNode for
+// anything but the exact encoding of a valid node) and returns it as a frozenNode. b is copied.
+func decodeFrozen(b []byte) (*frozenNode, error) {
+	if len(b) < 3 || b[0] != 0x99 || b[1] != 0x01 || b[2] != 0x00 {
+		return nil, fmt.Errorf("%w: not a list of 256 slots", ErrMalformedNode)
+	}
+	// Pass 1 checks the framing and counts the occupied slots, which sizes the index.
+	d := nodeDecoder{b: b, pos: 3}
+	var occupied, buckets, entries int
+	for i := 0; i < numSlots; i++ {
+		if err := d.skipSlot(&occupied, &buckets, &entries); err != nil {
+			return nil, fmt.Errorf("slot %d: %w", i, err)
+		}
+	}
+	if d.pos != len(b) {
+		return nil, d.fail("%d trailing bytes after the node", len(b)-d.pos)
+	}
+	// Pass 2 checks what pass 1 did not (UTF-8, key order, CIDs) over the copy that becomes the
+	// node, and records where each occupied slot starts. The block part of buf is not written
+	// after the copy, so viewing it as a string while the index is filled in is safe.
+	hdr := 4 * occupied
+	buf := make([]byte, hdr+len(b))
+	copy(buf[hdr:], b)
+	d = nodeDecoder{b: buf[hdr:], s: unsafe.String(&buf[hdr], len(b)), pos: 3}
+	f := &frozenNode{}
+	k := 0
+	for i := 0; i < numSlots; i++ {
+		start := hdr + d.pos
+		_, kind, err := d.slot(nil, nil)
+		if err != nil {
+			return nil, fmt.Errorf("slot %d: %w", i, err)
+		}
+		if kind == slotEmpty {
+			continue
+		}
+		f.occupied[i>>6] |= 1 << uint(i&63)
+		if kind == slotLink {
+			f.links[i>>6] |= 1 << uint(i&63)
+		}
+		buf[4*k], buf[4*k+1], buf[4*k+2], buf[4*k+3] = byte(start), byte(start>>8), byte(start>>16), byte(start>>24)
+		if k < nearSlots {
+			f.near[k] = uint16(start)
+		}
+		k++
+	}
+	if len(buf) <= 1<<16 {
+		f.nearLen = uint8(min(occupied, nearSlots))
+	}
+	if occupied > buckets {
+		f.kids = make([]atomic.Pointer[frozenNode], occupied)
+	}
+	f.img = unsafe.String(unsafe.SliceData(buf), len(buf))
+	return f, nil
+}
+
+// find returns the rank of slot i among the occupied slots and what the slot holds.
+func (n *frozenNode) find(i int) (int, slotKind) {
+	word, bit := i>>6, uint(i&63)
+	if n.occupied[word]&(1<<bit) == 0 {
+		return 0, slotEmpty
+	}
+	pos := bits.OnesCount64(n.occupied[word] & (1<<bit - 1))
+	for w := 0; w < word; w++ {
+		pos += bits.OnesCount64(n.occupied[w])
+	}
+	if n.links[word]&(1<<bit) != 0 {
+		return pos, slotLink
+	}
+	return pos, slotBucket
+}
+
+// slotStart is where the encoding of the k-th occupied slot starts in img.
+func (n *frozenNode) slotStart(k int) int {
+	if k < int(n.nearLen) {
+		return int(n.near[k])
+	}
+	s := n.img[4*k : 4*k+4]
+	return int(uint32(s[0]) | uint32(s[1])<<8 | uint32(s[2])<<16 | uint32(s[3])<<24)
+}
+
+// frozenHead reads the CBOR head at p of a checked block: its argument and where its content
+// starts. Only the heads of maps, strings and tags are read this way, and their arguments were
+// checked to fit in the block.
+func frozenHead(s string, p int) (arg, next int) {
+	switch ai := s[p] & 0x1f; {
+	case ai < 24:
+		return int(ai), p + 1
+	case ai == 24:
+		return int(s[p+1]), p + 2
+	case ai == 25:
+		return int(s[p+1])<<8 | int(s[p+2]), p + 3
+	case ai == 26:
+		return int(s[p+1])<<24 | int(s[p+2])<<16 | int(s[p+3])<<8 | int(s[p+4]), p + 5
+	}
+	var v uint64
+	for _, c := range []byte(s[p+1 : p+9]) {
+		v = v<<8 | uint64(c)
+	}
+	return int(v), p + 9
+}
+
+// frozenLink reads the checked CID link (tag 42, byte string 0x00 || cid) at p: the CID and where
+// the link ends.
+func frozenLink(s string, p int) (cidBytes, int) {
+	n, q := frozenHead(s, p+2) // skip d8 2a
+	return cidBytes(s[q+1 : q+n]), q + n
+}
+
+// bucketFind returns the value CID of key in the bucket that is the k-th occupied slot, or "" if
+// the bucket does not hold key. Keys are in canonical order, so the scan stops at the first
+// longer or greater key.
+func (n *frozenNode) bucketFind(k int, key string) cidBytes {
+	s := n.img
+	count, p := frozenHead(s, n.slotStart(k))
+	for ; count > 0; count-- {
+		kl, q := frozenHead(s, p)
+		if kl > len(key) {
+			return ""
+		}
+		if kl == len(key) {
+			switch stored := s[q : q+kl]; {
+			case stored == key:
+				c, _ := frozenLink(s, q+kl)
+				return c
+			case stored > key:
+				return ""
+			}
+		}
+		_, p = frozenLink(s, q+kl)
+	}
+	return ""
+}
+
+// linkAt returns the child CID of the link that is the k-th occupied slot.
+func (n *frozenNode) linkAt(k int) cidBytes {
+	c, _ := frozenLink(n.img, n.slotStart(k)+1) // skip 81
+	return c
+}
+
+// eachKey calls yield with every key of n's buckets, in slot order and each bucket in canonical
+// order, until yield returns false; it reports whether it got to the end.
+func (n *frozenNode) eachKey(yield func(string) bool) bool {
+	s := n.img
+	k := 0
+	for w := 0; w < 4; w++ {
+		for b := n.occupied[w]; b != 0; b &= b - 1 {
+			if n.links[w]&(b&-b) == 0 {
+				count, p := frozenHead(s, n.slotStart(k))
+				for ; count > 0; count-- {
+					kl, q := frozenHead(s, p)
+					if !yield(s[q : q+kl]) {
+						return false
+					}
+					_, p = frozenLink(s, q+kl)
+				}
+			}
+			k++
+		}
+	}
+	return true
+}
+
+// eachLinkDown calls visit with the rank of every link slot, from the highest slot down (the order
+// in which py-hamt's keys() descends), until visit returns false; it reports whether it got to the
+// end.
+func (n *frozenNode) eachLinkDown(visit func(k int) bool) bool {
+	k := 0
+	for w := 0; w < 4; w++ {
+		k += bits.OnesCount64(n.occupied[w])
+	}
+	for w := 3; w >= 0; w-- {
+		for b := n.occupied[w]; b != 0; {
+			top := uint64(1) << (63 - bits.LeadingZeros64(b))
+			b &^= top
+			k--
+			if n.links[w]&top != 0 && !visit(k) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// memSize is the memory n holds, for cache budgets: the struct, the index and block, and the
+// child short-cuts.
+func (n *frozenNode) memSize() int64 {
+	return frozenNodeSize + int64(len(n.img)) + int64(cap(n.kids))*int64(unsafe.Sizeof(atomic.Pointer[frozenNode]{}))
+}
+
+// touch marks n as recently used for the cache's CLOCK. It writes only when the bit is clear, so
+// warm readers on many cores do not keep stealing the cache line from each other.
+func (n *frozenNode) touch() {
+	if !n.used.Load() {
+		n.used.Store(true)
+	}
+}
