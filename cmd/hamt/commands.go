@@ -1,0 +1,463 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hamt-go/hamt"
+	"github.com/ipfs/go-cid"
+	"github.com/spf13/cobra"
+)
+
+// app holds the global flags and the standard streams of one run.
+type app struct {
+	storePath   string
+	kuboRPC     string
+	kuboGateway string
+	stdin       io.Reader
+	stdout      io.Writer
+	stderr      io.Writer
+	isTerminal  func() bool
+}
+
+func newRootCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
+	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, isTerminal: stderrIsTerminal}
+	root := &cobra.Command{
+		Use:   "hamt [--store PATH | --kubo-rpc URL --kubo-gateway URL] COMMAND",
+		Short: "Store Zarr v3 datasets in a HAMT on bbolt or IPFS",
+		Long: `hamt stores Zarr v3 datasets (and any key-value map) in a Hash Array Mapped Trie on a
+content-addressed store, byte-compatible with py-hamt.
+
+The store is an embedded bbolt file (--store, default $HAMT_STORE or store.bolt in the user's data
+directory), or IPFS through a Kubo daemon (--kubo-rpc to write, --kubo-gateway to read).
+Commands that make a new root print its CID as the last line of standard output.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
+	pf := root.PersistentFlags()
+	pf.StringVar(&a.storePath, "store", "", "bbolt store file (default $HAMT_STORE or the user's data directory)")
+	pf.StringVar(&a.kuboRPC, "kubo-rpc", "", "Kubo RPC API URL, e.g. http://127.0.0.1:5001 (use IPFS instead of a bbolt file)")
+	pf.StringVar(&a.kuboGateway, "kubo-gateway", "", "Kubo gateway URL, e.g. http://127.0.0.1:8080")
+	root.PersistentPreRunE = func(*cobra.Command, []string) error {
+		if a.storePath != "" && (a.kuboRPC != "" || a.kuboGateway != "") {
+			return &usageError{errors.New("--store names a bbolt file and --kubo-rpc/--kubo-gateway a daemon: give one or the other")}
+		}
+		return nil
+	}
+	root.AddCommand(a.importCommand(), a.exportCommand(), a.lsCommand(), a.getCommand(), a.setCommand(),
+		a.rmCommand(), a.serveCommand(), a.statsCommand(), a.diffCommand(), a.carCommand())
+	return root
+}
+
+// args checks a command's number of arguments, as a usage error.
+func args(min, max int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, a []string) error {
+		if len(a) < min || len(a) > max {
+			return &usageError{fmt.Errorf("%s takes %s, got %d", cmd.Name(), cmd.Use[len(cmd.Name())+1:], len(a))}
+		}
+		return nil
+	}
+}
+
+// parseRoot reads a root CID argument.
+func parseRoot(s string) (cid.Cid, error) {
+	c, err := cid.Decode(s)
+	if err != nil {
+		return cid.Undef, &usageError{fmt.Errorf("%q is not a CID: %w", s, err)}
+	}
+	return c, nil
+}
+
+// defaultStorePath is $HAMT_STORE, or store.bolt in the user's data directory.
+func defaultStorePath() (string, error) {
+	if p := os.Getenv("HAMT_STORE"); p != "" {
+		return p, nil
+	}
+	var dir string
+	switch {
+	case os.Getenv("XDG_DATA_HOME") != "":
+		dir = os.Getenv("XDG_DATA_HOME")
+	case runtime.GOOS == "windows":
+		dir = os.Getenv("LocalAppData")
+	case runtime.GOOS == "darwin":
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return "", err
+		}
+		dir = filepath.Join(home, "Library", "Application Support")
+	default:
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return "", err
+		}
+		dir = filepath.Join(home, ".local", "share")
+	}
+	if dir == "" {
+		return "", errors.New("no data directory: set HAMT_STORE or --store")
+	}
+	return filepath.Join(dir, "hamt", "store.bolt"), nil
+}
+
+// store is an open CAS and how to close it.
+type store struct {
+	cas   hamt.CAS
+	close func() error
+}
+
+// open opens the store the flags name, for writing or read-only.
+func (a *app) open(write bool) (*store, error) {
+	if a.kuboRPC != "" || a.kuboGateway != "" {
+		var opts []hamt.KuboOption
+		if a.kuboRPC != "" {
+			opts = append(opts, hamt.WithKuboRPC(a.kuboRPC))
+		}
+		if a.kuboGateway != "" {
+			opts = append(opts, hamt.WithKuboGateway(a.kuboGateway))
+		}
+		k, err := hamt.NewKuboCAS(opts...)
+		if err != nil {
+			return nil, err
+		}
+		return &store{cas: k, close: k.Close}, nil
+	}
+	path := a.storePath
+	if path == "" {
+		var err error
+		if path, err = defaultStorePath(); err != nil {
+			return nil, err
+		}
+	}
+	if !write {
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("no store at %s: import a dataset first, or name one with --store", path)
+		}
+		b, err := hamt.OpenBoltCAS(path, hamt.WithBoltReadOnly())
+		if err != nil {
+			return nil, err
+		}
+		return &store{cas: b, close: b.CloseStrict}, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
+	}
+	b, err := hamt.OpenBoltCAS(path)
+	if err != nil {
+		return nil, err
+	}
+	return &store{cas: b, close: b.CloseStrict}, nil
+}
+
+// withMap opens the store and the map at root (read-only unless write), runs fn, and closes the
+// store, reporting the first error.
+func (a *app) withMap(ctx context.Context, root cid.Cid, write bool, fn func(*hamt.Map[[]byte], *store) error) (err error) {
+	st, err := a.open(write)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := st.close(); err == nil {
+			err = cerr
+		}
+	}()
+	m, err := hamt.Open(ctx, st.cas, hamt.Bytes, root)
+	if err != nil {
+		return err
+	}
+	if write {
+		if err := m.EnableWrite(ctx); err != nil {
+			return err
+		}
+	}
+	return fn(m, st)
+}
+
+func (a *app) importCommand() *cobra.Command {
+	var workers, bucket int
+	var stats bool
+	cmd := &cobra.Command{
+		Use:   "import DIR",
+		Short: "Import a Zarr directory (every regular file) and print the new root",
+		Long: `Import stores every regular file under DIR in a new map, keyed by its slash-separated path
+relative to DIR, flushes it, and prints the root CID as the last line. Progress goes to standard
+error: a progress bar on a terminal, one summary line otherwise. With --stats the new map's
+statistics are printed before the root.`,
+		Args: args(1, 1),
+		RunE: func(cmd *cobra.Command, argv []string) (err error) {
+			ctx := cmd.Context()
+			st, err := a.open(true)
+			if err != nil {
+				return err
+			}
+			defer func() {
+				if cerr := st.close(); err == nil {
+					err = cerr
+				}
+			}()
+			m, err := hamt.New(ctx, st.cas, hamt.Bytes, hamt.WithBucketSize(bucket))
+			if err != nil {
+				return err
+			}
+			p := newProgress(a.stderr, a.isTerminal(), "import")
+			s, err := hamt.ImportDir(ctx, m, argv[0], hamt.WithDirWorkers(workers), hamt.WithProgress(p.update))
+			p.finish(s.Files, s.Bytes, s.Skipped, err)
+			if err != nil {
+				return err
+			}
+			root, err := m.Flush(ctx)
+			if err != nil {
+				return err
+			}
+			if stats {
+				if err := printStats(ctx, a.stdout, st.cas, root); err != nil {
+					return err
+				}
+			}
+			_, err = fmt.Fprintln(a.stdout, root)
+			return err
+		},
+	}
+	cmd.Flags().IntVar(&workers, "workers", 16, "files read and saved at once")
+	cmd.Flags().IntVar(&bucket, "bucket-size", 4, "entries per bucket before a node splits (py-hamt's default is 4)")
+	cmd.Flags().BoolVar(&stats, "stats", false, "print the new map's statistics before its root")
+	return cmd
+}
+
+func (a *app) exportCommand() *cobra.Command {
+	var workers int
+	cmd := &cobra.Command{
+		Use:   "export ROOT DIR",
+		Short: "Write every key of ROOT as a file under DIR",
+		Long: `Export writes every key of the map at ROOT as a file under DIR (created if needed), the key's
+slashes making subdirectories. Keys that are not safe relative paths make the export fail before
+anything is written.`,
+		Args: args(2, 2),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			root, err := parseRoot(argv[0])
+			if err != nil {
+				return err
+			}
+			return a.withMap(cmd.Context(), root, false, func(m *hamt.Map[[]byte], _ *store) error {
+				zs, err := hamt.NewZarrStore(m)
+				if err != nil {
+					return err
+				}
+				p := newProgress(a.stderr, a.isTerminal(), "export")
+				s, err := hamt.ExportDir(cmd.Context(), zs, argv[1], hamt.WithDirWorkers(workers), hamt.WithProgress(p.update))
+				p.finish(s.Files, s.Bytes, 0, err)
+				return err
+			})
+		},
+	}
+	cmd.Flags().IntVar(&workers, "workers", 16, "values loaded and written at once")
+	return cmd
+}
+
+func (a *app) lsCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "ls ROOT [PREFIX]",
+		Short: "List the keys of ROOT (that start with PREFIX), sorted",
+		Args:  args(1, 2),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			root, err := parseRoot(argv[0])
+			if err != nil {
+				return err
+			}
+			prefix := ""
+			if len(argv) == 2 {
+				prefix = argv[1]
+			}
+			return a.withMap(cmd.Context(), root, false, func(m *hamt.Map[[]byte], _ *store) error {
+				var keys []string
+				for k, err := range m.Keys(cmd.Context()) {
+					if err != nil {
+						return err
+					}
+					if strings.HasPrefix(k, prefix) {
+						keys = append(keys, k)
+					}
+				}
+				slices.Sort(keys)
+				for _, k := range keys {
+					if _, err := fmt.Fprintln(a.stdout, k); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		},
+	}
+}
+
+func (a *app) getCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "get ROOT KEY",
+		Short: "Write the value of KEY to standard output",
+		Args:  args(2, 2),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			root, err := parseRoot(argv[0])
+			if err != nil {
+				return err
+			}
+			return a.withMap(cmd.Context(), root, false, func(m *hamt.Map[[]byte], _ *store) error {
+				v, err := m.Get(cmd.Context(), argv[1])
+				if errors.Is(err, hamt.ErrNotFound) {
+					return fmt.Errorf("no key %q in %s", argv[1], root)
+				}
+				if err != nil {
+					return err
+				}
+				_, err = a.stdout.Write(v)
+				return err
+			})
+		},
+	}
+}
+
+func (a *app) setCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "set ROOT KEY FILE|-",
+		Short: "Set KEY to the bytes of FILE (- for standard input) and print the new root",
+		Args:  args(3, 3),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			root, err := parseRoot(argv[0])
+			if err != nil {
+				return err
+			}
+			var v []byte
+			if argv[2] == "-" {
+				v, err = io.ReadAll(a.stdin)
+			} else {
+				v, err = os.ReadFile(argv[2])
+			}
+			if err != nil {
+				return err
+			}
+			return a.withMap(cmd.Context(), root, true, func(m *hamt.Map[[]byte], _ *store) error {
+				if err := m.Set(cmd.Context(), argv[1], v); err != nil {
+					return err
+				}
+				return a.printFlushed(cmd.Context(), m)
+			})
+		},
+	}
+}
+
+func (a *app) rmCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "rm ROOT KEY",
+		Short: "Remove KEY and print the new root",
+		Args:  args(2, 2),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			root, err := parseRoot(argv[0])
+			if err != nil {
+				return err
+			}
+			return a.withMap(cmd.Context(), root, true, func(m *hamt.Map[[]byte], _ *store) error {
+				err := m.Delete(cmd.Context(), argv[1])
+				if errors.Is(err, hamt.ErrNotFound) {
+					return fmt.Errorf("no key %q in %s", argv[1], root)
+				}
+				if err != nil {
+					return err
+				}
+				return a.printFlushed(cmd.Context(), m)
+			})
+		},
+	}
+}
+
+// printFlushed flushes m and prints its new root.
+func (a *app) printFlushed(ctx context.Context, m *hamt.Map[[]byte]) error {
+	root, err := m.Flush(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(a.stdout, root)
+	return err
+}
+
+func (a *app) serveCommand() *cobra.Command {
+	var listen string
+	cmd := &cobra.Command{
+		Use:   "serve ROOT",
+		Short: "Serve the keys of ROOT read-only over HTTP for Zarr clients",
+		Long: `Serve answers GET and HEAD for every key of ROOT (the URL path is the key), with Range
+requests, ETags and immutable caching, so zarr-python (FsspecStore) or zarrita (FetchStore) can open
+http://ADDR/ as a Zarr store. It logs one line per request to standard error and stops cleanly on
+SIGINT or SIGTERM.`,
+		Args: args(1, 1),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			root, err := parseRoot(argv[0])
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			return a.withMap(ctx, root, false, func(m *hamt.Map[[]byte], _ *store) error {
+				zs, err := hamt.NewZarrStore(m)
+				if err != nil {
+					return err
+				}
+				ln, err := net.Listen("tcp", listen)
+				if err != nil {
+					return err
+				}
+				srv := &http.Server{Handler: logRequests(a.stderr, zs.Handler()), ReadHeaderTimeout: 10 * time.Second}
+				fmt.Fprintf(a.stderr, "serving %s on http://%s/\n", root, ln.Addr())
+				done := make(chan error, 1)
+				go func() { done <- srv.Serve(ln) }()
+				select {
+				case err := <-done:
+					return err
+				case <-ctx.Done():
+				}
+				sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				if err := srv.Shutdown(sctx); err != nil {
+					return err
+				}
+				<-done
+				fmt.Fprintln(a.stderr, "stopped")
+				return nil
+			})
+		},
+	}
+	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8000", "address to listen on (host:port; port 0 picks a free one)")
+	return cmd
+}
+
+// logRequests logs one line per request: method, path, status, bytes sent, duration.
+func logRequests(w io.Writer, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: rw, status: http.StatusOK}
+		next.ServeHTTP(sw, r)
+		fmt.Fprintf(w, "%s %s %s %d %dB %s\n", start.UTC().Format(time.RFC3339), r.Method, r.URL.Path, sw.status, sw.bytes, time.Since(start).Round(time.Microsecond))
+	})
+}
+
+// statusWriter remembers the status and size of a response.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (w *statusWriter) WriteHeader(s int) { w.status = s; w.ResponseWriter.WriteHeader(s) }
+func (w *statusWriter) Write(b []byte) (int, error) {
+	n, err := w.ResponseWriter.Write(b)
+	w.bytes += int64(n)
+	return n, err
+}

@@ -1,0 +1,166 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/hamt-go/hamt"
+	"github.com/ipfs/go-cid"
+	"github.com/spf13/cobra"
+)
+
+// printStats writes the statistics of the flushed map at root.
+func printStats(ctx context.Context, w io.Writer, cas hamt.CAS, root cid.Cid) error {
+	st, err := hamt.Inspect(ctx, cas, root, true)
+	if err != nil {
+		return err
+	}
+	var depths, fill []string
+	for d, n := range st.NodesAtDepth {
+		depths = append(depths, fmt.Sprintf("%d:%d", d, n))
+	}
+	for k, n := range st.BucketFill {
+		if n > 0 {
+			fill = append(fill, fmt.Sprintf("%d:%d", k, n))
+		}
+	}
+	_, err = fmt.Fprintf(w, `keys          %d
+values        %d distinct, %s
+nodes         %d, %s
+depth         %d (nodes per depth %s)
+buckets       %d, mean %.2f keys, largest %d (buckets by keys %s)
+links         %d
+`, st.Keys, st.Values, byteSize(st.ValueBytes), st.Nodes, byteSize(st.NodeBytes), len(st.NodesAtDepth)-1,
+		strings.Join(depths, " "), st.Buckets, st.AvgFill, st.MaxBucket, strings.Join(fill, " "), st.Links)
+	return err
+}
+
+func (a *app) statsCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "stats ROOT",
+		Short: "Describe the map at ROOT: keys, nodes, depth histogram, bucket fill, bytes",
+		Args:  args(1, 1),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			root, err := parseRoot(argv[0])
+			if err != nil {
+				return err
+			}
+			return a.withMap(cmd.Context(), root, false, func(_ *hamt.Map[[]byte], st *store) error {
+				return printStats(cmd.Context(), a.stdout, st.cas, root)
+			})
+		},
+	}
+}
+
+func (a *app) diffCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "diff ROOT ROOT",
+		Short: "List the keys added, removed and changed from the first map to the second",
+		Long: `Diff prints one line per key that differs, sorted by key: "+ KEY" (added), "- KEY"
+(removed) or "~ KEY" (changed). It walks only the subtrees whose CIDs differ.`,
+		Args: args(2, 2),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			ra, err := parseRoot(argv[0])
+			if err != nil {
+				return err
+			}
+			rb, err := parseRoot(argv[1])
+			if err != nil {
+				return err
+			}
+			return a.withMap(cmd.Context(), ra, false, func(m *hamt.Map[[]byte], st *store) error {
+				var changes []hamt.Change
+				for c, err := range hamt.Diff(cmd.Context(), st.cas, ra, rb) {
+					if err != nil {
+						return err
+					}
+					changes = append(changes, c)
+				}
+				slices.SortFunc(changes, func(x, y hamt.Change) int { return strings.Compare(x.Key, y.Key) })
+				sign := map[hamt.ChangeKind]string{hamt.Added: "+", hamt.Removed: "-", hamt.Modified: "~"}
+				for _, c := range changes {
+					if _, err := fmt.Fprintf(a.stdout, "%s %s\n", sign[c.Kind], c.Key); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		},
+	}
+}
+
+func (a *app) carCommand() *cobra.Command {
+	car := &cobra.Command{
+		Use:   "car",
+		Short: "Export a map to a CAR file, or import one",
+	}
+	car.AddCommand(&cobra.Command{
+		Use:   "export ROOT FILE",
+		Short: "Write every block reachable from ROOT to FILE as a CARv1 (for ipfs dag import)",
+		Args:  args(2, 2),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			root, err := parseRoot(argv[0])
+			if err != nil {
+				return err
+			}
+			return a.withMap(cmd.Context(), root, false, func(_ *hamt.Map[[]byte], st *store) (err error) {
+				f, err := os.Create(argv[1])
+				if err != nil {
+					return err
+				}
+				defer func() {
+					if cerr := f.Close(); err == nil {
+						err = cerr
+					}
+				}()
+				n, err := hamt.WriteCAR(cmd.Context(), st.cas, root, f)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(a.stderr, "wrote %d blocks to %s\n", n, argv[1])
+				return nil
+			})
+		},
+	})
+	car.AddCommand(&cobra.Command{
+		Use:   "import FILE",
+		Short: "Store every block of a CAR file and print its root",
+		Args:  args(1, 1),
+		RunE: func(cmd *cobra.Command, argv []string) (err error) {
+			f, err := os.Open(argv[0])
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			st, err := a.open(true)
+			if err != nil {
+				return err
+			}
+			defer func() {
+				if cerr := st.close(); err == nil {
+					err = cerr
+				}
+			}()
+			bp, ok := st.cas.(hamt.BlockPutter)
+			if !ok {
+				return fmt.Errorf("this store cannot import blocks by CID (use ipfs dag import with Kubo)")
+			}
+			roots, n, err := hamt.ReadCAR(cmd.Context(), bp, f)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stderr, "imported %d blocks\n", n)
+			for _, r := range roots {
+				if _, err := fmt.Fprintln(a.stdout, r); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	})
+	return car
+}
