@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hamt-go/hamt/internal/kubotest"
 )
 
 // binary is the hamt command built once for all tests.
@@ -332,5 +334,28 @@ func TestServe(t *testing.T) {
 		if !slices.ContainsFunc(logged, func(l string) bool { return strings.Contains(l, want) }) {
 			t.Errorf("no log line with %q in %q", want, logged)
 		}
+	}
+}
+
+// TestKubo: the same commands work on IPFS through Kubo (the in-process boxo gateway), and give
+// the same root as the bbolt store.
+func TestKubo(t *testing.T) {
+	srv := kubotest.New(t)
+	data := filepath.Join("..", "..", "testdata", "zarr")
+	kubo := []string{"--kubo-rpc", srv.RPCURL(), "--kubo-gateway", srv.GatewayURL()}
+	root := ok(t, "", nil, append(kubo, "import", data)...).lastLine()
+	if want := ok(t, filepath.Join(t.TempDir(), "s.bolt"), nil, "import", data).lastLine(); root != want {
+		t.Errorf("root on Kubo %s, on bbolt %s", root, want)
+	}
+	files := zarrFiles(t)
+	if got := ok(t, "", nil, append(kubo, "get", root, "surface/zarr.json")...).stdout; got != string(files["surface/zarr.json"]) {
+		t.Errorf("get over Kubo: %q", got)
+	}
+	root2 := ok(t, "", []byte("x"), append(kubo, "set", root, "k", "-")...).lastLine()
+	if got := ok(t, "", nil, append(kubo, "diff", root, root2)...).stdout; got != "+ k\n" {
+		t.Errorf("diff over Kubo: %q", got)
+	}
+	if r := hamtRun(t, "", nil, append(kubo, "car", "import", filepath.Join(t.TempDir(), "x.car"))...); r.code == 0 {
+		t.Error("car import on Kubo worked without a file")
 	}
 }
