@@ -160,6 +160,15 @@ func (a *app) open(write bool) (*store, error) {
 	return &store{cas: b, close: b.CloseStrict}, nil
 }
 
+// onRoot parses arg as a root CID and runs fn on the map at it, as withMap does.
+func (a *app) onRoot(cmd *cobra.Command, arg string, write bool, fn func(cid.Cid, *hamt.Map[[]byte], *store) error) error {
+	root, err := parseRoot(arg)
+	if err != nil {
+		return err
+	}
+	return a.withMap(cmd.Context(), root, write, func(m *hamt.Map[[]byte], st *store) error { return fn(root, m, st) })
+}
+
 // withMap opens the store and the map at root (read-only unless write), runs fn, and closes the
 // store, reporting the first error.
 func (a *app) withMap(ctx context.Context, root cid.Cid, write bool, fn func(*hamt.Map[[]byte], *store) error) (err error) {
@@ -245,11 +254,7 @@ slashes making subdirectories. Keys that are not safe relative paths make the ex
 anything is written.`,
 		Args: args(2, 2),
 		RunE: func(cmd *cobra.Command, argv []string) error {
-			root, err := parseRoot(argv[0])
-			if err != nil {
-				return err
-			}
-			return a.withMap(cmd.Context(), root, false, func(m *hamt.Map[[]byte], _ *store) error {
+			return a.onRoot(cmd, argv[0], false, func(root cid.Cid, m *hamt.Map[[]byte], _ *store) error {
 				zs, err := hamt.NewZarrStore(m)
 				if err != nil {
 					return err
@@ -271,15 +276,11 @@ func (a *app) lsCommand() *cobra.Command {
 		Short: "List the keys of ROOT (that start with PREFIX), sorted",
 		Args:  args(1, 2),
 		RunE: func(cmd *cobra.Command, argv []string) error {
-			root, err := parseRoot(argv[0])
-			if err != nil {
-				return err
-			}
-			prefix := ""
-			if len(argv) == 2 {
-				prefix = argv[1]
-			}
-			return a.withMap(cmd.Context(), root, false, func(m *hamt.Map[[]byte], _ *store) error {
+			return a.onRoot(cmd, argv[0], false, func(root cid.Cid, m *hamt.Map[[]byte], _ *store) error {
+				prefix := ""
+				if len(argv) == 2 {
+					prefix = argv[1]
+				}
 				var keys []string
 				for k, err := range m.Keys(cmd.Context()) {
 					if err != nil {
@@ -307,11 +308,7 @@ func (a *app) getCommand() *cobra.Command {
 		Short: "Write the value of KEY to standard output",
 		Args:  args(2, 2),
 		RunE: func(cmd *cobra.Command, argv []string) error {
-			root, err := parseRoot(argv[0])
-			if err != nil {
-				return err
-			}
-			return a.withMap(cmd.Context(), root, false, func(m *hamt.Map[[]byte], _ *store) error {
+			return a.onRoot(cmd, argv[0], false, func(root cid.Cid, m *hamt.Map[[]byte], _ *store) error {
 				v, err := m.Get(cmd.Context(), argv[1])
 				if errors.Is(err, hamt.ErrNotFound) {
 					return fmt.Errorf("no key %q in %s", argv[1], root)
@@ -332,20 +329,17 @@ func (a *app) setCommand() *cobra.Command {
 		Short: "Set KEY to the bytes of FILE (- for standard input) and print the new root",
 		Args:  args(3, 3),
 		RunE: func(cmd *cobra.Command, argv []string) error {
-			root, err := parseRoot(argv[0])
-			if err != nil {
-				return err
-			}
-			var v []byte
-			if argv[2] == "-" {
-				v, err = io.ReadAll(a.stdin)
-			} else {
-				v, err = os.ReadFile(argv[2])
-			}
-			if err != nil {
-				return err
-			}
-			return a.withMap(cmd.Context(), root, true, func(m *hamt.Map[[]byte], _ *store) error {
+			return a.onRoot(cmd, argv[0], true, func(root cid.Cid, m *hamt.Map[[]byte], _ *store) error {
+				var v []byte
+				var err error
+				if argv[2] == "-" {
+					v, err = io.ReadAll(a.stdin)
+				} else {
+					v, err = os.ReadFile(argv[2])
+				}
+				if err != nil {
+					return err
+				}
 				if err := m.Set(cmd.Context(), argv[1], v); err != nil {
 					return err
 				}
@@ -361,11 +355,7 @@ func (a *app) rmCommand() *cobra.Command {
 		Short: "Remove KEY and print the new root",
 		Args:  args(2, 2),
 		RunE: func(cmd *cobra.Command, argv []string) error {
-			root, err := parseRoot(argv[0])
-			if err != nil {
-				return err
-			}
-			return a.withMap(cmd.Context(), root, true, func(m *hamt.Map[[]byte], _ *store) error {
+			return a.onRoot(cmd, argv[0], true, func(root cid.Cid, m *hamt.Map[[]byte], _ *store) error {
 				err := m.Delete(cmd.Context(), argv[1])
 				if errors.Is(err, hamt.ErrNotFound) {
 					return fmt.Errorf("no key %q in %s", argv[1], root)

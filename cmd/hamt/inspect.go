@@ -45,11 +45,7 @@ func (a *app) statsCommand() *cobra.Command {
 		Short: "Describe the map at ROOT: keys, nodes, depth histogram, bucket fill, bytes",
 		Args:  args(1, 1),
 		RunE: func(cmd *cobra.Command, argv []string) error {
-			root, err := parseRoot(argv[0])
-			if err != nil {
-				return err
-			}
-			return a.withMap(cmd.Context(), root, false, func(_ *hamt.Map[[]byte], st *store) error {
+			return a.onRoot(cmd, argv[0], false, func(root cid.Cid, _ *hamt.Map[[]byte], st *store) error {
 				return printStats(cmd.Context(), a.stdout, st.cas, root)
 			})
 		},
@@ -103,11 +99,7 @@ func (a *app) carCommand() *cobra.Command {
 		Short: "Write every block reachable from ROOT to FILE as a CARv1 (for ipfs dag import)",
 		Args:  args(2, 2),
 		RunE: func(cmd *cobra.Command, argv []string) error {
-			root, err := parseRoot(argv[0])
-			if err != nil {
-				return err
-			}
-			return a.withMap(cmd.Context(), root, false, func(_ *hamt.Map[[]byte], st *store) (err error) {
+			return a.onRoot(cmd, argv[0], false, func(root cid.Cid, _ *hamt.Map[[]byte], st *store) (err error) {
 				f, err := os.Create(argv[1])
 				if err != nil {
 					return err
