@@ -9,6 +9,12 @@
 //	cp /path/to/repo/internal/zarrgen/zarrita_check.mjs .
 //	node zarrita_check.mjs /path/to/repo/testdata/zarr
 //
+// To read it over HTTP from the command-line tool instead (zarrita's FetchStore):
+//
+//	ROOT=$(go run ./cmd/hamt import testdata/zarr | tail -1)
+//	go run ./cmd/hamt serve $ROOT --listen 127.0.0.1:8000 &
+//	node zarrita_check.mjs http://127.0.0.1:8000/
+//
 // It prints every group's attributes and every array in full, and exits 1 on any mismatch.
 // Checked with zarrita 0.7.5 and @zarrita/storage 0.2.0 on Node.js 20.
 
@@ -62,7 +68,9 @@ function rows(data, shape) {
 	return out;
 }
 
-const store = new FileSystemStore(dir);
+// A URL reads the hierarchy over HTTP instead, as served by `hamt serve ROOT`.
+const remote = /^https?:\/\//.test(dir);
+const store = remote ? new zarr.FetchStore(dir) : new FileSystemStore(dir);
 const root = zarr.root(store);
 let failures = 0;
 const fail = (msg) => {
@@ -94,7 +102,9 @@ for (const [name, want] of Object.entries(expected)) {
 
 // The shard index's checksum, and the empty entry of inner chunk (1,1) in shard c/0/1.
 for (const key of ["c/0/0", "c/0/1", "c/1/0", "c/1/1"]) {
-	const shard = fs.readFileSync(path.join(dir, "sharded", key));
+	const shard = remote
+		? Buffer.from(await (await fetch(`${dir.replace(/\/$/, "")}/sharded/${key}`)).arrayBuffer())
+		: fs.readFileSync(path.join(dir, "sharded", key));
 	const index = shard.subarray(shard.length - 68, shard.length - 4);
 	const stored = shard.readUInt32LE(shard.length - 4);
 	const ok = crc32c(index) === stored;
