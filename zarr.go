@@ -129,56 +129,35 @@ func (s *ZarrStore) Get(ctx context.Context, key string, r ByteRange) ([]byte, e
 	if err := r.Validate(); err != nil {
 		return nil, fmt.Errorf("zarr get %q: %w", key, err)
 	}
-	meta := isMetadataKey(key)
-	if meta {
-		s.metaMu.RLock()
-		b, ok := s.meta[key]
-		gen := s.metaGen
-		s.metaMu.RUnlock()
-		if ok {
-			return slices.Clone(r.Slice(b)), nil
-		}
-		b, err := s.getWhole(ctx, key)
-		if err != nil {
-			return nil, err
-		}
-		s.metaMu.Lock()
-		if s.metaGen == gen {
-			s.meta[key] = slices.Clone(b)
-		}
-		s.metaMu.Unlock()
-		return r.Slice(b), nil
+	if !isMetadataKey(key) {
+		return s.read(ctx, key, r)
 	}
-	if s.box != nil || r.IsFull() {
-		b, err := s.getWhole(ctx, key)
-		if err != nil {
-			return nil, err
-		}
-		return r.Slice(b), nil
+	s.metaMu.RLock()
+	b, ok := s.meta[key]
+	gen := s.metaGen
+	s.metaMu.RUnlock()
+	if ok {
+		return slices.Clone(r.Slice(b)), nil
 	}
+	b, err := s.read(ctx, key, ByteRange{})
+	if err != nil {
+		return nil, err
+	}
+	s.metaMu.Lock()
+	if s.metaGen == gen {
+		s.meta[key] = slices.Clone(b)
+	}
+	s.metaMu.Unlock()
+	return r.Slice(b), nil
+}
+
+// read returns the part r of key's (plaintext) value from the map's store, by range when it can.
+func (s *ZarrStore) read(ctx context.Context, key string, r ByteRange) ([]byte, error) {
 	id, err := s.m.GetPointer(ctx, key)
 	if err != nil {
 		return nil, err
 	}
-	b, err := loadRange(ctx, s.m.cas, id, r)
-	if err != nil {
-		return nil, fmt.Errorf("zarr get %q: load %s of %s: %w", key, r, id, missingBlock(err))
-	}
-	return b, nil
-}
-
-// getWhole returns key's whole value, decrypted.
-func (s *ZarrStore) getWhole(ctx context.Context, key string) ([]byte, error) {
-	b, err := s.m.Get(ctx, key)
-	if err != nil {
-		return nil, err
-	}
-	if s.box != nil {
-		if b, err = s.box.open(b); err != nil {
-			return nil, fmt.Errorf("zarr get %q: %w", key, err)
-		}
-	}
-	return b, nil
+	return s.readBlock(ctx, key, id, r)
 }
 
 // KeyRange names a part of one value, for GetPartialValues.

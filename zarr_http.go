@@ -17,17 +17,24 @@ func (s *ZarrStore) stat(ctx context.Context, key string) (cid.Cid, int64, error
 	if err != nil {
 		return cid.Undef, 0, err
 	}
+	n, err := s.size(ctx, key, id)
+	return id, n, err
+}
+
+// size returns the size of the (plaintext) value stored in block id, without loading it when the
+// CAS is a BlockSizer.
+func (s *ZarrStore) size(ctx context.Context, key string, id cid.Cid) (int64, error) {
 	n, err := blockSize(ctx, s.m.cas, id)
 	if err != nil {
-		return cid.Undef, 0, fmt.Errorf("zarr size %q: %s: %w", key, id, missingBlock(err))
+		return 0, fmt.Errorf("zarr size %q: %s: %w", key, id, missingBlock(err))
 	}
 	if s.box != nil {
 		if n < sealOverhead {
-			return cid.Undef, 0, fmt.Errorf("zarr size %q: %w: value of %d bytes is shorter than its header", key, ErrDecrypt, n)
+			return 0, fmt.Errorf("zarr size %q: %w: value of %d bytes is shorter than its header", key, ErrDecrypt, n)
 		}
 		n -= sealOverhead
 	}
-	return id, n, nil
+	return n, nil
 }
 
 // readBlock returns the part r of the (plaintext) value stored in block id: by range from the CAS
@@ -94,7 +101,7 @@ func (s *ZarrStore) serveHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	ctx := req.Context()
 	key := strings.TrimPrefix(req.URL.Path, "/")
-	id, size, err := s.stat(ctx, key)
+	id, err := s.m.GetPointer(ctx, key)
 	if err != nil {
 		httpError(w, key, err)
 		return
@@ -113,8 +120,30 @@ func (s *ZarrStore) serveHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 
+	spec := req.Header.Get("Range")
+	if spec == "" || !ifRangeHolds(req.Header.Get("If-Range"), etag) {
+		spec = ""
+		if req.Method == http.MethodGet {
+			// The whole value: its length is the size, so no separate size lookup (for Kubo, a
+			// HEAD request) is needed.
+			body, err := s.readBlock(ctx, key, id, ByteRange{})
+			if err != nil {
+				failAfterHeaders(w, key, err)
+				return
+			}
+			h.Set("Content-Length", strconv.Itoa(len(body)))
+			w.WriteHeader(http.StatusOK)
+			_, _ = w.Write(body) // a client that went away is not our error
+			return
+		}
+	}
+	size, err := s.size(ctx, key, id)
+	if err != nil {
+		failAfterHeaders(w, key, err)
+		return
+	}
 	status, r := http.StatusOK, ByteRange{}
-	if spec := req.Header.Get("Range"); spec != "" && ifRangeHolds(req.Header.Get("If-Range"), etag) {
+	if spec != "" {
 		rng, ok, satisfiable := parseRange(spec, size)
 		switch {
 		case ok && !satisfiable:
@@ -139,15 +168,20 @@ func (s *ZarrStore) serveHTTP(w http.ResponseWriter, req *http.Request) {
 		err = fmt.Errorf("zarr get %q: %w: read %d bytes of %d", key, ErrCorrupt, len(body), end-start)
 	}
 	if err != nil {
-		h.Del("Content-Length")
-		h.Del("Content-Range")
-		h.Del("ETag")
-		h.Del("Cache-Control")
-		httpError(w, key, err)
+		failAfterHeaders(w, key, err)
 		return
 	}
 	w.WriteHeader(status)
 	_, _ = w.Write(body) // a client that went away is not our error
+}
+
+// failAfterHeaders answers err after the value's headers were set: those are dropped, so an error
+// page never claims the value's length, range, ETag or caching.
+func failAfterHeaders(w http.ResponseWriter, key string, err error) {
+	for _, name := range []string{"Content-Length", "Content-Range", "ETag", "Cache-Control"} {
+		w.Header().Del(name)
+	}
+	httpError(w, key, err)
 }
 
 // httpError answers 404 for a missing key and 500 for every other failure.

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/fstest"
 
@@ -438,5 +439,48 @@ func TestZarrFSOddKeys(t *testing.T) {
 	}
 	if fi, err := fs.Stat(fsys, "a"); err != nil || !fi.IsDir() || path.Base(fi.Name()) != "a" {
 		t.Errorf("Stat(a) = %v, %v; want the directory", fi, err)
+	}
+}
+
+// sizeCountingCAS counts BlockSize calls and whole loads.
+type sizeCountingCAS struct {
+	*hamt.MemoryCAS
+	sizes, loads atomic.Int64
+}
+
+func (c *sizeCountingCAS) BlockSize(ctx context.Context, id cid.Cid) (int64, error) {
+	c.sizes.Add(1)
+	return c.MemoryCAS.BlockSize(ctx, id)
+}
+
+func (c *sizeCountingCAS) Load(ctx context.Context, id cid.Cid) ([]byte, error) {
+	c.loads.Add(1)
+	return c.MemoryCAS.Load(ctx, id)
+}
+
+// TestZarrHTTPStoreCalls: a plain GET is one whole load and no size lookup (for Kubo, no HEAD
+// request beside the GET); a ranged GET and a HEAD ask the size and load no whole value.
+func TestZarrHTTPStoreCalls(t *testing.T) {
+	mem := hamt.NewMemoryCAS()
+	store, _ := importTree(t, mem, zarrTestdata)
+	cc := &sizeCountingCAS{MemoryCAS: mem}
+	rs := reopen(t, cc, store)
+	srv := httptest.NewServer(rs.Handler())
+	defer srv.Close()
+	for _, c := range []struct {
+		method, rng  string
+		sizes, loads int64
+	}{
+		{"GET", "", 0, 1},
+		{"GET", "bytes=-4", 1, 0},
+		{"HEAD", "", 1, 0},
+	} {
+		cc.sizes.Store(0)
+		cc.loads.Store(0)
+		resp, _ := do(t, c.method, srv.URL+"/counts/c/1", "Range", c.rng)
+		if resp.StatusCode/100 != 2 || cc.sizes.Load() != c.sizes || cc.loads.Load() != c.loads {
+			t.Errorf("%s %q: status %d, %d size lookups and %d whole loads; want %d and %d",
+				c.method, c.rng, resp.StatusCode, cc.sizes.Load(), cc.loads.Load(), c.sizes, c.loads)
+		}
 	}
 }
