@@ -390,24 +390,36 @@ func (d *nodeDecoder) link() (cidBytes, uint64, error) {
 	return cidBytes(d.s[start:end]), codec, nil
 }
 
+// scan is a decoder's first pass over a whole node block: it checks the framing (a list of 256
+// slots, nothing after it) and counts the occupied slots, the buckets and their entries. What it
+// does not check (UTF-8, key order, CIDs) is left to the second pass.
+func (d *nodeDecoder) scan() (occupied, buckets, entries int, err error) {
+	b := d.b
+	if len(b) < 3 || b[0] != 0x99 || b[1] != 0x01 || b[2] != 0x00 {
+		return 0, 0, 0, fmt.Errorf("%w: not a list of 256 slots", ErrMalformedNode)
+	}
+	d.pos = 3
+	for i := 0; i < numSlots; i++ {
+		if err := d.skipSlot(&occupied, &buckets, &entries); err != nil {
+			return 0, 0, 0, fmt.Errorf("slot %d: %w", i, err)
+		}
+	}
+	if d.pos != len(b) {
+		return 0, 0, 0, d.fail("%d trailing bytes after the node", len(b)-d.pos)
+	}
+	return occupied, buckets, entries, nil
+}
+
 // decodeNode parses a node block. Anything but the exact encoding of a valid node is
 // ErrMalformedNode: wrong shape, non-canonical CBOR, unordered or duplicate keys, empty buckets,
 // links to non-dag-cbor blocks, trailing bytes.
 func decodeNode(b []byte) (*node, error) {
-	if len(b) < 3 || b[0] != 0x99 || b[1] != 0x01 || b[2] != 0x00 {
-		return nil, fmt.Errorf("%w: not a list of 256 slots", ErrMalformedNode)
-	}
 	// Pass 1 checks the framing and counts, so pass 2 allocates the slots and all bucket entries
 	// once each, at their final sizes.
-	d := nodeDecoder{b: b, pos: 3}
-	var occupied, buckets, entries int
-	for i := 0; i < numSlots; i++ {
-		if err := d.skipSlot(&occupied, &buckets, &entries); err != nil {
-			return nil, fmt.Errorf("slot %d: %w", i, err)
-		}
-	}
-	if d.pos != len(b) {
-		return nil, d.fail("%d trailing bytes after the node", len(b)-d.pos)
+	d := nodeDecoder{b: b}
+	occupied, buckets, entries, err := d.scan()
+	if err != nil {
+		return nil, err
 	}
 	n := &node{slots: make([]slot, 0, occupied)}
 	all := make([]entry, entries)

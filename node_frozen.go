@@ -51,19 +51,11 @@ const frozenNodeSize = int64(unsafe.Sizeof(frozenNode{}))
 // decodeFrozen checks block b as strictly as decodeNode (the same errors, ErrMalformedNode for
 // anything but the exact encoding of a valid node) and returns it as a frozenNode. b is copied.
 func decodeFrozen(b []byte) (*frozenNode, error) {
-	if len(b) < 3 || b[0] != 0x99 || b[1] != 0x01 || b[2] != 0x00 {
-		return nil, fmt.Errorf("%w: not a list of 256 slots", ErrMalformedNode)
-	}
 	// Pass 1 checks the framing and counts the occupied slots, which sizes the index.
-	d := nodeDecoder{b: b, pos: 3}
-	var occupied, buckets, entries int
-	for i := 0; i < numSlots; i++ {
-		if err := d.skipSlot(&occupied, &buckets, &entries); err != nil {
-			return nil, fmt.Errorf("slot %d: %w", i, err)
-		}
-	}
-	if d.pos != len(b) {
-		return nil, d.fail("%d trailing bytes after the node", len(b)-d.pos)
+	d := nodeDecoder{b: b}
+	occupied, buckets, _, err := d.scan()
+	if err != nil {
+		return nil, err
 	}
 	// Pass 2 checks what pass 1 did not (UTF-8, key order, CIDs) over the copy that becomes the
 	// node, and records where each occupied slot starts. The block part of buf is not written
