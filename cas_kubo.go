@@ -241,11 +241,10 @@ func NewKuboCAS(opts ...KuboOption) (*KuboCAS, error) {
 	if n, ok := strings.CutPrefix(o.chunker, "size-"); ok {
 		k.chunkSize, _ = strconv.ParseInt(n, 10, 64)
 	}
-	q := url.Values{}
+	// Built by hand, not url.Values.Encode (which sorts): the order py-hamt sends.
 	k.addQuery = "hash=" + url.QueryEscape(o.hash) + "&chunker=" + url.QueryEscape(o.chunker) + "&pin=" + strconv.FormatBool(o.pin)
 	if mh == multihash.SHA2_256 {
-		q.Set("cid-version", "1")
-		k.addQuery += "&" + q.Encode()
+		k.addQuery += "&cid-version=1"
 	}
 	return k, nil
 }

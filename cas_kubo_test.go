@@ -762,3 +762,26 @@ func TestKuboNoGoroutineLeak(t *testing.T) {
 		t.Errorf("%d goroutines after Close, %d before:\n%s", n, before, buf[:runtime.Stack(buf, true)])
 	}
 }
+
+// TestKuboSHA256: with hash sha2-256 (where Kubo would answer CIDv0 dag-pb) the store asks for
+// cid-version=1, so values still come back as raw CIDv1 leaves, relabelled and verified.
+func TestKuboSHA256(t *testing.T) {
+	srv := kubotest.New(t)
+	k := newKubo(t, srv, hamt.WithKuboHash("sha2-256"))
+	ctx := context.Background()
+	data := []byte("sha2 value")
+	id, err := k.Save(ctx, data, multicodec.DagCbor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := cid.Prefix{Version: 1, Codec: uint64(multicodec.DagCbor), MhType: multihash.SHA2_256, MhLength: -1}.Sum(data)
+	if !id.Equals(want) {
+		t.Errorf("CID %s, want %s", id, want)
+	}
+	if last, _ := srv.LastRequest(kubotest.RPC); last.Query.Get("cid-version") != "1" {
+		t.Errorf("add query %v lacks cid-version=1", last.Query)
+	}
+	if got, err := k.Load(ctx, id); err != nil || !bytes.Equal(got, data) {
+		t.Errorf("Load: %q, %v", got, err)
+	}
+}

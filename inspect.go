@@ -3,6 +3,7 @@ package hamt
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"iter"
@@ -165,14 +166,14 @@ func Diff(ctx context.Context, cas CAS, a, b cid.Cid) iter.Seq2[Change, error] {
 			return
 		}
 		d := differ{ctx: ctx, cas: cas, yield: yield}
-		if err := d.nodes(na, nb); err != nil && err != errStop {
+		if err := d.nodes(na, nb); err != nil && !errors.Is(err, errStop) {
 			yield(Change{}, err)
 		}
 	}
 }
 
 // errStop ends a walk whose consumer stopped asking.
-var errStop = fmt.Errorf("stopped")
+var errStop = errors.New("stopped")
 
 type differ struct {
 	ctx   context.Context
