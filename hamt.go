@@ -533,7 +533,7 @@ func (t tree) insert(ctx context.Context, n *node, depth int, e entry, h []byte)
 	s := n.slot(i)
 	switch {
 	case s == nil:
-		n.put(i, slot{bucket: []entry{e}})
+		n.put(i, slot{bucket: newBucket(e)})
 	case s.link != nil:
 		child, err := t.w.child(ctx, s.link, depth+1)
 		if err != nil {
@@ -544,17 +544,14 @@ func (t tree) insert(ctx context.Context, n *node, depth int, e entry, h []byte)
 			return false, err
 		}
 	default:
-		pos, found := bucketFind(s.bucket, e.key)
-		switch {
-		case found:
-			if s.bucket[pos].value == e.value {
-				return false, nil
-			}
-			s.bucket[pos].value = e.value
-		case len(s.bucket) < t.bucketSize:
-			s.bucket = append(s.bucket, entry{})
-			copy(s.bucket[pos+1:], s.bucket[pos:])
-			s.bucket[pos] = e
+		old, at, end := bucketSearch(s.bucket, 0, e.key)
+		switch count := bucketCount(s.bucket); {
+		case old == e.value:
+			return false, nil
+		case old != "":
+			s.bucket = bucketSplice(s.bucket, at, end, &e, count)
+		case count < t.bucketSize:
+			s.bucket = bucketSplice(s.bucket, at, at, &e, count+1)
 		default:
 			if err := t.split(n, i, depth, e); err != nil {
 				return false, err
@@ -570,8 +567,7 @@ func (t tree) insert(ctx context.Context, n *node, depth int, e entry, h []byte)
 // queue, this stays correct when the bucket holds more entries than the current bucket size.
 func (t tree) split(n *node, i, depth int, e entry) error {
 	old := n.slot(i).bucket
-	all := make([]entry, 0, len(old)+1)
-	all = append(append(all, e), old...)
+	all := appendEntries(append(make([]entry, 0, bucketCount(old)+1), e), old)
 	hashes := make([][]byte, len(all))
 	for j, x := range all {
 		var buf [32]byte
@@ -639,14 +635,14 @@ func (t tree) remove(ctx context.Context, n *node, depth int, key string, h []by
 			n.clear(i)
 		}
 	default:
-		pos, found := bucketFind(s.bucket, key)
-		if !found {
+		old, at, end := bucketSearch(s.bucket, 0, key)
+		switch count := bucketCount(s.bucket); {
+		case old == "":
 			return false, nil
-		}
-		if len(s.bucket) == 1 {
+		case count == 1:
 			n.clear(i)
-		} else {
-			s.bucket = append(s.bucket[:pos], s.bucket[pos+1:]...)
+		default:
+			s.bucket = bucketSplice(s.bucket, at, end, nil, count-1)
 		}
 	}
 	n.dirty = true
@@ -666,10 +662,8 @@ func find(n *node, key string, h []byte, depth int) (cidBytes, *link, error) {
 	case s.link != nil:
 		return "", s.link, nil
 	}
-	if pos, ok := bucketFind(s.bucket, key); ok {
-		return s.bucket[pos].value, nil, nil
-	}
-	return "", nil, nil
+	c, _, _ := bucketSearch(s.bucket, 0, key)
+	return c, nil, nil
 }
 
 // walkNodes visits n and its descendants in py-hamt's keys() order: a node, then its children

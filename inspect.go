@@ -82,16 +82,18 @@ func Inspect(ctx context.Context, cas CAS, root cid.Cid, valueSizes bool) (TreeS
 					return err
 				}
 			default:
+				count := bucketCount(s.bucket)
 				st.Buckets++
-				st.Keys += len(s.bucket)
-				for len(st.BucketFill) <= len(s.bucket) {
+				st.Keys += count
+				for len(st.BucketFill) <= count {
 					st.BucketFill = append(st.BucketFill, 0)
 				}
-				st.BucketFill[len(s.bucket)]++
-				st.MaxBucket = max(st.MaxBucket, len(s.bucket))
-				for _, e := range s.bucket {
-					values[e.value] = struct{}{}
-				}
+				st.BucketFill[count]++
+				st.MaxBucket = max(st.MaxBucket, count)
+				eachEntry(s.bucket, 0, func(_ string, value cidBytes) bool {
+					values[value] = struct{}{}
+					return true
+				})
 			}
 		}
 		return nil
@@ -229,7 +231,7 @@ func (d *differ) entries(s *slot) ([]entry, error) {
 		return nil, nil
 	}
 	if s.link == nil {
-		return slices.SortedFunc(slices.Values(s.bucket), func(a, b entry) int { return cmp.Compare(a.key, b.key) }), nil
+		return slices.SortedFunc(slices.Values(appendEntries(nil, s.bucket)), func(a, b entry) int { return cmp.Compare(a.key, b.key) }), nil
 	}
 	var out []entry
 	var walk func(id cid.Cid) error
@@ -246,7 +248,7 @@ func (d *differ) entries(s *slot) ([]entry, error) {
 					return err
 				}
 			default:
-				out = append(out, s.bucket...)
+				out = appendEntries(out, s.bucket)
 			}
 		}
 		return nil
@@ -322,7 +324,7 @@ func WriteCAR(ctx context.Context, cas CAS, root cid.Cid, w io.Writer) (int, err
 			if s == nil || s.link != nil {
 				continue
 			}
-			for _, e := range s.bucket {
+			for _, e := range appendEntries(nil, s.bucket) {
 				if _, ok := seen[e.value]; ok {
 					continue
 				}

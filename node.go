@@ -26,8 +26,10 @@ import (
 // (length-first, then bytewise), or `81 d8 2a 58 25 00 <cid>` (a link).
 //
 // In memory only occupied slots are kept: bitmap has bit i set when slot i is occupied, and slots
-// holds those slots in index order. Invariants: a bucket is never empty; a bucket's entries are in
-// canonical order with no key twice; exactly one of bucket and link is set in each kept slot.
+// holds those slots in index order. A bucket stays in its encoded form (see bucket.go), so keys
+// are compared in place and a node is encoded by copying its buckets' bytes. Invariants: a bucket
+// is never empty; a bucket's entries are in canonical order with no key twice; exactly one of
+// bucket and link is set in each kept slot.
 type node struct {
 	bitmap [4]uint64
 	slots  []slot
@@ -36,13 +38,15 @@ type node struct {
 	dirty bool
 }
 
-// slot is an occupied slot: a bucket of entries or a link to a child node.
+// slot is an occupied slot: a bucket, as the exact bytes of its CBOR map, or a link to a child
+// node.
 type slot struct {
-	bucket []entry
+	bucket string
 	link   *link
 }
 
-// entry is one key of a bucket and the CID of its value block.
+// entry is one key of a bucket and the CID of its value block, as passed around outside the
+// bucket's bytes.
 type entry struct {
 	key   string
 	value cidBytes
@@ -167,20 +171,6 @@ func keyLess(a, b string) bool {
 	return a < b
 }
 
-// bucketFind returns where key is, or would be inserted, in a canonically ordered bucket.
-func bucketFind(b []entry, key string) (int, bool) {
-	lo, hi := 0, len(b)
-	for lo < hi {
-		mid := int(uint(lo+hi) >> 1)
-		if keyLess(b[mid].key, key) {
-			lo = mid + 1
-		} else {
-			hi = mid
-		}
-	}
-	return lo, lo < len(b) && b[lo].key == key
-}
-
 // CBOR major types used by the node format.
 const (
 	majorBytes = 2
@@ -246,10 +236,7 @@ func (n *node) encodedLen() int {
 			size += 1 + linkLen(s.link.id)
 			continue
 		}
-		size += headerLen(uint64(len(s.bucket)))
-		for _, e := range s.bucket {
-			size += headerLen(uint64(len(e.key))) + len(e.key) + linkLen(e.value)
-		}
+		size += len(s.bucket)
 	}
 	return size
 }
@@ -280,12 +267,7 @@ func (n *node) appendBlock(out []byte) ([]byte, error) {
 				out = appendLink(append(out, 0x81), s.link.id)
 				continue
 			}
-			out = appendHeader(out, majorMap, uint64(len(s.bucket)))
-			for _, e := range s.bucket {
-				out = appendHeader(out, majorText, uint64(len(e.key)))
-				out = append(out, e.key...)
-				out = appendLink(out, e.value)
-			}
+			out = append(out, s.bucket...)
 		}
 	}
 	return out, nil
@@ -391,42 +373,41 @@ func (d *nodeDecoder) link() (cidBytes, uint64, error) {
 }
 
 // scan is a decoder's first pass over a whole node block: it checks the framing (a list of 256
-// slots, nothing after it) and counts the occupied slots, the buckets and their entries. What it
-// does not check (UTF-8, key order, CIDs) is left to the second pass.
-func (d *nodeDecoder) scan() (occupied, buckets, entries int, err error) {
+// slots, nothing after it) and counts the occupied slots and the buckets. What it does not check
+// (UTF-8, key order, CIDs) is left to the second pass.
+func (d *nodeDecoder) scan() (occupied, buckets int, err error) {
 	b := d.b
 	if len(b) < 3 || b[0] != 0x99 || b[1] != 0x01 || b[2] != 0x00 {
-		return 0, 0, 0, fmt.Errorf("%w: not a list of 256 slots", ErrMalformedNode)
+		return 0, 0, fmt.Errorf("%w: not a list of 256 slots", ErrMalformedNode)
 	}
 	d.pos = 3
 	for i := 0; i < numSlots; i++ {
-		if err := d.skipSlot(&occupied, &buckets, &entries); err != nil {
-			return 0, 0, 0, fmt.Errorf("slot %d: %w", i, err)
+		if err := d.skipSlot(&occupied, &buckets); err != nil {
+			return 0, 0, fmt.Errorf("slot %d: %w", i, err)
 		}
 	}
 	if d.pos != len(b) {
-		return 0, 0, 0, d.fail("%d trailing bytes after the node", len(b)-d.pos)
+		return 0, 0, d.fail("%d trailing bytes after the node", len(b)-d.pos)
 	}
-	return occupied, buckets, entries, nil
+	return occupied, buckets, nil
 }
 
 // decodeNode parses a node block. Anything but the exact encoding of a valid node is
 // ErrMalformedNode: wrong shape, non-canonical CBOR, unordered or duplicate keys, empty buckets,
 // links to non-dag-cbor blocks, trailing bytes.
 func decodeNode(b []byte) (*node, error) {
-	// Pass 1 checks the framing and counts, so pass 2 allocates the slots and all bucket entries
-	// once each, at their final sizes.
+	// Pass 1 checks the framing and counts, so pass 2 allocates the slots and links once each, at
+	// their final sizes. Buckets are substrings of one copy of the block.
 	d := nodeDecoder{b: b}
-	occupied, buckets, entries, err := d.scan()
+	occupied, buckets, err := d.scan()
 	if err != nil {
 		return nil, err
 	}
 	n := &node{slots: make([]slot, 0, occupied)}
-	all := make([]entry, entries)
 	links := make([]link, occupied-buckets)
 	d.s, d.pos = string(b), 3
 	for i := 0; i < numSlots; i++ {
-		s, kind, err := d.slot(&all, &links)
+		s, kind, err := d.slot(&links)
 		if err != nil {
 			return nil, fmt.Errorf("slot %d: %w", i, err)
 		}
@@ -438,8 +419,8 @@ func decodeNode(b []byte) (*node, error) {
 	return n, nil
 }
 
-// skipSlot checks the framing of one slot and counts it if occupied, with its entries.
-func (d *nodeDecoder) skipSlot(occupied, buckets, entries *int) error {
+// skipSlot checks the framing of one slot and counts it if occupied.
+func (d *nodeDecoder) skipSlot(occupied, buckets *int) error {
 	if d.pos >= len(d.b) {
 		return d.fail("unexpected end of block")
 	}
@@ -476,7 +457,6 @@ func (d *nodeDecoder) skipSlot(occupied, buckets, entries *int) error {
 		if _, _, err := d.linkSpan(); err != nil {
 			return err
 		}
-		*entries++
 	}
 	return nil
 }
@@ -490,11 +470,10 @@ const (
 	slotLink
 )
 
-// slot decodes one slot whose framing skipSlot has checked, taking its bucket's entries from the
-// front of *all (or its link from *links). A bucket's capacity is cut to its length, so appending
-// to it in write mode copies rather than overwriting the next bucket. With all and links nil it
-// only checks the slot and reports its kind; that is how decodeFrozen shares these checks.
-func (d *nodeDecoder) slot(all *[]entry, links *[]link) (slot, slotKind, error) {
+// slot decodes one slot whose framing skipSlot has checked, taking its link from *links. A
+// bucket is the substring of d.s that encodes it. With links nil it only checks the slot and
+// reports its kind; that is how decodeFrozen shares these checks.
+func (d *nodeDecoder) slot(links *[]link) (slot, slotKind, error) {
 	switch d.b[d.pos] {
 	case 0xa0:
 		d.pos++
@@ -516,12 +495,8 @@ func (d *nodeDecoder) slot(all *[]entry, links *[]link) (slot, slotKind, error) 
 		l.id = c
 		return slot{link: l}, slotLink, nil
 	}
+	start := d.pos
 	_, n, _ := d.head()
-	var bucket []entry
-	if all != nil {
-		bucket = (*all)[:n:n]
-		*all = (*all)[n:]
-	}
 	var prev string
 	for j := uint64(0); j < n; j++ {
 		_, kl, _ := d.head()
@@ -534,31 +509,26 @@ func (d *nodeDecoder) slot(all *[]entry, links *[]link) (slot, slotKind, error) 
 			return slot{}, slotEmpty, d.fail("bucket keys %q and %q are not in canonical order", prev, key)
 		}
 		prev = key
-		c, _, err := d.link()
-		if err != nil {
+		if _, _, err := d.link(); err != nil {
 			return slot{}, slotEmpty, err
 		}
-		if bucket != nil {
-			bucket[j] = entry{key: key, value: c}
-		}
 	}
-	return slot{bucket: bucket}, slotBucket, nil
+	if links == nil {
+		return slot{}, slotBucket, nil
+	}
+	return slot{bucket: d.s[start:d.pos]}, slotBucket, nil
 }
 
-// memSize approximates the memory n takes, for cache budgets: headers, slots, entries, keys and
-// CIDs.
+// memSize approximates the memory n takes: header, slots, buckets and links.
 func (n *node) memSize() int64 {
-	size := int64(64 + cap(n.slots)*32)
+	size := int64(64 + cap(n.slots)*int(unsafe.Sizeof(slot{})))
 	for i := range n.slots {
 		s := &n.slots[i]
 		if s.link != nil {
 			size += 48 + int64(len(s.link.id))
 			continue
 		}
-		size += int64(cap(s.bucket)) * 32
-		for _, e := range s.bucket {
-			size += int64(len(e.key) + len(e.value))
-		}
+		size += int64(len(s.bucket))
 	}
 	return size
 }

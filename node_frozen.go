@@ -53,7 +53,7 @@ const frozenNodeSize = int64(unsafe.Sizeof(frozenNode{}))
 func decodeFrozen(b []byte) (*frozenNode, error) {
 	// Pass 1 checks the framing and counts the occupied slots, which sizes the index.
 	d := nodeDecoder{b: b}
-	occupied, buckets, _, err := d.scan()
+	occupied, buckets, err := d.scan()
 	if err != nil {
 		return nil, err
 	}
@@ -68,7 +68,7 @@ func decodeFrozen(b []byte) (*frozenNode, error) {
 	k := 0
 	for i := 0; i < numSlots; i++ {
 		start := hdr + d.pos
-		_, kind, err := d.slot(nil, nil)
+		_, kind, err := d.slot(nil)
 		if err != nil {
 			return nil, fmt.Errorf("slot %d: %w", i, err)
 		}
@@ -120,62 +120,16 @@ func (n *frozenNode) slotStart(k int) int {
 	return int(uint32(s[0]) | uint32(s[1])<<8 | uint32(s[2])<<16 | uint32(s[3])<<24)
 }
 
-// frozenHead reads the CBOR head at p of a checked block: its argument and where its content
-// starts. Only the heads of maps, strings and tags are read this way, and their arguments were
-// checked to fit in the block.
-func frozenHead(s string, p int) (arg, next int) {
-	switch ai := s[p] & 0x1f; {
-	case ai < 24:
-		return int(ai), p + 1
-	case ai == 24:
-		return int(s[p+1]), p + 2
-	case ai == 25:
-		return int(s[p+1])<<8 | int(s[p+2]), p + 3
-	case ai == 26:
-		return int(s[p+1])<<24 | int(s[p+2])<<16 | int(s[p+3])<<8 | int(s[p+4]), p + 5
-	}
-	var v uint64
-	for _, c := range []byte(s[p+1 : p+9]) {
-		v = v<<8 | uint64(c)
-	}
-	return int(v), p + 9
-}
-
-// frozenLink reads the checked CID link (tag 42, byte string 0x00 || cid) at p: the CID and where
-// the link ends.
-func frozenLink(s string, p int) (cidBytes, int) {
-	n, q := frozenHead(s, p+2) // skip d8 2a
-	return cidBytes(s[q+1 : q+n]), q + n
-}
-
 // bucketFind returns the value CID of key in the bucket that is the k-th occupied slot, or "" if
-// the bucket does not hold key. Keys are in canonical order, so the scan stops at the first
-// longer or greater key.
+// the bucket does not hold key.
 func (n *frozenNode) bucketFind(k int, key string) cidBytes {
-	s := n.img
-	count, p := frozenHead(s, n.slotStart(k))
-	for ; count > 0; count-- {
-		kl, q := frozenHead(s, p)
-		if kl > len(key) {
-			return ""
-		}
-		if kl == len(key) {
-			switch stored := s[q : q+kl]; {
-			case stored == key:
-				c, _ := frozenLink(s, q+kl)
-				return c
-			case stored > key:
-				return ""
-			}
-		}
-		_, p = frozenLink(s, q+kl)
-	}
-	return ""
+	c, _, _ := bucketSearch(n.img, n.slotStart(k), key)
+	return c
 }
 
 // linkAt returns the child CID of the link that is the k-th occupied slot.
 func (n *frozenNode) linkAt(k int) cidBytes {
-	c, _ := frozenLink(n.img, n.slotStart(k)+1) // skip 81
+	c, _ := readLink(n.img, n.slotStart(k)+1) // skip 81
 	return c
 }
 
@@ -186,15 +140,8 @@ func (n *frozenNode) eachKey(yield func(string) bool) bool {
 	k := 0
 	for w := 0; w < 4; w++ {
 		for b := n.occupied[w]; b != 0; b &= b - 1 {
-			if n.links[w]&(b&-b) == 0 {
-				count, p := frozenHead(s, n.slotStart(k))
-				for ; count > 0; count-- {
-					kl, q := frozenHead(s, p)
-					if !yield(s[q : q+kl]) {
-						return false
-					}
-					_, p = frozenLink(s, q+kl)
-				}
+			if n.links[w]&(b&-b) == 0 && !eachEntry(s, n.slotStart(k), func(key string, _ cidBytes) bool { return yield(key) }) {
+				return false
 			}
 			k++
 		}

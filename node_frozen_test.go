@@ -28,19 +28,12 @@ func TestFrozenNodeFindsWhatDecodeNodeFindsInSmallAndLargeNodes(t *testing.T) {
 					n.put(i, slot{link: &link{id: child}})
 					continue
 				}
-				var bucket []entry
+				var entries []entry
 				for j := range 1 + i%4 {
 					key := fmt.Sprintf("%03d-%d-%s", i, j, strings.Repeat("k", tc.keyLen))
-					bucket = append(bucket, entry{key: key[:max(len(key)-j, 1)], value: value})
+					entries = append(entries, entry{key: key[:max(len(key)-j, 1)], value: value})
 				}
-				for a := range bucket { // canonical order, as insert keeps it
-					for b := a + 1; b < len(bucket); b++ {
-						if keyLess(bucket[b].key, bucket[a].key) {
-							bucket[a], bucket[b] = bucket[b], bucket[a]
-						}
-					}
-				}
-				n.put(i, slot{bucket: bucket})
+				n.put(i, slot{bucket: makeBucket(entries...)})
 			}
 			b, err := n.encode()
 			if err != nil {

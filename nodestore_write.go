@@ -98,10 +98,8 @@ func (w *writeStore) walkKeys(ctx context.Context, yield func(string) bool) erro
 	}
 	_, err = walkNodes(ctx, root, 0, w.child, func(n *node) bool {
 		for i := range n.slots {
-			for _, e := range n.slots[i].bucket {
-				if !yield(e.key) {
-					return false
-				}
+			if b := n.slots[i].bucket; b != "" && !eachEntry(b, 0, func(key string, _ cidBytes) bool { return yield(key) }) {
+				return false
 			}
 		}
 		return true

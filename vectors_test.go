@@ -212,8 +212,8 @@ func walkBlocks(t testing.TB, ctx context.Context, cas CAS, root cid.Cid) treeSt
 				visit(s.link.id.cid(), depth+1)
 				continue
 			}
-			st.largestBucket = max(st.largestBucket, len(s.bucket))
-			for _, e := range s.bucket {
+			st.largestBucket = max(st.largestBucket, bucketCount(s.bucket))
+			for _, e := range appendEntries(nil, s.bucket) {
 				v, err := cas.Load(ctx, e.value.cid())
 				if err != nil {
 					t.Fatalf("load value %s of %q: %v", e.value, e.key, err)
@@ -455,7 +455,7 @@ func TestFormatFactsOfPyHamt(t *testing.T) {
 			t.Fatal(err)
 		}
 		n = &node{}
-		n.put(0, slot{bucket: []entry{{key: "foo", value: cidKey(vid)}}})
+		n.put(0, slot{bucket: newBucket(entry{key: "foo", value: cidKey(vid)})})
 		b, _ = n.encode()
 		if !bytes.Equal(b[3:3+len(bucket)], bucket) {
 			t.Fatalf("bucket %x, want %x", b[3:3+len(bucket)], bucket)
