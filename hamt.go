@@ -592,6 +592,7 @@ func (t tree) split(n *node, i, depth int, e entry) error {
 		}
 	}
 	ln := &linkedNode{node: node{dirty: true}}
+	ln.node.slots = ln.inline[:0]
 	ln.link.node = &ln.node
 	child := &ln.node
 	n.put(i, slot{link: &ln.link})
@@ -609,7 +610,15 @@ func (t tree) split(n *node, i, depth int, e entry) error {
 type linkedNode struct {
 	link link
 	node node
+	// inline backs node.slots until the node outgrows it, so a small node's slots are in the
+	// same allocation too. Once node.slots moves to the heap, inline is cleared (see put), so it
+	// never keeps a bucket alive.
+	inline [inlineSlots]slot
 }
+
+// inlineSlots is how many slots a node made by split holds before its slots move to the heap. At
+// 1M keys with bucket size 4 the nodes at the bottom of the tree have about 14 occupied slots.
+const inlineSlots = 16
 
 // remove deletes key (hashing to h) from n at depth and reports whether it was there. A child left
 // empty is unlinked, so emptiness cascades up to (but never removes) the root.

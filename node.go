@@ -143,7 +143,15 @@ func (n *node) put(i int, s slot) {
 		return
 	}
 	n.bitmap[i>>6] |= 1 << uint(i&63)
-	n.slots = append(n.slots, slot{})
+	if len(n.slots) == cap(n.slots) {
+		// Grow by hand rather than by append, to clear the old array: it may be a linkedNode's
+		// inline slots, which must not keep buckets alive.
+		old := n.slots
+		n.slots = make([]slot, len(old), max(4, 2*cap(old)))
+		copy(n.slots, old)
+		clear(old)
+	}
+	n.slots = n.slots[:len(n.slots)+1]
 	copy(n.slots[pos+1:], n.slots[pos:])
 	n.slots[pos] = s
 }
