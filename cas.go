@@ -3,10 +3,12 @@ package hamt
 import (
 	"context"
 	"fmt"
+	"unsafe"
 
 	"github.com/ipfs/go-cid"
 	"github.com/multiformats/go-multicodec"
 	"github.com/multiformats/go-multihash"
+	"github.com/multiformats/go-varint"
 	"github.com/zeebo/blake3"
 )
 
@@ -19,6 +21,17 @@ import (
 type CAS interface {
 	Save(ctx context.Context, data []byte, codec multicodec.Code) (cid.Cid, error)
 	Load(ctx context.Context, id cid.Cid) ([]byte, error)
+}
+
+// rawCIDLen is the length of a binary CIDv1(raw, blake3-256): version, codec, multihash code and
+// length (one byte each), then the digest.
+const rawCIDLen = 4 + 32
+
+// rawCID is the binary CIDv1(raw, blake3-256) of digest d.
+func rawCID(d [32]byte) (c [rawCIDLen]byte) {
+	c[0], c[1], c[2], c[3] = 1, byte(multicodec.Raw), byte(multihash.BLAKE3), 32
+	copy(c[4:], d[:])
+	return c
 }
 
 // blake3CID is CIDv1(codec, blake3-256(data)), the CID py-hamt and Kubo (with hash=blake3) give a
@@ -37,18 +50,23 @@ func cidFromDigest(codec multicodec.Code, digest [32]byte) cid.Cid {
 }
 
 // blake3Digest returns the digest of a CID whose multihash is blake3-256.
-func blake3Digest(id cid.Cid) ([32]byte, bool) {
-	var d [32]byte
-	s := id.KeyString()
-	// Suffix is 0x1e 0x20 <32 bytes>; check by decoding the prefix so CIDv0 and odd codecs work.
-	if len(s) < 34 || s[len(s)-34] != byte(multihash.BLAKE3) || s[len(s)-33] != 32 {
+func blake3Digest(id cid.Cid) ([32]byte, bool) { return blake3DigestOf(cidKey(id)) }
+
+// blake3DigestOf returns the digest of the binary CID c when it is a CIDv1 whose multihash is
+// blake3-256: version and codec varints, then 0x1e 0x20 and the 32-byte digest.
+func blake3DigestOf(c cidBytes) (d [32]byte, ok bool) {
+	if len(c) < 2+34 || c[len(c)-34] != byte(multihash.BLAKE3) || c[len(c)-33] != 32 {
 		return d, false
 	}
-	p := id.Prefix()
-	if p.MhType != multihash.BLAKE3 || p.MhLength != 32 {
+	b := unsafe.Slice(unsafe.StringData(string(c)), len(c)) // only read
+	version, n, err := varint.FromUvarint(b)
+	if err != nil || version != 1 {
 		return d, false
 	}
-	copy(d[:], s[len(s)-32:])
+	if _, m, err := varint.FromUvarint(b[n:]); err != nil || n+m != len(c)-34 {
+		return d, false
+	}
+	copy(d[:], c[len(c)-32:])
 	return d, true
 }
 

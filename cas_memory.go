@@ -160,15 +160,35 @@ func (s *memoryShard) bytesOf(r blockRef) []byte {
 
 // Save stores a copy of data and returns CIDv1(codec, blake3-256(data)).
 func (m *MemoryCAS) Save(ctx context.Context, data []byte, codec multicodec.Code) (cid.Cid, error) {
-	if err := ctx.Err(); err != nil {
+	d, err := m.saveDigest(ctx, data)
+	if err != nil {
 		return cid.Undef, err
+	}
+	return cidFromDigest(codec, d), nil
+}
+
+// saveRaw is Save(ctx, data, multicodec.Raw) writing the CID's binary form into dst instead of
+// allocating a cid.Cid: Map.Set's fast path.
+func (m *MemoryCAS) saveRaw(ctx context.Context, data []byte, dst *[rawCIDLen]byte) error {
+	d, err := m.saveDigest(ctx, data)
+	if err != nil {
+		return err
+	}
+	*dst = rawCID(d)
+	return nil
+}
+
+// saveDigest stores a copy of data and returns its blake3-256 digest.
+func (m *MemoryCAS) saveDigest(ctx context.Context, data []byte) ([32]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return [32]byte{}, err
 	}
 	d := blake3.Sum256(data)
 	s := &m.shards[d[0]%memoryShards]
 	s.mu.Lock()
 	s.putBlake3(&d, data)
 	s.mu.Unlock()
-	return cidFromDigest(codec, d), nil
+	return d, nil
 }
 
 // Put stores data under id, whatever its hash function, after checking that data hashes to id
@@ -205,6 +225,27 @@ func (m *MemoryCAS) Load(ctx context.Context, id cid.Cid) ([]byte, error) {
 	}
 	s, r, ok := m.find(id)
 	if !ok {
+		return nil, fmt.Errorf("load %s: %w", id, ErrNotFound)
+	}
+	b := s.bytesOf(r)
+	s.mu.RUnlock()
+	return b, nil
+}
+
+// loadBinary is Load for a CID in binary form: Map.Get's fast path, which needs no cid.Cid.
+func (m *MemoryCAS) loadBinary(ctx context.Context, id cidBytes) ([]byte, error) {
+	d, ok := blake3DigestOf(id)
+	if !ok {
+		return m.Load(ctx, id.cid())
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s := &m.shards[d[0]%memoryShards]
+	s.mu.RLock()
+	r, found := s.blake3.find(s.slabs, &d)
+	if !found {
+		s.mu.RUnlock()
 		return nil, fmt.Errorf("load %s: %w", id, ErrNotFound)
 	}
 	b := s.bytesOf(r)

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/ipfs/go-cid"
 	"github.com/multiformats/go-multicodec"
@@ -234,7 +235,19 @@ func (m *Map[V]) Set(ctx context.Context, key string, v V) error {
 	if err != nil {
 		return fmt.Errorf("set %q: %w", key, err)
 	}
-	id, err := m.cas.Save(ctx, data, multicodec.Raw)
+	// A MemoryCAS writes the value's CID into an array here rather than allocating a cid.Cid. The
+	// tree only copies it (see split), so the array does not escape: it stays on the stack. (The
+	// call must be to the concrete type; through an interface the array would escape.)
+	var idbuf [rawCIDLen]byte
+	var id cidBytes
+	if mc, ok := m.cas.(*MemoryCAS); ok {
+		err = mc.saveRaw(ctx, data, &idbuf)
+		id = cidBytes(unsafe.String(&idbuf[0], len(idbuf)))
+	} else {
+		var c cid.Cid
+		c, err = m.cas.Save(ctx, data, multicodec.Raw)
+		id = cidKey(c)
+	}
 	if err != nil {
 		return fmt.Errorf("set %q: save value: %w", key, err)
 	}
@@ -242,7 +255,7 @@ func (m *Map[V]) Set(ctx context.Context, key string, v V) error {
 }
 
 // setPointer points key at a value block already in the CAS.
-func (m *Map[V]) setPointer(ctx context.Context, key string, id cid.Cid) error {
+func (m *Map[V]) setPointer(ctx context.Context, key string, id cidBytes) error {
 	var buf [32]byte
 	h, err := m.hasher.hash(key, &buf)
 	if err != nil {
@@ -258,7 +271,7 @@ func (m *Map[V]) setPointer(ctx context.Context, key string, id cid.Cid) error {
 		return fmt.Errorf("set %q: %w", key, err)
 	}
 	t := tree{w: w, hasher: m.hasher, bucketSize: m.opts.bucketSize}
-	if _, err := t.insert(ctx, root, 0, entry{key: key, value: cidKey(id)}, h); err != nil {
+	if _, err := t.insert(ctx, root, 0, entry{key: key, value: id}, h); err != nil {
 		return fmt.Errorf("set %q: %w", key, err)
 	}
 	return nil
@@ -310,10 +323,19 @@ func (m *Map[V]) Delete(ctx context.Context, key string) error {
 
 // GetPointer returns the CID of key's value block, or ErrNotFound.
 func (m *Map[V]) GetPointer(ctx context.Context, key string) (cid.Cid, error) {
+	id, err := m.pointer(ctx, key)
+	if err != nil {
+		return cid.Undef, err
+	}
+	return id.cid(), nil
+}
+
+// pointer is GetPointer with the CID in binary form.
+func (m *Map[V]) pointer(ctx context.Context, key string) (cidBytes, error) {
 	var buf [32]byte
 	h, err := m.hasher.hash(key, &buf)
 	if err != nil {
-		return cid.Undef, err
+		return "", err
 	}
 	st := m.state.Load()
 	var id cidBytes
@@ -323,27 +345,32 @@ func (m *Map[V]) GetPointer(ctx context.Context, key string) (cid.Cid, error) {
 		id, err = st.w.lookup(ctx, key, h)
 	}
 	if err != nil {
-		return cid.Undef, fmt.Errorf("get %q: %w", key, err)
+		return "", fmt.Errorf("get %q: %w", key, err)
 	}
 	if id == "" {
-		return cid.Undef, fmt.Errorf("get %q: %w", key, ErrNotFound)
+		return "", fmt.Errorf("get %q: %w", key, ErrNotFound)
 	}
-	return id.cid(), nil
+	return id, nil
 }
 
 // Get returns key's value, or ErrNotFound.
 func (m *Map[V]) Get(ctx context.Context, key string) (V, error) {
 	var zero V
-	id, err := m.GetPointer(ctx, key)
+	id, err := m.pointer(ctx, key)
 	if err != nil {
 		return zero, err
 	}
-	b, err := m.cas.Load(ctx, id)
+	var b []byte
+	if mc, ok := m.cas.(*MemoryCAS); ok {
+		b, err = mc.loadBinary(ctx, id) // no cid.Cid to allocate
+	} else {
+		b, err = m.cas.Load(ctx, id.cid())
+	}
 	if err != nil {
 		return zero, fmt.Errorf("get %q: load value %s: %w", key, id, missingBlock(err))
 	}
 	if m.opts.verifyBlocks {
-		if err := verifyBlock(id, b); err != nil {
+		if err := verifyBlock(id.cid(), b); err != nil {
 			return zero, fmt.Errorf("get %q: %w", key, err)
 		}
 	}
@@ -356,7 +383,7 @@ func (m *Map[V]) Get(ctx context.Context, key string) (V, error) {
 
 // Has reports whether key is in the map.
 func (m *Map[V]) Has(ctx context.Context, key string) (bool, error) {
-	_, err := m.GetPointer(ctx, key)
+	_, err := m.pointer(ctx, key)
 	if errors.Is(err, ErrNotFound) { // only an absent key: lost blocks are ErrMissingBlock
 		return false, nil
 	}
@@ -553,7 +580,7 @@ func (t tree) insert(ctx context.Context, n *node, depth int, e entry, h []byte)
 		case count < t.bucketSize:
 			s.bucket = bucketSplice(s.bucket, at, at, &e, count+1)
 		default:
-			if err := t.split(n, i, depth, e); err != nil {
+			if err := t.split(n, i, depth, bucketSplice(s.bucket, at, at, &e, count+1)); err != nil {
 				return false, err
 			}
 		}
@@ -562,12 +589,13 @@ func (t tree) insert(ctx context.Context, n *node, depth int, e entry, h []byte)
 	return true, nil
 }
 
-// split turns the full bucket in slot i of n into a link to a new node and re-inserts its entries
-// and e there, each routed by its own hash (which may split again further down). Unlike py-hamt's
-// queue, this stays correct when the bucket holds more entries than the current bucket size.
-func (t tree) split(n *node, i, depth int, e entry) error {
-	old := n.slot(i).bucket
-	all := appendEntries(append(make([]entry, 0, bucketCount(old)+1), e), old)
+// split replaces the full bucket in slot i of n with a link to a new node, into which it inserts
+// the entries of merged (that bucket plus the entry that did not fit), each routed by its own hash
+// (which may split again further down). Unlike py-hamt's queue, this stays correct when the
+// bucket holds more entries than the current bucket size. Nothing of insert's entry is kept but
+// copies in merged, so Set's value CID can live on its stack.
+func (t tree) split(n *node, i, depth int, merged string) error {
+	all := appendEntries(make([]entry, 0, bucketCount(merged)), merged)
 	hashes := make([][]byte, len(all))
 	for j, x := range all {
 		var buf [32]byte
