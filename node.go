@@ -3,6 +3,7 @@ package hamt
 import (
 	"fmt"
 	"math/bits"
+	"strings"
 	"unicode/utf8"
 	"unsafe"
 
@@ -258,27 +259,35 @@ func (n *node) encode() ([]byte, error) {
 // appendBlock appends n's block to out, as encode. A flush reuses one buffer for many nodes.
 func (n *node) appendBlock(out []byte) ([]byte, error) {
 	out = append(out, 0x99, 0x01, 0x00)
-	pos := 0
-	for w := 0; w < 4; w++ {
-		word := n.bitmap[w]
-		for b := 0; b < 64; b++ {
-			if word&(1<<uint(b)) == 0 {
-				out = append(out, 0xa0)
-				continue
-			}
-			s := &n.slots[pos]
-			pos++
-			if s.link != nil {
-				if s.link.id == "" || (s.link.node != nil && s.link.node.dirty) {
-					return nil, fmt.Errorf("encode node: slot %d links to an unsaved child", w<<6|b)
-				}
-				out = appendLink(append(out, 0x81), s.link.id)
-				continue
-			}
+	next := 0 // the first slot not yet written
+	for pos := range n.slots {
+		i := n.nextOccupied(next)
+		out = append(out, emptySlots[:i-next]...)
+		next = i + 1
+		s := &n.slots[pos]
+		if s.link == nil {
 			out = append(out, s.bucket...)
+			continue
+		}
+		if s.link.id == "" || (s.link.node != nil && s.link.node.dirty) {
+			return nil, fmt.Errorf("encode node: slot %d links to an unsaved child", i)
+		}
+		out = appendLink(append(out, 0x81), s.link.id)
+	}
+	return append(out, emptySlots[:numSlots-next]...), nil
+}
+
+// emptySlots is a run of empty slots (each an empty map), as many as a node has. A string, so
+// it cannot be changed.
+var emptySlots = strings.Repeat("\xa0", numSlots)
+
+// nextOccupied returns the first occupied slot at or after from; there must be one.
+func (n *node) nextOccupied(from int) int {
+	for w := from >> 6; ; w, from = w+1, (w+1)<<6 {
+		if word := n.bitmap[w] >> uint(from&63); word != 0 {
+			return from + bits.TrailingZeros64(word)
 		}
 	}
-	return out, nil
 }
 
 // nodeDecoder reads one node block strictly: only the exact bytes encode would produce for some
