@@ -220,6 +220,11 @@ func (m *MemoryCAS) Put(ctx context.Context, id cid.Cid, data []byte) error {
 
 // Load returns a copy of the block id, or ErrNotFound.
 func (m *MemoryCAS) Load(ctx context.Context, id cid.Cid) ([]byte, error) {
+	return m.loadBinary(ctx, cidKey(id))
+}
+
+// loadBinary is Load for a CID in binary form; Map.Get calls it directly, with no cid.Cid to make.
+func (m *MemoryCAS) loadBinary(ctx context.Context, id cidBytes) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -232,53 +237,32 @@ func (m *MemoryCAS) Load(ctx context.Context, id cid.Cid) ([]byte, error) {
 	return b, nil
 }
 
-// loadBinary is Load for a CID in binary form: Map.Get's fast path, which needs no cid.Cid.
-func (m *MemoryCAS) loadBinary(ctx context.Context, id cidBytes) ([]byte, error) {
-	d, ok := blake3DigestOf(id)
-	if !ok {
-		return m.Load(ctx, id.cid())
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	s := &m.shards[d[0]%memoryShards]
-	s.mu.RLock()
-	r, found := s.blake3.find(s.slabs, &d)
-	if !found {
-		s.mu.RUnlock()
-		return nil, fmt.Errorf("load %s: %w", id, ErrNotFound)
-	}
-	b := s.bytesOf(r)
-	s.mu.RUnlock()
-	return b, nil
-}
-
 // Has reports whether the store holds block id.
 func (m *MemoryCAS) Has(ctx context.Context, id cid.Cid) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
-	s, _, ok := m.find(id)
+	s, _, ok := m.find(cidKey(id))
 	if ok {
 		s.mu.RUnlock()
 	}
 	return ok, nil
 }
 
-// find looks id up and, when found, returns with its shard read-locked.
-func (m *MemoryCAS) find(id cid.Cid) (*memoryShard, blockRef, bool) {
-	if !id.Defined() {
+// find looks id (in binary form) up and, when found, returns with its shard read-locked.
+func (m *MemoryCAS) find(id cidBytes) (*memoryShard, blockRef, bool) {
+	if id == "" {
 		return nil, blockRef{}, false
 	}
 	var s *memoryShard
 	var r blockRef
 	var ok bool
-	if d, isB3 := blake3Digest(id); isB3 {
+	if d, isB3 := blake3DigestOf(id); isB3 {
 		s = &m.shards[d[0]%memoryShards]
 		s.mu.RLock()
 		r, ok = s.blake3.find(s.slabs, &d)
 	} else {
-		k := string(id.Hash())
+		k := string(id.cid().Hash())
 		s = &m.shards[k[len(k)-1]%memoryShards]
 		s.mu.RLock()
 		r, ok = s.other[k]

@@ -159,7 +159,7 @@ func (m *MemoryCAS) LoadRange(ctx context.Context, id cid.Cid, r ByteRange) ([]b
 	if err := r.Validate(); err != nil {
 		return nil, err
 	}
-	s, ref, ok := m.find(id)
+	s, ref, ok := m.find(cidKey(id))
 	if !ok {
 		return nil, fmt.Errorf("load %s: %w", id, ErrNotFound)
 	}
@@ -173,7 +173,7 @@ func (m *MemoryCAS) BlockSize(ctx context.Context, id cid.Cid) (int64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	s, ref, ok := m.find(id)
+	s, ref, ok := m.find(cidKey(id))
 	if !ok {
 		return 0, fmt.Errorf("block size %s: %w", id, ErrNotFound)
 	}
