@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"runtime/metrics"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -29,6 +30,10 @@ var (
 )
 
 const benchCache = 1 << 30
+
+// heapObjectsMetric is runtime.MemStats.HeapAlloc as a runtime/metrics name: the bytes of heap
+// objects, live or not yet swept.
+const heapObjectsMetric = "/memory/classes/heap/objects:bytes"
 
 func benchKeys(n int) []string {
 	keys := make([]string, n)
@@ -154,15 +159,17 @@ func BenchmarkBulk(b *testing.B) {
 			defer close(done)
 			t := time.NewTicker(time.Millisecond)
 			defer t.Stop()
-			var ms runtime.MemStats
+			// runtime/metrics, unlike runtime.ReadMemStats, does not stop the world: a
+			// ReadMemStats every millisecond made the write itself about 8 % slower.
+			sample := []metrics.Sample{{Name: heapObjectsMetric}}
 			for {
 				select {
 				case <-stop:
 					return
 				case <-t.C:
-					runtime.ReadMemStats(&ms)
-					if ms.HeapAlloc > peak.Load() {
-						peak.Store(ms.HeapAlloc)
+					metrics.Read(sample)
+					if v := sample[0].Value.Uint64(); v > peak.Load() {
+						peak.Store(v)
 					}
 				}
 			}
