@@ -325,22 +325,25 @@ func BenchmarkUpdate1Percent(b *testing.B) {
 // numbers against: a lookup in a Go map of 1M entries, a MemoryCAS.Load of one of 1M blocks, and
 // the BLAKE3 of a key, each in random order. ns/op is per lookup. PointerChase is the latency of
 // one dependent read from memory: each read's address comes from the previous one, over a random
-// cycle through 256 MiB, as the steps of one Get depend on each other.
+// cycle through 4 to 256 MiB, as the steps of one Get depend on each other. The sizes show where
+// the CPU caches end; a 1M-key map and its store touch about 200 MiB at random.
 func BenchmarkCalibration(b *testing.B) {
-	b.Run("PointerChase256MiB", func(b *testing.B) {
-		const lines = 256 << 20 / 64 // one pointer per 64-byte cache line
-		next := make([]int32, lines*16)
-		perm := rand.New(rand.NewPCG(17, 7)).Perm(lines)
-		for i, p := range perm {
-			next[p*16] = int32(perm[(i+1)%lines] * 16)
-		}
-		p := int32(0)
-		b.ResetTimer()
-		for b.Loop() {
-			p = next[p]
-		}
-		runtime.KeepAlive(p)
-	})
+	for _, mib := range []int{4, 16, 32, 256} {
+		b.Run(fmt.Sprintf("PointerChase/%dMiB", mib), func(b *testing.B) {
+			lines := mib << 20 / 64 // one pointer per 64-byte cache line
+			next := make([]int32, lines*16)
+			perm := rand.New(rand.NewPCG(17, 7)).Perm(lines)
+			for i, p := range perm {
+				next[p*16] = int32(perm[(i+1)%lines] * 16)
+			}
+			p := int32(0)
+			b.ResetTimer()
+			for b.Loop() {
+				p = next[p]
+			}
+			runtime.KeepAlive(p)
+		})
+	}
 	const n = 1_000_000
 	keys := shuffled(benchKeys(n), 11)
 	vals := benchValues(n)
