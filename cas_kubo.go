@@ -100,7 +100,7 @@ func WithKuboGateway(u string) KuboOption {
 func WithKuboHTTPClient(c *http.Client) KuboOption {
 	return func(o *kuboOptions) error {
 		if c == nil {
-			return errors.New("hamt: nil HTTP client")
+			return errors.New("WithKuboHTTPClient(nil): need a client")
 		}
 		o.client = c
 		return nil
@@ -112,7 +112,7 @@ func WithKuboHTTPClient(c *http.Client) KuboOption {
 func WithKuboHeader(name, value string) KuboOption {
 	return func(o *kuboOptions) error {
 		if http.CanonicalHeaderKey(name) == "Origin" {
-			return errors.New("hamt: kubo: an Origin header makes Kubo's RPC refuse every request")
+			return errors.New("WithKuboHeader(Origin): an Origin header makes Kubo's RPC refuse every request")
 		}
 		o.header.Add(name, value)
 		return nil
@@ -157,7 +157,7 @@ func WithKuboPinOnAdd(pin bool) KuboOption {
 func WithKuboConcurrency(n int) KuboOption {
 	return func(o *kuboOptions) error {
 		if n < 1 {
-			return fmt.Errorf("hamt: kubo concurrency %d, want at least 1", n)
+			return fmt.Errorf("WithKuboConcurrency(%d): need at least 1", n)
 		}
 		o.concurrency = n
 		return nil
@@ -169,7 +169,7 @@ func WithKuboConcurrency(n int) KuboOption {
 func WithKuboTimeout(d time.Duration) KuboOption {
 	return func(o *kuboOptions) error {
 		if d < 0 {
-			return fmt.Errorf("hamt: kubo timeout %v", d)
+			return fmt.Errorf("WithKuboTimeout(%v): must not be negative", d)
 		}
 		o.timeout = d
 		return nil
@@ -183,7 +183,7 @@ func WithKuboTimeout(d time.Duration) KuboOption {
 func WithKuboRetries(n int, min, max time.Duration) KuboOption {
 	return func(o *kuboOptions) error {
 		if n < 0 || min <= 0 || max < min {
-			return fmt.Errorf("hamt: kubo retries %d with backoff %v..%v", n, min, max)
+			return fmt.Errorf("WithKuboRetries(%d, %v, %v): want retries ≥ 0 and 0 < min ≤ max", n, min, max)
 		}
 		o.retries, o.backoffMin, o.backoffMax = n, min, max
 		return nil
@@ -211,8 +211,11 @@ func NewKuboCAS(opts ...KuboOption) (*KuboCAS, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hamt: kubo gateway: %w", err)
 	}
-	if _, err := chunk.FromString(bytes.NewReader(nil), o.chunker); err != nil || o.chunker == "" {
-		return nil, fmt.Errorf("hamt: kubo chunker %q: %v", o.chunker, err)
+	if o.chunker == "" {
+		return nil, errors.New("hamt: kubo chunker: empty, want e.g. " + DefaultKuboChunker)
+	}
+	if _, err := chunk.FromString(bytes.NewReader(nil), o.chunker); err != nil {
+		return nil, fmt.Errorf("hamt: kubo chunker %q: %w", o.chunker, err)
 	}
 	mh, ok := multihash.Names[o.hash]
 	if !ok {

@@ -645,6 +645,21 @@ func TestKuboOptionsValidated(t *testing.T) {
 			t.Errorf("option accepted: %+v", k)
 		}
 	}
+	// An option that checks its own arguments names itself, as the map's options do.
+	for name, opt := range map[string]hamt.KuboOption{
+		"WithKuboConcurrency(0)":      hamt.WithKuboConcurrency(0),
+		"WithKuboTimeout(-1ns)":       hamt.WithKuboTimeout(-1),
+		"WithKuboRetries(1, 1s, 1ms)": hamt.WithKuboRetries(1, time.Second, time.Millisecond),
+		"WithKuboHTTPClient(nil)":     hamt.WithKuboHTTPClient(nil),
+		"WithKuboHeader(Origin)":      hamt.WithKuboHeader("origin", "http://x"),
+	} {
+		if _, err := hamt.NewKuboCAS(opt); err == nil || !strings.HasPrefix(err.Error(), name) {
+			t.Errorf("%s: error %v, want one starting with the option", name, err)
+		}
+	}
+	if _, err := hamt.NewKuboCAS(hamt.WithKuboChunker("")); err == nil || strings.Contains(err.Error(), "<nil>") {
+		t.Errorf("empty chunker: error %v", err)
+	}
 	if _, err := hamt.NewKuboCAS(hamt.WithKuboBasicAuth("a", "b"), hamt.WithKuboBearerToken("t")); err == nil {
 		t.Error("basic auth and a bearer token both accepted")
 	}
