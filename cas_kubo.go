@@ -378,7 +378,7 @@ func (k *KuboCAS) attempt(ctx context.Context, op string, newReq func(context.Co
 	if err != nil {
 		return &transientError{err: fmt.Errorf("kubo %s: %w", op, err)}
 	}
-	defer resp.Body.Close()
+	defer closeBody(resp.Body)
 	if resp.StatusCode >= 400 {
 		kerr := &KuboError{Op: op, URL: req.URL.Redacted(), Status: resp.StatusCode, Message: kuboMessage(resp.Body)}
 		if retryableStatus(resp.StatusCode) {
@@ -394,6 +394,18 @@ func (k *KuboCAS) attempt(ctx context.Context, op string, newReq func(context.Co
 		return err
 	}
 	return nil
+}
+
+// drainLimit bounds what closeBody reads of an answer's rest to keep its connection: Kubo's add
+// ends its streamed answer after the line Save reads, an error page after the part quoted.
+const drainLimit = 256 << 10
+
+// closeBody reads what is left of a response body, up to drainLimit, and closes it. Go's
+// transport reuses a keep-alive connection only when its body was read to the end; one closed
+// early is dropped, and the next request dials again.
+func closeBody(body io.ReadCloser) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(body, drainLimit))
+	_ = body.Close()
 }
 
 // bodyError is a failure to read a response body (a dropped connection, a timeout mid-body).
@@ -424,10 +436,18 @@ func kuboMessage(body io.Reader) string {
 	return strings.TrimSpace(string(b))
 }
 
-// retryAfter parses a Retry-After header given in seconds (0 when absent or a date).
+// retryAfter parses a Retry-After header, given in seconds or as an HTTP date (the time left
+// until it); 0 when absent, unparsable or past.
 func retryAfter(h string) time.Duration {
-	if s, err := strconv.Atoi(strings.TrimSpace(h)); err == nil && s > 0 {
-		return time.Duration(s) * time.Second
+	h = strings.TrimSpace(h)
+	if s, err := strconv.Atoi(h); err == nil {
+		if s > 0 {
+			return time.Duration(min(s, 1<<30)) * time.Second
+		}
+		return 0
+	}
+	if t, err := http.ParseTime(h); err == nil {
+		return max(time.Until(t), 0)
 	}
 	return 0
 }
