@@ -327,19 +327,19 @@ func (a *app) setCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "set ROOT KEY FILE|-",
 		Short: "Set KEY to the bytes of FILE (- for standard input) and print the new root",
-		Args:  args(3, 3),
+		Long: `Set reads the value whole from FILE (- for standard input) before it opens the store, so a
+slow producer does not hold the store's lock, then sets KEY to it and prints the new root. A value
+larger than the store takes (2 GiB - 2 bytes on a bbolt store) is refused before it is read.`,
+		Args: args(3, 3),
 		RunE: func(cmd *cobra.Command, argv []string) error {
+			if _, err := parseRoot(argv[0]); err != nil {
+				return err
+			}
+			v, err := readValue(argv[2], a.stdin, a.valueLimit())
+			if err != nil {
+				return err
+			}
 			return a.onRoot(cmd, argv[0], true, func(root cid.Cid, m *hamt.Map[[]byte], _ *store) error {
-				var v []byte
-				var err error
-				if argv[2] == "-" {
-					v, err = io.ReadAll(a.stdin)
-				} else {
-					v, err = os.ReadFile(argv[2])
-				}
-				if err != nil {
-					return err
-				}
 				if err := m.Set(cmd.Context(), argv[1], v); err != nil {
 					return err
 				}
