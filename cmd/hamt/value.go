@@ -27,9 +27,13 @@ func (a *app) valueLimit() int64 {
 	return boltValueLimit
 }
 
-// tooLarge is the error for a value over the store's limit.
+// tooLarge is the error for a value over the store's limit: size bytes when known, or more than
+// limit when size < 0 (standard input, not read past the limit).
 func tooLarge(name string, size, limit int64) error {
-	return fmt.Errorf("%s: %d bytes or more is larger than the store's limit of %d bytes per value", name, size, limit)
+	if size < 0 {
+		return fmt.Errorf("%s is larger than the store's limit of %d bytes per value", name, limit)
+	}
+	return fmt.Errorf("%s is %d bytes, larger than the store's limit of %d bytes per value", name, size, limit)
 }
 
 // readValue reads the value of set from the file name, or standard input for "-", refusing one
@@ -52,7 +56,7 @@ func readValue(name string, stdin io.Reader, limit int64) ([]byte, error) {
 		return nil, fmt.Errorf("reading %s: %w", name, err)
 	}
 	if int64(len(head)) > limit {
-		return nil, tooLarge(name, int64(len(head)), limit)
+		return nil, tooLarge(name, -1, limit)
 	}
 	if len(head) <= spoolAbove {
 		return head, nil // all of it: a short read means EOF
@@ -70,7 +74,7 @@ func readValue(name string, stdin io.Reader, limit int64) ([]byte, error) {
 		return nil, fmt.Errorf("spooling %s: %w", name, err)
 	}
 	if n > limit {
-		return nil, tooLarge(name, n, limit)
+		return nil, tooLarge(name, -1, limit)
 	}
 	if _, err := spool.Seek(0, io.SeekStart); err != nil {
 		return nil, fmt.Errorf("spooling %s: %w", name, err)
@@ -95,7 +99,7 @@ func readSized(f *os.File, name string, limit int64) ([]byte, error) {
 	if !fi.Mode().IsRegular() || size == 0 { // a pipe, a device, /proc: no size to trust
 		b, err := io.ReadAll(io.LimitReader(f, limit+1))
 		if err == nil && int64(len(b)) > limit {
-			err = tooLarge(name, int64(len(b)), limit)
+			err = tooLarge(name, -1, limit)
 		}
 		return b, err
 	}
