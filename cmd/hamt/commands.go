@@ -366,6 +366,9 @@ larger than the store takes (2 GiB - 2 bytes on a bbolt store) is refused before
 			if _, err := parseRoot(argv[0]); err != nil {
 				return err
 			}
+			if err := a.requireStore(); err != nil {
+				return err
+			}
 			v, err := readValue(argv[2], a.stdin, a.valueLimit())
 			if err != nil {
 				return err

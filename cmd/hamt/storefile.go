@@ -57,6 +57,24 @@ func (a *app) openBolt(path string, write, create bool) (*store, error) {
 	}
 }
 
+// requireStore refuses a missing bbolt store before a command that needs one reads its input.
+func (a *app) requireStore() error {
+	if a.kuboRPC != "" || a.kuboGateway != "" {
+		return nil
+	}
+	path := a.storePath
+	if path == "" {
+		var err error
+		if path, err = defaultStorePath(); err != nil {
+			return err
+		}
+	}
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("no store at %s: import a dataset first, or name one with --store", path)
+	}
+	return nil
+}
+
 // mkdirs makes dir and its missing parents and returns those it made, deepest first.
 func mkdirs(dir string) ([]string, error) {
 	var missing []string
