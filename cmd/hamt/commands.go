@@ -35,10 +35,6 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *app {
 	return &app{stdin: stdin, stdout: stdout, stderr: stderr, isTerminal: stderrIsTerminal}
 }
 
-func newRootCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
-	return newApp(stdin, stdout, stderr).rootCommand()
-}
-
 func (a *app) rootCommand() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "hamt [--store PATH | --kubo-rpc URL --kubo-gateway URL] COMMAND",
