@@ -2,11 +2,13 @@ package hamt_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -130,5 +132,63 @@ func TestKuboRetryAfterHTTPDate(t *testing.T) {
 	}
 	if waited := time.Since(start); waited < time.Second || calls.Load() != 2 {
 		t.Errorf("retried after %v (%d calls): the Retry-After date was ignored", waited, calls.Load())
+	}
+}
+
+// TestKuboSaveReportsAFailureAfterItsAnswer: Kubo reports a failure that follows the add's
+// answer line (a pin that fails, with pin=true) in the X-Stream-Error trailer; Save reads the
+// stream to its end and returns it instead of a CID.
+func TestKuboSaveReportsAFailureAfterItsAnswer(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Trailer", "X-Stream-Error")
+		w.Header().Set("X-Chunked-Output", "1")
+		fmt.Fprintf(w, `{"Name":"upload","Hash":"%s","Size":"1"}`+"\n", blake3CID(multicodec.Raw, []byte("v")))
+		w.(http.Flusher).Flush()
+		w.Header().Set("X-Stream-Error", "pin: out of disk space")
+	}))
+	t.Cleanup(srv.Close)
+	k, err := hamt.NewKuboCAS(hamt.WithKuboRPC(srv.URL), hamt.WithKuboGateway(srv.URL), hamt.WithKuboPinOnAdd(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = k.Save(context.Background(), []byte("v"), multicodec.Raw)
+	var ke *hamt.KuboError
+	if !errors.As(err, &ke) || !strings.Contains(err.Error(), "out of disk space") {
+		t.Errorf("Save with a failure after its answer: %v, want a *KuboError naming it", err)
+	}
+}
+
+// TestKuboDrainIsBounded: an error answer that trickles on after the part quoted is not waited
+// for beyond a bound, even with no request timeout.
+func TestKuboDrainIsBounded(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusForbidden)
+		fmt.Fprint(w, "refused")
+		w.(http.Flusher).Flush()
+		select { // the rest never comes (until the test ends)
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(release) })
+	k, err := hamt.NewKuboCAS(hamt.WithKuboRPC(srv.URL), hamt.WithKuboGateway(srv.URL), hamt.WithKuboTimeout(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := k.Save(context.Background(), []byte("v"), multicodec.Raw)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !strings.Contains(fmt.Sprint(err), "403") {
+			t.Errorf("Save against a 403: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Save waited for the rest of an error answer")
 	}
 }
