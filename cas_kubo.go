@@ -361,12 +361,14 @@ func (k *KuboCAS) attempt(ctx context.Context, op string, newReq func(context.Co
 		return context.Cause(ctx)
 	}
 	defer func() { <-k.sem }()
-	actx := ctx
+	var actx context.Context
+	var cancel context.CancelFunc
 	if k.timeout > 0 {
-		var cancel context.CancelFunc
 		actx, cancel = context.WithTimeout(ctx, k.timeout)
-		defer cancel()
+	} else {
+		actx, cancel = context.WithCancel(ctx)
 	}
+	defer cancel()
 	req, err := newReq(actx)
 	if err != nil {
 		return fmt.Errorf("kubo %s: %w", op, err)
@@ -378,9 +380,12 @@ func (k *KuboCAS) attempt(ctx context.Context, op string, newReq func(context.Co
 	if err != nil {
 		return &transientError{err: fmt.Errorf("kubo %s: %w", op, err)}
 	}
-	defer resp.Body.Close()
+	defer closeBody(resp.Body, cancel)
 	if resp.StatusCode >= 400 {
-		kerr := &KuboError{Op: op, URL: req.URL.Redacted(), Status: resp.StatusCode, Message: kuboMessage(resp.Body)}
+		t := time.AfterFunc(drainTime, cancel) // an error page that trickles is not waited for
+		msg := kuboMessage(resp.Body)
+		t.Stop()
+		kerr := &KuboError{Op: op, URL: req.URL.Redacted(), Status: resp.StatusCode, Message: msg}
 		if retryableStatus(resp.StatusCode) {
 			return &transientError{err: kerr, after: retryAfter(resp.Header.Get("Retry-After"))}
 		}
@@ -394,6 +399,25 @@ func (k *KuboCAS) attempt(ctx context.Context, op string, newReq func(context.Co
 		return err
 	}
 	return nil
+}
+
+// What closeBody reads of an answer's rest to keep its connection: at most drainLimit bytes for
+// at most drainTime (an error page after the part quoted, a CAR abandoned at a bad block). An
+// error page is read for its message for at most drainTime too.
+const (
+	drainLimit = 256 << 10
+	drainTime  = time.Second
+)
+
+// closeBody reads what is left of a response body, within drainLimit and drainTime, and closes
+// it. Go's transport reuses a keep-alive connection only when its body was read to the end; one
+// closed early is dropped, and the next request dials again. cancel, the request's, ends a drain
+// that takes too long.
+func closeBody(body io.ReadCloser, cancel context.CancelFunc) {
+	t := time.AfterFunc(drainTime, cancel)
+	_, _ = io.Copy(io.Discard, io.LimitReader(body, drainLimit))
+	t.Stop()
+	_ = body.Close()
 }
 
 // bodyError is a failure to read a response body (a dropped connection, a timeout mid-body).
@@ -424,10 +448,18 @@ func kuboMessage(body io.Reader) string {
 	return strings.TrimSpace(string(b))
 }
 
-// retryAfter parses a Retry-After header given in seconds (0 when absent or a date).
+// retryAfter parses a Retry-After header, given in seconds or as an HTTP date (the time left
+// until it); 0 when absent, unparsable or past.
 func retryAfter(h string) time.Duration {
-	if s, err := strconv.Atoi(strings.TrimSpace(h)); err == nil && s > 0 {
-		return time.Duration(s) * time.Second
+	h = strings.TrimSpace(h)
+	if s, err := strconv.Atoi(h); err == nil {
+		if s > 0 {
+			return time.Duration(min(s, 1<<30)) * time.Second
+		}
+		return 0
+	}
+	if t, err := http.ParseTime(h); err == nil {
+		return max(time.Until(t), 0)
 	}
 	return 0
 }
@@ -464,12 +496,22 @@ func (k *KuboCAS) Save(ctx context.Context, data []byte, codec multicodec.Code) 
 		req.Header.Set("Content-Type", mw.FormDataContentType())
 		return req, nil
 	}, func(resp *http.Response) error {
-		line, err := bufio.NewReader(resp.Body).ReadBytes('\n')
+		br := bufio.NewReader(resp.Body)
+		line, err := br.ReadBytes('\n')
 		if err != nil && !errors.Is(err, io.EOF) {
 			return &bodyError{err}
 		}
 		if err := json.Unmarshal(line, &answer); err != nil || answer.Hash == "" {
 			return fmt.Errorf("kubo add: unexpected answer %.200q", line)
+		}
+		// The add is over when its stream ends (with pin=true it pins after the line above), and
+		// a failure after the line comes as go-ipfs-cmds' X-Stream-Error trailer, which is only
+		// there once the body is read to its end. Read that way, the connection is reused too.
+		if _, err := io.Copy(io.Discard, io.LimitReader(br, drainLimit)); err != nil {
+			return &bodyError{err}
+		}
+		if msg := resp.Trailer.Get("X-Stream-Error"); msg != "" {
+			return &KuboError{Op: "add", URL: resp.Request.URL.Redacted(), Status: resp.StatusCode, Message: msg}
 		}
 		return nil
 	})

@@ -10,7 +10,7 @@ import (
 
 // ErrInvalidRange reports a byte range that cannot be applied: a negative bound, or an end before
 // its start.
-var ErrInvalidRange = errors.New("hamt: invalid byte range")
+var ErrInvalidRange = errors.New("invalid byte range")
 
 // ByteRange selects part of a value, as Zarr's byte requests do. The zero ByteRange is the whole
 // value; RangeBetween, RangeFrom and RangeSuffix make the others.

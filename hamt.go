@@ -193,7 +193,7 @@ func Open[V any](ctx context.Context, cas CAS, codec Codec[V], root cid.Cid, opt
 	}
 	r, err := newReadStore(ctx, m.nodeLoader(), root, nil, m.opts.cacheBytes)
 	if err != nil {
-		return nil, fmt.Errorf("hamt: open: %w", err)
+		return nil, fmt.Errorf("open: %w", err)
 	}
 	m.state.Store(&mapState{r: r})
 	return m, nil
@@ -390,11 +390,13 @@ func (m *Map[V]) Has(ctx context.Context, key string) (bool, error) {
 	return err == nil, err
 }
 
-// missingBlock turns a store's "not found" into ErrMissingBlock, keeping the store's message but
-// not its ErrNotFound, which from a map means an absent key. Other errors pass through.
+// missingBlock turns a store's "not found" into ErrMissingBlock, without the store's ErrNotFound,
+// which from a map means an absent key, nor its message: every caller names the block, and so
+// did that message (an identity CID can be 64 KB, and was printed twice). Other errors pass
+// through.
 func missingBlock(err error) error {
 	if errors.Is(err, ErrNotFound) {
-		return fmt.Errorf("%w: %v", ErrMissingBlock, err)
+		return ErrMissingBlock
 	}
 	return err
 }

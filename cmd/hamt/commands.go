@@ -28,10 +28,14 @@ type app struct {
 	stdout      io.Writer
 	stderr      io.Writer
 	isTerminal  func() bool
+	created     *createdStore // the store file this run created, if it did
 }
 
-func newRootCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
-	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, isTerminal: stderrIsTerminal}
+func newApp(stdin io.Reader, stdout, stderr io.Writer) *app {
+	return &app{stdin: stdin, stdout: stdout, stderr: stderr, isTerminal: stderrIsTerminal}
+}
+
+func (a *app) rootCommand() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "hamt [--store PATH | --kubo-rpc URL --kubo-gateway URL] COMMAND",
 		Short: "Store Zarr v3 datasets in a HAMT on bbolt or IPFS",
@@ -40,12 +44,20 @@ content-addressed store, byte-compatible with py-hamt.
 
 The store is an embedded bbolt file (--store, default $HAMT_STORE or store.bolt in the user's data
 directory), or IPFS through a Kubo daemon (--kubo-rpc to write, --kubo-gateway to read).
-Commands that make a new root print its CID as the last line of standard output.`,
+import and car import create a missing bbolt file (and its directory), and remove it again when
+they fail without storing a block; the other commands refuse a missing one ("no store at PATH").
+Commands that make a new root print its CID as the last line of standard output.
+
+Errors are one line on standard error. Exit status: 0 on success, 1 when the command failed, 2 for
+a usage error (an unknown command or flag, a wrong number of arguments, an argument that does not
+parse), 3 for an internal error (a bug in hamt: please report it).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Args:          noSubcommand,
+		RunE:          showHelp,
 	}
-	root.SetOut(stdout)
-	root.SetErr(stderr)
+	root.SetOut(a.stdout)
+	root.SetErr(a.stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.storePath, "store", "", "bbolt store file (default $HAMT_STORE or the user's data directory)")
@@ -62,6 +74,31 @@ Commands that make a new root print its CID as the last line of standard output.
 	return root
 }
 
+// noSubcommand refuses arguments to a command that only groups others: they name an unknown
+// subcommand (cobra would print the group's help and exit 0, or exit 1).
+func noSubcommand(cmd *cobra.Command, a []string) error {
+	if len(a) == 0 {
+		return nil
+	}
+	msg := fmt.Sprintf("unknown command %s for %q", shorten(a[0]), cmd.CommandPath())
+	cmd.SuggestionsMinimumDistance = 2 // as cobra's own unknown-command error
+	if s := cmd.SuggestionsFor(a[0]); len(s) > 0 {
+		msg += fmt.Sprintf(" (did you mean %s?)", strings.Join(s, " or "))
+	}
+	return &usageError{errors.New(msg)}
+}
+
+// showHelp is what a group run without a subcommand does.
+func showHelp(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+
+// shorten quotes a command-line argument for an error message, cut to 100 bytes.
+func shorten(s string) string {
+	if len(s) > 100 {
+		return fmt.Sprintf("%q… (%d bytes)", s[:100], len(s))
+	}
+	return fmt.Sprintf("%q", s)
+}
+
 // args checks a command's number of arguments, as a usage error.
 func args(min, max int) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, a []string) error {
@@ -76,7 +113,7 @@ func args(min, max int) cobra.PositionalArgs {
 func parseRoot(s string) (cid.Cid, error) {
 	c, err := cid.Decode(s)
 	if err != nil {
-		return cid.Undef, &usageError{fmt.Errorf("%q is not a CID: %w", s, err)}
+		return cid.Undef, &usageError{fmt.Errorf("%s is not a CID: %w", shorten(s), err)}
 	}
 	return c, nil
 }
@@ -117,8 +154,15 @@ type store struct {
 	close func() error
 }
 
-// open opens the store the flags name, for writing or read-only.
+// open opens the store the flags name, for writing or read-only. A bbolt store must exist to be
+// read; one opened for writing is created when missing.
 func (a *app) open(write bool) (*store, error) {
+	return a.openStore(write, write)
+}
+
+// openStore opens the store the flags name, for writing or read-only; a missing bbolt file is
+// created only if create.
+func (a *app) openStore(write, create bool) (*store, error) {
 	if a.kuboRPC != "" || a.kuboGateway != "" {
 		var opts []hamt.KuboOption
 		if a.kuboRPC != "" {
@@ -140,24 +184,7 @@ func (a *app) open(write bool) (*store, error) {
 			return nil, err
 		}
 	}
-	if !write {
-		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("no store at %s: import a dataset first, or name one with --store", path)
-		}
-		b, err := hamt.OpenBoltCAS(path, hamt.WithBoltReadOnly())
-		if err != nil {
-			return nil, err
-		}
-		return &store{cas: b, close: b.CloseStrict}, nil
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, err
-	}
-	b, err := hamt.OpenBoltCAS(path)
-	if err != nil {
-		return nil, err
-	}
-	return &store{cas: b, close: b.CloseStrict}, nil
+	return a.openBolt(path, write, create)
 }
 
 // onRoot parses arg as a root CID and runs fn on the map at it, as withMap does.
@@ -170,9 +197,9 @@ func (a *app) onRoot(cmd *cobra.Command, arg string, write bool, fn func(cid.Cid
 }
 
 // withMap opens the store and the map at root (read-only unless write), runs fn, and closes the
-// store, reporting the first error.
+// store, reporting the first error. The store must exist: the root is to be found in it.
 func (a *app) withMap(ctx context.Context, root cid.Cid, write bool, fn func(*hamt.Map[[]byte], *store) error) (err error) {
-	st, err := a.open(write)
+	st, err := a.openStore(write, false)
 	if err != nil {
 		return err
 	}
@@ -327,19 +354,22 @@ func (a *app) setCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "set ROOT KEY FILE|-",
 		Short: "Set KEY to the bytes of FILE (- for standard input) and print the new root",
-		Args:  args(3, 3),
+		Long: `Set reads the value whole from FILE (- for standard input) before it opens the store, so a
+slow producer does not hold the store's lock, then sets KEY to it and prints the new root. A value
+larger than the store takes (2 GiB - 2 bytes on a bbolt store) is refused before it is read.`,
+		Args: args(3, 3),
 		RunE: func(cmd *cobra.Command, argv []string) error {
+			if _, err := parseRoot(argv[0]); err != nil {
+				return err
+			}
+			if err := a.requireStore(); err != nil {
+				return err
+			}
+			v, err := readValue(argv[2], a.stdin, a.valueLimit())
+			if err != nil {
+				return err
+			}
 			return a.onRoot(cmd, argv[0], true, func(root cid.Cid, m *hamt.Map[[]byte], _ *store) error {
-				var v []byte
-				var err error
-				if argv[2] == "-" {
-					v, err = io.ReadAll(a.stdin)
-				} else {
-					v, err = os.ReadFile(argv[2])
-				}
-				if err != nil {
-					return err
-				}
 				if err := m.Set(cmd.Context(), argv[1], v); err != nil {
 					return err
 				}

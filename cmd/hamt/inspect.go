@@ -93,6 +93,8 @@ func (a *app) carCommand() *cobra.Command {
 	car := &cobra.Command{
 		Use:   "car",
 		Short: "Export a map to a CAR file, or import one",
+		Args:  noSubcommand,
+		RunE:  showHelp,
 	}
 	car.AddCommand(&cobra.Command{
 		Use:   "export ROOT FILE",

@@ -4,10 +4,11 @@
 //	hamt [--store PATH | --kubo-rpc URL --kubo-gateway URL] COMMAND
 //
 // Commands that make a new root print its CID as the last line of standard output; errors are
-// one line on standard error and a non-zero exit status. `hamt COMMAND --help` describes each
-// command. The default store is $HAMT_STORE, or store.bolt in the user's data directory
-// ($XDG_DATA_HOME/hamt, ~/.local/share/hamt, ~/Library/Application Support/hamt or
-// %LocalAppData%\hamt).
+// one line on standard error and a non-zero exit status: 1 for a failure, 2 for a usage error
+// (an unknown command or flag, a wrong number of arguments, an argument that does not parse), 3
+// for an internal error (a bug in hamt). `hamt COMMAND --help` describes each command. The
+// default store is $HAMT_STORE, or store.bolt in the user's data directory ($XDG_DATA_HOME/hamt,
+// ~/.local/share/hamt, ~/Library/Application Support/hamt or %LocalAppData%\hamt).
 package main
 
 import (
@@ -17,8 +18,18 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+// Exit statuses (the root command's help lists them).
+const (
+	exitFailure  = 1 // the command failed
+	exitUsage    = 2 // the command line does not parse
+	exitInternal = 3 // hamt panicked: a bug
 )
 
 func main() {
@@ -27,20 +38,56 @@ func main() {
 	os.Exit(run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
-// run executes one command line and returns the exit status: 0, 1 for a failure, 2 for a usage
-// error.
+// run executes one command line and returns the exit status: 0, or exitFailure, exitUsage or
+// exitInternal.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	cmd := newRootCommand(stdin, stdout, stderr)
-	cmd.SetArgs(args)
-	if err := cmd.ExecuteContext(ctx); err != nil {
-		fmt.Fprintf(stderr, "hamt: %s\n", oneLine(err.Error()))
+	a := newApp(stdin, stdout, stderr)
+	code := execute(ctx, a.rootCommand(), args, stderr)
+	if code != 0 {
+		a.discardCreated()
+	}
+	return code
+}
+
+// execute runs root with args and returns the exit status. A panic in the command (which runs in
+// this goroutine) is reported as an internal error with its message and where it happened, not
+// as Go's exit status 2, which would read as a usage error.
+func execute(ctx context.Context, root *cobra.Command, args []string, stderr io.Writer) (code int) {
+	defer func() {
+		if p := recover(); p != nil {
+			fmt.Fprintf(stderr, "hamt: internal error, a bug in hamt (please report it with the command line): panic: %s%s\n",
+				errorLine(fmt.Sprint(p)), panicSite())
+			code = exitInternal
+		}
+	}()
+	root.SetArgs(args)
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintf(stderr, "hamt: %s\n", errorLine(err.Error()))
 		var ue *usageError
 		if errors.As(err, &ue) {
-			return 2
+			return exitUsage
 		}
-		return 1
+		return exitFailure
 	}
 	return 0
+}
+
+// panicSite names the function and line that panicked, from inside a deferred recover: the
+// first frame past runtime.gopanic outside the runtime.
+func panicSite() string {
+	pcs := make([]uintptr, 64)
+	frames := runtime.CallersFrames(pcs[:runtime.Callers(2, pcs)])
+	panicking := false
+	for {
+		f, more := frames.Next()
+		if panicking && !strings.HasPrefix(f.Function, "runtime.") {
+			return fmt.Sprintf(" at %s (%s:%d)", f.Function, f.File, f.Line)
+		}
+		panicking = panicking || f.Function == "runtime.gopanic"
+		if !more {
+			return ""
+		}
+	}
 }
 
 // usageError is a command line that does not parse.
@@ -49,7 +96,23 @@ type usageError struct{ err error }
 func (e *usageError) Error() string { return e.err.Error() + " (see --help)" }
 func (e *usageError) Unwrap() error { return e.err }
 
-// oneLine folds a message onto one line.
-func oneLine(s string) string {
-	return strings.NewReplacer("\r\n", " ", "\n", " ", "\r", " ").Replace(strings.TrimSpace(s))
+// maxErrorLine bounds an error line; a longer one keeps its start and its end (the cause).
+const maxErrorLine = 2048
+
+// errorLine makes an error message one bounded line, without the "hamt: " prefix that library
+// errors may carry (the command adds its own).
+func errorLine(s string) string {
+	s = strings.NewReplacer("\r\n", " ", "\n", " ", "\r", " ").Replace(strings.TrimSpace(s))
+	for {
+		t, ok := strings.CutPrefix(s, "hamt: ")
+		if !ok {
+			break
+		}
+		s = t
+	}
+	if len(s) <= maxErrorLine {
+		return s
+	}
+	head, tail := s[:maxErrorLine/2], s[len(s)-maxErrorLine/2+64:]
+	return strings.ToValidUTF8(fmt.Sprintf("%s … (%d bytes cut) … %s", head, len(s)-len(head)-len(tail), tail), "")
 }

@@ -213,7 +213,7 @@ func TestErrors(t *testing.T) {
 		{[]string{"rm", root, "nope"}, 1, `no key "nope"`},
 		{[]string{"get", "notacid", "k"}, 2, "not a CID"},
 		{[]string{"get", root}, 2, "get takes"},
-		{[]string{"frobnicate"}, 1, "unknown command"},
+		{[]string{"frobnicate"}, 2, "unknown command"},
 		{[]string{"ls", root, "--bogus"}, 2, "unknown flag"},
 		{[]string{"import", filepath.Join(dir, "missing")}, 1, "no such file"},
 		{[]string{"ls", "bafyr4igb3js3dqlnsvmbi533lhghfet3l4r35vbi7mlrvxjb6f3n5wkc3m"}, 1, "block missing"},
