@@ -1,15 +1,20 @@
 package hamt
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"hash"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/ipfs/go-cid"
+	"github.com/multiformats/go-multicodec"
+	"github.com/multiformats/go-multihash"
+	"github.com/zeebo/blake3"
 )
 
 // stat returns the CID of key's stored value and the size of its (plaintext) value.
@@ -178,6 +183,20 @@ const servePiece = 1 << 20
 func (s *ZarrStore) sendValue(w http.ResponseWriter, req *http.Request, key string, id cid.Cid, status int, r ByteRange, start, end int64) {
 	ctx := req.Context()
 	out := newPieceWriter(w, req)
+	step := int64(servePiece)
+	if s.box != nil {
+		step = end - start
+	}
+	// A map that verifies blocks verified a whole value when it was loaded whole; sent in pieces,
+	// it is hashed as it goes, and its last piece is held back until the hash matches.
+	var check *pieceCheck
+	if s.m.opts.verifyBlocks && r.IsFull() && end-start > step {
+		var err error
+		if check, err = newPieceCheck(id); err != nil {
+			failAfterHeaders(w, key, fmt.Errorf("zarr get %q: %w", key, err))
+			return
+		}
+	}
 	read := func(from, to int64) ([]byte, error) {
 		part := RangeBetween(from, to)
 		if from == start && to == end {
@@ -187,11 +206,13 @@ func (s *ZarrStore) sendValue(w http.ResponseWriter, req *http.Request, key stri
 		if err == nil && int64(len(b)) != to-from {
 			err = fmt.Errorf("zarr get %q: %w: read %d bytes of [%d, %d) of %s", key, ErrCorrupt, len(b), from, to, id)
 		}
+		if err == nil && check != nil {
+			check.h.Write(b)
+			if to == end {
+				err = check.verify()
+			}
+		}
 		return b, err
-	}
-	step := int64(servePiece)
-	if s.box != nil {
-		step = end - start
 	}
 	to := min(start+step, end)
 	body, err := read(start, to)
@@ -213,6 +234,38 @@ func (s *ZarrStore) sendValue(w http.ResponseWriter, req *http.Request, key stri
 			panic(http.ErrAbortHandler)
 		}
 	}
+}
+
+// pieceCheck hashes a value read in pieces, to compare with its CID at the end; nil for a dag-pb
+// block, whose CID names a UnixFS file's root rather than the value's bytes.
+type pieceCheck struct {
+	id     cid.Cid
+	h      hash.Hash
+	digest []byte
+}
+
+func newPieceCheck(id cid.Cid) (*pieceCheck, error) {
+	if id.Prefix().Codec == uint64(multicodec.DagPb) {
+		return nil, nil
+	}
+	dec, err := multihash.Decode(id.Hash())
+	if err != nil {
+		return nil, fmt.Errorf("verify block %s: %w", id, err)
+	}
+	var h hash.Hash
+	if dec.Code == multihash.BLAKE3 {
+		h = blake3.New()
+	} else if h, err = multihash.GetHasher(dec.Code); err != nil {
+		return nil, fmt.Errorf("verify block %s: %w", id, err)
+	}
+	return &pieceCheck{id: id, h: h, digest: dec.Digest}, nil
+}
+
+func (c *pieceCheck) verify() error {
+	if sum := c.h.Sum(nil); len(c.digest) > len(sum) || !bytes.Equal(sum[:len(c.digest)], c.digest) {
+		return fmt.Errorf("%w: block %s does not hash to its CID", ErrCorrupt, c.id)
+	}
+	return nil
 }
 
 // pieceWriter writes a response body in pieces of at most servePiece bytes. When the server has a

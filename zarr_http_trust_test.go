@@ -322,3 +322,69 @@ func TestZarrHTTPIfNoneMatch(t *testing.T) {
 		}
 	}
 }
+
+// rottenCAS is a memory store in which one block has one byte flipped, as bit rot would leave
+// it: whole loads and range reads both see the flipped byte.
+type rottenCAS struct {
+	*hamt.MemoryCAS
+	id cid.Cid
+	at int64
+}
+
+func (c *rottenCAS) Load(ctx context.Context, id cid.Cid) ([]byte, error) {
+	b, err := c.MemoryCAS.Load(ctx, id)
+	if err != nil || id != c.id {
+		return b, err
+	}
+	b = bytes.Clone(b)
+	b[c.at] ^= 1
+	return b, nil
+}
+
+func (c *rottenCAS) LoadRange(ctx context.Context, id cid.Cid, r hamt.ByteRange) ([]byte, error) {
+	b, err := c.MemoryCAS.LoadRange(ctx, id, r)
+	if err != nil || id != c.id {
+		return b, err
+	}
+	size, _ := c.MemoryCAS.BlockSize(ctx, id)
+	if start, end := r.Bounds(size); start <= c.at && c.at < end {
+		b[c.at-start] ^= 1
+	}
+	return b, nil
+}
+
+// TestZarrHTTPVerifyingMapNeverServesRotInPieces: over a map that verifies blocks, a value sent in
+// pieces is hashed on the way, so a flipped byte anywhere in it never reaches the client as a
+// complete 200: before the status (a whole load, as before) it is a 500, after it the answer is
+// cut off before its last piece.
+func TestZarrHTTPVerifyingMapNeverServesRotInPieces(t *testing.T) {
+	const size = 3<<20 + 5
+	ctx := context.Background()
+	mem := hamt.NewMemoryCAS()
+	store := zarrNewStore(t, mem)
+	val := bytes.Repeat([]byte("0123456789abcdef"), size/16+1)[:size]
+	if err := store.Set(ctx, "big/c/0", val); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Map().Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	id, err := store.Map().GetPointer(ctx, "big/c/0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, at := range []int64{0, 1<<20 + 7, size - 1} {
+		rs := reopen(t, &rottenCAS{MemoryCAS: mem, id: id, at: at}, store, hamt.WithVerifyBlocks())
+		srv := startServer(t, rs.Handler(), 0, 0)
+		resp, err := srv.Client().Get(srv.URL + "/big/c/0")
+		if err != nil {
+			t.Fatalf("rot at %d: %v", at, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == 200 && err == nil {
+			t.Errorf("rot at %d: 200 with %d of %d bytes, the same as stored: %v; want a 500 or a cut answer",
+				at, len(body), size, bytes.Equal(body, val))
+		}
+	}
+}
