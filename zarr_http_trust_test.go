@@ -38,10 +38,7 @@ func bigValueStore(t testing.TB, key string, size int) (*hamt.ZarrStore, []byte)
 	}
 	t.Cleanup(func() { cas.Close() })
 	val := make([]byte, size)
-	r := rand.New(rand.NewPCG(uint64(size), 11))
-	for i := range val {
-		val[i] = byte(r.Uint32())
-	}
+	_, _ = rand.NewChaCha8([32]byte{byte(size), 11}).Read(val)
 	store := zarrNewStore(t, cas)
 	if err := store.Set(ctx, key, val); err != nil {
 		t.Fatal(err)
@@ -170,10 +167,11 @@ func TestZarrHTTPStalledClientsHoldBoundedMemory(t *testing.T) {
 }
 
 // TestZarrHTTPSlowDownloadOutlivesWriteTimeout: with a 1.5 s WriteTimeout and ReadTimeout, a
-// client that reads an 8 MiB value at about 3 MB/s (some 2.7 s in all) gets every byte, while a
-// client that stops reading is dropped: the timeout bounds each piece, not the whole answer.
+// client that reads a 16 MiB value 64 KiB at a time with a 10 ms pause after each (at least 2.56 s
+// in all, some 0.2 s a MiB) gets every byte, while a client that stops reading is dropped: the
+// timeout bounds each piece, not the whole answer.
 func TestZarrHTTPSlowDownloadOutlivesWriteTimeout(t *testing.T) {
-	const size = 8 << 20
+	const size = 16 << 20
 	const timeout = 1500 * time.Millisecond
 	store, val := bigValueStore(t, "big/c/0", size)
 	srv := startServer(t, store.Handler(), timeout, timeout)
@@ -196,7 +194,7 @@ func TestZarrHTTPSlowDownloadOutlivesWriteTimeout(t *testing.T) {
 		if err != nil {
 			t.Fatalf("slow client cut after %d of %d bytes in %s: %v", got.Len(), size, time.Since(start).Round(time.Millisecond), err)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
 	}
 	if took := time.Since(start); took < timeout {
 		t.Fatalf("the slow download took %s, less than the %s timeout: it tests nothing", took, timeout)

@@ -30,10 +30,7 @@ func bigValueRoot(t *testing.T, key string, size int) (string, string, []byte) {
 	store := filepath.Join(t.TempDir(), "store.bolt")
 	root := ok(t, store, nil, "import", filepath.Join("..", "..", "testdata", "zarr")).lastLine()
 	val := make([]byte, size)
-	r := rand.New(rand.NewPCG(uint64(size), 3))
-	for i := range val {
-		val[i] = byte(r.Uint32())
-	}
+	_, _ = rand.NewChaCha8([32]byte{byte(size), 3}).Read(val)
 	return store, ok(t, store, val, "set", root, key, "-").lastLine(), val
 }
 
@@ -173,17 +170,17 @@ func TestServeStopsOnSIGTERMWithStalledClients(t *testing.T) {
 	}
 }
 
-// TestServeDropsClientsThatHoldConnections: with 1 s timeouts, serve closes a connection that
-// sends nothing, one idle after a request, one trickling a request body and one that stops
-// reading an answer, while a download that keeps reading, slowly, for longer than the write
-// timeout gets every byte.
+// TestServeDropsClientsThatHoldConnections: with 1 s read and idle timeouts and a 2 s write
+// timeout, serve closes a connection that sends nothing, one idle after a request, one trickling a
+// request body and one that stops reading an answer, while a download that keeps reading, slowly
+// (some 0.2 s a MiB), for longer than the write timeout gets every byte.
 func TestServeDropsClientsThatHoldConnections(t *testing.T) {
 	if runtime.GOOS == "windows" {
 		t.Skip("SIGINT delivery is POSIX")
 	}
-	const size = 8 << 20
+	const size = 16 << 20
 	store, root, val := bigValueRoot(t, "big/c/0", size)
-	s := startServe(t, store, root, "--read-timeout", "1s", "--write-timeout", "1s", "--idle-timeout", "1s")
+	s := startServe(t, store, root, "--read-timeout", "1s", "--write-timeout", "2s", "--idle-timeout", "1s")
 	const within = 5 * time.Second
 
 	var wg sync.WaitGroup
@@ -252,10 +249,10 @@ func TestServeDropsClientsThatHoldConnections(t *testing.T) {
 			if err != nil {
 				t.Fatalf("cut after %d of %d bytes in %s: %v", got.Len(), size, time.Since(start).Round(time.Millisecond), err)
 			}
-			time.Sleep(20 * time.Millisecond)
+			time.Sleep(10 * time.Millisecond) // 256 reads: at least 2.56 s in all
 		}
-		if took := time.Since(start); took < 1500*time.Millisecond {
-			t.Fatalf("took %s, not longer than the 1 s write timeout: it tests nothing", took)
+		if took := time.Since(start); took < 2*time.Second {
+			t.Fatalf("took %s, not longer than the 2 s write timeout: it tests nothing", took)
 		}
 		if !bytes.Equal(got.Bytes(), val) {
 			t.Error("other bytes")
