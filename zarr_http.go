@@ -283,8 +283,9 @@ func newPieceWriter(w http.ResponseWriter, req *http.Request) *pieceWriter {
 		p.timeout = srv.WriteTimeout
 		if srv.ReadTimeout > 0 && req.Body == http.NoBody {
 			// The request was read whole, and the server's read deadline would now only cut a
-			// long download short: net/http cancels the request's context when the deadline
-			// passes under its wait for the next request. The idle timeout takes over after.
+			// long download short: net/http keeps reading the connection in the background, and
+			// cancels the request's context when that read fails at the deadline. The server sets
+			// the idle timeout once the answer is sent.
 			_ = p.rc.SetReadDeadline(time.Time{})
 		}
 	}
