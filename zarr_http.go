@@ -83,8 +83,8 @@ func (s *ZarrStore) readBlock(ctx context.Context, key string, id cid.Cid, r Byt
 //     cut connection, never a short 200.
 //   - Deadlines: the http.Server's WriteTimeout applies to each piece rather than the whole
 //     response, so a slow download that keeps reading goes on and a client that stops reading is
-//     dropped; its ReadTimeout bounds reading the request, and no longer runs once a request with
-//     no body has been read, so it cannot cut a long download short.
+//     dropped. Its ReadTimeout bounds reading the request only (net/http lifts the read
+//     deadline once the request is read), so it does not cut a long download short either.
 //   - HEAD gives the same headers with the correct Content-Length and no body.
 //   - 404 only for a missing key, which Zarr clients read as "absent"; a failure to read is 500
 //     (the body says why), so a lost block is never mistaken for a fill value.
@@ -281,13 +281,6 @@ func newPieceWriter(w http.ResponseWriter, req *http.Request) *pieceWriter {
 	p := &pieceWriter{w: w, rc: http.NewResponseController(w)}
 	if srv, ok := req.Context().Value(http.ServerContextKey).(*http.Server); ok {
 		p.timeout = srv.WriteTimeout
-		if srv.ReadTimeout > 0 && req.Body == http.NoBody {
-			// The request was read whole, and the server's read deadline would now only cut a
-			// long download short: net/http keeps reading the connection in the background, and
-			// cancels the request's context when that read fails at the deadline. The server sets
-			// the idle timeout once the answer is sent.
-			_ = p.rc.SetReadDeadline(time.Time{})
-		}
 	}
 	return p
 }
