@@ -1,14 +1,20 @@
 package hamt
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"hash"
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/ipfs/go-cid"
+	"github.com/multiformats/go-multicodec"
+	"github.com/multiformats/go-multihash"
+	"github.com/zeebo/blake3"
 )
 
 // stat returns the CID of key's stored value and the size of its (plaintext) value.
@@ -71,6 +77,14 @@ func (s *ZarrStore) readBlock(ctx context.Context, key string, id cid.Cid, r Byt
 //   - GET answers 200 with the exact bytes, or 206 for a single Range ("bytes=a-b", "bytes=a-",
 //     "bytes=-n"), read from the CAS as a range when it can; an unsatisfiable range is 416, a
 //     multi-range request gets the whole value (200).
+//   - A body is read and sent in pieces of at most 1 MiB, so a response holds that much memory
+//     whatever the value's size (an encrypted value, which opens only whole, is held whole). A
+//     piece that cannot be read once the status is sent aborts the response: the client sees a
+//     cut connection, never a short 200.
+//   - Deadlines: the http.Server's WriteTimeout applies to each piece rather than the whole
+//     response, so a slow download that keeps reading goes on and a client that stops reading is
+//     dropped. Its ReadTimeout bounds reading the request only (net/http lifts the read
+//     deadline once the request is read), so it does not cut a long download short either.
 //   - HEAD gives the same headers with the correct Content-Length and no body.
 //   - 404 only for a missing key, which Zarr clients read as "absent"; a failure to read is 500
 //     (the body says why), so a lost block is never mistaken for a fill value.
@@ -121,22 +135,11 @@ func (s *ZarrStore) serveHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 
 	spec := req.Header.Get("Range")
-	if spec == "" || !ifRangeHolds(req.Header.Get("If-Range"), etag) {
+	if !ifRangeHolds(req.Header.Get("If-Range"), etag) {
 		spec = ""
-		if req.Method == http.MethodGet {
-			// The whole value: its length is the size, so no separate size lookup (for Kubo, a
-			// HEAD request) is needed.
-			body, err := s.readBlock(ctx, key, id, ByteRange{})
-			if err != nil {
-				failAfterHeaders(w, key, err)
-				return
-			}
-			h.Set("Content-Length", strconv.Itoa(len(body)))
-			w.WriteHeader(http.StatusOK)
-			_, _ = w.Write(body) // a client that went away is not our error
-			return
-		}
 	}
+	// The size comes first, even for the whole value: the body is sent in pieces, so the value
+	// is never loaded whole just to learn its length.
 	size, err := s.size(ctx, key, id)
 	if err != nil {
 		failAfterHeaders(w, key, err)
@@ -163,16 +166,138 @@ func (s *ZarrStore) serveHTTP(w http.ResponseWriter, req *http.Request) {
 		w.WriteHeader(status)
 		return
 	}
-	body, err := s.readBlock(ctx, key, id, r)
-	if err == nil && int64(len(body)) != end-start {
-		err = fmt.Errorf("zarr get %q: %w: read %d bytes of %d", key, ErrCorrupt, len(body), end-start)
+	s.sendValue(w, req, key, id, status, r, start, end)
+}
+
+// servePiece is the most the handler reads of a value at once: the memory one response holds,
+// whatever the value's size, and the amount the server's WriteTimeout is given to send.
+const servePiece = 1 << 20
+
+// sendValue answers status with the bytes [start, end) of the value in block id (r, resolved) in
+// pieces of at most servePiece bytes, each read by range just before it is sent. An encrypted value
+// is the exception: it can only be opened whole, so it is read once and sent in pieces.
+//
+// The first piece is read before the status is sent, so a value that cannot be read at all is a
+// 500. A later failure cannot change the status any more: the response is aborted
+// (http.ErrAbortHandler), so the client sees a cut connection, never a short 200 it could cache.
+func (s *ZarrStore) sendValue(w http.ResponseWriter, req *http.Request, key string, id cid.Cid, status int, r ByteRange, start, end int64) {
+	ctx := req.Context()
+	out := newPieceWriter(w, req)
+	step := int64(servePiece)
+	if s.box != nil {
+		step = end - start
 	}
+	// A map that verifies blocks verified a whole value when it was loaded whole; sent in pieces,
+	// it is hashed as it goes, and its last piece is held back until the hash matches.
+	var check *pieceCheck
+	if s.m.opts.verifyBlocks && r.IsFull() && end-start > step {
+		var err error
+		if check, err = newPieceCheck(id); err != nil {
+			failAfterHeaders(w, key, fmt.Errorf("zarr get %q: %w", key, err))
+			return
+		}
+	}
+	read := func(from, to int64) ([]byte, error) {
+		part := RangeBetween(from, to)
+		if from == start && to == end {
+			part = r // one read of all that was asked: a whole load when the value is wanted whole
+		}
+		b, err := s.readBlock(ctx, key, id, part)
+		if err == nil && int64(len(b)) != to-from {
+			err = fmt.Errorf("zarr get %q: %w: read %d bytes of [%d, %d) of %s", key, ErrCorrupt, len(b), from, to, id)
+		}
+		if err == nil && check != nil {
+			check.h.Write(b)
+			if to == end {
+				err = check.verify()
+			}
+		}
+		return b, err
+	}
+	to := min(start+step, end)
+	body, err := read(start, to)
 	if err != nil {
 		failAfterHeaders(w, key, err)
 		return
 	}
 	w.WriteHeader(status)
-	_, _ = w.Write(body) // a client that went away is not our error
+	for {
+		if err := out.write(body); err != nil {
+			return // a client that went away or stopped reading is not our error
+		}
+		if to == end {
+			return
+		}
+		from := to
+		to = min(from+step, end)
+		if body, err = read(from, to); err != nil {
+			panic(http.ErrAbortHandler)
+		}
+	}
+}
+
+// pieceCheck hashes a value read in pieces, to compare with its CID at the end; nil for a dag-pb
+// block, whose CID names a UnixFS file's root rather than the value's bytes.
+type pieceCheck struct {
+	id     cid.Cid
+	h      hash.Hash
+	digest []byte
+}
+
+func newPieceCheck(id cid.Cid) (*pieceCheck, error) {
+	if id.Prefix().Codec == uint64(multicodec.DagPb) {
+		return nil, nil
+	}
+	dec, err := multihash.Decode(id.Hash())
+	if err != nil {
+		return nil, fmt.Errorf("verify block %s: %w", id, err)
+	}
+	var h hash.Hash
+	if dec.Code == multihash.BLAKE3 {
+		h = blake3.New()
+	} else if h, err = multihash.GetHasher(dec.Code); err != nil {
+		return nil, fmt.Errorf("verify block %s: %w", id, err)
+	}
+	return &pieceCheck{id: id, h: h, digest: dec.Digest}, nil
+}
+
+func (c *pieceCheck) verify() error {
+	if sum := c.h.Sum(nil); len(c.digest) > len(sum) || !bytes.Equal(sum[:len(c.digest)], c.digest) {
+		return fmt.Errorf("%w: block %s does not hash to its CID", ErrCorrupt, c.id)
+	}
+	return nil
+}
+
+// pieceWriter writes a response body in pieces of at most servePiece bytes. When the server has a
+// WriteTimeout, each piece gets that long from the moment it is handed over, rather than the whole
+// response: a slow download that keeps reading goes on, a client that stops reading is dropped.
+type pieceWriter struct {
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration
+}
+
+func newPieceWriter(w http.ResponseWriter, req *http.Request) *pieceWriter {
+	p := &pieceWriter{w: w, rc: http.NewResponseController(w)}
+	if srv, ok := req.Context().Value(http.ServerContextKey).(*http.Server); ok {
+		p.timeout = srv.WriteTimeout
+	}
+	return p
+}
+
+func (p *pieceWriter) write(b []byte) error {
+	for len(b) > 0 {
+		n := min(len(b), servePiece)
+		if p.timeout > 0 {
+			// ErrNotSupported (a ResponseWriter with no connection) leaves the server's deadline.
+			_ = p.rc.SetWriteDeadline(time.Now().Add(p.timeout))
+		}
+		if _, err := p.w.Write(b[:n]); err != nil {
+			return err
+		}
+		b = b[n:]
+	}
+	return nil
 }
 
 // failAfterHeaders answers err after the value's headers were set: those are dropped, so an error
@@ -193,16 +318,36 @@ func httpError(w http.ResponseWriter, key string, err error) {
 	http.Error(w, err.Error(), http.StatusInternalServerError)
 }
 
-// etagMatch reports whether an If-None-Match header lists etag (or is "*"). Weak tags compare
-// equal to their strong form, as RFC 9110 prescribes for If-None-Match.
+// etagMatch reports whether an If-None-Match header matches etag: it is "*", or a list of entity
+// tags one of which is etag. A weak tag compares equal to its strong form, as RFC 9110 prescribes
+// for If-None-Match. "W/*" is not "*" but no entity tag at all, and like any malformed list it
+// matches nothing past the point where it stops parsing.
 func etagMatch(header, etag string) bool {
-	for t := range strings.SplitSeq(header, ",") {
-		t = strings.TrimPrefix(strings.TrimSpace(t), "W/")
-		if t == "*" || t == etag {
+	list := strings.Trim(header, " \t")
+	if list == "*" {
+		return true
+	}
+	for {
+		list = strings.TrimLeft(list, " \t,")
+		if list == "" {
+			return false
+		}
+		list = strings.TrimPrefix(list, "W/")
+		if len(list) < 2 || list[0] != '"' {
+			return false
+		}
+		end := strings.IndexByte(list[1:], '"') + 1
+		if end == 0 {
+			return false
+		}
+		if list[:end+1] == etag {
 			return true
 		}
+		list = strings.TrimLeft(list[end+1:], " \t")
+		if list != "" && list[0] != ',' {
+			return false
+		}
 	}
-	return false
 }
 
 // ifRangeHolds reports whether a Range header applies given If-Range: absent, or our strong ETag.

@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hamt-go/hamt"
@@ -409,15 +410,30 @@ func (a *app) printFlushed(ctx context.Context, m *hamt.Map[[]byte]) error {
 	return err
 }
 
+// shutdownGrace is how long serve lets requests in flight finish after SIGINT or SIGTERM before it
+// closes their connections.
+const shutdownGrace = 5 * time.Second
+
 func (a *app) serveCommand() *cobra.Command {
 	var listen string
+	var readTimeout, writeTimeout, idleTimeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "serve ROOT",
 		Short: "Serve the keys of ROOT read-only over HTTP for Zarr clients",
 		Long: `Serve answers GET and HEAD for every key of ROOT (the URL path is the key), with Range
 requests, ETags and immutable caching, so zarr-python (FsspecStore) or zarrita (FetchStore) can open
-http://ADDR/ as a Zarr store. It logs one line per request to standard error and stops cleanly on
-SIGINT or SIGTERM.`,
+http://ADDR/ as a Zarr store. It logs one line per request to standard error.
+
+Values are read and sent in pieces of at most 1 MiB, so each request holds about that much memory
+whatever the size of the value. Clients that hold a connection without using it are dropped:
+  --read-timeout   to send a request, headers and body (headers alone get at most 10s)
+  --write-timeout  to take each piece of up to 1 MiB of an answer: a slow download that keeps
+                   reading goes on, a client that stops reading is dropped
+  --idle-timeout   between requests on a kept-alive connection
+A timeout of 0 means none.
+
+On SIGINT or SIGTERM it stops taking connections, lets requests in flight finish for 5s, then
+closes the connections still open and exits 0.`,
 		Args: args(1, 1),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			root, err := parseRoot(argv[0])
@@ -434,37 +450,73 @@ SIGINT or SIGTERM.`,
 				if err != nil {
 					return err
 				}
-				srv := &http.Server{Handler: logRequests(a.stderr, zs.Handler()), ReadHeaderTimeout: 10 * time.Second}
+				// The store is closed when this function returns: every handler must be done by then.
+				var inFlight sync.WaitGroup
+				srv := &http.Server{
+					Handler:           counted(&inFlight, logRequests(a.stderr, zs.Handler())),
+					ReadHeaderTimeout: 10 * time.Second,
+					ReadTimeout:       readTimeout,
+					WriteTimeout:      writeTimeout,
+					IdleTimeout:       idleTimeout,
+				}
+				if readTimeout > 0 {
+					srv.ReadHeaderTimeout = min(srv.ReadHeaderTimeout, readTimeout)
+				}
+				if idleTimeout <= 0 {
+					srv.IdleTimeout = -1 // none, rather than net/http's fallback to ReadTimeout
+				}
 				fmt.Fprintf(a.stderr, "serving %s on http://%s/\n", root, ln.Addr())
 				done := make(chan error, 1)
 				go func() { done <- srv.Serve(ln) }()
 				select {
 				case err := <-done:
+					inFlight.Wait()
 					return err
 				case <-ctx.Done():
 				}
-				sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 				defer cancel()
 				if err := srv.Shutdown(sctx); err != nil {
-					return err
+					// Clients that stopped reading would hold the shutdown forever.
+					fmt.Fprintf(a.stderr, "requests still in flight after %s: closing their connections\n", shutdownGrace)
+					_ = srv.Close() // its error is the listener's, already closed by Shutdown
 				}
 				<-done
+				inFlight.Wait()
 				fmt.Fprintln(a.stderr, "stopped")
 				return nil
 			})
 		},
 	}
-	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8000", "address to listen on (host:port; port 0 picks a free one)")
+	f := cmd.Flags()
+	f.StringVar(&listen, "listen", "127.0.0.1:8000", "address to listen on (host:port; port 0 picks a free one)")
+	f.DurationVar(&readTimeout, "read-timeout", 30*time.Second, "time a client has to send a request (0: none)")
+	f.DurationVar(&writeTimeout, "write-timeout", 30*time.Second, "time a client has to take each piece of up to 1 MiB of an answer (0: none)")
+	f.DurationVar(&idleTimeout, "idle-timeout", 60*time.Second, "time a kept-alive connection may wait for its next request (0: none)")
 	return cmd
 }
 
-// logRequests logs one line per request: method, path, status, bytes sent, duration.
+// counted tracks the requests in flight in wg.
+func counted(wg *sync.WaitGroup, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		wg.Add(1)
+		defer wg.Done()
+		next.ServeHTTP(rw, r)
+	})
+}
+
+// logRequests logs one line per request: method, path, status, bytes sent, duration, and
+// "aborted" for an answer cut off after its status was sent.
 func logRequests(w io.Writer, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: rw, status: http.StatusOK}
+		aborted := " aborted"
+		defer func() { // also when the handler aborts by panicking with http.ErrAbortHandler
+			fmt.Fprintf(w, "%s %s %s %d %dB %s%s\n", start.UTC().Format(time.RFC3339), r.Method, r.URL.Path, sw.status, sw.bytes, time.Since(start).Round(time.Microsecond), aborted)
+		}()
 		next.ServeHTTP(sw, r)
-		fmt.Fprintf(w, "%s %s %s %d %dB %s\n", start.UTC().Format(time.RFC3339), r.Method, r.URL.Path, sw.status, sw.bytes, time.Since(start).Round(time.Microsecond))
+		aborted = ""
 	})
 }
 
@@ -476,6 +528,9 @@ type statusWriter struct {
 }
 
 func (w *statusWriter) WriteHeader(s int) { w.status = s; w.ResponseWriter.WriteHeader(s) }
+
+// Unwrap gives http.ResponseController the connection's writer, for the handler's deadlines.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 func (w *statusWriter) Write(b []byte) (int, error) {
 	n, err := w.ResponseWriter.Write(b)
 	w.bytes += int64(n)
