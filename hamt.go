@@ -361,17 +361,25 @@ func (m *Map[V]) Get(ctx context.Context, key string) (V, error) {
 		return zero, err
 	}
 	var b []byte
-	if mc, ok := m.cas.(*MemoryCAS); ok {
-		b, err = mc.loadBinary(ctx, id) // no cid.Cid to allocate
+	if isDagPb(id) {
+		// A UnixFS file (a value Kubo split into chunks): its bytes, not its root block's.
+		b, err = loadValue(ctx, m.cas, id.cid(), ByteRange{}, m.opts.verifyBlocks)
+		if err != nil {
+			return zero, fmt.Errorf("get %q: load file %s: %w", key, id, missingBlock(err))
+		}
 	} else {
-		b, err = m.cas.Load(ctx, id.cid())
-	}
-	if err != nil {
-		return zero, fmt.Errorf("get %q: load value %s: %w", key, id, missingBlock(err))
-	}
-	if m.opts.verifyBlocks {
-		if err := verifyBlock(id.cid(), b); err != nil {
-			return zero, fmt.Errorf("get %q: %w", key, err)
+		if mc, ok := m.cas.(*MemoryCAS); ok {
+			b, err = mc.loadBinary(ctx, id) // no cid.Cid to allocate
+		} else {
+			b, err = m.cas.Load(ctx, id.cid())
+		}
+		if err != nil {
+			return zero, fmt.Errorf("get %q: load value %s: %w", key, id, missingBlock(err))
+		}
+		if m.opts.verifyBlocks {
+			if err := verifyBlock(id.cid(), b); err != nil {
+				return zero, fmt.Errorf("get %q: %w", key, err)
+			}
 		}
 	}
 	v, err := m.codec.Decode(b)
