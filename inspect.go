@@ -372,35 +372,3 @@ func writeValueBlocks(ctx context.Context, cas CAS, e entry, seen map[cidBytes]s
 	}
 	return put(e.value, data)
 }
-
-// BlockPutter is a CAS that stores a block under a CID it is given (after checking the bytes
-// against it): MemoryCAS and BoltCAS.
-type BlockPutter interface {
-	Put(ctx context.Context, id cid.Cid, data []byte) error
-}
-
-// ReadCAR stores every block of a CAR (v1 or v2) in dst, each verified against its CID, and
-// returns the CAR's roots and the number of blocks read.
-func ReadCAR(ctx context.Context, dst BlockPutter, r io.Reader) ([]cid.Cid, int, error) {
-	br, err := carv2.NewBlockReader(r)
-	if err != nil {
-		return nil, 0, fmt.Errorf("read car: %w", err)
-	}
-	n := 0
-	for {
-		if err := ctx.Err(); err != nil {
-			return br.Roots, n, err
-		}
-		blk, err := br.Next()
-		if err == io.EOF {
-			return br.Roots, n, nil
-		}
-		if err != nil {
-			return br.Roots, n, fmt.Errorf("read car: block %d: %w", n, err)
-		}
-		if err := dst.Put(ctx, blk.Cid(), blk.RawData()); err != nil {
-			return br.Roots, n, fmt.Errorf("read car: block %s: %w", blk.Cid(), err)
-		}
-		n++
-	}
-}
