@@ -125,7 +125,7 @@ func (a *app) carCommand() *cobra.Command {
 names roots and holds them and everything they reach (every node and value of a map, every block
 of a value stored as a UnixFS file). Only then does it store the blocks and print the roots; a CAR
 that fails a check stores nothing.`,
-		Args:  args(1, 1),
+		Args: args(1, 1),
 		RunE: func(cmd *cobra.Command, argv []string) (err error) {
 			f, err := os.Open(argv[0])
 			if err != nil {
