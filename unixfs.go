@@ -142,9 +142,11 @@ func readFile(ctx context.Context, cas CAS, id cid.Cid, r ByteRange, verify bool
 		return nil, err
 	}
 	start, end := r.Bounds(int64(root.size))
-	fr := fileRange{fileBlocks: f, start: start, end: end}
+	// The whole file reads every child, even one its parent says is empty, so that every block is
+	// checked; a range trusts the blocksizes of the subtrees it skips.
+	fr := fileRange{fileBlocks: f, start: start, end: end, all: start == 0 && end == int64(root.size)}
 	// The root's claim is not trusted for the allocation: the buffer grows with the bytes read.
-	fr.out = make([]byte, 0, min(end-start, 16<<20))
+	fr.out = make([]byte, 0, min(end-start, 1<<20))
 	if err := fr.read(ctx, id, root, 0, 0); err != nil {
 		return nil, err
 	}
@@ -158,6 +160,7 @@ func readFile(ctx context.Context, cas CAS, id cid.Cid, r ByteRange, verify bool
 type fileRange struct {
 	fileBlocks
 	start, end int64
+	all        bool // read every child, whatever its size
 	out        []byte
 }
 
@@ -175,7 +178,7 @@ func (fr *fileRange) read(ctx context.Context, id cid.Cid, n *fileNode, at int64
 	at += int64(len(n.data))
 	for i, child := range n.links {
 		size := int64(n.sizes[i]) // decodeFileNode bounded the sum by MaxInt64
-		if at < fr.end && at+size > fr.start {
+		if fr.all || at < fr.end && at+size > fr.start {
 			if err := fr.child(ctx, id, child, size, at, depth+1); err != nil {
 				return err
 			}
