@@ -145,30 +145,42 @@ func readFile(ctx context.Context, cas CAS, id cid.Cid, r ByteRange, verify bool
 	// The whole file reads every child, even one its parent says is empty, so that every block is
 	// checked; a range trusts the blocksizes of the subtrees it skips.
 	fr := fileRange{fileBlocks: f, start: start, end: end, all: start == 0 && end == int64(root.size)}
-	// The root's claim is not trusted for the allocation: the buffer grows with the bytes read.
-	fr.out = make([]byte, 0, min(end-start, 1<<20))
 	if err := fr.read(ctx, id, root, 0, 0); err != nil {
 		return nil, err
 	}
-	if int64(len(fr.out)) != end-start {
-		return nil, fmt.Errorf("%w: file %s gave %d bytes of [%d, %d)", ErrCorrupt, id, len(fr.out), start, end)
+	if fr.n != end-start {
+		return nil, fmt.Errorf("%w: file %s gave %d bytes of [%d, %d)", ErrCorrupt, id, fr.n, start, end)
 	}
-	return fr.out, nil
+	// The root's claim is never trusted for an allocation: the parts are blocks already read, and
+	// only now, their sizes proven, are they joined (a range within one leaf is that leaf's slice).
+	switch len(fr.parts) {
+	case 0:
+		return []byte{}, nil
+	case 1:
+		return fr.parts[0], nil
+	}
+	out := make([]byte, 0, fr.n)
+	for _, p := range fr.parts {
+		out = append(out, p...)
+	}
+	return out, nil
 }
 
 // fileRange collects the file bytes [start, end) while walking a file's tree.
 type fileRange struct {
 	fileBlocks
 	start, end int64
-	all        bool // read every child, whatever its size
-	out        []byte
+	all        bool     // read every child, whatever its size
+	parts      [][]byte // the range's bytes in order: slices of the blocks read
+	n          int64    // bytes in parts
 }
 
-// take appends the part of b, which is the file bytes [at, at+len(b)), that falls in the range.
+// take keeps the part of b, which is the file bytes [at, at+len(b)), that falls in the range.
 func (fr *fileRange) take(b []byte, at int64) {
 	lo, hi := max(fr.start, at), min(fr.end, at+int64(len(b)))
 	if lo < hi {
-		fr.out = append(fr.out, b[lo-at:hi-at]...)
+		fr.parts = append(fr.parts, b[lo-at:hi-at])
+		fr.n += hi - lo
 	}
 }
 
