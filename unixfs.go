@@ -31,7 +31,7 @@ type FileReader interface {
 	// ReadFile returns the bytes that r (valid) selects of the UnixFS file rooted at dag-pb block
 	// id, resolved as ByteRange.Bounds describes. Every block it reads must be verified against its
 	// CID and the file's structure checked: a mismatch is ErrCorrupt, a block the store does not
-	// hold ErrNotFound.
+	// hold ErrNotFound or ErrMissingBlock.
 	ReadFile(ctx context.Context, id cid.Cid, r ByteRange) ([]byte, error)
 }
 
