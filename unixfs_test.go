@@ -5,6 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"testing"
 
@@ -370,4 +373,47 @@ func growFilesize(b []byte) []byte {
 		panic(err)
 	}
 	return out
+}
+
+// TestHandlerServesTheFileOfAFileValue: the HTTP handler answers a UnixFS file value with its
+// file's bytes, whole (200) and by range across a leaf boundary (206), with the right lengths.
+func TestHandlerServesTheFileOfAFileValue(t *testing.T) {
+	ctx := context.Background()
+	src := newKuboLike(64, 174)
+	data := patterned(200*64 - 3)
+	m, err := hamt.New(ctx, src, hamt.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Set(ctx, "arr/c/0", data); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.MakeReadOnly(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s, err := hamt.NewZarrStore(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	for _, c := range []struct {
+		rng    string
+		status int
+		want   []byte
+	}{{"", 200, data}, {"bytes=60-70", 206, data[60:71]}, {"bytes=-100", 206, data[len(data)-100:]}} {
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/arr/c/0", nil)
+		if c.rng != "" {
+			req.Header.Set("Range", c.rng)
+		}
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != c.status || !bytes.Equal(body, c.want) || resp.ContentLength != int64(len(c.want)) {
+			t.Errorf("GET %q: %d, %d bytes (Content-Length %d), %v; want %d with %d", c.rng, resp.StatusCode, len(body), resp.ContentLength, err, c.status, len(c.want))
+		}
+	}
 }
