@@ -71,6 +71,9 @@ func TestKuboFileValuesThroughAMap(t *testing.T) {
 		if last.Header.Get("Range") != "" {
 			t.Errorf("Zarr Get %s used an unverifiable Range request", r)
 		}
+		if n := srv.Total(kubotest.Gateway); n != 1 && !r.Empty() {
+			t.Errorf("Zarr Get %s made %d gateway requests, want 1", r, n)
+		}
 	}
 	if n, err := s.GetSize(ctx, "arr/c/0"); err != nil || n != int64(len(data)) {
 		t.Errorf("GetSize: %d, %v", n, err)
