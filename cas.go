@@ -16,8 +16,14 @@ import (
 // implementation must be safe for concurrent use.
 //
 // Save stores data and returns its CID with the given codec (raw for values, dag-cbor for nodes);
-// it must not keep data after it returns. Load returns the bytes of a block; the caller owns them
-// and the store must not change them afterwards. A block the store does not hold is ErrNotFound.
+// it must not keep data after it returns. Load returns the bytes of the block id names, its own
+// bytes whatever its codec (a dag-pb CID gives the node, not the UnixFS file it heads: the map
+// reads such a value's file itself, through Load); the caller owns them and the store must not
+// change them afterwards. A block the store does not hold is ErrNotFound.
+//
+// A store answers for the bytes it returns: KuboCAS hashes every block it reads, MemoryCAS every
+// block at Put (Save computes the CID itself), so Load does not hash them again unless the map is
+// opened WithVerifyBlocks.
 type CAS interface {
 	Save(ctx context.Context, data []byte, codec multicodec.Code) (cid.Cid, error)
 	Load(ctx context.Context, id cid.Cid) ([]byte, error)

@@ -20,8 +20,6 @@ import (
 	"time"
 
 	chunk "github.com/ipfs/boxo/chunker"
-	"github.com/ipfs/boxo/ipld/merkledag"
-	"github.com/ipfs/boxo/ipld/unixfs"
 	"github.com/ipfs/go-cid"
 	carv2 "github.com/ipld/go-car/v2"
 	"github.com/multiformats/go-multicodec"
@@ -33,9 +31,9 @@ import (
 // reads and writes together (WithKuboConcurrency, default 32).
 //
 // Everything read by CID is verified: a block read whole is hashed and compared with its CID, a
-// dag-pb file (a value larger than one chunk) is read as a CAR whose every block is verified
-// before the file is reassembled, and a mismatch is ErrCorrupt, never data. Bytes read by range
-// (LoadRange) cannot be verified. A value saved whole is checked against the CID Kubo answers
+// dag-pb file (a value larger than one chunk, read with ReadFile) comes as a CAR whose every block
+// is verified before the file is reassembled, and a mismatch is ErrCorrupt, never data. Bytes of a
+// raw block read by range (LoadRange) cannot be verified. A value saved whole is checked against the CID Kubo answers
 // when that CID is a raw leaf.
 //
 // Transient failures (timeouts, refused or dropped connections, 429, 502, 503, 504) are retried
@@ -534,15 +532,12 @@ func (k *KuboCAS) Save(ctx context.Context, data []byte, codec multicodec.Code) 
 	return cid.NewCidV1(uint64(codec), got.Hash()), nil
 }
 
-// Load returns the bytes of block id, verified against it: the block itself, read by the
-// gateway's raw-block form, or for a dag-pb root the UnixFS file it heads, read as a CAR. A block
+// Load returns the bytes of block id, verified against it, read by the gateway's raw-block form.
+// A dag-pb CID gives its own block, as in every store; ReadFile reads the file it heads. A block
 // the gateway does not have is ErrNotFound.
 func (k *KuboCAS) Load(ctx context.Context, id cid.Cid) ([]byte, error) {
 	if !id.Defined() {
 		return nil, fmt.Errorf("kubo load: undefined CID: %w", ErrNotFound)
-	}
-	if id.Prefix().Codec == uint64(multicodec.DagPb) {
-		return k.loadFile(ctx, id)
 	}
 	var b []byte
 	err := k.call(ctx, "load", func(ctx context.Context) (*http.Request, error) {
@@ -574,13 +569,50 @@ func notFound(id cid.Cid, err error) error {
 	return err
 }
 
-// loadFile reads the UnixFS file rooted at id as a CAR, verifies every block and reassembles the
-// file's bytes.
-func (k *KuboCAS) loadFile(ctx context.Context, id cid.Cid) ([]byte, error) {
-	blocks := map[string][]byte{}
+// ReadFile returns the bytes r selects of the UnixFS file rooted at dag-pb block id in one
+// request: the gateway's trustless CAR of the blocks that hold them (format=car,
+// dag-scope=entity, and for a range entity-bytes=from:to, which the gateway resolves with the
+// same blocksizes as readFile). Every block of the answer is verified against its CID and the file
+// is reassembled by the core's reader, which checks its structure; a block the answer lacks is
+// loaded on its own. When the CAR request fails (a gateway without entity-bytes, a range past the
+// end) the file is read block by block.
+func (k *KuboCAS) ReadFile(ctx context.Context, id cid.Cid, r ByteRange) ([]byte, error) {
+	if err := r.Validate(); err != nil {
+		return nil, err
+	}
+	if id.Prefix().Codec != uint64(multicodec.DagPb) {
+		return nil, fmt.Errorf("kubo read file %s: not a dag-pb root", id)
+	}
+	q := "?format=car&dag-scope=entity"
+	switch {
+	case r.Empty():
+		q = "" // no bytes: only the root is needed, read by Load
+	case r.kind == rangeBetween:
+		q += fmt.Sprintf("&entity-bytes=%d:%d", r.a, r.b-1)
+	case r.kind == rangeFrom:
+		q += fmt.Sprintf("&entity-bytes=%d:*", r.a)
+	case r.kind == rangeSuffix:
+		q += fmt.Sprintf("&entity-bytes=-%d:*", r.a)
+	}
+	fetched := carBlocks{blocks: map[cidBytes][]byte{}, rest: k}
+	if q != "" {
+		err := k.fetchCAR(ctx, id, q, fetched.blocks)
+		if err != nil && (ctx.Err() != nil || errors.Is(err, ErrNotFound)) {
+			return nil, err
+		}
+	}
+	b, err := readFile(ctx, fetched, id, r, false)
+	if err != nil {
+		return nil, fmt.Errorf("kubo read file: %w", err)
+	}
+	return b, nil
+}
+
+// fetchCAR reads the gateway's CAR for id with query q into blocks, each verified.
+func (k *KuboCAS) fetchCAR(ctx context.Context, id cid.Cid, q string, blocks map[cidBytes][]byte) error {
 	err := k.call(ctx, "load", func(ctx context.Context) (*http.Request, error) {
 		clear(blocks)
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, k.gateway+"/ipfs/"+id.String()+"?format=car", nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, k.gateway+"/ipfs/"+id.String()+q, nil)
 		if err == nil {
 			req.Header.Set("Accept", "application/vnd.ipld.car")
 		}
@@ -601,66 +633,44 @@ func (k *KuboCAS) loadFile(ctx context.Context, id cid.Cid) ([]byte, error) {
 			if err := verifyBlock(blk.Cid(), blk.RawData()); err != nil {
 				return fmt.Errorf("kubo load %s: CAR block: %w", id, err)
 			}
-			blocks[blk.Cid().KeyString()] = blk.RawData()
+			blocks[cidKey(blk.Cid())] = blk.RawData()
 		}
 	})
-	if err != nil {
-		return nil, notFound(id, err)
-	}
-	var out bytes.Buffer
-	if err := assembleFile(blocks, id, &out, 0); err != nil {
-		return nil, fmt.Errorf("kubo load %s: %w", id, err)
-	}
-	return out.Bytes(), nil
+	return notFound(id, err)
 }
 
-// assembleFile appends the bytes of the UnixFS file node id to out, depth first.
-func assembleFile(blocks map[string][]byte, id cid.Cid, out *bytes.Buffer, depth int) error {
-	if depth > 64 {
-		return fmt.Errorf("%w: UnixFS tree deeper than 64", ErrCorrupt)
-	}
-	b, ok := blocks[id.KeyString()]
-	if !ok {
-		return fmt.Errorf("%w: the CAR lacks block %s", ErrCorrupt, id)
-	}
-	switch id.Prefix().Codec {
-	case uint64(multicodec.Raw):
-		out.Write(b)
-		return nil
-	case uint64(multicodec.DagPb):
-	default:
-		return fmt.Errorf("%w: block %s of a UnixFS file is neither raw nor dag-pb", ErrCorrupt, id)
-	}
-	pn, err := merkledag.DecodeProtobuf(b)
-	if err != nil {
-		return fmt.Errorf("%w: block %s: %v", ErrCorrupt, id, err)
-	}
-	fsn, err := unixfs.FSNodeFromBytes(pn.Data())
-	if err != nil {
-		return fmt.Errorf("%w: block %s: %v", ErrCorrupt, id, err)
-	}
-	start := out.Len()
-	out.Write(fsn.Data())
-	for _, l := range pn.Links() {
-		if err := assembleFile(blocks, l.Cid, out, depth+1); err != nil {
-			return err
-		}
-	}
-	if depth == 0 && uint64(out.Len()-start) != fsn.FileSize() {
-		return fmt.Errorf("%w: file %s reassembles to %d bytes, its root says %d", ErrCorrupt, id, out.Len()-start, fsn.FileSize())
-	}
-	return nil
+// carBlocks is a CAS over blocks already fetched (and verified), loading any other block from
+// rest.
+type carBlocks struct {
+	blocks map[cidBytes][]byte
+	rest   CAS
 }
 
-// LoadRange reads the bytes of block (or file) id that r selects with an HTTP Range request to
-// the gateway. Partial bytes cannot be checked against the CID; a gateway that answers with the
-// whole value instead is verified and sliced.
+func (c carBlocks) Save(ctx context.Context, data []byte, codec multicodec.Code) (cid.Cid, error) {
+	return c.rest.Save(ctx, data, codec)
+}
+
+func (c carBlocks) Load(ctx context.Context, id cid.Cid) ([]byte, error) {
+	if b, ok := c.blocks[cidKey(id)]; ok {
+		return b, nil
+	}
+	return c.rest.Load(ctx, id)
+}
+
+// LoadRange reads the bytes of block id that r selects with an HTTP Range request to the gateway.
+// Partial bytes cannot be checked against the CID; a gateway that answers with the whole block
+// instead is verified and sliced. A dag-pb block (small: a file's node) is loaded whole, verified
+// and sliced: the gateway would range over its file instead.
 func (k *KuboCAS) LoadRange(ctx context.Context, id cid.Cid, r ByteRange) ([]byte, error) {
 	if err := r.Validate(); err != nil {
 		return nil, err
 	}
-	if r.IsFull() {
-		return k.Load(ctx, id)
+	if r.IsFull() || id.Prefix().Codec == uint64(multicodec.DagPb) {
+		b, err := k.Load(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		return r.Slice(b), nil
 	}
 	if r.Empty() {
 		return []byte{}, nil
@@ -684,8 +694,8 @@ func (k *KuboCAS) LoadRange(ctx context.Context, id cid.Cid, r ByteRange) ([]byt
 	case errors.As(err, &ke) && ke.Status == http.StatusRequestedRangeNotSatisfiable:
 		return []byte{}, nil // the range starts past the end: no bytes, as Bounds says
 	case errors.As(err, &ke) && ke.Status != http.StatusNotFound && r.kind == rangeSuffix:
-		// boxo's gateway refuses a suffix longer than the file (500 "negative start bigger than
-		// the file size") where Bounds gives the whole value: read it whole.
+		// boxo's gateway refuses a suffix longer than the content (500 "negative start bigger
+		// than the file size") where Bounds gives the whole value: read it whole.
 		b, err := k.Load(ctx, id)
 		if err != nil {
 			return nil, err
@@ -695,18 +705,21 @@ func (k *KuboCAS) LoadRange(ctx context.Context, id cid.Cid, r ByteRange) ([]byt
 		return nil, notFound(id, err)
 	}
 	if whole {
-		if id.Prefix().Codec != uint64(multicodec.DagPb) {
-			if err := verifyBlock(id, b); err != nil {
-				return nil, fmt.Errorf("kubo load range: %w", err)
-			}
+		if err := verifyBlock(id, b); err != nil {
+			return nil, fmt.Errorf("kubo load range: %w", err)
 		}
 		return r.Slice(b), nil
 	}
 	return b, nil
 }
 
-// BlockSize returns the size of block (or file) id from a HEAD request to the gateway.
+// BlockSize returns the size of block id from a HEAD request to the gateway; a dag-pb block
+// (whose HEAD would give its file's size) is loaded instead.
 func (k *KuboCAS) BlockSize(ctx context.Context, id cid.Cid) (int64, error) {
+	if id.Prefix().Codec == uint64(multicodec.DagPb) {
+		b, err := k.Load(ctx, id)
+		return int64(len(b)), err
+	}
 	var n int64 = -1
 	err := k.call(ctx, "size", func(ctx context.Context) (*http.Request, error) {
 		return http.NewRequestWithContext(ctx, http.MethodHead, k.gateway+"/ipfs/"+id.String(), nil)

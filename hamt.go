@@ -361,7 +361,9 @@ func (m *Map[V]) Get(ctx context.Context, key string) (V, error) {
 		return zero, err
 	}
 	var b []byte
-	if mc, ok := m.cas.(*MemoryCAS); ok {
+	if isDagPb(id) { // a UnixFS file (a value Kubo split into chunks): its bytes, checked as read
+		b, err = loadValue(ctx, m.cas, id.cid(), ByteRange{}, m.opts.verifyBlocks)
+	} else if mc, ok := m.cas.(*MemoryCAS); ok {
 		b, err = mc.loadBinary(ctx, id) // no cid.Cid to allocate
 	} else {
 		b, err = m.cas.Load(ctx, id.cid())
@@ -369,7 +371,7 @@ func (m *Map[V]) Get(ctx context.Context, key string) (V, error) {
 	if err != nil {
 		return zero, fmt.Errorf("get %q: load value %s: %w", key, id, missingBlock(err))
 	}
-	if m.opts.verifyBlocks {
+	if m.opts.verifyBlocks && !isDagPb(id) {
 		if err := verifyBlock(id.cid(), b); err != nil {
 			return zero, fmt.Errorf("get %q: %w", key, err)
 		}

@@ -46,14 +46,15 @@ type TreeStats struct {
 	Buckets      int     // slots holding a bucket
 	BucketFill   []int   // BucketFill[n]: buckets holding n keys (index 0 unused)
 	NodeBytes    int64   // bytes of all node blocks
-	ValueBytes   int64   // bytes of all value blocks, each distinct block once (-1 when not asked for)
+	ValueBytes   int64   // bytes of all values, each distinct value once (-1 when not asked for)
 	Values       int     // distinct value blocks
 	MaxBucket    int     // keys in the fullest bucket
 	AvgFill      float64 // mean keys per bucket
 }
 
 // Inspect walks the tree at root and describes it. With valueSizes it also sums the sizes of the
-// distinct value blocks, asking the CAS for each (cheap when it is a BlockSizer).
+// distinct values, asking the CAS for each (cheap when it is a BlockSizer); a value stored as a
+// UnixFS file (dag-pb) counts its file's size, read from its root node.
 func Inspect(ctx context.Context, cas CAS, root cid.Cid, valueSizes bool) (TreeStats, error) {
 	st := TreeStats{ValueBytes: -1}
 	values := map[cidBytes]struct{}{}
@@ -108,7 +109,7 @@ func Inspect(ctx context.Context, cas CAS, root cid.Cid, valueSizes bool) (TreeS
 	if valueSizes {
 		st.ValueBytes = 0
 		for v := range values {
-			n, err := blockSize(ctx, cas, v.cid())
+			n, err := valueSize(ctx, cas, v.cid(), false)
 			if err != nil {
 				return st, fmt.Errorf("value %s: %w", v, missingBlock(err))
 			}
@@ -292,8 +293,8 @@ func (d *differ) compare(ea, eb []entry) error {
 
 // WriteCAR writes the flushed map at root as a CARv1 (root in the header, then every reachable
 // block once: nodes, then the values of each node's buckets), which `ipfs dag import` and
-// ReadCAR load. It returns the number of blocks written. Values stored as dag-pb files (over one
-// chunk, on Kubo) cannot be exported: their blocks are not reachable through this interface.
+// ReadCAR load. It returns the number of blocks written. A value stored as a UnixFS file (dag-pb,
+// a value over one chunk on Kubo) is written with every block of its file.
 func WriteCAR(ctx context.Context, cas CAS, root cid.Cid, w io.Writer) (int, error) {
 	car, err := storage.NewWritable(w, []cid.Cid{root}, carv2.WriteAsCarV1(true))
 	if err != nil {
@@ -325,21 +326,7 @@ func WriteCAR(ctx context.Context, cas CAS, root cid.Cid, w io.Writer) (int, err
 				continue
 			}
 			for _, e := range appendEntries(nil, s.bucket) {
-				if _, ok := seen[e.value]; ok {
-					continue
-				}
-				v := e.value.cid()
-				if v.Prefix().Codec == uint64(multicodec.DagPb) {
-					return fmt.Errorf("value of %q is a dag-pb file (%s): its blocks cannot be exported", e.key, v)
-				}
-				data, err := cas.Load(ctx, v)
-				if err != nil {
-					return fmt.Errorf("value of %q: %w", e.key, missingBlock(err))
-				}
-				if err := verifyBlock(v, data); err != nil {
-					return err
-				}
-				if err := put(e.value, data); err != nil {
+				if err := writeValueBlocks(ctx, cas, e, seen, put); err != nil {
 					return err
 				}
 			}
@@ -359,34 +346,29 @@ func WriteCAR(ctx context.Context, cas CAS, root cid.Cid, w io.Writer) (int, err
 	return len(seen), car.Finalize()
 }
 
-// BlockPutter is a CAS that stores a block under a CID it is given (after checking the bytes
-// against it): MemoryCAS and BoltCAS.
-type BlockPutter interface {
-	Put(ctx context.Context, id cid.Cid, data []byte) error
-}
-
-// ReadCAR stores every block of a CAR (v1 or v2) in dst, each verified against its CID, and
-// returns the CAR's roots and the number of blocks read.
-func ReadCAR(ctx context.Context, dst BlockPutter, r io.Reader) ([]cid.Cid, int, error) {
-	br, err := carv2.NewBlockReader(r)
-	if err != nil {
-		return nil, 0, fmt.Errorf("read car: %w", err)
+// writeValueBlocks puts the blocks of entry e's value that are not yet in seen, each loaded and
+// verified: the value's block, or every block of the UnixFS file a dag-pb value heads.
+func writeValueBlocks(ctx context.Context, cas CAS, e entry, seen map[cidBytes]struct{}, put func(cidBytes, []byte) error) error {
+	if _, ok := seen[e.value]; ok {
+		return nil
 	}
-	n := 0
-	for {
-		if err := ctx.Err(); err != nil {
-			return br.Roots, n, err
-		}
-		blk, err := br.Next()
-		if err == io.EOF {
-			return br.Roots, n, nil
-		}
+	v := e.value.cid()
+	if isDagPb(e.value) {
+		skip := func(id cid.Cid) bool { _, ok := seen[cidKey(id)]; return ok }
+		err := eachFileBlock(ctx, cas, v, true, skip, func(id cid.Cid, data []byte) error {
+			return put(cidKey(id), data)
+		})
 		if err != nil {
-			return br.Roots, n, fmt.Errorf("read car: block %d: %w", n, err)
+			return fmt.Errorf("value of %q: file %s: %w", e.key, v, err)
 		}
-		if err := dst.Put(ctx, blk.Cid(), blk.RawData()); err != nil {
-			return br.Roots, n, fmt.Errorf("read car: block %s: %w", blk.Cid(), err)
-		}
-		n++
+		return nil
 	}
+	data, err := cas.Load(ctx, v)
+	if err != nil {
+		return fmt.Errorf("value of %q: %w", e.key, missingBlock(err))
+	}
+	if err := verifyBlock(v, data); err != nil {
+		return err
+	}
+	return put(e.value, data)
 }

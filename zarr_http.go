@@ -30,7 +30,7 @@ func (s *ZarrStore) stat(ctx context.Context, key string) (cid.Cid, int64, error
 // size returns the size of the (plaintext) value stored in block id, without loading it when the
 // CAS is a BlockSizer.
 func (s *ZarrStore) size(ctx context.Context, key string, id cid.Cid) (int64, error) {
-	n, err := blockSize(ctx, s.m.cas, id)
+	n, err := valueSize(ctx, s.m.cas, id, s.m.opts.verifyBlocks)
 	if err != nil {
 		return 0, fmt.Errorf("zarr size %q: %s: %w", key, id, missingBlock(err))
 	}
@@ -43,24 +43,20 @@ func (s *ZarrStore) size(ctx context.Context, key string, id cid.Cid) (int64, er
 	return n, nil
 }
 
-// readBlock returns the part r of the (plaintext) value stored in block id: by range from the CAS
-// when the value is not encrypted, otherwise whole, opened, then sliced.
+// readBlock returns the part r of the (plaintext) value stored at id: by range from the CAS
+// when the value is not encrypted, otherwise whole, opened, then sliced. A dag-pb value is read as
+// the UnixFS file it heads, a range reading only the leaves that hold it.
 func (s *ZarrStore) readBlock(ctx context.Context, key string, id cid.Cid, r ByteRange) ([]byte, error) {
 	if s.box == nil && !r.IsFull() {
-		b, err := loadRange(ctx, s.m.cas, id, r)
+		b, err := loadValue(ctx, s.m.cas, id, r, s.m.opts.verifyBlocks)
 		if err != nil {
 			return nil, fmt.Errorf("zarr get %q: load %s of %s: %w", key, r, id, missingBlock(err))
 		}
 		return b, nil
 	}
-	b, err := s.m.cas.Load(ctx, id)
+	b, err := loadValue(ctx, s.m.cas, id, ByteRange{}, s.m.opts.verifyBlocks)
 	if err != nil {
 		return nil, fmt.Errorf("zarr get %q: load %s: %w", key, id, missingBlock(err))
-	}
-	if s.m.opts.verifyBlocks {
-		if err := verifyBlock(id, b); err != nil {
-			return nil, fmt.Errorf("zarr get %q: %w", key, err)
-		}
 	}
 	if s.box != nil {
 		if b, err = s.box.open(b); err != nil {

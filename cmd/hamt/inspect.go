@@ -122,8 +122,12 @@ func (a *app) carCommand() *cobra.Command {
 	})
 	car.AddCommand(&cobra.Command{
 		Use:   "import FILE",
-		Short: "Store every block of a CAR file and print its root",
-		Args:  args(1, 1),
+		Short: "Store every block of a CAR file and print its roots",
+		Long: `Import checks the whole CAR first: that it is complete, that every block matches its CID, that it
+names roots and holds them and everything they reach (every node and value of a map, every block
+of a value stored as a UnixFS file). Only then does it store the blocks and print the roots; a CAR
+that fails a check stores nothing.`,
+		Args: args(1, 1),
 		RunE: func(cmd *cobra.Command, argv []string) (err error) {
 			f, err := os.Open(argv[0])
 			if err != nil {
