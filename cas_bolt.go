@@ -33,10 +33,13 @@ import (
 // the file, so a block is readable as soon as Save returns. A block is immutable: one already
 // buffered or in the file is not written again.
 //
-// What Flush, SaveMany, or a Save with batch size 1 returned without error is on disk: bbolt
-// fsyncs every commit. A commit is one bbolt transaction, so after a crash the file opens, passes
-// Check, and holds every block of every commit that finished and nothing of one cut off.
-// Blocks still in the buffer are lost in a crash.
+// What is durable when: what Flush, SaveMany, Close, or a Save or Put with batch size 1 returned
+// without error is on disk: bbolt fsyncs every commit. A Save or Put with larger batches is
+// durable after the next commit (a full batch, the flush interval, or one of those calls). A
+// BoltCAS is a Flusher, so the root Map.Flush or Map.MakeReadOnly returns is on disk with what it
+// reaches. A commit is one bbolt transaction, so after a crash the file opens, passes Check, and
+// holds every block of every commit that finished and nothing of one cut off. Blocks still in
+// the buffer are lost in a crash.
 //
 // A BoltCAS is safe for concurrent use. bbolt locks the file, so one BoltCAS at a time may hold
 // it for writing (in any process), or any number read-only. After Close every method but Path
@@ -97,9 +100,11 @@ const (
 	DefaultBoltTimeout = 5 * time.Second
 )
 
-// A BoltCAS can read ranges of blocks and tell their sizes without copying them.
+// A BoltCAS buffers writes until Flush, and can read ranges of blocks and tell their sizes
+// without copying them.
 var _ interface {
 	CAS
+	Flusher
 	RangeLoader
 	BlockSizer
 } = (*BoltCAS)(nil)
