@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -201,6 +202,13 @@ func OpenBoltCAS(path string, opts ...BoltOption) (*BoltCAS, error) {
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
 			return nil, fmt.Errorf("open bolt store %s: %w", path, err)
+		}
+	}
+	if o.readOnly {
+		// bbolt would try to initialise an empty file, and fail with "bad file descriptor" on
+		// the read-only descriptor.
+		if info, err := os.Stat(path); err == nil && info.Mode().IsRegular() && info.Size() == 0 {
+			return nil, fmt.Errorf("open bolt store %s: the file is empty: not a hamt store", path)
 		}
 	}
 	// bbolt's defaults otherwise: every commit fsyncs, and the freelist is written with it.

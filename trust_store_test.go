@@ -121,3 +121,19 @@ func TestTrustFlushedRootIsDurableWithoutClose(t *testing.T) {
 }
 
 var _ = errors.Is
+
+func TestTrustEmptyFileIsNotAStore(t *testing.T) {
+	path := boltTempPath(t)
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := hamt.OpenBoltCAS(path, hamt.WithBoltReadOnly())
+	if err == nil || !strings.Contains(err.Error(), "is empty: not a hamt store") || !strings.Contains(err.Error(), path) {
+		t.Errorf("read-only open of an empty file = %v, want an error naming it as empty", err)
+	}
+	// Opened for writing, an empty file is made a new store, as a missing one is.
+	b := boltOpen(t, path)
+	if n, err := b.Len(context.Background()); err != nil || n != 0 {
+		t.Errorf("Len of the new store = %d, %v", n, err)
+	}
+}
