@@ -43,8 +43,9 @@ var (
 	// ErrMalformedValue: a value block is not canonical DAG-CBOR in the IPLD data model (DagCBOR
 	// codec).
 	ErrMalformedValue = errors.New("malformed DAG-CBOR value")
-	// ErrCorrupt: a block's bytes do not hash to its CID.
-	ErrCorrupt = errors.New("block does not match its CID")
+	// ErrCorrupt: stored or fetched data is damaged: a block's bytes do not hash to its CID, or a
+	// store's file is damaged (BoltCAS: a truncated or overwritten bbolt file).
+	ErrCorrupt = errors.New("corrupt data")
 	// ErrDecrypt: an encrypted value could not be opened (wrong key or header, tampered or
 	// truncated bytes).
 	ErrDecrypt = errors.New("cannot decrypt value")
