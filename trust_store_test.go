@@ -16,6 +16,7 @@ import (
 
 	"github.com/hamt-go/hamt"
 	"github.com/ipfs/go-cid"
+	"github.com/multiformats/go-multicodec"
 )
 
 // trustChild re-executes the test binary as TestTrustChild in mode, on the file path, and
@@ -120,7 +121,139 @@ func TestTrustFlushedRootIsDurableWithoutClose(t *testing.T) {
 	}
 }
 
-var _ = errors.Is
+// trustValue is a value of n bytes that occurs nowhere else in a store: seeded pseudo-random.
+func trustValue(seed uint64, n int) []byte {
+	v := boltBlock(seed, 0, n+16)
+	for len(v) < n {
+		v = append(v, boltBlock(seed, len(v), 1024)...)
+	}
+	return v[:n]
+}
+
+// trustStore writes a map to a new bbolt file and closes it: 300 small keys, and the values
+// returned under "arr/c/0" (200 KiB, a Zarr shard) and "small" (100 bytes).
+func trustStore(t testing.TB) (path string, root cid.Cid, values map[string][]byte) {
+	t.Helper()
+	ctx := context.Background()
+	path = boltTempPath(t)
+	cas, err := hamt.OpenBoltCAS(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := hamt.New(ctx, cas, hamt.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	values = map[string][]byte{"arr/c/0": trustValue(1, 200<<10), "small": trustValue(2, 100)}
+	for i := range 300 {
+		values[fmt.Sprintf("k%03d", i)] = []byte(fmt.Sprintf("value %d", i))
+	}
+	for k, v := range values {
+		if err := m.Set(ctx, k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if root, err = m.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := cas.CloseStrict(); err != nil {
+		t.Fatal(err)
+	}
+	return path, root, values
+}
+
+// trustFlip flips one byte in the middle of the one place the file at path holds value, as bit
+// rot would, and returns the offset it flipped.
+func trustFlip(t testing.TB, path string, value []byte) int64 {
+	t.Helper()
+	file, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := bytes.Index(file, value)
+	if i < 0 || bytes.Index(file[i+1:], value) >= 0 {
+		t.Fatalf("the value is in the file %d times, want once", bytes.Count(file, value))
+	}
+	off := int64(i + len(value)/2)
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt([]byte{file[off] ^ 0x20}, off); err != nil {
+		t.Fatal(err)
+	}
+	return off
+}
+
+func TestTrustBitRotIsErrCorruptOnEveryReadPath(t *testing.T) {
+	ctx := context.Background()
+	path, root, values := trustStore(t)
+	trustFlip(t, path, values["arr/c/0"])
+	trustFlip(t, path, values["small"])
+	cas := boltOpen(t, path, hamt.WithBoltReadOnly())
+	m, err := hamt.Open(ctx, cas, hamt.Bytes, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	z, err := hamt.NewZarrStore(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"arr/c/0", "small"} {
+		if got, err := m.Get(ctx, key); !errors.Is(err, hamt.ErrCorrupt) {
+			t.Errorf("Map.Get(%q) = %d bytes, %v; want ErrCorrupt", key, len(got), err)
+		}
+		// Twice: a range of a large block is served from the verified set only once it passed.
+		for range 2 {
+			for _, r := range []hamt.ByteRange{{}, hamt.RangeBetween(0, 10), hamt.RangeSuffix(5)} {
+				if got, err := z.Get(ctx, key, r); !errors.Is(err, hamt.ErrCorrupt) {
+					t.Errorf("ZarrStore.Get(%q, %v) = %d bytes, %v; want ErrCorrupt", key, r, len(got), err)
+				}
+			}
+		}
+	}
+	// The others read back right, by range too, from the same store.
+	if got, err := z.Get(ctx, "k007", hamt.RangeFrom(2)); err != nil || string(got) != "lue 7" {
+		t.Errorf("ZarrStore.Get(k007, from 2) = %q, %v", got, err)
+	}
+	if err := cas.Check(ctx, true); !errors.Is(err, hamt.ErrCorrupt) {
+		t.Errorf("Check = %v, want ErrCorrupt", err)
+	}
+}
+
+// TestTrustRangesOfALargeBlockAreVerifiedOnce: a large block read range by range is hashed once;
+// afterwards the ranges come from the file without hashing, so bit rot after the first read in
+// one store's lifetime is not seen until the store is reopened (this is the documented trade).
+func TestTrustRangesOfALargeBlockAreVerifiedOnce(t *testing.T) {
+	ctx := context.Background()
+	path, root, values := trustStore(t)
+	cas := boltOpen(t, path, hamt.WithBoltReadOnly())
+	m, err := hamt.Open(ctx, cas, hamt.Bytes, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	z, err := hamt.NewZarrStore(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shard := values["arr/c/0"]
+	if got, err := z.Get(ctx, "arr/c/0", hamt.RangeBetween(10, 20)); err != nil || !bytes.Equal(got, shard[10:20]) {
+		t.Fatalf("first range = %x, %v", got, err)
+	}
+	trustFlip(t, path, shard) // the map shares the page cache: the change is seen at once
+	if got, err := z.Get(ctx, "arr/c/0", hamt.RangeBetween(len64(shard)/2-1, len64(shard)/2+1)); err != nil || bytes.Equal(got, shard[len(shard)/2-1:len(shard)/2+1]) {
+		t.Fatalf("range over the flipped byte = %x, %v; want the changed bytes, unverified", got, err)
+	}
+	reopened := boltOpen(t, path, hamt.WithBoltReadOnly())
+	if _, err := reopened.LoadRange(ctx, trustValueCID(shard), hamt.RangeBetween(10, 20)); !errors.Is(err, hamt.ErrCorrupt) {
+		t.Errorf("LoadRange on a new store = %v, want ErrCorrupt", err)
+	}
+}
+
+func len64(b []byte) int64 { return int64(len(b)) }
+
+func trustValueCID(v []byte) cid.Cid { return boltCID(multicodec.Raw, v) }
 
 func TestTrustEmptyFileIsNotAStore(t *testing.T) {
 	path := boltTempPath(t)
