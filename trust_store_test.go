@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -268,5 +269,184 @@ func TestTrustEmptyFileIsNotAStore(t *testing.T) {
 	b := boltOpen(t, path)
 	if n, err := b.Len(context.Background()); err != nil || n != 0 {
 		t.Errorf("Len of the new store = %d, %v", n, err)
+	}
+}
+
+// trustPageSize is the page size of the bbolt file at path, from its first meta page.
+func trustPageSize(t testing.TB, path string) int64 {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var b [28]byte
+	if _, err := f.ReadAt(b[:], 0); err != nil {
+		t.Fatal(err)
+	}
+	return int64(binary.NativeEndian.Uint32(b[24:]))
+}
+
+// trustOverwrite writes data at off in the file at path.
+func trustOverwrite(t testing.TB, path string, off int64, data []byte) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(data, off); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// trustDamages are the ways TestTrustDamagedFileIsErrCorrupt damages a store; seen says whether
+// reads (not only Check) must meet the damage when the file opens.
+var trustDamages = []struct {
+	name   string
+	seen   bool
+	damage func(t testing.TB, path string, values map[string][]byte)
+}{
+	{"truncated to half", true, func(t testing.TB, path string, _ map[string][]byte) {
+		info, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Truncate(path, info.Size()/2); err != nil {
+			t.Fatal(err)
+		}
+	}},
+	{"truncated to one page", true, func(t testing.TB, path string, _ map[string][]byte) {
+		if err := os.Truncate(path, trustPageSize(t, path)); err != nil {
+			t.Fatal(err)
+		}
+	}},
+	{"page id overwritten", true, func(t testing.TB, path string, values map[string][]byte) {
+		trustOverwrite(t, path, trustPageOf(t, path, values["small"]), []byte{0xde, 0xad, 0xbe, 0xef})
+	}},
+	{"page flags and count overwritten", true, func(t testing.TB, path string, values map[string][]byte) {
+		trustOverwrite(t, path, trustPageOf(t, path, values["small"])+8, []byte{0xff, 0xff, 0xff, 0xff})
+	}},
+	{"page overflow overwritten", false, func(t testing.TB, path string, values map[string][]byte) {
+		trustOverwrite(t, path, trustPageOf(t, path, values["small"])+12, []byte{0xff, 0xff, 0xff, 0x7f})
+	}},
+	{"branch page id overwritten", true, func(t testing.TB, path string, _ map[string][]byte) {
+		trustOverwrite(t, path, trustBranchPage(t, path), []byte{0x01, 0x00, 0x00, 0x10})
+	}},
+	{"freelist page header overwritten", false, func(t testing.TB, path string, _ map[string][]byte) {
+		trustOverwrite(t, path, trustFreelistPage(t, path)+8, []byte{0xff, 0xff, 0xff, 0xff})
+	}},
+}
+
+// trustPageOf returns the offset of the page that holds value (a value of less than a page).
+func trustPageOf(t testing.TB, path string, value []byte) int64 {
+	t.Helper()
+	file, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := bytes.Index(file, value)
+	if i < 0 {
+		t.Fatal("value not in the file")
+	}
+	ps := trustPageSize(t, path)
+	return int64(i) / ps * ps
+}
+
+// trustBranchPage returns the offset of the first branch page (flags 0x01) in the file.
+func trustBranchPage(t testing.TB, path string) int64 {
+	t.Helper()
+	file, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := trustPageSize(t, path)
+	for off := 2 * ps; off+16 <= int64(len(file)); off += ps {
+		if binary.NativeEndian.Uint64(file[off:]) == uint64(off/ps) && binary.NativeEndian.Uint16(file[off+8:]) == 0x01 {
+			return off
+		}
+	}
+	t.Fatal("no branch page in the file")
+	return 0
+}
+
+// trustFreelistPage returns the offset of the freelist page the newer meta page names.
+func trustFreelistPage(t testing.TB, path string) int64 {
+	t.Helper()
+	file, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := trustPageSize(t, path)
+	m0, m1 := file[16:], file[ps+16:]
+	m := m0
+	if binary.NativeEndian.Uint64(m1[48:]) > binary.NativeEndian.Uint64(m0[48:]) {
+		m = m1
+	}
+	return int64(binary.NativeEndian.Uint64(m[32:])) * ps
+}
+
+// TestTrustDamagedFileIsErrCorrupt: a damaged file gives errors wrapping ErrCorrupt (or opens and
+// reads what is intact), never a panic or a fault, from every method, read-only or not.
+func TestTrustDamagedFileIsErrCorrupt(t *testing.T) {
+	for _, d := range trustDamages {
+		for _, readOnly := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s/read-only=%v", d.name, readOnly), func(t *testing.T) {
+				ctx := context.Background()
+				path, root, values := trustStore(t)
+				d.damage(t, path, values)
+				var opts []hamt.BoltOption
+				if readOnly {
+					opts = append(opts, hamt.WithBoltReadOnly())
+				}
+				cas, err := hamt.OpenBoltCAS(path, opts...)
+				if err != nil {
+					if !errors.Is(err, hamt.ErrCorrupt) && !strings.Contains(err.Error(), "invalid") {
+						t.Fatalf("OpenBoltCAS = %v, want ErrCorrupt", err)
+					}
+					return
+				}
+				defer cas.Close()
+				corrupt := 0
+				expect := func(what string, err error) {
+					if err != nil && !errors.Is(err, hamt.ErrCorrupt) {
+						t.Errorf("%s = %v, want nil or ErrCorrupt", what, err)
+					}
+					if err != nil {
+						corrupt++
+					}
+				}
+				small := trustValueCID(values["small"])
+				_, err = cas.Load(ctx, small)
+				expect("Load", err)
+				_, err = cas.Has(ctx, small)
+				expect("Has", err)
+				_, err = cas.LoadRange(ctx, small, hamt.RangeBetween(1, 3))
+				expect("LoadRange", err)
+				_, err = cas.Len(ctx)
+				expect("Len", err)
+				if m, err := hamt.Open(ctx, cas, hamt.Bytes, root); err != nil {
+					expect("Open", err)
+				} else {
+					for k := range values {
+						_, err := m.Get(ctx, k)
+						expect("Get "+k, err)
+					}
+				}
+				if !readOnly {
+					_, err = cas.Save(ctx, []byte("new block"), multicodec.Raw)
+					expect("Save", err)
+					expect("Flush", cas.Flush(ctx))
+				}
+				err = cas.Check(ctx, true)
+				if !errors.Is(err, hamt.ErrCorrupt) {
+					t.Errorf("Check = %v, want ErrCorrupt", err)
+				}
+				expect("Close", cas.CloseStrict())
+				if d.seen && corrupt == 0 {
+					t.Errorf("no call but Check saw the damage")
+				}
+			})
+		}
 	}
 }
