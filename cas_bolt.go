@@ -1112,7 +1112,7 @@ func (b *BoltCAS) Check(ctx context.Context, verifyBlocks bool) error {
 			}
 		}
 		if len(errs) > 0 {
-			return fmt.Errorf("bbolt consistency check: %w", errors.Join(errs...))
+			return fmt.Errorf("%w: damaged bbolt file: bbolt's consistency check: %w", ErrCorrupt, errors.Join(errs...))
 		}
 		if err := boltCheckFormat(tx); err != nil {
 			return err

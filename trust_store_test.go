@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hamt-go/hamt"
 	"github.com/ipfs/go-cid"
@@ -135,6 +136,12 @@ func trustValue(seed uint64, n int) []byte {
 // returned under "arr/c/0" (200 KiB, a Zarr shard) and "small" (100 bytes).
 func trustStore(t testing.TB) (path string, root cid.Cid, values map[string][]byte) {
 	t.Helper()
+	return trustStoreSized(t, 200<<10)
+}
+
+// trustStoreSized is trustStore with a shard of the given size.
+func trustStoreSized(t testing.TB, shard int) (path string, root cid.Cid, values map[string][]byte) {
+	t.Helper()
 	ctx := context.Background()
 	path = boltTempPath(t)
 	cas, err := hamt.OpenBoltCAS(path)
@@ -145,7 +152,7 @@ func trustStore(t testing.TB) (path string, root cid.Cid, values map[string][]by
 	if err != nil {
 		t.Fatal(err)
 	}
-	values = map[string][]byte{"arr/c/0": trustValue(1, 200<<10), "small": trustValue(2, 100)}
+	values = map[string][]byte{"arr/c/0": trustValue(1, shard), "small": trustValue(2, 100)}
 	for i := range 300 {
 		values[fmt.Sprintf("k%03d", i)] = []byte(fmt.Sprintf("value %d", i))
 	}
@@ -449,4 +456,96 @@ func TestTrustDamagedFileIsErrCorrupt(t *testing.T) {
 			})
 		}
 	}
+}
+
+// FuzzBoltFile damages a real store file (300 keys of a map, a 5 KiB value) as the input says,
+// then opens it, read-only or not, reads every value through the map and the store, writes, and
+// runs Check. Nothing may panic or fault; every read gives the right bytes or an error; Check and
+// the reads fail with ErrCorrupt or a lost block, never another kind of error.
+//
+// The input is a list of edits: a byte op, a 4-byte little-endian offset (modulo the file's
+// length), then for op&3 != 0 that many bytes (op>>2&15 + 1 of them) written at the offset;
+// op&3 == 0 truncates the file there. Bit 0x80 of the first op opens the file read-only.
+func FuzzBoltFile(f *testing.F) {
+	path, root, values := trustStoreSized(f, 5<<10)
+	base, err := os.ReadFile(path)
+	if err != nil {
+		f.Fatal(err)
+	}
+	ps := trustPageSize(f, path)
+	le := func(v uint32) []byte { return binary.LittleEndian.AppendUint32(nil, v) }
+	f.Add([]byte{})
+	f.Add(append([]byte{0x80}, le(uint32(len(base)/2))...))                                   // truncate to half
+	f.Add(append(append([]byte{0x0d}, le(uint32(3*ps))...), 0xde, 0xad, 0xbe, 0xef))          // a page id
+	f.Add(append(append([]byte{0x8d}, le(uint32(4*ps+8))...), 0xff, 0xff, 0xff, 0xff))        // flags and count
+	f.Add(append(append([]byte{0x01}, le(uint32(2*ps+16))...), 0x07))                         // an element
+	f.Add(append(append([]byte{0x3d}, le(uint32(ps+16))...), bytes.Repeat([]byte{9}, 16)...)) // meta 1
+	f.Fuzz(func(t *testing.T, edits []byte) {
+		file := bytes.Clone(base)
+		readOnly := len(edits) > 0 && edits[0]&0x80 != 0
+		for len(edits) >= 5 && len(file) > 0 {
+			op, off := edits[0], int(binary.LittleEndian.Uint32(edits[1:5]))%len(file)
+			edits = edits[5:]
+			if op&3 == 0 {
+				file = file[:off]
+				continue
+			}
+			n := min(int(op>>2&15)+1, len(edits))
+			copy(file[off:], edits[:n])
+			edits = edits[n:]
+		}
+		dir := t.TempDir()
+		p := dir + "/store.bolt"
+		if err := os.WriteFile(p, file, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		opts := []hamt.BoltOption{hamt.WithBoltFlushInterval(0), hamt.WithBoltTimeout(time.Second)}
+		if readOnly {
+			opts = append(opts, hamt.WithBoltReadOnly())
+		}
+		cas, err := hamt.OpenBoltCAS(p, opts...)
+		if err != nil {
+			return // any clean error: bbolt's own for a file with no valid meta page
+		}
+		defer cas.Close()
+		clean := func(what string, err error) {
+			if err != nil && !errors.Is(err, hamt.ErrCorrupt) && !errors.Is(err, hamt.ErrNotFound) &&
+				!errors.Is(err, hamt.ErrMissingBlock) && !errors.Is(err, hamt.ErrMalformedNode) {
+				t.Errorf("%s: %v, want ErrCorrupt or a lost block", what, err)
+			}
+		}
+		for k, v := range values {
+			got, err := cas.Load(ctx, trustValueCID(v))
+			clean("Load "+k, err)
+			if err == nil && !bytes.Equal(got, v) {
+				t.Fatalf("Load %s gave other bytes", k)
+			}
+			part, err := cas.LoadRange(ctx, trustValueCID(v), hamt.RangeFrom(1))
+			clean("LoadRange "+k, err)
+			if err == nil && !bytes.Equal(part, v[1:]) {
+				t.Fatalf("LoadRange %s gave other bytes", k)
+			}
+		}
+		_, err = cas.Len(ctx)
+		clean("Len", err)
+		if m, err := hamt.Open(ctx, cas, hamt.Bytes, root); err != nil {
+			clean("Open", err)
+		} else {
+			for k, v := range values {
+				got, err := m.Get(ctx, k)
+				clean("Get "+k, err)
+				if err == nil && !bytes.Equal(got, v) {
+					t.Fatalf("Get %s gave other bytes", k)
+				}
+			}
+		}
+		if !readOnly {
+			_, err := cas.Save(ctx, []byte("a new block"), multicodec.Raw)
+			clean("Save", err)
+			clean("Flush", cas.Flush(ctx))
+		}
+		clean("Check", cas.Check(ctx, true))
+		clean("Close", cas.CloseStrict())
+	})
 }
