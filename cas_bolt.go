@@ -45,6 +45,16 @@ import (
 // holds every block of every commit that finished and nothing of one cut off. Blocks still in
 // the buffer are lost in a crash.
 //
+// Every block read from the file is verified: Load, LoadMany and LoadRange hash it and compare
+// it with its CID, and a mismatch (bit rot, a block changed by hand) is ErrCorrupt, never data.
+// LoadRange hashes the whole block in place; a block of 64 KiB or more is hashed on its first
+// read only and then remembered as verified, for up to 4096 blocks, while the store is open, so a
+// Zarr shard read range by range costs one hash. BlockSize and Has read no block bytes and do not
+// verify. A damaged file (truncated, pages overwritten) gives errors wrapping ErrCorrupt, never a
+// panic or a fault: OpenBoltCAS checks the file's length and freelist against its meta page
+// before bbolt maps it, and a panic or memory fault inside bbolt becomes ErrCorrupt and leaves the
+// store broken, every later call failing with that error until it is reopened.
+//
 // A BoltCAS is safe for concurrent use. bbolt locks the file, so one BoltCAS at a time may hold
 // it for writing (in any process), or any number read-only. After Close every method but Path
 // fails with an error wrapping fs.ErrClosed.
