@@ -276,13 +276,27 @@ func OpenBoltCAS(path string, opts ...BoltOption) (*BoltCAS, error) {
 // boltCheckFile checks, before bbolt maps the file at path, what bbolt would trust without
 // checking: that the file holds every page its meta page counts (a truncated file faults when
 // read through the map), and that its freelist lies within them.
+//
+// It runs before bbolt takes the file's lock, so a store committing in another process could
+// make it see a meta page and a freelist of different commits: a failure is believed only if
+// the meta page has not changed when it is read again.
 func boltCheckFile(path string, freelistIDs bool) error {
-	bf, found, err := openBoltFile(path)
-	if err != nil || !found {
-		return err // a file without a valid meta page: bbolt refuses it
+	check := func() (txid uint64, err error) {
+		bf, found, err := openBoltFile(path)
+		if err != nil || !found {
+			return 0, err // a file without a valid meta page: bbolt refuses it
+		}
+		defer bf.Close()
+		return bf.meta.txid, bf.checkMeta(freelistIDs)
 	}
-	defer bf.Close()
-	return bf.checkMeta(freelistIDs)
+	txid, err := check()
+	if !errors.Is(err, ErrCorrupt) {
+		return err
+	}
+	if again, _ := check(); again != txid {
+		return nil // being written: bbolt waits for the lock
+	}
+	return err
 }
 
 // boltRecover runs fn, which uses bbolt, turning a panic in bbolt or a memory fault reading its
