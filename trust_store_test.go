@@ -179,7 +179,7 @@ func trustFlip(t testing.TB, path string, value []byte) int64 {
 		t.Fatal(err)
 	}
 	i := bytes.Index(file, value)
-	if i < 0 || bytes.Index(file[i+1:], value) >= 0 {
+	if i < 0 || bytes.Contains(file[i+1:], value) {
 		t.Fatalf("the value is in the file %d times, want once", bytes.Count(file, value))
 	}
 	off := int64(i + len(value)/2)
