@@ -60,46 +60,36 @@ func BenchmarkBoltSave(b *testing.B) {
 	}
 }
 
-// BenchmarkBoltLoad loads blocks from the file (none buffered), with and without WithBoltVerify.
+// BenchmarkBoltLoad loads blocks from the file (none buffered); every block is verified.
 func BenchmarkBoltLoad(b *testing.B) {
 	ctx := context.Background()
 	for _, sz := range boltBenchSizes {
-		for _, verify := range []bool{false, true} {
-			name := sz.name
-			if verify {
-				name += "/verified"
-			}
-			b.Run(name, func(b *testing.B) {
-				path := boltTempPath(b)
-				const blocks = 256
-				cas := boltOpen(b, path)
-				ids := make([]cid.Cid, blocks)
-				data := make([]byte, sz.size)
-				for i := range ids {
-					binary.LittleEndian.PutUint64(data, uint64(i))
-					id, err := cas.Save(ctx, data, multicodec.Raw)
-					if err != nil {
-						b.Fatal(err)
-					}
-					ids[i] = id
-				}
-				if err := cas.CloseStrict(); err != nil {
+		b.Run(sz.name, func(b *testing.B) {
+			path := boltTempPath(b)
+			const blocks = 256
+			cas := boltOpen(b, path)
+			ids := make([]cid.Cid, blocks)
+			data := make([]byte, sz.size)
+			for i := range ids {
+				binary.LittleEndian.PutUint64(data, uint64(i))
+				id, err := cas.Save(ctx, data, multicodec.Raw)
+				if err != nil {
 					b.Fatal(err)
 				}
-				var opts []hamt.BoltOption
-				if verify {
-					opts = append(opts, hamt.WithBoltVerify())
+				ids[i] = id
+			}
+			if err := cas.CloseStrict(); err != nil {
+				b.Fatal(err)
+			}
+			cas = boltOpen(b, path, hamt.WithBoltReadOnly())
+			b.SetBytes(int64(sz.size))
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				if _, err := cas.Load(ctx, ids[i%blocks]); err != nil {
+					b.Fatal(err)
 				}
-				cas = boltOpen(b, path, append(opts, hamt.WithBoltReadOnly())...)
-				b.SetBytes(int64(sz.size))
-				b.ReportAllocs()
-				for i := 0; b.Loop(); i++ {
-					if _, err := cas.Load(ctx, ids[i%blocks]); err != nil {
-						b.Fatal(err)
-					}
-				}
-				boltReportBlocks(b)
-			})
-		}
+			}
+			boltReportBlocks(b)
+		})
 	}
 }

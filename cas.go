@@ -29,6 +29,26 @@ type CAS interface {
 	Load(ctx context.Context, id cid.Cid) ([]byte, error)
 }
 
+// Flusher is a CAS that buffers writes: a block Save returned may not be durable yet, and Flush
+// makes it so. When Flush returns without error, every block saved before it was called survives
+// a crash of the process (and of the machine, as far as the store's storage promises). A failed
+// Flush leaves the blocks buffered, to be retried.
+//
+// Map.Flush and Map.MakeReadOnly call Flush after saving a root's nodes, so the root they return
+// is durable with everything it reaches. BoltCAS is a Flusher; MemoryCAS keeps nothing across a
+// crash and KuboCAS hands each block to Kubo as it is saved, so neither is.
+type Flusher interface {
+	Flush(ctx context.Context) error
+}
+
+// flushStore makes what cas holds durable when it buffers writes (see Flusher).
+func flushStore(ctx context.Context, cas CAS) error {
+	if f, ok := cas.(Flusher); ok {
+		return f.Flush(ctx)
+	}
+	return nil
+}
+
 // rawCIDLen is the length of a binary CIDv1(raw, blake3-256): version, codec, multihash code and
 // length (one byte each), then the digest.
 const rawCIDLen = 4 + 32

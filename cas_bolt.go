@@ -7,10 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/ipfs/go-cid"
 	"github.com/multiformats/go-multicodec"
@@ -33,10 +37,23 @@ import (
 // the file, so a block is readable as soon as Save returns. A block is immutable: one already
 // buffered or in the file is not written again.
 //
-// What Flush, SaveMany, or a Save with batch size 1 returned without error is on disk: bbolt
-// fsyncs every commit. A commit is one bbolt transaction, so after a crash the file opens, passes
-// Check, and holds every block of every commit that finished and nothing of one cut off.
-// Blocks still in the buffer are lost in a crash.
+// What is durable when: what Flush, SaveMany, Close, or a Save or Put with batch size 1 returned
+// without error is on disk: bbolt fsyncs every commit. A Save or Put with larger batches is
+// durable after the next commit (a full batch, the flush interval, or one of those calls). A
+// BoltCAS is a Flusher, so the root Map.Flush or Map.MakeReadOnly returns is on disk with what it
+// reaches. A commit is one bbolt transaction, so after a crash the file opens, passes Check, and
+// holds every block of every commit that finished and nothing of one cut off. Blocks still in
+// the buffer are lost in a crash.
+//
+// Every block read from the file is verified: Load, LoadMany and LoadRange hash it and compare
+// it with its CID, and a mismatch (bit rot, a block changed by hand) is ErrCorrupt, never data.
+// LoadRange hashes the whole block in place; a block of 64 KiB or more is hashed on its first
+// read only and then remembered as verified, for up to 4096 blocks, while the store is open, so a
+// Zarr shard read range by range costs one hash. BlockSize and Has read no block bytes and do not
+// verify. A damaged file (truncated, pages overwritten) gives errors wrapping ErrCorrupt, never a
+// panic or a fault: OpenBoltCAS checks the file's length and freelist against its meta page
+// before bbolt maps it, and a panic or memory fault inside bbolt becomes ErrCorrupt and leaves the
+// store broken, every later call failing with that error until it is reopened.
 //
 // A BoltCAS is safe for concurrent use. bbolt locks the file, so one BoltCAS at a time may hold
 // it for writing (in any process), or any number read-only. After Close every method but Path
@@ -71,6 +88,14 @@ type BoltCAS struct {
 	stop     chan struct{} // closed by Close to stop the flusher
 	stopOnce sync.Once
 	done     chan struct{} // closed when the flusher has returned (at once if there is none)
+
+	// broken is set, once, by the first panic or memory fault inside bbolt (a damaged file):
+	// every later call fails with it rather than use a bbolt that may hold locks or half a
+	// transaction.
+	broken atomic.Pointer[error]
+	// verified holds the keys of large blocks hashed whole in this store's lifetime, so that
+	// ranges of them are served without hashing the block again.
+	verified boltVerifiedSet
 }
 
 // BoltOption configures OpenBoltCAS.
@@ -81,7 +106,6 @@ type boltOptions struct {
 	batchBytes    int64
 	flushInterval time.Duration
 	readOnly      bool
-	verify        bool
 	timeout       time.Duration
 }
 
@@ -97,9 +121,11 @@ const (
 	DefaultBoltTimeout = 5 * time.Second
 )
 
-// A BoltCAS can read ranges of blocks and tell their sizes without copying them.
+// A BoltCAS buffers writes until Flush, and can read ranges of blocks and tell their sizes
+// without copying them.
 var _ interface {
 	CAS
+	Flusher
 	RangeLoader
 	BlockSizer
 } = (*BoltCAS)(nil)
@@ -152,14 +178,11 @@ func WithBoltReadOnly() BoltOption {
 	}
 }
 
-// WithBoltVerify makes Load and LoadMany hash every block they read from the file and compare it
-// with the CID asked for: a mismatch is ErrCorrupt. Blocks still in the buffer were hashed when
-// saved; LoadRange and BlockSize are never verified (see RangeLoader).
+// WithBoltVerify does nothing: a BoltCAS verifies every block it reads (see BoltCAS).
+//
+// Deprecated: verification is always on.
 func WithBoltVerify() BoltOption {
-	return func(o *boltOptions) error {
-		o.verify = true
-		return nil
-	}
+	return func(*boltOptions) error { return nil }
 }
 
 // WithBoltTimeout sets how long OpenBoltCAS waits for the file's lock (default 5 s) when another
@@ -198,23 +221,40 @@ func OpenBoltCAS(path string, opts ...BoltOption) (*BoltCAS, error) {
 			return nil, fmt.Errorf("open bolt store %s: %w", path, err)
 		}
 	}
+	if info, err := os.Stat(path); err == nil && info.Mode().IsRegular() {
+		if info.Size() == 0 && o.readOnly {
+			// bbolt would try to initialise it, and fail with "bad file descriptor" on the
+			// read-only descriptor.
+			return nil, fmt.Errorf("open bolt store %s: the file is empty: not a hamt store", path)
+		}
+		if info.Size() > 0 {
+			if err := boltCheckFile(path, !o.readOnly); err != nil {
+				return nil, fmt.Errorf("open bolt store %s: %w", path, err)
+			}
+		}
+	}
 	// bbolt's defaults otherwise: every commit fsyncs, and the freelist is written with it.
 	// NoFreelistSync and the hashmap freelist made no measurable difference to Save (batched or
 	// not, 150,000 blocks of 1 KiB), and NoFreelistSync makes every open scan the whole file.
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: o.timeout, ReadOnly: o.readOnly})
+	var db *bolt.DB
+	err := boltRecover(func() (err error) {
+		db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: o.timeout, ReadOnly: o.readOnly})
+		return err
+	})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("open bolt store %s: the file is locked by another store, in this process or another, and was not released within %v: %w", path, o.timeout, err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open bolt store %s: %w", path, err)
 	}
-	if o.readOnly {
-		err = db.View(boltCheckFormat)
-	} else {
-		err = db.Update(boltInitFormat)
-	}
+	err = boltRecover(func() error {
+		if o.readOnly {
+			return db.View(boltCheckFormat)
+		}
+		return db.Update(boltInitFormat)
+	})
 	if err != nil {
-		_ = db.Close()
+		_ = boltRecover(db.Close)
 		return nil, fmt.Errorf("open bolt store %s: %w", path, err)
 	}
 	b := &BoltCAS{
@@ -231,6 +271,82 @@ func OpenBoltCAS(path string, opts ...BoltOption) (*BoltCAS, error) {
 		go b.flushEvery(o.flushInterval)
 	}
 	return b, nil
+}
+
+// boltCheckFile checks, before bbolt maps the file at path, what bbolt would trust without
+// checking: that the file holds every page its meta page counts (a truncated file faults when
+// read through the map), and that its freelist lies within them.
+//
+// It runs before bbolt takes the file's lock, so a store committing in another process could
+// make it see a meta page and a freelist of different commits: a failure is believed only if
+// the meta page has not changed when it is read again.
+func boltCheckFile(path string, freelistIDs bool) error {
+	check := func() (txid uint64, err error) {
+		bf, found, err := openBoltFile(path)
+		if err != nil || !found {
+			return 0, err // a file without a valid meta page: bbolt refuses it
+		}
+		defer bf.Close()
+		return bf.meta.txid, bf.checkMeta(freelistIDs)
+	}
+	txid, err := check()
+	if !errors.Is(err, ErrCorrupt) {
+		return err
+	}
+	if again, _ := check(); again != txid {
+		return nil // being written: bbolt waits for the lock
+	}
+	return err
+}
+
+// boltRecover runs fn, which uses bbolt, turning a panic in bbolt or a memory fault reading its
+// map (both signs of a damaged file) into an error wrapping ErrCorrupt.
+func boltRecover(fn func() error) error {
+	_, err := boltRun(fn)
+	return err
+}
+
+// boltRun is boltRecover, also reporting whether fn panicked or faulted.
+func boltRun(fn func() error) (panicked bool, err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			panicked, err = true, fmt.Errorf("%w: damaged bbolt file: %v", ErrCorrupt, r)
+		}
+	}()
+	return false, fn()
+}
+
+// guard is boltRecover for an open store: after a panic or fault the store is broken, and every
+// later call fails with the same error.
+func (b *BoltCAS) guard(fn func() error) error {
+	if e := b.broken.Load(); e != nil {
+		return *e
+	}
+	panicked, err := boltRun(fn)
+	if panicked {
+		broken := fmt.Errorf("%w (the store is unusable until reopened)", err)
+		b.broken.CompareAndSwap(nil, &broken)
+	}
+	return err
+}
+
+// boltBuckets returns the two buckets of a block store, or ErrCorrupt.
+func boltBuckets(tx *bolt.Tx) (blocks, meta *bolt.Bucket, err error) {
+	blocks, meta = tx.Bucket(boltBlocksBucket), tx.Bucket(boltMetaBucket)
+	if blocks == nil || meta == nil {
+		return nil, nil, boltCorruptf("the blocks or meta bucket is gone")
+	}
+	return blocks, meta, nil
+}
+
+// boltCount returns the block count in meta, or ErrCorrupt.
+func boltCount(meta *bolt.Bucket) (uint64, error) {
+	c := meta.Get(boltCountKey)
+	if len(c) != 8 {
+		return 0, boltCorruptf("the block count is %d bytes", len(c))
+	}
+	return binary.BigEndian.Uint64(c), nil
 }
 
 // boltCheckFormat checks that tx is a block store's.
@@ -440,7 +556,7 @@ func (b *BoltCAS) commitLocked(ctx context.Context, extra []boltEntry) error {
 	b.gen++
 	b.mu.Unlock()
 
-	err := b.write(ctx, batch, extra)
+	err := b.guard(func() error { return b.write(ctx, batch, extra) })
 
 	b.mu.Lock()
 	if err != nil {
@@ -477,7 +593,10 @@ func (b *BoltCAS) write(ctx context.Context, batch map[string][]byte, extra []bo
 		return err
 	}
 	defer func() { _ = tx.Rollback() }() // after Commit, a no-op
-	blocks, meta := tx.Bucket(boltBlocksBucket), tx.Bucket(boltMetaBucket)
+	blocks, meta, err := boltBuckets(tx)
+	if err != nil {
+		return err
+	}
 	cur := blocks.Cursor()
 	var added uint64
 	for i, e := range entries {
@@ -500,8 +619,11 @@ func (b *BoltCAS) write(ctx context.Context, batch map[string][]byte, extra []bo
 	if added == 0 {
 		return nil
 	}
-	count := binary.BigEndian.Uint64(meta.Get(boltCountKey)) + added
-	if err := meta.Put(boltCountKey, binary.BigEndian.AppendUint64(nil, count)); err != nil {
+	count, err := boltCount(meta)
+	if err != nil {
+		return err
+	}
+	if err := meta.Put(boltCountKey, binary.BigEndian.AppendUint64(nil, count+added)); err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil {
@@ -602,23 +724,58 @@ func (b *BoltCAS) buffered(key string) ([]byte, bool) {
 	return append(make([]byte, 0, len(v)), v...), true
 }
 
+// read runs fn in a read transaction, guarded (see guard).
+func (b *BoltCAS) read(fn func(*bolt.Tx) error) error {
+	return b.guard(func() error { return b.db.View(fn) })
+}
+
+// value returns the stored bytes of block key in tx (bbolt's, valid only during tx), or nil and
+// false if the file lacks it. cur is a cursor of the blocks bucket. Bytes that a damaged page
+// places outside the file, or a bucket where a block should be, are ErrCorrupt.
+func (b *BoltCAS) value(tx *bolt.Tx, cur *bolt.Cursor, key string) ([]byte, bool, error) {
+	info := b.db.Info()
+	k := []byte(key)
+	got, v := cur.Seek(k)
+	if !bytes.Equal(got, k) {
+		return nil, false, nil
+	}
+	if v == nil {
+		return nil, false, boltCorruptf("a bucket where block %x should be", k)
+	}
+	// bbolt believes the sizes and offsets it finds in a page: check that the value lies within
+	// the pages the transaction sees before copying or hashing it. The bucket of a small store
+	// is inline, in one page, and bbolt may have copied it from the map.
+	if cur.Bucket().Root() == 0 {
+		if len(v) > info.PageSize {
+			return nil, false, boltCorruptf("block %x is larger than its inline bucket", k)
+		}
+	} else if len(v) > 0 {
+		start := uintptr(unsafe.Pointer(unsafe.SliceData(v))) - info.Data
+		if size := uintptr(tx.Size()); start >= size || uintptr(len(v)) > size-start {
+			return nil, false, boltCorruptf("block %x lies outside the file", k)
+		}
+	}
+	return v, true, nil
+}
+
 // view runs fn with the stored bytes of block key, or nil and false if the file lacks it. The
 // bytes are bbolt's, valid only during fn.
-func (b *BoltCAS) view(key string, fn func(v []byte, ok bool)) error {
-	return b.db.View(func(tx *bolt.Tx) error {
-		k := []byte(key)
-		got, v := tx.Bucket(boltBlocksBucket).Cursor().Seek(k)
-		if bytes.Equal(got, k) {
-			fn(v, true)
-		} else {
-			fn(nil, false)
+func (b *BoltCAS) view(key string, fn func(v []byte, ok bool) error) error {
+	return b.read(func(tx *bolt.Tx) error {
+		blocks, _, err := boltBuckets(tx)
+		if err != nil {
+			return err
 		}
-		return nil
+		v, ok, err := b.value(tx, blocks.Cursor(), key)
+		if err != nil {
+			return err
+		}
+		return fn(v, ok)
 	})
 }
 
-// Load returns a copy of block id, from the buffer or the file, or ErrNotFound. With
-// WithBoltVerify a block read from the file is checked against id (ErrCorrupt).
+// Load returns a copy of block id, from the buffer or the file, or ErrNotFound. A block read from
+// the file is hashed and checked against id: a mismatch is ErrCorrupt.
 func (b *BoltCAS) Load(ctx context.Context, id cid.Cid) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("bolt load %s: %w", id, err)
@@ -636,26 +793,25 @@ func (b *BoltCAS) Load(ctx context.Context, id cid.Cid) ([]byte, error) {
 	}
 	var data []byte
 	var found bool
-	if err := b.view(key, func(v []byte, ok bool) {
+	if err := b.view(key, func(v []byte, ok bool) error {
 		data, found = append(make([]byte, 0, len(v)), v...), ok
+		return nil
 	}); err != nil {
 		return nil, fmt.Errorf("bolt store %s: load %s: %w", b.path, id, err)
 	}
 	if !found {
 		return nil, fmt.Errorf("load %s: %w", id, ErrNotFound)
 	}
-	if b.opts.verify {
-		if err := verifyBlock(id, data); err != nil {
-			return nil, fmt.Errorf("bolt store %s: load: %w", b.path, err)
-		}
+	if err := b.verify(key, data); err != nil {
+		return nil, fmt.Errorf("bolt store %s: load %s: %w", b.path, id, err)
 	}
 	return data, nil
 }
 
 // LoadMany returns the blocks ids name, one entry per id in order: a copy of the block, or nil
 // for one the store does not hold (a present block is never nil, even when empty). Blocks not
-// buffered are read in one read transaction, so they come from one state of the file. With
-// WithBoltVerify a block that does not match its CID fails the call with ErrCorrupt.
+// buffered are read in one read transaction, so they come from one state of the file, and are
+// verified as Load's are: one that does not match its CID fails the call with ErrCorrupt.
 func (b *BoltCAS) LoadMany(ctx context.Context, ids []cid.Cid) ([][]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("bolt load many: %w", err)
@@ -688,14 +844,21 @@ func (b *BoltCAS) LoadMany(ctx context.Context, ids []cid.Cid) ([][]byte, error)
 	if len(fromFile) == 0 {
 		return out, nil
 	}
-	err := b.db.View(func(tx *bolt.Tx) error {
-		cur := tx.Bucket(boltBlocksBucket).Cursor()
+	err := b.read(func(tx *bolt.Tx) error {
+		blocks, _, err := boltBuckets(tx)
+		if err != nil {
+			return err
+		}
+		cur := blocks.Cursor()
 		for n, i := range fromFile {
 			if n%64 == 0 && ctx.Err() != nil {
 				return ctx.Err()
 			}
-			k := []byte(keys[i])
-			if got, v := cur.Seek(k); bytes.Equal(got, k) {
+			v, ok, err := b.value(tx, cur, keys[i])
+			if err != nil {
+				return err
+			}
+			if ok {
 				out[i] = append(make([]byte, 0, len(v)), v...)
 			}
 		}
@@ -704,16 +867,26 @@ func (b *BoltCAS) LoadMany(ctx context.Context, ids []cid.Cid) ([][]byte, error)
 	if err != nil {
 		return nil, fmt.Errorf("bolt store %s: load many: %w", b.path, err)
 	}
-	if b.opts.verify {
-		for _, i := range fromFile {
-			if out[i] != nil {
-				if err := verifyBlock(ids[i], out[i]); err != nil {
-					return nil, fmt.Errorf("bolt store %s: load many: %w", b.path, err)
-				}
+	for _, i := range fromFile {
+		if out[i] != nil {
+			if err := b.verify(keys[i], out[i]); err != nil {
+				return nil, fmt.Errorf("bolt store %s: load many %s: %w", b.path, ids[i], err)
 			}
 		}
 	}
 	return out, nil
+}
+
+// verify hashes block key, read from the file, and compares it with the key; a block of at least
+// boltVerifyOnceSize is remembered as verified, so that LoadRange need not hash it again.
+func (b *BoltCAS) verify(key string, data []byte) error {
+	if err := boltVerify([]byte(key), data); err != nil {
+		return err
+	}
+	if len(data) >= boltVerifyOnceSize {
+		b.verified.add(key)
+	}
+	return nil
 }
 
 // Has reports whether the store holds block id, buffered or in the file.
@@ -738,14 +911,18 @@ func (b *BoltCAS) Has(ctx context.Context, id cid.Cid) (bool, error) {
 	if ok {
 		return true, nil
 	}
-	if err := b.view(key, func(_ []byte, found bool) { ok = found }); err != nil {
+	if err := b.view(key, func(_ []byte, found bool) error { ok = found; return nil }); err != nil {
 		return false, fmt.Errorf("bolt store %s: has %s: %w", b.path, id, err)
 	}
 	return ok, nil
 }
 
 // LoadRange returns a copy of the part of block id that r selects (see ByteRange.Bounds), copying
-// only those bytes, or ErrNotFound. It is never verified.
+// only those bytes, or ErrNotFound. The block is verified as Load's are, whole (a range alone
+// cannot be checked against a CID): a block smaller than boltVerifyOnceSize is hashed on every
+// call, in place; a larger one (a Zarr shard) on its first read in the store's lifetime, after
+// which the store remembers it verified (up to boltVerifiedMax blocks, the oldest forgotten
+// first), so reading a large block range by range costs one hash of it, not one per range.
 func (b *BoltCAS) LoadRange(ctx context.Context, id cid.Cid, r ByteRange) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("bolt load %s %s: %w", id, r, err)
@@ -762,7 +939,7 @@ func (b *BoltCAS) LoadRange(ctx context.Context, id cid.Cid, r ByteRange) ([]byt
 		return nil, fmt.Errorf("load %s: %w", id, ErrNotFound)
 	}
 	var part []byte
-	found, err := b.slice(key, func(v []byte) { part = append([]byte{}, r.Slice(v)...) })
+	found, err := b.slice(key, true, func(v []byte) { part = append([]byte{}, r.Slice(v)...) })
 	if err != nil {
 		return nil, fmt.Errorf("bolt store %s: load %s %s: %w", b.path, id, r, err)
 	}
@@ -772,7 +949,7 @@ func (b *BoltCAS) LoadRange(ctx context.Context, id cid.Cid, r ByteRange) ([]byt
 	return part, nil
 }
 
-// BlockSize returns the size of block id without copying it, or ErrNotFound.
+// BlockSize returns the size of block id without copying or verifying it, or ErrNotFound.
 func (b *BoltCAS) BlockSize(ctx context.Context, id cid.Cid) (int64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, fmt.Errorf("bolt block size %s: %w", id, err)
@@ -786,7 +963,7 @@ func (b *BoltCAS) BlockSize(ctx context.Context, id cid.Cid) (int64, error) {
 		return 0, fmt.Errorf("block size %s: %w", id, ErrNotFound)
 	}
 	var n int64
-	found, err := b.slice(key, func(v []byte) { n = int64(len(v)) })
+	found, err := b.slice(key, false, func(v []byte) { n = int64(len(v)) })
 	if err != nil {
 		return 0, fmt.Errorf("bolt store %s: block size %s: %w", b.path, id, err)
 	}
@@ -797,8 +974,9 @@ func (b *BoltCAS) BlockSize(ctx context.Context, id cid.Cid) (int64, error) {
 }
 
 // slice runs fn on the bytes of block key in place, from the buffer or the file, and reports
-// whether the store holds it; fn must copy what it keeps.
-func (b *BoltCAS) slice(key string, fn func(v []byte)) (found bool, err error) {
+// whether the store holds it; fn must copy what it keeps. With verify, a block from the file is
+// first verified as LoadRange describes.
+func (b *BoltCAS) slice(key string, verify bool, fn func(v []byte)) (found bool, err error) {
 	b.mu.RLock()
 	v, ok := b.pending[key]
 	if !ok {
@@ -811,12 +989,62 @@ func (b *BoltCAS) slice(key string, fn func(v []byte)) (found bool, err error) {
 	if ok {
 		return true, nil
 	}
-	err = b.view(key, func(v []byte, ok bool) {
-		if found = ok; ok {
-			fn(v)
+	err = b.view(key, func(v []byte, ok bool) error {
+		if found = ok; !ok {
+			return nil
 		}
+		if verify && (len(v) < boltVerifyOnceSize || !b.verified.has(key)) {
+			if err := b.verify(key, v); err != nil {
+				return err
+			}
+		}
+		fn(v)
+		return nil
 	})
 	return found, err
+}
+
+// Verification of ranges: see LoadRange.
+const (
+	// boltVerifyOnceSize is the size from which a block verified whole is remembered: hashing a
+	// smaller one costs less than a few microseconds.
+	boltVerifyOnceSize = 64 << 10
+	// boltVerifiedMax is how many verified blocks a store remembers: 4096 keys of 34 bytes.
+	boltVerifiedMax = 4096
+)
+
+// boltVerifiedSet is a bounded set of block keys, the oldest dropped first when it is full.
+type boltVerifiedSet struct {
+	mu    sync.Mutex
+	keys  map[string]struct{}
+	order []string // insertion order, a ring of boltVerifiedMax once full
+	next  int      // where the next key goes in order, once full
+}
+
+func (s *boltVerifiedSet) has(key string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.keys[key]
+	return ok
+}
+
+func (s *boltVerifiedSet) add(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.keys[key]; ok {
+		return
+	}
+	if s.keys == nil {
+		s.keys = make(map[string]struct{})
+	}
+	if len(s.order) < boltVerifiedMax {
+		s.order = append(s.order, key)
+	} else {
+		delete(s.keys, s.order[s.next])
+		s.order[s.next] = key
+		s.next = (s.next + 1) % boltVerifiedMax
+	}
+	s.keys[key] = struct{}{}
 }
 
 // Len returns how many blocks the store holds, in the file and buffered, each counted once.
@@ -840,9 +1068,15 @@ func (b *BoltCAS) Len(ctx context.Context) (int, error) {
 	}
 	b.mu.RUnlock()
 	var n uint64
-	err := b.db.View(func(tx *bolt.Tx) error {
-		n = binary.BigEndian.Uint64(tx.Bucket(boltMetaBucket).Get(boltCountKey))
-		cur := tx.Bucket(boltBlocksBucket).Cursor()
+	err := b.read(func(tx *bolt.Tx) error {
+		blocks, meta, err := boltBuckets(tx)
+		if err != nil {
+			return err
+		}
+		if n, err = boltCount(meta); err != nil {
+			return err
+		}
+		cur := blocks.Cursor()
 		for _, key := range keys {
 			k := []byte(key)
 			if got, _ := cur.Seek(k); !bytes.Equal(got, k) {
@@ -857,11 +1091,12 @@ func (b *BoltCAS) Len(ctx context.Context) (int, error) {
 	return int(n), nil
 }
 
-// Check checks the file: bbolt's own consistency check (every page reachable once, none both
-// used and free, keys in order), and that the block count matches the blocks. With
+// Check checks the file: its page structure (every page within the file, reached once, its
+// elements within it: damage there is ErrCorrupt), bbolt's own consistency check (no page both
+// used and free, none lost, keys in order), and that the block count matches the blocks. With
 // verifyBlocks every block is also re-hashed and compared with its key: a mismatch is
 // ErrCorrupt. It reads the committed file only (buffered blocks were hashed when saved), in one
-// read transaction: a commit that must grow the file's memory map waits for it to end.
+// read transaction; commits wait for it to end.
 func (b *BoltCAS) Check(ctx context.Context, verifyBlocks bool) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("bolt check: %w", err)
@@ -870,7 +1105,29 @@ func (b *BoltCAS) Check(ctx context.Context, verifyBlocks bool) error {
 		return err
 	}
 	defer b.leave()
-	err := b.db.View(func(tx *bolt.Tx) error {
+	// No commit may change the meta page between the structure check and the transaction.
+	b.commitMu.Lock()
+	defer b.commitMu.Unlock()
+	err := b.read(func(tx *bolt.Tx) error {
+		// bbolt's check runs on a goroutine of its own, where a fault is not recoverable:
+		// first make sure it cannot fault or loop.
+		bf, found, err := openBoltFile(b.path)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return boltCorruptf("no valid meta page")
+		}
+		defer bf.Close()
+		if bf.meta.txid != uint64(tx.ID()) {
+			return fmt.Errorf("the file's meta page (transaction %d) is not the store's (%d): is another program writing it?", bf.meta.txid, tx.ID())
+		}
+		if err := bf.checkMeta(false); err != nil {
+			return err
+		}
+		if err := bf.checkTree(); err != nil {
+			return err
+		}
 		var errs []error
 		// Drain every error: the checker runs on its own goroutine reading tx.
 		for err := range tx.Check() {
@@ -879,21 +1136,28 @@ func (b *BoltCAS) Check(ctx context.Context, verifyBlocks bool) error {
 			}
 		}
 		if len(errs) > 0 {
-			return fmt.Errorf("bbolt consistency check: %w", errors.Join(errs...))
+			return fmt.Errorf("%w: damaged bbolt file: bbolt's consistency check: %w", ErrCorrupt, errors.Join(errs...))
 		}
 		if err := boltCheckFormat(tx); err != nil {
 			return err
 		}
-		want := binary.BigEndian.Uint64(tx.Bucket(boltMetaBucket).Get(boltCountKey))
+		blocks, meta, err := boltBuckets(tx)
+		if err != nil {
+			return err
+		}
+		want, err := boltCount(meta)
+		if err != nil {
+			return err
+		}
 		var n uint64
-		cur := tx.Bucket(boltBlocksBucket).Cursor()
+		cur := blocks.Cursor()
 		for k, v := cur.First(); k != nil; k, v = cur.Next() {
 			n++
 			if n%256 == 0 && ctx.Err() != nil {
 				return ctx.Err()
 			}
-			if v == nil && cur.Bucket().Bucket(k) != nil {
-				return fmt.Errorf("%w: a nested bucket %x among the blocks", ErrCorrupt, k)
+			if v == nil {
+				return boltCorruptf("a nested bucket %x among the blocks", k)
 			}
 			if !verifyBlocks {
 				continue
@@ -903,7 +1167,7 @@ func (b *BoltCAS) Check(ctx context.Context, verifyBlocks bool) error {
 			}
 		}
 		if n != want {
-			return fmt.Errorf("the file holds %d blocks but counts %d", n, want)
+			return boltCorruptf("the file holds %d blocks but counts %d", n, want)
 		}
 		return nil
 	})
@@ -917,7 +1181,7 @@ func (b *BoltCAS) Check(ctx context.Context, verifyBlocks bool) error {
 func boltVerify(k, v []byte) error {
 	if len(k) == 34 && k[0] == byte(multihash.BLAKE3) && k[1] == 32 {
 		if d := blake3.Sum256(v); !bytes.Equal(d[:], k[2:]) {
-			return fmt.Errorf("%w: block with multihash %x", ErrCorrupt, k)
+			return fmt.Errorf("%w: the block with multihash %x does not hash to it", ErrCorrupt, k)
 		}
 		return nil
 	}
@@ -930,7 +1194,7 @@ func boltVerify(k, v []byte) error {
 		return fmt.Errorf("verify block with multihash %x: %w", k, err)
 	}
 	if !bytes.Equal(got, k) {
-		return fmt.Errorf("%w: block with multihash %x", ErrCorrupt, k)
+		return fmt.Errorf("%w: the block with multihash %x does not hash to it", ErrCorrupt, k)
 	}
 	return nil
 }
@@ -969,8 +1233,25 @@ func (b *BoltCAS) close() (flushErr, closeErr error) {
 	b.mu.Lock()
 	b.pending, b.inflight, b.pendingBytes = nil, nil, 0
 	b.mu.Unlock()
-	if err := b.db.Close(); err != nil {
+	if err := b.closeFile(); err != nil {
 		closeErr = fmt.Errorf("bolt store %s: close file: %w", b.path, err)
 	}
 	return flushErr, closeErr
+}
+
+// closeFile closes the bbolt file. After a panic in bbolt (see guard) a lock may be left held:
+// the close then runs on a goroutine of its own, and is given up after a second rather than hang
+// the caller (the file stays open until the process ends).
+func (b *BoltCAS) closeFile() error {
+	if b.broken.Load() == nil {
+		return boltRecover(b.db.Close)
+	}
+	done := make(chan error, 1)
+	go func() { done <- boltRecover(b.db.Close) }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(time.Second):
+		return fmt.Errorf("%w: the damaged file could not be closed; it stays open until the process ends", ErrCorrupt)
+	}
 }

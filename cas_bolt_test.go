@@ -127,7 +127,7 @@ func TestBoltRoundTripsFromTheBufferAndFromTheFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Run("from the file", func(t *testing.T) {
-		check(t, boltOpen(t, path, hamt.WithBoltReadOnly(), hamt.WithBoltVerify()))
+		check(t, boltOpen(t, path, hamt.WithBoltReadOnly()))
 	})
 }
 
@@ -205,7 +205,7 @@ func TestBoltPutTakesForeignCIDsAndRefusesWrongBytes(t *testing.T) {
 	if err := b.CloseStrict(); err != nil {
 		t.Fatal(err)
 	}
-	ro := boltOpen(t, path, hamt.WithBoltReadOnly(), hamt.WithBoltVerify())
+	ro := boltOpen(t, path, hamt.WithBoltReadOnly())
 	if got, err := ro.Load(ctx, sha); err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("after reopening, Load(%s) = %q, %v", sha, got, err)
 	}
@@ -413,7 +413,7 @@ func (c *boltChild) kill(t *testing.T) []string {
 func boltPresent(t *testing.T, path string, seed uint64, from, n, maxSize int) []bool {
 	t.Helper()
 	ctx := context.Background()
-	b := boltOpen(t, path, hamt.WithBoltReadOnly(), hamt.WithBoltVerify())
+	b := boltOpen(t, path, hamt.WithBoltReadOnly())
 	if err := b.Check(ctx, true); err != nil {
 		t.Fatalf("Check after the kill: %v", err)
 	}
@@ -681,7 +681,7 @@ func TestBoltMapSetConcurrentlySurvivesReopening(t *testing.T) {
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
-	b2 := boltOpen(t, path, hamt.WithBoltReadOnly(), hamt.WithBoltVerify())
+	b2 := boltOpen(t, path, hamt.WithBoltReadOnly())
 	m2, err := hamt.Open(ctx, b2, hamt.Bytes, root)
 	if err != nil {
 		t.Fatal(err)
@@ -959,15 +959,15 @@ func TestBoltCheckFindsABlockChangedInTheFile(t *testing.T) {
 	if err := ro.Check(ctx, true); !errors.Is(err, hamt.ErrCorrupt) {
 		t.Errorf("Check with hashing = %v, want ErrCorrupt", err)
 	}
-	if _, err := ro.Load(ctx, changed); err != nil {
-		t.Errorf("Load without WithBoltVerify = %v; it does not hash", err)
+	// Every read verifies.
+	if _, err := ro.Load(ctx, changed); !errors.Is(err, hamt.ErrCorrupt) {
+		t.Errorf("Load = %v, want ErrCorrupt", err)
 	}
-	verified := boltOpen(t, path, hamt.WithBoltReadOnly(), hamt.WithBoltVerify())
-	if _, err := verified.Load(ctx, changed); !errors.Is(err, hamt.ErrCorrupt) {
-		t.Errorf("Load with WithBoltVerify = %v, want ErrCorrupt", err)
+	if _, err := ro.LoadMany(ctx, []cid.Cid{changed}); !errors.Is(err, hamt.ErrCorrupt) {
+		t.Errorf("LoadMany = %v, want ErrCorrupt", err)
 	}
-	if _, err := verified.LoadMany(ctx, []cid.Cid{changed}); !errors.Is(err, hamt.ErrCorrupt) {
-		t.Errorf("LoadMany with WithBoltVerify = %v, want ErrCorrupt", err)
+	if _, err := ro.LoadRange(ctx, changed, hamt.RangeBetween(0, 1)); !errors.Is(err, hamt.ErrCorrupt) {
+		t.Errorf("LoadRange = %v, want ErrCorrupt", err)
 	}
 }
 
@@ -1002,7 +1002,7 @@ func TestBoltSurvivesSIGKILL(t *testing.T) {
 					options = o
 				}
 			}
-			b := boltOpen(t, path, hamt.WithBoltVerify())
+			b := boltOpen(t, path)
 			if err := b.Check(ctx, true); err != nil {
 				t.Fatalf("Check after SIGKILL: %v", err)
 			}

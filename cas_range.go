@@ -110,8 +110,8 @@ func (r ByteRange) Slice(b []byte) []byte {
 
 // RangeLoader is a CAS that can read part of a block without fetching all of it (an HTTP Range
 // request to a gateway, a slice of a block in memory). The Zarr store uses it for byte ranges.
-// Bytes read by range cannot be checked against the CID; a store that verifies blocks verifies
-// only whole loads.
+// A range alone cannot be checked against the CID: BoltCAS hashes the whole block in place
+// (a large one once in the store's lifetime), others verify only whole loads.
 type RangeLoader interface {
 	// LoadRange returns the bytes of block id that r selects, resolved as ByteRange.Bounds
 	// describes; a block the store does not hold is ErrNotFound.

@@ -43,8 +43,9 @@ var (
 	// ErrMalformedValue: a value block is not canonical DAG-CBOR in the IPLD data model (DagCBOR
 	// codec).
 	ErrMalformedValue = errors.New("malformed DAG-CBOR value")
-	// ErrCorrupt: a block's bytes do not hash to its CID.
-	ErrCorrupt = errors.New("block does not match its CID")
+	// ErrCorrupt: stored or fetched data is damaged: a block's bytes do not hash to its CID, or a
+	// store's file is damaged (BoltCAS: a truncated or overwritten bbolt file).
+	ErrCorrupt = errors.New("corrupt data")
 	// ErrDecrypt: an encrypted value could not be opened (wrong key or header, tampered or
 	// truncated bytes).
 	ErrDecrypt = errors.New("cannot decrypt value")
@@ -447,7 +448,24 @@ func (m *Map[V]) walkKeys(ctx context.Context, yield func(string) bool) error {
 // Flush saves every changed node reachable from the root (children before parents, siblings
 // concurrently) and returns the root CID. The map stays in write mode. In read-only mode it just
 // returns the root.
+//
+// When the CAS buffers writes (a Flusher, such as BoltCAS), Flush then flushes it: the root Flush
+// returns, its nodes and the values they reach are durable, and survive a crash without Close.
+// That costs one commit (an fsync for BoltCAS) per Flush that has something to write.
 func (m *Map[V]) Flush(ctx context.Context) (cid.Cid, error) {
+	root, err := m.flushNodes(ctx)
+	if err != nil {
+		return cid.Undef, err
+	}
+	if err := flushStore(ctx, m.cas); err != nil {
+		return cid.Undef, fmt.Errorf("flush: %w", err)
+	}
+	return root, nil
+}
+
+// flushNodes saves the changed nodes and returns the root, as Flush does, without flushing the
+// store.
+func (m *Map[V]) flushNodes(ctx context.Context) (cid.Cid, error) {
 	st := m.state.Load()
 	if st.r != nil {
 		return st.r.root, nil
@@ -456,13 +474,14 @@ func (m *Map[V]) Flush(ctx context.Context) (cid.Cid, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
-		return m.Flush(ctx) // switched to read-only meanwhile: everything is saved
+		return m.flushNodes(ctx) // switched to read-only meanwhile: everything is saved
 	}
 	return w.flush(ctx, m.cas, m.opts.flushWorkers)
 }
 
 // MakeReadOnly flushes and switches to read-only mode: reads take no lock and go through the node
-// cache; Root is valid.
+// cache; Root is valid. Like Flush, it flushes a CAS that buffers writes (a Flusher), so the root
+// is durable when it returns without error.
 func (m *Map[V]) MakeReadOnly(ctx context.Context) error {
 	m.switching.Lock()
 	defer m.switching.Unlock()
@@ -475,6 +494,9 @@ func (m *Map[V]) MakeReadOnly(ctx context.Context) error {
 	defer w.mu.Unlock()
 	root, err := w.flush(ctx, m.cas, m.opts.flushWorkers)
 	if err != nil {
+		return fmt.Errorf("make read-only: %w", err)
+	}
+	if err := flushStore(ctx, m.cas); err != nil {
 		return fmt.Errorf("make read-only: %w", err)
 	}
 	frozen, err := w.frozenRoot()
