@@ -30,7 +30,7 @@ var (
 
 	// ErrDirNotEmpty: ExportDir was given a directory that already holds entries (an older export,
 	// anything at all), without WithReplace. Nothing was written.
-	ErrDirNotEmpty = errors.New("directory is not empty (replace it with WithReplace or --replace)")
+	ErrDirNotEmpty = errors.New("directory is not empty")
 
 	// ErrFileChanged: a file ImportDir read changed while the import ran: replaced (by another file,
 	// a symbolic link, a pipe...) or removed since the directory was listed, or written to while it
