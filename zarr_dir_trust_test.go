@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,6 +17,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hamt-go/hamt"
 )
@@ -524,4 +526,85 @@ func TestImportRefusesANameThatIsNotUTF8BeforeStoringAnything(t *testing.T) {
 	if n, _ := m.Len(ctx); n != 0 {
 		t.Errorf("%d files stored before the failure", n)
 	}
+}
+
+// FuzzExportKeys: for any set of keys (data split at 0xff, which no UTF-8 key holds) and any
+// starting target (absent, empty, or holding links out of it and replaced), ExportDir either
+// refuses a key with ErrUnexportableKey and leaves every file as it was, or writes exactly the
+// keys' files inside the target (each holding its value) and nothing outside it.
+func FuzzExportKeys(f *testing.F) {
+	for _, s := range []string{
+		"zarr.json\xffarr/zarr.json\xffarr/c/0/0",
+		"good\xffgood/k1",
+		"../x\xffok",
+		"a\x00b",
+		"a/./b\xffa/b",
+		"/abs\xffa//b\xffa/\xff",
+		strings.Repeat("n", 255) + "\xff" + strings.Repeat("n", 256),
+		"A\xffa\xffB/x\xffb/x",
+		"link/x\xfff\xffold",
+		".hamt-export-0123456789abcdef\xff.hamt-replaced-x/y",
+		"a b\xff\t\xff\\\xffcon\xffNUL.txt\xffé/ü\xff😀",
+		"" + "\xff" + "x",
+	} {
+		for mode := range byte(3) {
+			f.Add(mode, []byte(s))
+		}
+	}
+	ctx := context.Background()
+	f.Fuzz(func(t *testing.T, mode byte, data []byte) {
+		if len(data) > 4096 {
+			return
+		}
+		files := map[string][]byte{}
+		for k := range bytes.SplitSeq(data, []byte{0xff}) {
+			if len(files) < 24 && utf8.Valid(k) {
+				files[string(k)] = append([]byte("v:"), k...)
+			}
+		}
+		src := zarrOf(t, files)
+		base := t.TempDir()
+		outside := filepath.Join(base, "outside")
+		mustWrite(t, filepath.Join(outside, "secret"), []byte("secret"))
+		out := filepath.Join(base, "out")
+		var opts []hamt.DirOption
+		switch mode % 3 {
+		case 1:
+			if err := os.Mkdir(out, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		case 2:
+			mustWrite(t, filepath.Join(out, "old"), []byte("old"))
+			for name, target := range map[string]string{"link": outside, "f": filepath.Join(outside, "secret"), "rel": "../outside"} {
+				if err := os.Symlink(target, filepath.Join(out, name)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			opts = append(opts, hamt.WithReplace())
+		}
+		before := entries(t, base)
+		_, err := hamt.ExportDir(ctx, src, out, append(opts, hamt.WithDirWorkers(3))...)
+		if err != nil {
+			if !errors.Is(err, hamt.ErrUnexportableKey) {
+				t.Fatalf("keys %q: the export failed without refusing a key: %v", slices.Sorted(maps.Keys(files)), err)
+			}
+			if after := entries(t, base); !slices.Equal(after, before) {
+				t.Fatalf("keys %q refused (%v), but the files changed from\n%q to\n%q", slices.Sorted(maps.Keys(files)), err, before, after)
+			}
+			return
+		}
+		want := []string{"d out", "d outside", "f outside/secret"}
+		for _, e := range treeOf(files) {
+			want = append(want, e[:2]+"out/"+e[2:])
+		}
+		slices.Sort(want)
+		if got := entries(t, base); !slices.Equal(got, want) {
+			t.Fatalf("keys %q exported as\n%q, want\n%q", slices.Sorted(maps.Keys(files)), got, want)
+		}
+		for k, v := range files {
+			if b, err := os.ReadFile(filepath.Join(out, filepath.FromSlash(k))); err != nil || !bytes.Equal(b, v) {
+				t.Fatalf("key %q: file holds %q (%v), want %q", k, b, err, v)
+			}
+		}
+	})
 }
