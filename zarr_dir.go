@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -234,7 +235,7 @@ func listImport(ctx context.Context, root *os.Root, name, prefix string, info fs
 	}
 	now, err := f.Stat()
 	if err == nil && (!now.IsDir() || !os.SameFile(now, info)) {
-		err = fmt.Errorf("directory %q: %w", prefix, ErrFileChanged)
+		err = fmt.Errorf("directory %q was replaced after it was listed: %w", path.Join(".", prefix), ErrFileChanged)
 	}
 	var names []string
 	if err == nil {
@@ -348,8 +349,9 @@ func fileKind(m fs.FileMode) string {
 	}
 }
 
-// maxNameBytes is the longest file name element ExportDir writes: NAME_MAX on Linux and the BSDs,
-// and never more than the 255 UTF-16 units Windows and macOS allow.
+// maxNameBytes is the longest path element ExportDir writes, within every common limit: NAME_MAX
+// is 255 bytes on Linux and the BSDs, and Windows and macOS allow 255 UTF-16 units, which a name
+// of 255 UTF-8 bytes never exceeds.
 const maxNameBytes = 255
 
 // exportPathProblem says why key cannot be written as a file on this system ("" if it can), not
