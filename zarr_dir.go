@@ -226,6 +226,10 @@ func listImport(ctx context.Context, root *os.Root, name, prefix string, info fs
 	}
 	d, err := root.OpenRoot(name)
 	if err != nil {
+		// A link put in the directory's place that leads out of root fails the open: say why.
+		if now, lerr := root.Lstat(name); lerr == nil && (!now.IsDir() || !os.SameFile(now, info)) {
+			return fmt.Errorf("directory %q was replaced by a %s after it was listed: %w", path.Join(".", prefix), fileKind(now.Mode()), ErrFileChanged)
+		}
 		return err
 	}
 	defer d.Close()
@@ -283,11 +287,14 @@ func readImportFile(root *os.Root, f importFile) ([]byte, error) {
 	// O_NONBLOCK: a pipe put in the file's place must not block the open; it is refused below.
 	h, err := root.OpenFile(f.key, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
-		// A link put in the file's place that leads out of root fails the open: say why.
+		// A link put in the place of the file or of a directory above it, leading out of root,
+		// fails the open: say why.
 		switch now, lerr := root.Lstat(f.key); {
 		case errors.Is(lerr, fs.ErrNotExist):
 			return nil, changed("was removed after the directory was listed")
-		case lerr == nil && (!now.Mode().IsRegular() || !os.SameFile(now, f.info)):
+		case lerr != nil:
+			return nil, changed(fmt.Sprintf("can no longer be reached as listed (%v)", lerr))
+		case !now.Mode().IsRegular() || !os.SameFile(now, f.info):
 			return nil, changed(fmt.Sprintf("was replaced by a %s after the directory was listed", fileKind(now.Mode())))
 		}
 		return nil, err
@@ -405,18 +412,13 @@ func exportKeys(ctx context.Context, src *ZarrStore) ([]string, error) {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	set := make(map[string]struct{}, len(keys))
-	for _, k := range keys {
-		set[k] = struct{}{}
-	}
-	for _, k := range keys {
-		for i := range len(k) {
-			if k[i] != '/' {
-				continue
-			}
-			if _, ok := set[k[:i]]; ok {
-				return nil, fmt.Errorf("key %q is a file, but key %q needs it to be a directory: %w", k[:i], k, ErrUnexportableKey)
-			}
+	for i, k := range keys {
+		if i > 0 && keys[i-1] == k {
+			return nil, fmt.Errorf("key %q is listed twice: %w", k, ErrMalformedNode)
+		}
+		// The keys under k+"/", if any, sort together; the first would be found here.
+		if j, _ := slices.BinarySearch(keys, k+"/"); j < len(keys) && strings.HasPrefix(keys[j], k+"/") {
+			return nil, fmt.Errorf("key %q is a file, but key %q needs it to be a directory: %w", k, keys[j], ErrUnexportableKey)
 		}
 	}
 	return keys, nil
@@ -569,16 +571,17 @@ func writeExport(ctx context.Context, root *os.Root, tmp string, src *ZarrStore,
 		return DirStats{}, err
 	}
 	defer out.Close()
+	made := map[string]bool{}
 	var dirs []string
 	for _, k := range keys {
 		for i := range len(k) {
-			if k[i] == '/' {
+			if k[i] == '/' && !made[k[:i]] {
+				made[k[:i]] = true
 				dirs = append(dirs, k[:i])
 			}
 		}
 	}
 	slices.Sort(dirs) // a directory sorts before the paths it begins
-	dirs = slices.Compact(dirs)
 	for _, d := range dirs {
 		if err := ctx.Err(); err != nil {
 			return DirStats{}, err

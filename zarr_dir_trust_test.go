@@ -450,6 +450,42 @@ func TestImportNeverReadsAFileSwappedForALink(t *testing.T) {
 	}
 }
 
+// TestImportNeverReadsThroughADirectorySwappedForALink: a directory replaced after the listing
+// by a link (out of DIR, or to another directory inside it) holding a file of the same name fails
+// the import with ErrFileChanged; the file behind the link is not stored.
+func TestImportNeverReadsThroughADirectorySwappedForALink(t *testing.T) {
+	ctx := context.Background()
+	outside := filepath.Join(t.TempDir(), "outside")
+	mustWrite(t, filepath.Join(outside, "c0"), []byte("SECRET"))
+	for _, c := range []struct{ name, target string }{{"out of DIR", outside}, {"inside DIR", "other"}} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "ds")
+			mustWrite(t, filepath.Join(dir, "a"), []byte("inside"))
+			mustWrite(t, filepath.Join(dir, "other", "c0"), []byte("other"))
+			mustWrite(t, filepath.Join(dir, "sub", "c0"), []byte("inside"))
+			m, err := hamt.New(ctx, hamt.NewMemoryCAS(), hamt.Bytes)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dst := &swapOnFirstSet{Setter: m, swap: func() { // after "a" is read, before "sub/c0"
+				if err := os.Rename(filepath.Join(dir, "sub"), dir+"-sub"); err != nil {
+					t.Error(err)
+				}
+				if err := os.Symlink(c.target, filepath.Join(dir, "sub")); err != nil {
+					t.Error(err)
+				}
+			}}
+			_, err = hamt.ImportDir(ctx, dst, dir, hamt.WithDirWorkers(1))
+			if !errors.Is(err, hamt.ErrFileChanged) || !strings.Contains(err.Error(), `"sub/c0"`) {
+				t.Errorf("import: %v, want ErrFileChanged naming sub/c0", err)
+			}
+			if _, err := m.Get(ctx, "sub/c0"); !errors.Is(err, hamt.ErrNotFound) {
+				t.Errorf("sub/c0 was stored: %v", err)
+			}
+		})
+	}
+}
+
 // TestImportDetectsAFileWrittenWhileRead: a file that grows, shrinks or is rewritten (same size,
 // new modification time) while the import reads it fails the import with ErrFileChanged naming
 // it, rather than storing torn bytes.
