@@ -705,13 +705,12 @@ func installExport(root *os.Root, tmp string, tops []string, replace bool) error
 		}
 		done = append(done, move{tmp + "/" + n, n})
 	}
-	if err := root.Remove(tmp); err != nil {
-		return err
-	}
+	err = root.Remove(tmp)
 	if old != "" {
-		if err := root.RemoveAll(old); err != nil {
-			return fmt.Errorf("the export is in place, but the old entries moved to %s remain: %w", old, err)
-		}
+		err = errors.Join(err, root.RemoveAll(old))
+	}
+	if err != nil {
+		return fmt.Errorf("the export is in place, but not all of %s and %s could be removed: %w", tmp, old, err)
 	}
 	return nil
 }
