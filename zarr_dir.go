@@ -2,13 +2,42 @@ package hamt
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
 	"sync"
+	"syscall"
+	"unicode/utf8"
 
 	"golang.org/x/sync/errgroup"
+)
+
+var (
+	// ErrUnexportableKey: ExportDir met a key that cannot be written as a file under the target
+	// directory on every system: not a clean relative path (empty, absolute, an empty, "." or ".."
+	// element), a NUL byte, an element longer than 255 bytes, a name this system refuses, or a key
+	// that another key needs as a directory ("a" beside "a/b"). The error names the key and why;
+	// it is returned before anything is written.
+	ErrUnexportableKey = errors.New("key cannot be written as a file")
+
+	// ErrDirNotEmpty: ExportDir was given a directory that already holds entries (an older export,
+	// anything at all), without WithReplace. Nothing was written.
+	ErrDirNotEmpty = errors.New("directory is not empty")
+
+	// ErrFileChanged: a file ImportDir read changed while the import ran: replaced (by another file,
+	// a symbolic link, a pipe...) or removed since the directory was listed, or written to while it
+	// was read (its size, modification or change time moved, or it did not hold the bytes its size
+	// promised). The error names the file; what was stored before it stays stored.
+	ErrFileChanged = errors.New("file changed during the import")
 )
 
 // Setter is where ImportDir puts files: a *Map[[]byte], a *ZarrStore or an *EncryptedZarrStore.
@@ -39,6 +68,7 @@ type DirOption func(*dirOptions) error
 type dirOptions struct {
 	workers  int
 	progress func(Progress)
+	replace  bool
 }
 
 // WithDirWorkers bounds the number of files read and saved (or loaded and written) at once
@@ -58,6 +88,17 @@ func WithDirWorkers(n int) DirOption {
 func WithProgress(fn func(Progress)) DirOption {
 	return func(o *dirOptions) error {
 		o.progress = fn
+		return nil
+	}
+}
+
+// WithReplace lets ExportDir write into a directory that is not empty: once the new export is
+// completely written, everything the directory held before is deleted (symbolic links are removed,
+// never followed), so that it holds exactly the new export. Without it, ExportDir refuses a
+// non-empty directory with ErrDirNotEmpty. ImportDir refuses this option.
+func WithReplace() DirOption {
+	return func(o *dirOptions) error {
+		o.replace = true
 		return nil
 	}
 }
@@ -89,52 +130,62 @@ func (c *progressCounter) add(n int64) {
 	}
 }
 
+// testHookImportRead, when set by a test, runs after ImportDir has read a file's bytes and before
+// it checks that the file did not change meanwhile: a deterministic place to change it.
+var testHookImportRead func(key string)
+
+// importFile is a regular file found by the listing of an import: its key (also its path inside
+// the import's root) and what Lstat said of it then.
+type importFile struct {
+	key  string
+	info fs.FileInfo
+}
+
 // ImportDir stores every regular file under dir in dst, keyed by its slash-separated path
-// relative to dir ("temp/c/0/0"), reading and saving up to WithDirWorkers files at once. Nothing
-// is skipped but what is not a regular file (symlinks are not followed). On the first failure the
-// import stops and returns it; files already stored stay stored. Flush the map afterwards to get
-// the dataset's root.
+// relative to dir ("temp/c/0/0"), reading and saving up to WithDirWorkers files at once. Flush the
+// map afterwards to get the dataset's root.
+//
+// dir must be a directory; if dir itself is a symbolic link, that one link (which the caller
+// named) is followed. Below it, nothing is followed: symbolic links, devices, sockets and pipes
+// are counted in DirStats.Skipped and left out, and every file is opened relative to dir
+// (os.Root) and checked, once open, to be the very regular file the listing saw. A file name that
+// is not valid UTF-8 fails the import (ErrInvalidKey) before anything is stored. A file replaced
+// or removed after the listing, or written to while it is read (size, modification time or change
+// time moved; read length not its size), fails the import with ErrFileChanged naming the file
+// rather than storing torn or foreign bytes. On the first failure the import stops and returns it;
+// files already stored stay stored.
 func ImportDir(ctx context.Context, dst Setter, dir string, opts ...DirOption) (DirStats, error) {
 	o, err := buildDirOptions(opts)
 	if err != nil {
 		return DirStats{}, err
 	}
-	type file struct {
-		path, key string
-		size      int64
+	if o.replace {
+		return DirStats{}, errors.New("hamt: WithReplace is an ExportDir option; ImportDir writes no files")
 	}
-	var files []file
+	fail := func(stats DirStats, err error) (DirStats, error) {
+		return stats, fmt.Errorf("import %s: %w", dir, err)
+	}
+	info, err := os.Stat(dir) // follows dir itself if it is a link: the caller named it
+	if err != nil {
+		return fail(DirStats{}, err)
+	}
+	if !info.IsDir() {
+		return fail(DirStats{}, fmt.Errorf("%s is a %s, not a directory", dir, fileKind(info.Mode())))
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return fail(DirStats{}, err)
+	}
+	defer root.Close()
 	var stats DirStats
 	prog := progressCounter{fn: o.progress}
-	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if d.IsDir() {
-			return nil
-		}
-		if !d.Type().IsRegular() {
-			stats.Skipped++
-			return nil
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(dir, p)
-		if err != nil {
-			return err
-		}
-		files = append(files, file{path: p, key: filepath.ToSlash(rel), size: info.Size()})
+	var files []importFile
+	if err := listImport(ctx, root, ".", "", info, &files, &stats); err != nil {
+		return fail(stats, err)
+	}
+	for _, f := range files {
 		prog.p.TotalFiles++
-		prog.p.TotalBytes += info.Size()
-		return nil
-	})
-	if err != nil {
-		return stats, fmt.Errorf("import %s: %w", dir, err)
+		prog.p.TotalBytes += f.info.Size()
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(o.workers)
@@ -143,7 +194,7 @@ func ImportDir(ctx context.Context, dst Setter, dir string, opts ...DirOption) (
 			break
 		}
 		g.Go(func() error {
-			b, err := os.ReadFile(f.path)
+			b, err := readImportFile(root, f)
 			if err != nil {
 				return err
 			}
@@ -160,37 +211,388 @@ func ImportDir(ctx context.Context, dst Setter, dir string, opts ...DirOption) (
 	}
 	stats.Files, stats.Bytes = prog.p.Files, prog.p.Bytes
 	if err != nil {
-		return stats, fmt.Errorf("import %s: %w", dir, err)
+		return fail(stats, err)
 	}
 	return stats, nil
 }
 
-// ExportDir writes every key of src as a file under dir (created if needed), the key's slashes
-// making subdirectories, loading and writing up to WithDirWorkers values at once; existing files
-// of the same names are overwritten. A key that is not a valid relative path (fs.ValidPath: empty,
-// absolute, with "." or ".." elements) is refused before anything is written, so an export can
-// never write outside dir. An ImportDir of a directory followed by an ExportDir gives back
+// listImport appends to files every regular file under the directory name of root (whose Lstat
+// was info), keys prefixed by prefix, in lexical order, and counts what it skips. Each directory
+// is opened as its own root, so that its entries are examined with one lstat relative to the open
+// directory, never through a path that a concurrent rename could redirect.
+func listImport(ctx context.Context, root *os.Root, name, prefix string, info fs.FileInfo, files *[]importFile, stats *DirStats) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	d, err := root.OpenRoot(name)
+	if err != nil {
+		// A link put in the directory's place that leads out of root fails the open: say why.
+		if now, lerr := root.Lstat(name); lerr == nil && (!now.IsDir() || !os.SameFile(now, info)) {
+			return fmt.Errorf("directory %q was replaced by a %s after it was listed: %w", path.Join(".", prefix), fileKind(now.Mode()), ErrFileChanged)
+		}
+		return err
+	}
+	defer d.Close()
+	f, err := d.Open(".")
+	if err != nil {
+		return err
+	}
+	now, err := f.Stat()
+	if err == nil && (!now.IsDir() || !os.SameFile(now, info)) {
+		err = fmt.Errorf("directory %q was replaced after it was listed: %w", path.Join(".", prefix), ErrFileChanged)
+	}
+	var names []string
+	if err == nil {
+		names, err = f.Readdirnames(-1)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		key := prefix + n
+		fi, err := d.Lstat(n)
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%q was removed while the directory was listed: %w", key, ErrFileChanged)
+		}
+		if err != nil {
+			return err
+		}
+		switch {
+		case fi.IsDir():
+			if err := listImport(ctx, d, n, key+"/", fi, files, stats); err != nil {
+				return err
+			}
+		case fi.Mode().IsRegular():
+			if !utf8.ValidString(key) {
+				return fmt.Errorf("file name %q: %w", key, ErrInvalidKey)
+			}
+			*files = append(*files, importFile{key: key, info: fi})
+		default:
+			stats.Skipped++
+		}
+	}
+	return nil
+}
+
+// readImportFile reads the whole of f through root, failing with ErrFileChanged unless the file
+// opened is the regular file the listing saw and it did not change while it was read.
+func readImportFile(root *os.Root, f importFile) ([]byte, error) {
+	changed := func(why string) error {
+		return fmt.Errorf("file %q %s: %w", f.key, why, ErrFileChanged)
+	}
+	// O_NONBLOCK: a pipe put in the file's place must not block the open; it is refused below.
+	h, err := root.OpenFile(f.key, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		// A link put in the place of the file or of a directory above it, leading out of root,
+		// fails the open: say why.
+		switch now, lerr := root.Lstat(f.key); {
+		case errors.Is(lerr, fs.ErrNotExist):
+			return nil, changed("was removed after the directory was listed")
+		case lerr != nil:
+			return nil, changed(fmt.Sprintf("can no longer be reached as listed (%v)", lerr))
+		case !now.Mode().IsRegular() || !os.SameFile(now, f.info):
+			return nil, changed(fmt.Sprintf("was replaced by a %s after the directory was listed", fileKind(now.Mode())))
+		}
+		return nil, err
+	}
+	defer h.Close()
+	before, err := h.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !before.Mode().IsRegular() || !os.SameFile(before, f.info) {
+		return nil, changed(fmt.Sprintf("was replaced by a %s after the directory was listed", fileKind(before.Mode())))
+	}
+	size := before.Size()
+	if int64(int(size)) != size {
+		return nil, fmt.Errorf("file %q: %d bytes do not fit in memory", f.key, size)
+	}
+	b := make([]byte, size)
+	if _, err := io.ReadFull(h, b); errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		return nil, changed("shrank while it was read")
+	} else if err != nil {
+		return nil, err
+	}
+	var more [1]byte
+	if n, err := h.Read(more[:]); n > 0 {
+		return nil, changed("grew while it was read")
+	} else if err != nil && err != io.EOF {
+		return nil, err
+	}
+	if testHookImportRead != nil {
+		testHookImportRead(f.key)
+	}
+	after, err := h.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if after.Size() != size || !after.ModTime().Equal(before.ModTime()) || changeTime(after) != changeTime(before) {
+		return nil, changed("was written to while it was read")
+	}
+	return b, nil
+}
+
+// fileKind names the type of a file mode for error messages.
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m.IsRegular():
+		return "regular file"
+	case m.IsDir():
+		return "directory"
+	case m&fs.ModeSymlink != 0:
+		return "symbolic link"
+	case m&fs.ModeNamedPipe != 0:
+		return "named pipe"
+	case m&fs.ModeSocket != 0:
+		return "socket"
+	case m&fs.ModeDevice != 0:
+		return "device"
+	default:
+		return "special file"
+	}
+}
+
+// maxNameBytes is the longest path element ExportDir writes, within every common limit: NAME_MAX
+// is 255 bytes on Linux and the BSDs, and Windows and macOS allow 255 UTF-16 units, which a name
+// of 255 UTF-8 bytes never exceeds.
+const maxNameBytes = 255
+
+// exportPathProblem says why key cannot be written as a file on this system ("" if it can), not
+// counting its clashes with other keys.
+func exportPathProblem(key string) string {
+	switch {
+	case !utf8.ValidString(key):
+		return "is not valid UTF-8"
+	case key == "":
+		return "is empty"
+	case key[0] == '/':
+		return "is an absolute path"
+	}
+	for e := range strings.SplitSeq(key, "/") {
+		switch {
+		case e == "":
+			return "has an empty path element (a doubled, leading or trailing slash)"
+		case e == "." || e == "..":
+			return fmt.Sprintf("has a %q path element", e)
+		case strings.IndexByte(e, 0) >= 0:
+			return "contains a NUL byte"
+		case len(e) > maxNameBytes:
+			return fmt.Sprintf("has a path element of %d bytes, longer than the %d file systems allow", len(e), maxNameBytes)
+		}
+		if runtime.GOOS == "windows" {
+			if i := strings.IndexFunc(e, func(r rune) bool { return r < 32 || strings.ContainsRune(`<>:"\|?*`, r) }); i >= 0 {
+				return fmt.Sprintf("has the character %q, which Windows refuses in file names", e[i])
+			}
+			if strings.HasSuffix(e, ".") || strings.HasSuffix(e, " ") {
+				return "has a path element ending in a dot or space, which Windows drops"
+			}
+		}
+	}
+	if _, err := filepath.Localize(key); err != nil {
+		return "is not a file name this system allows (a reserved name?)"
+	}
+	return ""
+}
+
+// exportKeys lists src's keys, sorted, after checking that every one can be written as a file
+// and that no key is a directory of another.
+func exportKeys(ctx context.Context, src *ZarrStore) ([]string, error) {
+	var keys []string
+	for k, err := range src.List(ctx) {
+		if err != nil {
+			return nil, err
+		}
+		if why := exportPathProblem(k); why != "" {
+			return nil, fmt.Errorf("key %q %s: %w", k, why, ErrUnexportableKey)
+		}
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for i, k := range keys {
+		if i > 0 && keys[i-1] == k {
+			return nil, fmt.Errorf("key %q is listed twice: %w", k, ErrMalformedNode)
+		}
+		// The keys under k+"/", if any, sort together; the first would be found here.
+		if j, _ := slices.BinarySearch(keys, k+"/"); j < len(keys) && strings.HasPrefix(keys[j], k+"/") {
+			return nil, fmt.Errorf("key %q is a file, but key %q needs it to be a directory: %w", k, keys[j], ErrUnexportableKey)
+		}
+	}
+	return keys, nil
+}
+
+// ExportDir writes every key of src as a file under dir, the key's slashes making
+// subdirectories, loading and writing up to WithDirWorkers values at once, so that dir then holds
+// exactly the dataset. An ImportDir of a directory followed by an ExportDir gives back
 // byte-identical files.
+//
+// dir must be absent (it is created, with its parents), an empty directory, or, with
+// WithReplace, any directory; a non-empty one is refused with ErrDirNotEmpty, so that no stale
+// chunk of an older export survives to be read where a fill value is meant. If dir itself is a
+// symbolic link to a directory, that one link (which the caller named) is followed.
+//
+// Every key is checked before anything is written: a key that cannot be a file (see
+// ErrUnexportableKey) fails the export with an error naming it. The files are then written, through
+// an os.Root that no symbolic link or ".." can lead out of, into a fresh hidden directory inside
+// dir (".hamt-export-…"); only once every file is written and closed are its entries moved into
+// dir (directories first, the root's zarr.json last, so a Zarr reader finds the metadata only when
+// the arrays are in place) and, with WithReplace, dir's old entries deleted. An export that fails
+// (a value that cannot be loaded, a full disk, a cancelled ctx) removes what it wrote and leaves
+// dir as it was. If the process dies instead, dir may keep the hidden directory (a later export
+// then needs WithReplace) or, if it dies while moving entries, a mix that a replacing export
+// repairs. Files are not synced to disk: call sync if the export must survive a power loss. Two
+// exports must not write into the same directory at once.
 func ExportDir(ctx context.Context, src *ZarrStore, dir string, opts ...DirOption) (DirStats, error) {
 	o, err := buildDirOptions(opts)
 	if err != nil {
 		return DirStats{}, err
 	}
-	var keys []string
-	for k, err := range src.List(ctx) {
-		if err != nil {
-			return DirStats{}, fmt.Errorf("export %s: %w", dir, err)
+	fail := func(stats DirStats, err error) (DirStats, error) {
+		return stats, fmt.Errorf("export %s: %w", dir, err)
+	}
+	existed, err := checkExportTarget(dir, o.replace)
+	if err != nil {
+		return fail(DirStats{}, err)
+	}
+	keys, err := exportKeys(ctx, src)
+	if err != nil {
+		return fail(DirStats{}, err)
+	}
+	// Nothing has been written yet; from here on, a failure undoes what was.
+	if !existed {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fail(DirStats{}, err)
 		}
-		if !fs.ValidPath(k) || k == "." {
-			return DirStats{}, fmt.Errorf("export %s: key %q is not a relative path: %w", dir, k, ErrInvalidKey)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		if !existed {
+			os.Remove(dir)
 		}
-		keys = append(keys, k)
+		return fail(DirStats{}, err)
+	}
+	defer root.Close()
+	tops := topNames(keys)
+	tmp, err := makeHiddenDir(root, ".hamt-export-", tops, 0o755)
+	if err != nil {
+		if !existed {
+			os.Remove(dir)
+		}
+		return fail(DirStats{}, err)
+	}
+	stats, err := writeExport(ctx, root, tmp, src, keys, o)
+	if err == nil {
+		err = installExport(root, tmp, tops, o.replace)
+	}
+	if err != nil {
+		root.RemoveAll(tmp)
+		if !existed {
+			os.Remove(dir) // only if empty: never more than this export made
+		}
+		return fail(stats, err)
+	}
+	return stats, nil
+}
+
+// checkExportTarget reports whether dir exists, failing if it is not a directory, or is one that
+// is not empty while replace is off.
+func checkExportTarget(dir string, replace bool) (existed bool, err error) {
+	info, err := os.Stat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		if _, lerr := os.Lstat(dir); lerr == nil {
+			return false, fmt.Errorf("%s is a symbolic link to nothing", dir)
+		}
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if !info.IsDir() {
+		return true, fmt.Errorf("%s is a %s, not a directory", dir, fileKind(info.Mode()))
+	}
+	if replace {
+		return true, nil
+	}
+	f, err := os.Open(dir)
+	if err != nil {
+		return true, err
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(1)
+	if err != nil && err != io.EOF {
+		return true, err
+	}
+	if len(names) > 0 {
+		return true, fmt.Errorf("%s holds %q: %w", dir, names[0], ErrDirNotEmpty)
+	}
+	return true, nil
+}
+
+// topNames is the first path elements of keys, sorted, without repeats.
+func topNames(keys []string) []string {
+	tops := make([]string, 0, len(keys))
+	for _, k := range keys {
+		t, _, _ := strings.Cut(k, "/")
+		tops = append(tops, t)
+	}
+	slices.Sort(tops)
+	return slices.Compact(tops)
+}
+
+// makeHiddenDir makes a new directory in root named prefix and random hex, not one of avoid
+// (sorted), and returns its name.
+func makeHiddenDir(root *os.Root, prefix string, avoid []string, perm fs.FileMode) (string, error) {
+	for range 100 {
+		var r [8]byte
+		rand.Read(r[:])
+		name := prefix + hex.EncodeToString(r[:])
+		if _, found := slices.BinarySearch(avoid, name); found {
+			continue
+		}
+		err := root.Mkdir(name, perm)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		return name, err
+	}
+	return "", errors.New("no free name for a temporary directory")
+}
+
+// writeExport writes every key of src under tmp in root: the directories first, one at a time,
+// then the files by WithDirWorkers at once. Every directory and file is created new (O_EXCL), so
+// a file system that folds case or normalizes names, making two keys one file, fails the export
+// instead of losing a key.
+func writeExport(ctx context.Context, root *os.Root, tmp string, src *ZarrStore, keys []string, o dirOptions) (DirStats, error) {
+	out, err := root.OpenRoot(tmp)
+	if err != nil {
+		return DirStats{}, err
+	}
+	defer out.Close()
+	made := map[string]bool{}
+	var dirs []string
+	for _, k := range keys {
+		for i := range len(k) {
+			if k[i] == '/' && !made[k[:i]] {
+				made[k[:i]] = true
+				dirs = append(dirs, k[:i])
+			}
+		}
+	}
+	slices.Sort(dirs) // a directory sorts before the paths it begins
+	for _, d := range dirs {
+		if err := ctx.Err(); err != nil {
+			return DirStats{}, err
+		}
+		if err := out.Mkdir(d, 0o755); errors.Is(err, fs.ErrExist) {
+			return DirStats{}, fmt.Errorf("directory %q clashes with another key's on this file system (does it fold case or normalize names?): %w", d, err)
+		} else if err != nil {
+			return DirStats{}, err
+		}
 	}
 	prog := progressCounter{fn: o.progress, p: Progress{TotalFiles: len(keys), TotalBytes: -1}}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return DirStats{}, fmt.Errorf("export %s: %w", dir, err)
-	}
-	var made sync.Map // directories already created, so each costs one MkdirAll
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(o.workers)
 	for _, k := range keys {
@@ -202,16 +604,7 @@ func ExportDir(ctx context.Context, src *ZarrStore, dir string, opts ...DirOptio
 			if err != nil {
 				return err
 			}
-			p := filepath.Join(dir, filepath.FromSlash(k))
-			if d := filepath.Dir(p); d != dir {
-				if _, ok := made.Load(d); !ok {
-					if err := os.MkdirAll(d, 0o755); err != nil {
-						return err
-					}
-					made.Store(d, true)
-				}
-			}
-			if err := os.WriteFile(p, b, 0o644); err != nil {
+			if err := writeNewFile(out, k, b); err != nil {
 				return err
 			}
 			prog.add(int64(len(b)))
@@ -222,9 +615,102 @@ func ExportDir(ctx context.Context, src *ZarrStore, dir string, opts ...DirOptio
 	if err == nil {
 		err = ctx.Err()
 	}
-	stats := DirStats{Files: prog.p.Files, Bytes: prog.p.Bytes}
-	if err != nil {
-		return stats, fmt.Errorf("export %s: %w", dir, err)
+	return DirStats{Files: prog.p.Files, Bytes: prog.p.Bytes}, err
+}
+
+// writeNewFile creates the file key in root, which must not exist, and writes b to it.
+func writeNewFile(root *os.Root, key string, b []byte) error {
+	f, err := root.OpenFile(key, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("key %q clashes with another key's file on this file system (does it fold case or normalize names?): %w", key, err)
 	}
-	return stats, nil
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// installOrder sorts the entries tops of tmp in the order they are moved into place: directories,
+// then files, then the Zarr metadata of the hierarchy's root, which readers open first.
+func installOrder(root *os.Root, tmp string, tops []string) []string {
+	rank := make(map[string]int, len(tops))
+	for _, n := range tops {
+		switch fi, err := root.Lstat(tmp + "/" + n); {
+		case n == "zarr.json" || n == ".zgroup" || n == ".zattrs" || n == ".zmetadata":
+			rank[n] = 2
+		case err == nil && fi.IsDir():
+			rank[n] = 0
+		default:
+			rank[n] = 1
+		}
+	}
+	order := slices.Clone(tops)
+	slices.SortStableFunc(order, func(a, b string) int { return rank[a] - rank[b] })
+	return order
+}
+
+// installExport moves the entries tops of tmp into root, where tmp is: directories first, then
+// files, the Zarr root metadata last. With replace, root's other entries are first moved aside
+// into a hidden directory, deleted once the new entries are in place. Without it, an entry that
+// appeared in root since the export began makes it fail. A failed move is undone.
+func installExport(root *os.Root, tmp string, tops []string, replace bool) error {
+	d, err := root.Open(".")
+	if err != nil {
+		return err
+	}
+	present, err := d.Readdirnames(-1)
+	d.Close()
+	if err != nil {
+		return err
+	}
+	present = slices.DeleteFunc(present, func(n string) bool { return n == tmp })
+	slices.Sort(present)
+	if len(present) > 0 && !replace {
+		return fmt.Errorf("%q appeared during the export: %w", present[0], ErrDirNotEmpty)
+	}
+	type move struct{ from, to string }
+	var done []move
+	undo := func() {
+		for _, m := range slices.Backward(done) {
+			root.Rename(m.to, m.from)
+		}
+	}
+	var old string
+	if len(present) > 0 {
+		avoid := slices.Concat(tops, present)
+		slices.Sort(avoid)
+		if old, err = makeHiddenDir(root, ".hamt-replaced-", avoid, 0o700); err != nil {
+			return err
+		}
+		for _, n := range present {
+			if err := root.Rename(n, old+"/"+n); err != nil {
+				undo()
+				root.Remove(old)
+				return fmt.Errorf("move the old %q aside: %w", n, err)
+			}
+			done = append(done, move{n, old + "/" + n})
+		}
+	}
+	for _, n := range installOrder(root, tmp, tops) {
+		if err := root.Rename(tmp+"/"+n, n); err != nil {
+			undo()
+			if old != "" {
+				root.Remove(old)
+			}
+			return fmt.Errorf("move %q into place: %w", n, err)
+		}
+		done = append(done, move{tmp + "/" + n, n})
+	}
+	err = root.Remove(tmp)
+	if old != "" {
+		err = errors.Join(err, root.RemoveAll(old))
+	}
+	if err != nil {
+		return fmt.Errorf("the export is in place, but not all of %s and %s could be removed: %w", tmp, old, err)
+	}
+	return nil
 }

@@ -288,8 +288,8 @@ func TestExportRefusesUnsafeKeys(t *testing.T) {
 			t.Fatal(err)
 		}
 		out := filepath.Join(t.TempDir(), "out")
-		if _, err := hamt.ExportDir(ctx, store, out); !errors.Is(err, hamt.ErrInvalidKey) {
-			t.Errorf("key %q: %v, want ErrInvalidKey", bad, err)
+		if _, err := hamt.ExportDir(ctx, store, out); !errors.Is(err, hamt.ErrUnexportableKey) {
+			t.Errorf("key %q: %v, want ErrUnexportableKey", bad, err)
 		}
 		if _, err := os.Stat(out); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("key %q: export wrote %s before failing (%v)", bad, out, err)

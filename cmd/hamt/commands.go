@@ -230,7 +230,13 @@ func (a *app) importCommand() *cobra.Command {
 		Long: `Import stores every regular file under DIR in a new map, keyed by its slash-separated path
 relative to DIR, flushes it, and prints the root CID as the last line. Progress goes to standard
 error: a progress bar on a terminal, one summary line otherwise. With --stats the new map's
-statistics are printed before the root.`,
+statistics are printed before the root.
+
+DIR must be a directory (if DIR itself is a symbolic link to one, that link is followed). Below
+DIR nothing is followed: symbolic links, devices, sockets and pipes are skipped and counted. Each
+file is opened relative to DIR and checked to be the regular file the listing saw; a file that is
+replaced, removed or written to during the import fails it, naming the file, as does a file name
+that is not valid UTF-8. Nothing is printed and no root is made when the import fails.`,
 		Args: args(1, 1),
 		RunE: func(cmd *cobra.Command, argv []string) (err error) {
 			ctx := cmd.Context()
@@ -274,12 +280,24 @@ statistics are printed before the root.`,
 
 func (a *app) exportCommand() *cobra.Command {
 	var workers int
+	var replace bool
 	cmd := &cobra.Command{
 		Use:   "export ROOT DIR",
 		Short: "Write every key of ROOT as a file under DIR",
-		Long: `Export writes every key of the map at ROOT as a file under DIR (created if needed), the key's
-slashes making subdirectories. Keys that are not safe relative paths make the export fail before
-anything is written.`,
+		Long: `Export writes every key of the map at ROOT as a file under DIR, the key's slashes making
+subdirectories, so that DIR then holds exactly the dataset.
+
+DIR must not exist (it is created), or be an empty directory; a non-empty DIR (an older export,
+say, whose stale chunks a Zarr reader would take for data) is refused unless --replace is given,
+which deletes everything DIR held once the new export is completely written. If DIR itself is a
+symbolic link to a directory, that link is followed.
+
+Every key is checked before anything is written: a key that cannot be a file name (not a clean
+relative path, a NUL byte, an element over 255 bytes, a name the system refuses, a key that
+another key needs as a directory) fails the export, naming the key and the reason. Files are
+written inside DIR only, never through a symbolic link, into a hidden .hamt-export-* directory
+whose entries are moved into place once all are written. An export that fails leaves DIR as it
+was; one killed midway can leave the hidden directory, which --replace clears.`,
 		Args: args(2, 2),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			return a.onRoot(cmd, argv[0], false, func(root cid.Cid, m *hamt.Map[[]byte], _ *store) error {
@@ -288,13 +306,21 @@ anything is written.`,
 					return err
 				}
 				p := newProgress(a.stderr, a.isTerminal(), "export")
-				s, err := hamt.ExportDir(cmd.Context(), zs, argv[1], hamt.WithDirWorkers(workers), hamt.WithProgress(p.update))
+				opts := []hamt.DirOption{hamt.WithDirWorkers(workers), hamt.WithProgress(p.update)}
+				if replace {
+					opts = append(opts, hamt.WithReplace())
+				}
+				s, err := hamt.ExportDir(cmd.Context(), zs, argv[1], opts...)
 				p.finish(s.Files, s.Bytes, 0, err)
+				if errors.Is(err, hamt.ErrDirNotEmpty) && !replace {
+					return fmt.Errorf("%w; give --replace to replace its contents", err)
+				}
 				return err
 			})
 		},
 	}
 	cmd.Flags().IntVar(&workers, "workers", 16, "values loaded and written at once")
+	cmd.Flags().BoolVar(&replace, "replace", false, "replace the contents of a non-empty DIR (deleted once the new export is written)")
 	return cmd
 }
 
