@@ -217,7 +217,7 @@ func fuzzCheckFrozenAgrees(t *testing.T, data []byte, n *node, err error) {
 		t.Fatalf("frozen keys %q, want %q", got, want)
 	}
 	var down []cidBytes
-	f.eachLinkDown(func(k int) bool { down = append(down, f.linkAt(k)); return true })
+	f.eachLinkSlotDown(func(_, k int) bool { down = append(down, f.linkAt(k)); return true })
 	var wantDown []cidBytes
 	for j := len(n.slots) - 1; j >= 0; j-- {
 		if l := n.slots[j].link; l != nil {

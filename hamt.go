@@ -180,7 +180,7 @@ func New[V any](ctx context.Context, cas CAS, codec Codec[V], opts ...Option) (*
 	if err != nil {
 		return nil, err
 	}
-	m.state.Store(&mapState{w: newWriteStore(m.nodeLoader(), &node{dirty: true}, cid.Undef)})
+	m.state.Store(&mapState{w: newWriteStore(m.nodeLoader(), &node{dirty: true, checked: true}, cid.Undef)})
 	return m, nil
 }
 
@@ -435,9 +435,9 @@ func (m *Map[V]) Len(ctx context.Context) (int, error) {
 func (m *Map[V]) walkKeys(ctx context.Context, yield func(string) bool) error {
 	st := m.state.Load()
 	if st.w != nil {
-		return st.w.walkKeys(ctx, yield)
+		return st.w.walkKeys(ctx, m.hasher, yield)
 	}
-	return st.r.walkKeys(ctx, yield)
+	return st.r.walkKeys(ctx, m.hasher, yield)
 }
 
 // Flush saves every changed node reachable from the root (children before parents, siblings
@@ -619,7 +619,7 @@ func (t tree) split(n *node, i, depth int, merged string) error {
 			return fmt.Errorf("%w: %d keys share the hash of %q", ErrMaxDepth, same, all[j].key)
 		}
 	}
-	ln := &linkedNode{node: node{dirty: true}}
+	ln := &linkedNode{node: node{dirty: true, checked: true}}
 	ln.node.slots = ln.inline[:0]
 	ln.link.node = &ln.node
 	child := &ln.node
@@ -701,31 +701,4 @@ func find(n *node, key string, h []byte, depth int) (cidBytes, *link, error) {
 	}
 	c, _, _ := bucketSearch(s.bucket, 0, key)
 	return c, nil, nil
-}
-
-// walkNodes visits n and its descendants in py-hamt's keys() order: a node, then its children
-// from the highest slot down, depth first. child resolves a link. It stops when visit returns
-// false or ctx is done.
-func walkNodes(ctx context.Context, n *node, depth int, child func(context.Context, *link, int) (*node, error), visit func(*node) bool) (bool, error) {
-	if err := ctx.Err(); err != nil {
-		return false, err
-	}
-	if !visit(n) {
-		return false, nil
-	}
-	for j := len(n.slots) - 1; j >= 0; j-- {
-		l := n.slots[j].link
-		if l == nil {
-			continue
-		}
-		c, err := child(ctx, l, depth+1)
-		if err != nil {
-			return false, err
-		}
-		more, err := walkNodes(ctx, c, depth+1, child, visit)
-		if !more || err != nil {
-			return false, err
-		}
-	}
-	return true, nil
 }

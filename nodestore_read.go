@@ -87,24 +87,23 @@ func (r *readStore) lookup(ctx context.Context, key string, h []byte) (cidBytes,
 
 // walkKeys yields every key in keys() order: depth first from the root, a node's buckets in slot
 // order, then its children from the highest slot down. It stops when yield returns false or ctx
-// is done.
-func (r *readStore) walkKeys(ctx context.Context, yield func(string) bool) error {
-	var err error
-	var walk func(n *frozenNode, depth int) bool
-	walk = func(n *frozenNode, depth int) bool {
-		if err = ctx.Err(); err != nil || !n.eachKey(yield) {
-			return false
-		}
-		return n.eachLinkDown(func(k int) bool {
-			var c *frozenNode
-			if c, err = r.child(ctx, n, k, depth+1); err != nil {
-				return false
-			}
-			return walk(c, depth+1)
-		})
+// is done. The walk is walkTree's, so a node reached twice or a key off its hash path (for hasher)
+// is ErrMalformedNode.
+func (r *readStore) walkKeys(ctx context.Context, hasher keyHasher, yield func(string) bool) error {
+	t, err := newTreeCheck(hasher)
+	if err != nil {
+		return err
 	}
-	walk(r.rootNode, 0)
-	return err
+	child := func(ctx context.Context, n *frozenNode, k, depth int) (*frozenNode, cidBytes, error) {
+		c, err := r.child(ctx, n, k, depth)
+		return c, n.linkAt(k), err
+	}
+	return walkTree(ctx, t, r.rootNode, cidKey(r.root), child, func(n *frozenNode, _ int) error {
+		if !n.eachKey(yield) {
+			return errStop
+		}
+		return nil
+	})
 }
 
 // nodeCache holds decoded nodes within a memory budget. It is split into shards, each with its own

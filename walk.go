@@ -1,0 +1,247 @@
+package hamt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/bits"
+)
+
+// Every traversal of a whole tree (Keys and Len in both modes, and so the Zarr listings, the FS
+// view and ExportDir; Inspect, Diff and WriteCAR) goes through walkTree, which checks what the
+// node decoder cannot see in one block. In a valid HAMT:
+//
+//   - No node is reached twice. Two subtrees at different positions hold different keys, so their
+//     CIDs differ: the tree is a tree, not a DAG. A node met twice in one walk is a DAG built to
+//     make walks exponential (a node whose 256 slots all link to one child, five levels deep, is
+//     256^4 walks of that child from 5 blocks).
+//   - Every key sits on its own hash path: a key in a bucket in slot s of a node at depth d, which
+//     the walk reached through slots p[0] … p[d-1], hashes to p[0] … p[d-1] s. A key elsewhere is
+//     listed but can never be found by Get.
+//   - No node below the root is empty (a delete removes the nodes it empties), and no node is deeper
+//     than the hash is long (the slot at depth d is byte d of the hash).
+//
+// A walk that finds otherwise stops with ErrMalformedNode, naming the node, depth and key. The
+// checks cost a set of the CIDs met (memory of the order of the walk's own) and one hash per key.
+// The hash is skipped where a node remembers having been checked at the same position (see
+// walkable.walkChecked), so a warm walk of a read-only map hashes nothing.
+
+// walkable is a node as walkTree sees it: *node (write mode), *frozenNode (read mode) or
+// *blockNode (the tools' nodes, read straight from the store).
+type walkable interface {
+	// empty reports whether the node has no occupied slot.
+	empty() bool
+	// eachBucket calls fn with every bucket in slot order, as its slot and its encoding at s[p:],
+	// until fn returns false; it reports whether it got to the end.
+	eachBucket(fn func(slot int, s string, p int) bool) bool
+	// eachLinkSlotDown calls fn with every link slot from the highest down (the order py-hamt's
+	// keys() descends in), as its slot and its rank among the occupied slots, until fn returns
+	// false; it reports whether it got to the end.
+	eachLinkSlotDown(fn func(slot, k int) bool) bool
+	// walkChecked reports whether the node's keys were found on their hash paths when the node
+	// was at position pos (see treeCheck.position); setWalkChecked records it.
+	walkChecked(pos uint64) bool
+	setWalkChecked(pos uint64)
+}
+
+// treeCheck is one walk's state for the checks: the CIDs met so far and the slots that led to
+// the current node. Diff keeps one per tree.
+type treeCheck struct {
+	hasher  keyHasher
+	hashLen int // length of the hash; nodes exist at depths 0 … hashLen-1
+	seen    map[cidBytes]struct{}
+	path    []byte // path[d] is the slot taken at depth d to reach the current node
+	buf     [32]byte
+}
+
+func newTreeCheck(h keyHasher) (*treeCheck, error) {
+	n := 32 // Blake3
+	if h.custom != nil {
+		if n = len(h.custom(nil)); n == 0 {
+			return nil, errors.New("hash function gives an empty digest")
+		}
+	}
+	return &treeCheck{hasher: h, hashLen: n, seen: make(map[cidBytes]struct{})}, nil
+}
+
+// enter records that the walk reached node id (empty: a node made in memory, which has no CID
+// yet) at depth, through slot when depth > 0.
+func (t *treeCheck) enter(id cidBytes, depth, slot int, empty bool) error {
+	if depth > 0 {
+		t.path = append(t.path[:depth-1], byte(slot))
+	}
+	if depth >= t.hashLen {
+		return fmt.Errorf("%w: node %s at depth %d is deeper than the %d-byte hash allows", ErrMalformedNode, id, depth, t.hashLen)
+	}
+	if depth > 0 && empty {
+		return fmt.Errorf("%w: node %s at depth %d (slot %d) is empty", ErrMalformedNode, id, depth, slot)
+	}
+	if id == "" {
+		return nil
+	}
+	if _, ok := t.seen[id]; ok {
+		return fmt.Errorf("%w: node %s is reached twice, again at depth %d through slots %v", ErrMalformedNode, id, depth, t.path[:depth])
+	}
+	t.seen[id] = struct{}{}
+	return nil
+}
+
+// position packs the path to a node at depth into one number, for walkChecked: the depth plus one
+// in the top byte and the slots below it. Zero (never checked) for depths past 7, which a map
+// reaches only through more than 256^7 nodes.
+func (t *treeCheck) position(depth int) uint64 {
+	if depth > 7 {
+		return 0
+	}
+	pos := uint64(depth+1) << 56
+	for d, s := range t.path[:depth] {
+		pos |= uint64(s) << (8 * d)
+	}
+	return pos
+}
+
+// checkKeys checks that every key in n's buckets hashes to the path that led to n, at depth, and
+// to its bucket's slot.
+func checkKeys[N walkable](t *treeCheck, n N, id cidBytes, depth int) error {
+	pos := t.position(depth)
+	if pos != 0 && n.walkChecked(pos) {
+		return nil
+	}
+	var err error
+	n.eachBucket(func(slot int, s string, p int) bool {
+		return eachEntry(s, p, func(key string, _ cidBytes) bool {
+			err = t.checkKey(key, id, depth, slot)
+			return err == nil
+		})
+	})
+	if err == nil && pos != 0 {
+		n.setWalkChecked(pos)
+	}
+	return err
+}
+
+// checkKey checks one key found in slot of a node at depth.
+func (t *treeCheck) checkKey(key string, id cidBytes, depth, slot int) error {
+	h, err := t.hasher.hash(key, &t.buf)
+	if err != nil {
+		return err
+	}
+	if len(h) > depth && int(h[depth]) == slot && string(h[:depth]) == string(t.path[:depth]) {
+		return nil
+	}
+	return fmt.Errorf("%w: key %.100q in node %s at depth %d, slot %d, is off its hash path (slots %v, hash %x)",
+		ErrMalformedNode, key, id, depth, slot, append(t.path[:depth:depth], byte(slot)), h[:min(len(h), depth+1)])
+}
+
+// walkTree visits root and every node below it once, depth first in py-hamt's keys() order: a
+// node (visit), then its children from the highest slot down, each checked as the top of this
+// file says before it is visited. child resolves the link in the k-th occupied slot of a node at
+// depth-1 and gives the child's CID ("" for a node made in memory). visit returning errStop ends
+// the walk without an error. Every error but errStop is returned as it is.
+func walkTree[N walkable](ctx context.Context, t *treeCheck, root N, rootID cidBytes,
+	child func(ctx context.Context, parent N, k, depth int) (N, cidBytes, error), visit func(n N, depth int) error) error {
+	if err := t.enter(rootID, 0, 0, root.empty()); err != nil {
+		return err
+	}
+	err := walkFrom(ctx, t, root, rootID, 0, child, visit)
+	if errors.Is(err, errStop) {
+		return nil
+	}
+	return err
+}
+
+// walkFrom is walkTree below a node already entered.
+func walkFrom[N walkable](ctx context.Context, t *treeCheck, n N, id cidBytes, depth int,
+	child func(ctx context.Context, parent N, k, depth int) (N, cidBytes, error), visit func(n N, depth int) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := checkKeys(t, n, id, depth); err != nil {
+		return err
+	}
+	if err := visit(n, depth); err != nil {
+		return err
+	}
+	var err error
+	n.eachLinkSlotDown(func(slot, k int) bool {
+		var c N
+		var cid cidBytes
+		if c, cid, err = child(ctx, n, k, depth+1); err != nil {
+			return false
+		}
+		if err = t.enter(cid, depth+1, slot, c.empty()); err != nil {
+			return false
+		}
+		err = walkFrom(ctx, t, c, cid, depth+1, child, visit)
+		return err == nil
+	})
+	return err
+}
+
+func (n *node) eachBucket(fn func(slot int, s string, p int) bool) bool {
+	pos := 0
+	for w := 0; w < 4; w++ {
+		for b := n.bitmap[w]; b != 0; b &= b - 1 {
+			if s := &n.slots[pos]; s.link == nil && !fn(w<<6|bits.TrailingZeros64(b), s.bucket, 0) {
+				return false
+			}
+			pos++
+		}
+	}
+	return true
+}
+
+func (n *node) eachLinkSlotDown(fn func(slot, k int) bool) bool {
+	pos := len(n.slots)
+	for w := 3; w >= 0; w-- {
+		for b := n.bitmap[w]; b != 0; {
+			top := 63 - bits.LeadingZeros64(b)
+			b &^= 1 << top
+			pos--
+			if n.slots[pos].link != nil && !fn(w<<6|top, pos) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// A write-mode node has one position all its life: the position is not needed.
+func (n *node) walkChecked(uint64) bool { return n.checked }
+func (n *node) setWalkChecked(uint64)   { n.checked = true }
+
+func (n *frozenNode) empty() bool { return n.occupied == [4]uint64{} }
+
+func (n *frozenNode) eachBucket(fn func(slot int, s string, p int) bool) bool {
+	k := 0
+	for w := 0; w < 4; w++ {
+		for b := n.occupied[w]; b != 0; b &= b - 1 {
+			if n.links[w]&(b&-b) == 0 && !fn(w<<6|bits.TrailingZeros64(b), n.img, n.slotStart(k)) {
+				return false
+			}
+			k++
+		}
+	}
+	return true
+}
+
+func (n *frozenNode) eachLinkSlotDown(fn func(slot, k int) bool) bool {
+	k := 0
+	for w := 0; w < 4; w++ {
+		k += bits.OnesCount64(n.occupied[w])
+	}
+	for w := 3; w >= 0; w-- {
+		for b := n.occupied[w]; b != 0; {
+			top := 63 - bits.LeadingZeros64(b)
+			b &^= 1 << top
+			k--
+			if n.links[w]&(1<<top) != 0 && !fn(w<<6|top, k) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func (n *frozenNode) walkChecked(pos uint64) bool { return n.checkedAt.Load() == pos }
+func (n *frozenNode) setWalkChecked(pos uint64)   { n.checkedAt.Store(pos) }
