@@ -129,8 +129,8 @@ func (t *treeCheck) checkKey(key string, id cidBytes, depth, slot int) error {
 	if len(h) > depth && int(h[depth]) == slot && string(h[:depth]) == string(t.path[:depth]) {
 		return nil
 	}
-	return fmt.Errorf("%w: key %.100q in node %s at depth %d, slot %d, is off its hash path (slots %v, hash %x)",
-		ErrMalformedNode, key, id, depth, slot, append(t.path[:depth:depth], byte(slot)), h[:min(len(h), depth+1)])
+	return fmt.Errorf("%w: key %.100q in slot %d of node %s at depth %d is off its hash path: reached through slots %v, its hash begins %v",
+		ErrMalformedNode, key, slot, id, depth, append(t.path[:depth:depth], byte(slot)), h[:min(len(h), depth+1)])
 }
 
 // walkTree visits root and every node below it once, depth first in py-hamt's keys() order: a
