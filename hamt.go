@@ -38,7 +38,9 @@ var (
 	// ErrMaxDepth: more than bucket-size keys share their whole hash, so no node can separate
 	// them. Only reachable with a weak or short hash function.
 	ErrMaxDepth = errors.New("hash exhausted: maximum trie depth reached")
-	// ErrMalformedNode: a node block is not a valid HAMT node in canonical DAG-CBOR.
+	// ErrMalformedNode: a node block is not a valid HAMT node in canonical DAG-CBOR, or a walk of
+	// the whole tree (Keys, Len, Inspect, Diff, WriteCAR) found that the nodes do not form a HAMT:
+	// a node reached twice, a key off its hash path, an empty node below the root.
 	ErrMalformedNode = errors.New("malformed HAMT node")
 	// ErrMalformedValue: a value block is not canonical DAG-CBOR in the IPLD data model (DagCBOR
 	// codec).
@@ -402,7 +404,9 @@ func missingBlock(err error) error {
 // Keys yields every key once. In read-only mode the order is py-hamt's: depth-first from the root,
 // a node's buckets in slot order (each bucket in canonical key order), then its children from the
 // highest slot down. In write mode it yields a snapshot of the keys taken when iteration starts.
-// A failure to load a node is yielded as an error, after which iteration stops.
+// A failure to load a node is yielded as an error, after which iteration stops; so is a tree that
+// is not a HAMT (ErrMalformedNode: a node reached twice, a key that does not hash to the slots
+// that lead to it), found before any key is yielded twice.
 func (m *Map[V]) Keys(ctx context.Context) iter.Seq2[string, error] {
 	return func(yield func(string, error) bool) {
 		emit := yield
@@ -424,7 +428,7 @@ func (m *Map[V]) Keys(ctx context.Context) iter.Seq2[string, error] {
 	}
 }
 
-// Len counts the keys. It visits every node.
+// Len counts the keys. It visits every node, with the checks of Keys.
 func (m *Map[V]) Len(ctx context.Context) (int, error) {
 	count := 0
 	err := m.walkKeys(ctx, func(string) bool { count++; return true })
