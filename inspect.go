@@ -65,7 +65,7 @@ func toolCheck(opts []Option) (*treeCheck, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hamt: %w", err)
 	}
-	return newTreeCheck(keyHasher{custom: o.hash})
+	return newTreeCheck(keyHasher{custom: o.hash}, 0)
 }
 
 // blockChild is walkTree's child for blockNodes: it loads the link in n's k-th occupied slot.

@@ -16,6 +16,8 @@ type readStore struct {
 	root     cid.Cid
 	rootNode *frozenNode
 	cache    *nodeCache
+	// walked is the most nodes a walk has met, to size the next walk's set of them.
+	walked atomic.Int64
 }
 
 // newReadStore opens root. rootNode, when the caller has it (just flushed), saves loading it.
@@ -90,7 +92,7 @@ func (r *readStore) lookup(ctx context.Context, key string, h []byte) (cidBytes,
 // is done. The walk is walkTree's, so a node reached twice or a key off its hash path (for hasher)
 // is ErrMalformedNode.
 func (r *readStore) walkKeys(ctx context.Context, hasher keyHasher, yield func(string) bool) error {
-	t, err := newTreeCheck(hasher)
+	t, err := newTreeCheck(hasher, int(r.walked.Load()))
 	if err != nil {
 		return err
 	}
@@ -98,12 +100,16 @@ func (r *readStore) walkKeys(ctx context.Context, hasher keyHasher, yield func(s
 		c, err := r.child(ctx, n, k, depth)
 		return c, n.linkAt(k), err
 	}
-	return walkTree(ctx, t, r.rootNode, cidKey(r.root), child, func(n *frozenNode, _ int) error {
+	err = walkTree(ctx, t, r.rootNode, cidKey(r.root), child, func(n *frozenNode, _ int) error {
 		if !n.eachKey(yield) {
 			return errStop
 		}
 		return nil
 	})
+	if met := int64(len(t.seen)); err == nil && met > r.walked.Load() {
+		r.walked.Store(met)
+	}
+	return err
 }
 
 // nodeCache holds decoded nodes within a memory budget. It is split into shards, each with its own

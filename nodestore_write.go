@@ -91,7 +91,7 @@ func (w *writeStore) lookup(ctx context.Context, key string, h []byte) (cidBytes
 // must not call back into the map. The walk is walkTree's, so a node reached twice or a key off
 // its hash path (for hasher) is ErrMalformedNode.
 func (w *writeStore) walkKeys(ctx context.Context, hasher keyHasher, yield func(string) bool) error {
-	t, err := newTreeCheck(hasher)
+	t, err := newTreeCheck(hasher, 0)
 	if err != nil {
 		return err
 	}

@@ -31,13 +31,14 @@ import (
 type walkable interface {
 	// empty reports whether the node has no occupied slot.
 	empty() bool
-	// eachBucket calls fn with every bucket in slot order, as its slot and its encoding at s[p:],
-	// until fn returns false; it reports whether it got to the end.
-	eachBucket(fn func(slot int, s string, p int) bool) bool
-	// eachLinkSlotDown calls fn with every link slot from the highest down (the order py-hamt's
-	// keys() descends in), as its slot and its rank among the occupied slots, until fn returns
-	// false; it reports whether it got to the end.
-	eachLinkSlotDown(fn func(slot, k int) bool) bool
+	// bucketFrom returns the first bucket slot at or after slot, and the bucket's encoding at
+	// s[p:]; slot -1 when there is none. (Index-based rather than a callback, so a walk makes no
+	// closure per node.)
+	bucketFrom(slot int) (next int, s string, p int)
+	// linkBelow returns the highest link slot below slot and its rank k among the occupied slots;
+	// slot -1 when there is none. From numSlots down, that is the order py-hamt's keys()
+	// descends in.
+	linkBelow(slot int) (next, k int)
 	// walkChecked reports whether the node's keys were found on their hash paths when the node
 	// was at position pos (see treeCheck.position); setWalkChecked records it.
 	walkChecked(pos uint64) bool
@@ -54,14 +55,15 @@ type treeCheck struct {
 	buf     [32]byte
 }
 
-func newTreeCheck(h keyHasher) (*treeCheck, error) {
+// newTreeCheck starts a walk of a tree of about nodes nodes (a hint; 0 when unknown).
+func newTreeCheck(h keyHasher, nodes int) (*treeCheck, error) {
 	n := 32 // Blake3
 	if h.custom != nil {
 		if n = len(h.custom(nil)); n == 0 {
 			return nil, errors.New("hash function gives an empty digest")
 		}
 	}
-	return &treeCheck{hasher: h, hashLen: n, seen: make(map[cidBytes]struct{})}, nil
+	return &treeCheck{hasher: h, hashLen: n, seen: make(map[cidBytes]struct{}, nodes)}, nil
 }
 
 // enter records that the walk reached node id (empty: a node made in memory, which has no CID
@@ -108,12 +110,12 @@ func checkKeys[N walkable](t *treeCheck, n N, id cidBytes, depth int) error {
 		return nil
 	}
 	var err error
-	n.eachBucket(func(slot int, s string, p int) bool {
-		return eachEntry(s, p, func(key string, _ cidBytes) bool {
+	for slot, b, p := n.bucketFrom(0); slot >= 0 && err == nil; slot, b, p = n.bucketFrom(slot + 1) {
+		eachEntry(b, p, func(key string, _ cidBytes) bool {
 			err = t.checkKey(key, id, depth, slot)
 			return err == nil
 		})
-	})
+	}
 	if err == nil && pos != 0 {
 		n.setWalkChecked(pos)
 	}
@@ -162,48 +164,48 @@ func walkFrom[N walkable](ctx context.Context, t *treeCheck, n N, id cidBytes, d
 	if err := visit(n, depth); err != nil {
 		return err
 	}
-	var err error
-	n.eachLinkSlotDown(func(slot, k int) bool {
-		var c N
-		var cid cidBytes
-		if c, cid, err = child(ctx, n, k, depth+1); err != nil {
-			return false
+	for slot, k := n.linkBelow(numSlots); slot >= 0; slot, k = n.linkBelow(slot) {
+		c, cid, err := child(ctx, n, k, depth+1)
+		if err != nil {
+			return err
 		}
-		if err = t.enter(cid, depth+1, slot, c.empty()); err != nil {
-			return false
+		if err := t.enter(cid, depth+1, slot, c.empty()); err != nil {
+			return err
 		}
-		err = walkFrom(ctx, t, c, cid, depth+1, child, visit)
-		return err == nil
-	})
-	return err
-}
-
-func (n *node) eachBucket(fn func(slot int, s string, p int) bool) bool {
-	pos := 0
-	for w := 0; w < 4; w++ {
-		for b := n.bitmap[w]; b != 0; b &= b - 1 {
-			if s := &n.slots[pos]; s.link == nil && !fn(w<<6|bits.TrailingZeros64(b), s.bucket, 0) {
-				return false
-			}
-			pos++
+		if err := walkFrom(ctx, t, c, cid, depth+1, child, visit); err != nil {
+			return err
 		}
 	}
-	return true
+	return nil
 }
 
-func (n *node) eachLinkSlotDown(fn func(slot, k int) bool) bool {
-	pos := len(n.slots)
-	for w := 3; w >= 0; w-- {
-		for b := n.bitmap[w]; b != 0; {
+// upTo is the mask of the bits 0 … i&63 of a bitmap word.
+func upTo(i int) uint64 { return ^uint64(0) >> (63 - uint(i&63)) }
+
+func (n *node) bucketFrom(slot int) (int, string, int) {
+	for i := slot; i < numSlots; i = (i | 63) + 1 {
+		for b := n.bitmap[i>>6] &^ (upTo(i) >> 1); b != 0; b &= b - 1 {
+			j := i&^63 | bits.TrailingZeros64(b)
+			if pos, _ := n.index(j); n.slots[pos].link == nil {
+				return j, n.slots[pos].bucket, 0
+			}
+		}
+	}
+	return -1, "", 0
+}
+
+func (n *node) linkBelow(slot int) (int, int) {
+	for i := slot - 1; i >= 0; i = i&^63 - 1 {
+		for b := n.bitmap[i>>6] & upTo(i); b != 0; {
 			top := 63 - bits.LeadingZeros64(b)
-			b &^= 1 << top
-			pos--
-			if n.slots[pos].link != nil && !fn(w<<6|top, pos) {
-				return false
+			b &^= 1 << uint(top)
+			j := i&^63 | top
+			if pos, _ := n.index(j); n.slots[pos].link != nil {
+				return j, pos
 			}
 		}
 	}
-	return true
+	return -1, 0
 }
 
 // A write-mode node has one position all its life: the position is not needed.
@@ -212,35 +214,27 @@ func (n *node) setWalkChecked(uint64)   { n.checked = true }
 
 func (n *frozenNode) empty() bool { return n.occupied == [4]uint64{} }
 
-func (n *frozenNode) eachBucket(fn func(slot int, s string, p int) bool) bool {
-	k := 0
-	for w := 0; w < 4; w++ {
-		for b := n.occupied[w]; b != 0; b &= b - 1 {
-			if n.links[w]&(b&-b) == 0 && !fn(w<<6|bits.TrailingZeros64(b), n.img, n.slotStart(k)) {
-				return false
-			}
-			k++
+func (n *frozenNode) bucketFrom(slot int) (int, string, int) {
+	for i := slot; i < numSlots; i = (i | 63) + 1 {
+		w := i >> 6
+		if b := n.occupied[w] &^ n.links[w] &^ (upTo(i) >> 1); b != 0 {
+			j := w<<6 | bits.TrailingZeros64(b)
+			k, _ := n.find(j)
+			return j, n.img, n.slotStart(k)
 		}
 	}
-	return true
+	return -1, "", 0
 }
 
-func (n *frozenNode) eachLinkSlotDown(fn func(slot, k int) bool) bool {
-	k := 0
-	for w := 0; w < 4; w++ {
-		k += bits.OnesCount64(n.occupied[w])
-	}
-	for w := 3; w >= 0; w-- {
-		for b := n.occupied[w]; b != 0; {
-			top := 63 - bits.LeadingZeros64(b)
-			b &^= 1 << top
-			k--
-			if n.links[w]&(1<<top) != 0 && !fn(w<<6|top, k) {
-				return false
-			}
+func (n *frozenNode) linkBelow(slot int) (int, int) {
+	for i := slot - 1; i >= 0; i = i&^63 - 1 {
+		if b := n.links[i>>6] & upTo(i); b != 0 {
+			j := i&^63 | (63 - bits.LeadingZeros64(b))
+			k, _ := n.find(j)
+			return j, k
 		}
 	}
-	return true
+	return -1, 0
 }
 
 func (n *frozenNode) walkChecked(pos uint64) bool { return n.checkedAt.Load() == pos }
