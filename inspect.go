@@ -228,33 +228,24 @@ func (d *differ) start(a, b cid.Cid, opts []Option) error {
 	if err != nil {
 		return err
 	}
-	if err := d.a.enter(cidKey(a), 0, 0, na.empty()); err != nil {
-		return err
-	}
-	if err := d.b.enter(cidKey(b), 0, 0, nb.empty()); err != nil {
-		return err
-	}
-	return d.nodes(na, nb, 0)
+	return d.nodes(na, nb, 0, 0)
 }
 
-// child loads and enters, in t's walk, the node l links to from slot of a node at depth-1.
-func (d *differ) child(t *treeCheck, l *link, depth, slot int) (*blockNode, error) {
+// child loads the node l links to from slot of a node at depth-1.
+func (d *differ) child(l *link, depth int) (*blockNode, error) {
 	c, err := loadNodeBlock(d.ctx, d.cas, l.id.cid())
 	if err != nil {
 		return nil, fmt.Errorf("depth %d: %w", depth, err)
 	}
-	if err := t.enter(l.id, depth, slot, c.empty()); err != nil {
-		return nil, err
-	}
 	return c, nil
 }
 
-// nodes compares two nodes at the same position, at depth, slot by slot.
-func (d *differ) nodes(na, nb *blockNode, depth int) error {
-	if err := checkKeys(d.a, na, cidKey(na.id), depth); err != nil {
+// nodes compares two nodes at the same position, at depth through slot, slot by slot.
+func (d *differ) nodes(na, nb *blockNode, depth, slot int) error {
+	if err := d.a.check(na, cidKey(na.id), depth, slot); err != nil {
 		return err
 	}
-	if err := checkKeys(d.b, nb, cidKey(nb.id), depth); err != nil {
+	if err := d.b.check(nb, cidKey(nb.id), depth, slot); err != nil {
 		return err
 	}
 	for i := range numSlots {
@@ -269,15 +260,15 @@ func (d *differ) nodes(na, nb *blockNode, depth int) error {
 			if sa.link.id == sb.link.id {
 				continue // the same subtree
 			}
-			ca, err := d.child(d.a, sa.link, depth+1, i)
+			ca, err := d.child(sa.link, depth+1)
 			if err != nil {
 				return err
 			}
-			cb, err := d.child(d.b, sb.link, depth+1, i)
+			cb, err := d.child(sb.link, depth+1)
 			if err != nil {
 				return err
 			}
-			if err := d.nodes(ca, cb, depth+1); err != nil {
+			if err := d.nodes(ca, cb, depth+1, i); err != nil {
 				return err
 			}
 			continue
@@ -306,12 +297,12 @@ func (d *differ) entries(t *treeCheck, s *slot, depth, i int) ([]entry, error) {
 	if s.link == nil {
 		return slices.SortedFunc(slices.Values(appendEntries(nil, s.bucket)), func(a, b entry) int { return cmp.Compare(a.key, b.key) }), nil
 	}
-	c, err := d.child(t, s.link, depth+1, i)
+	c, err := d.child(s.link, depth+1)
 	if err != nil {
 		return nil, err
 	}
 	var out []entry
-	err = walkFrom(d.ctx, t, c, s.link.id, depth+1, blockChild(d.cas), func(n *blockNode, _ int) error {
+	err = walkFrom(d.ctx, t, c, s.link.id, depth+1, i, blockChild(d.cas), func(n *blockNode, _ int) error {
 		for j := range n.slots {
 			if b := n.slots[j].bucket; b != "" {
 				out = appendEntries(out, b)

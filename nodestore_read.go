@@ -16,7 +16,7 @@ type readStore struct {
 	root     cid.Cid
 	rootNode *frozenNode
 	cache    *nodeCache
-	// walked is the most nodes a walk has met, to size the next walk's set of them.
+	// walked is the most nodes a walk has had to check, to size the next walk's set of them.
 	walked atomic.Int64
 }
 

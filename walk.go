@@ -23,8 +23,15 @@ import (
 //
 // A walk that finds otherwise stops with ErrMalformedNode, naming the node, depth and key. The
 // checks cost a set of the CIDs met (memory of the order of the walk's own) and one hash per key.
-// The hash is skipped where a node remembers having been checked at the same position (see
-// walkable.walkChecked), so a warm walk of a read-only map hashes nothing.
+//
+// Both are skipped for a node that remembers having passed them at the same position (see
+// walkable.walkChecked), so a warm walk of a read-only map hashes nothing and keeps no set. That
+// loses nothing: a node reached at two positions P and Q has, somewhere below it at P+r and Q+r,
+// a node with a bucket (no node below the root is empty, none is deeper than the hash), whose
+// keys would have to hash to both positions. If neither position is a prefix of the other, they
+// differ at some depth, where a hash has one byte; if P+r is a prefix of Q+r, the key's slot at
+// that depth is a bucket at P+r but a link on the way to Q+r. So the second visit fails the key
+// check, or the set, whichever it meets; and a node remembered at its position was checked there.
 
 // walkable is a node as walkTree sees it: *node (write mode), *frozenNode (read mode) or
 // *blockNode (the tools' nodes, read straight from the store).
@@ -49,13 +56,15 @@ type walkable interface {
 // the current node. Diff keeps one per tree.
 type treeCheck struct {
 	hasher  keyHasher
-	hashLen int // length of the hash; nodes exist at depths 0 … hashLen-1
-	seen    map[cidBytes]struct{}
-	path    []byte // path[d] is the slot taken at depth d to reach the current node
+	hashLen int                   // length of the hash; nodes exist at depths 0 … hashLen-1
+	seen    map[cidBytes]struct{} // made on first use: a warm walk may need none
+	hint    int                   // how many nodes seen is made for
+	path    []byte                // path[d] is the slot taken at depth d to reach the current node
 	buf     [32]byte
 }
 
-// newTreeCheck starts a walk of a tree of about nodes nodes (a hint; 0 when unknown).
+// newTreeCheck starts a walk that may meet about nodes nodes it has not checked before (a hint;
+// 0 when unknown).
 func newTreeCheck(h keyHasher, nodes int) (*treeCheck, error) {
 	n := 32 // Blake3
 	if h.custom != nil {
@@ -63,23 +72,23 @@ func newTreeCheck(h keyHasher, nodes int) (*treeCheck, error) {
 			return nil, errors.New("hash function gives an empty digest")
 		}
 	}
-	return &treeCheck{hasher: h, hashLen: n, seen: make(map[cidBytes]struct{}, nodes)}, nil
+	return &treeCheck{hasher: h, hashLen: n, hint: nodes}, nil
 }
 
 // enter records that the walk reached node id (empty: a node made in memory, which has no CID
-// yet) at depth, through slot when depth > 0.
-func (t *treeCheck) enter(id cidBytes, depth, slot int, empty bool) error {
-	if depth > 0 {
-		t.path = append(t.path[:depth-1], byte(slot))
-	}
+// yet) at depth, through the slots in t.path.
+func (t *treeCheck) enter(id cidBytes, depth int, empty bool) error {
 	if depth >= t.hashLen {
 		return fmt.Errorf("%w: node %s at depth %d is deeper than the %d-byte hash allows", ErrMalformedNode, id, depth, t.hashLen)
 	}
 	if depth > 0 && empty {
-		return fmt.Errorf("%w: node %s at depth %d (slot %d) is empty", ErrMalformedNode, id, depth, slot)
+		return fmt.Errorf("%w: node %s at depth %d (slots %v) is empty", ErrMalformedNode, id, depth, t.path[:depth])
 	}
 	if id == "" {
 		return nil
+	}
+	if t.seen == nil {
+		t.seen = make(map[cidBytes]struct{}, t.hint)
 	}
 	if _, ok := t.seen[id]; ok {
 		return fmt.Errorf("%w: node %s is reached twice, again at depth %d through slots %v", ErrMalformedNode, id, depth, t.path[:depth])
@@ -104,20 +113,13 @@ func (t *treeCheck) position(depth int) uint64 {
 
 // checkKeys checks that every key in n's buckets hashes to the path that led to n, at depth, and
 // to its bucket's slot.
-func checkKeys[N walkable](t *treeCheck, n N, id cidBytes, depth int) error {
-	pos := t.position(depth)
-	if pos != 0 && n.walkChecked(pos) {
-		return nil
-	}
+func checkKeys(t *treeCheck, n walkable, id cidBytes, depth int) error {
 	var err error
 	for slot, b, p := n.bucketFrom(0); slot >= 0 && err == nil; slot, b, p = n.bucketFrom(slot + 1) {
 		eachEntry(b, p, func(key string, _ cidBytes) bool {
 			err = t.checkKey(key, id, depth, slot)
 			return err == nil
 		})
-	}
-	if err == nil && pos != 0 {
-		n.setWalkChecked(pos)
 	}
 	return err
 }
@@ -142,23 +144,20 @@ func (t *treeCheck) checkKey(key string, id cidBytes, depth, slot int) error {
 // the walk without an error. Every error but errStop is returned as it is.
 func walkTree[N walkable](ctx context.Context, t *treeCheck, root N, rootID cidBytes,
 	child func(ctx context.Context, parent N, k, depth int) (N, cidBytes, error), visit func(n N, depth int) error) error {
-	if err := t.enter(rootID, 0, 0, root.empty()); err != nil {
-		return err
-	}
-	err := walkFrom(ctx, t, root, rootID, 0, child, visit)
+	err := walkFrom(ctx, t, root, rootID, 0, 0, child, visit)
 	if errors.Is(err, errStop) {
 		return nil
 	}
 	return err
 }
 
-// walkFrom is walkTree below a node already entered.
-func walkFrom[N walkable](ctx context.Context, t *treeCheck, n N, id cidBytes, depth int,
+// walkFrom is walkTree from node n (CID id), reached at depth through slot.
+func walkFrom[N walkable](ctx context.Context, t *treeCheck, n N, id cidBytes, depth, slot int,
 	child func(ctx context.Context, parent N, k, depth int) (N, cidBytes, error), visit func(n N, depth int) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := checkKeys(t, n, id, depth); err != nil {
+	if err := t.check(n, id, depth, slot); err != nil {
 		return err
 	}
 	if err := visit(n, depth); err != nil {
@@ -169,12 +168,31 @@ func walkFrom[N walkable](ctx context.Context, t *treeCheck, n N, id cidBytes, d
 		if err != nil {
 			return err
 		}
-		if err := t.enter(cid, depth+1, slot, c.empty()); err != nil {
+		if err := walkFrom(ctx, t, c, cid, depth+1, slot, child, visit); err != nil {
 			return err
 		}
-		if err := walkFrom(ctx, t, c, cid, depth+1, child, visit); err != nil {
-			return err
-		}
+	}
+	return nil
+}
+
+// check runs every check on node n (CID id), reached at depth through slot, unless n remembers
+// passing them at this position.
+func (t *treeCheck) check(n walkable, id cidBytes, depth, slot int) error {
+	if depth > 0 {
+		t.path = append(t.path[:depth-1], byte(slot))
+	}
+	pos := t.position(depth)
+	if pos != 0 && n.walkChecked(pos) {
+		return nil
+	}
+	if err := t.enter(id, depth, n.empty()); err != nil {
+		return err
+	}
+	if err := checkKeys(t, n, id, depth); err != nil {
+		return err
+	}
+	if pos != 0 {
+		n.setWalkChecked(pos)
 	}
 	return nil
 }
