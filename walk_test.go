@@ -384,6 +384,16 @@ func TestValidTreesStillWalk(t *testing.T) {
 					t.Fatalf("read-only Keys: %d, %v", n, err)
 				}
 			}
+			// With no cache every node is loaded (and checked) afresh on every walk.
+			uncached, err := hamt.Open(ctx, cas, hamt.Bytes, root, hamt.WithHash(hash.fn), hamt.WithCacheBytes(0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range 2 {
+				if n, err := uncached.Len(ctx); err != nil || n != len(want) {
+					t.Fatalf("Len without a cache: %d, %v", n, err)
+				}
+			}
 			st, err := hamt.Inspect(ctx, cas, root, false, hamt.WithHash(hash.fn))
 			if err != nil || st.Keys != len(want) || len(st.NodesAtDepth) < 3 {
 				t.Fatalf("Inspect: %+v, %v", st, err)
