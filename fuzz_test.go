@@ -217,7 +217,9 @@ func fuzzCheckFrozenAgrees(t *testing.T, data []byte, n *node, err error) {
 		t.Fatalf("frozen keys %q, want %q", got, want)
 	}
 	var down []cidBytes
-	f.eachLinkDown(func(k int) bool { down = append(down, f.linkAt(k)); return true })
+	for slot, k := f.linkBelow(numSlots); slot >= 0; slot, k = f.linkBelow(slot) {
+		down = append(down, f.linkAt(k))
+	}
 	var wantDown []cidBytes
 	for j := len(n.slots) - 1; j >= 0; j-- {
 		if l := n.slots[j].link; l != nil {

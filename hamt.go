@@ -38,7 +38,9 @@ var (
 	// ErrMaxDepth: more than bucket-size keys share their whole hash, so no node can separate
 	// them. Only reachable with a weak or short hash function.
 	ErrMaxDepth = errors.New("hash exhausted: maximum trie depth reached")
-	// ErrMalformedNode: a node block is not a valid HAMT node in canonical DAG-CBOR.
+	// ErrMalformedNode: a node block is not a valid HAMT node in canonical DAG-CBOR, or a walk of
+	// the whole tree (Keys, Len, Inspect, Diff, WriteCAR) found that the nodes do not form a HAMT:
+	// a node reached twice, a key off its hash path, an empty node below the root.
 	ErrMalformedNode = errors.New("malformed HAMT node")
 	// ErrMalformedValue: a value block is not canonical DAG-CBOR in the IPLD data model (DagCBOR
 	// codec).
@@ -181,7 +183,7 @@ func New[V any](ctx context.Context, cas CAS, codec Codec[V], opts ...Option) (*
 	if err != nil {
 		return nil, err
 	}
-	m.state.Store(&mapState{w: newWriteStore(m.nodeLoader(), &node{dirty: true}, cid.Undef)})
+	m.state.Store(&mapState{w: newWriteStore(m.nodeLoader(), &node{dirty: true, checked: true}, cid.Undef)})
 	return m, nil
 }
 
@@ -407,7 +409,9 @@ func missingBlock(err error) error {
 // Keys yields every key once. In read-only mode the order is py-hamt's: depth-first from the root,
 // a node's buckets in slot order (each bucket in canonical key order), then its children from the
 // highest slot down. In write mode it yields a snapshot of the keys taken when iteration starts.
-// A failure to load a node is yielded as an error, after which iteration stops.
+// A failure to load a node is yielded as an error, after which iteration stops; so is a tree that
+// is not a HAMT (ErrMalformedNode: a node reached twice, a key that does not hash to the slots
+// that lead to it), found before any key is yielded twice.
 func (m *Map[V]) Keys(ctx context.Context) iter.Seq2[string, error] {
 	return func(yield func(string, error) bool) {
 		emit := yield
@@ -429,7 +433,7 @@ func (m *Map[V]) Keys(ctx context.Context) iter.Seq2[string, error] {
 	}
 }
 
-// Len counts the keys. It visits every node.
+// Len counts the keys. It visits every node, with the checks of Keys.
 func (m *Map[V]) Len(ctx context.Context) (int, error) {
 	count := 0
 	err := m.walkKeys(ctx, func(string) bool { count++; return true })
@@ -440,9 +444,9 @@ func (m *Map[V]) Len(ctx context.Context) (int, error) {
 func (m *Map[V]) walkKeys(ctx context.Context, yield func(string) bool) error {
 	st := m.state.Load()
 	if st.w != nil {
-		return st.w.walkKeys(ctx, yield)
+		return st.w.walkKeys(ctx, m.hasher, yield)
 	}
-	return st.r.walkKeys(ctx, yield)
+	return st.r.walkKeys(ctx, m.hasher, yield)
 }
 
 // Flush saves every changed node reachable from the root (children before parents, siblings
@@ -645,7 +649,7 @@ func (t tree) split(n *node, i, depth int, merged string) error {
 			return fmt.Errorf("%w: %d keys share the hash of %q", ErrMaxDepth, same, all[j].key)
 		}
 	}
-	ln := &linkedNode{node: node{dirty: true}}
+	ln := &linkedNode{node: node{dirty: true, checked: true}}
 	ln.node.slots = ln.inline[:0]
 	ln.link.node = &ln.node
 	child := &ln.node
@@ -727,31 +731,4 @@ func find(n *node, key string, h []byte, depth int) (cidBytes, *link, error) {
 	}
 	c, _, _ := bucketSearch(s.bucket, 0, key)
 	return c, nil, nil
-}
-
-// walkNodes visits n and its descendants in py-hamt's keys() order: a node, then its children
-// from the highest slot down, depth first. child resolves a link. It stops when visit returns
-// false or ctx is done.
-func walkNodes(ctx context.Context, n *node, depth int, child func(context.Context, *link, int) (*node, error), visit func(*node) bool) (bool, error) {
-	if err := ctx.Err(); err != nil {
-		return false, err
-	}
-	if !visit(n) {
-		return false, nil
-	}
-	for j := len(n.slots) - 1; j >= 0; j-- {
-		l := n.slots[j].link
-		if l == nil {
-			continue
-		}
-		c, err := child(ctx, l, depth+1)
-		if err != nil {
-			return false, err
-		}
-		more, err := walkNodes(ctx, c, depth+1, child, visit)
-		if !more || err != nil {
-			return false, err
-		}
-	}
-	return true, nil
 }

@@ -18,23 +18,66 @@ import (
 // This file reads flushed trees block by block, straight from a CAS, for tools: statistics, diffs
 // and CAR export/import. Every node block is verified against its CID and decoded strictly.
 
+// blockNode is a node the tools read straight from the store, with its CID and block.
+type blockNode struct {
+	node
+	id    cid.Cid
+	block []byte
+}
+
 // loadNodeBlock loads, verifies and decodes the node block id.
-func loadNodeBlock(ctx context.Context, cas CAS, id cid.Cid) (*node, []byte, error) {
+func loadNodeBlock(ctx context.Context, cas CAS, id cid.Cid) (*blockNode, error) {
 	if id.Prefix().Codec != uint64(multicodec.DagCbor) {
-		return nil, nil, fmt.Errorf("%w: node %s is not dag-cbor", ErrMalformedNode, id)
+		return nil, fmt.Errorf("%w: node %s is not dag-cbor", ErrMalformedNode, id)
 	}
 	b, err := cas.Load(ctx, id)
 	if err != nil {
-		return nil, nil, fmt.Errorf("node %s: %w", id, missingBlock(err))
+		return nil, fmt.Errorf("node %s: %w", id, missingBlock(err))
 	}
 	if err := verifyBlock(id, b); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	n, err := decodeNode(b)
 	if err != nil {
-		return nil, nil, fmt.Errorf("node %s: %w", id, err)
+		return nil, fmt.Errorf("node %s: %w", id, err)
 	}
-	return n, b, nil
+	return &blockNode{node: *n, id: id, block: b}, nil
+}
+
+// walkStored is walkTree over the flushed tree at root, read straight from cas with every block
+// verified. The hash function is the one opts give (WithHash; Blake3 by default); other options
+// are ignored.
+func walkStored(ctx context.Context, cas CAS, root cid.Cid, opts []Option, visit func(n *blockNode, depth int) error) error {
+	t, err := toolCheck(opts)
+	if err != nil {
+		return err
+	}
+	n, err := loadNodeBlock(ctx, cas, root)
+	if err != nil {
+		return err
+	}
+	return walkTree(ctx, t, n, cidKey(root), blockChild(cas), visit)
+}
+
+// toolCheck is the tree check for a tool's options.
+func toolCheck(opts []Option) (*treeCheck, error) {
+	o, err := buildOptions(opts)
+	if err != nil {
+		return nil, fmt.Errorf("hamt: %w", err)
+	}
+	return newTreeCheck(keyHasher{custom: o.hash}, 0)
+}
+
+// blockChild is walkTree's child for blockNodes: it loads the link in n's k-th occupied slot.
+func blockChild(cas CAS) func(ctx context.Context, n *blockNode, k, depth int) (*blockNode, cidBytes, error) {
+	return func(ctx context.Context, n *blockNode, k, depth int) (*blockNode, cidBytes, error) {
+		id := n.slots[k].link.id
+		c, err := loadNodeBlock(ctx, cas, id.cid())
+		if err != nil {
+			return nil, id, fmt.Errorf("depth %d: %w", depth, err)
+		}
+		return c, id, nil
+	}
 }
 
 // TreeStats describes the shape of a flushed map.
@@ -54,52 +97,42 @@ type TreeStats struct {
 
 // Inspect walks the tree at root and describes it. With valueSizes it also sums the sizes of the
 // distinct values, asking the CAS for each (cheap when it is a BlockSizer); a value stored as a
-// UnixFS file (dag-pb) counts its file's size, read from its root node.
-func Inspect(ctx context.Context, cas CAS, root cid.Cid, valueSizes bool) (TreeStats, error) {
+// UnixFS file (dag-pb) counts its file's size, read from its root node. Options: WithHash names the
+// hash function the map was written with (default Blake3), which the walk checks every key
+// against; other options are ignored. A node reached twice or a key off its hash path is
+// ErrMalformedNode (see walkTree).
+func Inspect(ctx context.Context, cas CAS, root cid.Cid, valueSizes bool, opts ...Option) (TreeStats, error) {
 	st := TreeStats{ValueBytes: -1}
 	values := map[cidBytes]struct{}{}
-	var walk func(id cid.Cid, depth int) error
-	walk = func(id cid.Cid, depth int) error {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		n, b, err := loadNodeBlock(ctx, cas, id)
-		if err != nil {
-			return err
-		}
+	err := walkStored(ctx, cas, root, opts, func(n *blockNode, depth int) error {
 		st.Nodes++
-		st.NodeBytes += int64(len(b))
+		st.NodeBytes += int64(len(n.block))
 		for len(st.NodesAtDepth) <= depth {
 			st.NodesAtDepth = append(st.NodesAtDepth, 0)
 		}
 		st.NodesAtDepth[depth]++
-		for i := range numSlots {
-			s := n.slot(i)
-			switch {
-			case s == nil:
-			case s.link != nil:
+		for i := range n.slots {
+			s := &n.slots[i]
+			if s.link != nil {
 				st.Links++
-				if err := walk(s.link.id.cid(), depth+1); err != nil {
-					return err
-				}
-			default:
-				count := bucketCount(s.bucket)
-				st.Buckets++
-				st.Keys += count
-				for len(st.BucketFill) <= count {
-					st.BucketFill = append(st.BucketFill, 0)
-				}
-				st.BucketFill[count]++
-				st.MaxBucket = max(st.MaxBucket, count)
-				eachEntry(s.bucket, 0, func(_ string, value cidBytes) bool {
-					values[value] = struct{}{}
-					return true
-				})
+				continue
 			}
+			count := bucketCount(s.bucket)
+			st.Buckets++
+			st.Keys += count
+			for len(st.BucketFill) <= count {
+				st.BucketFill = append(st.BucketFill, 0)
+			}
+			st.BucketFill[count]++
+			st.MaxBucket = max(st.MaxBucket, count)
+			eachEntry(s.bucket, 0, func(_ string, value cidBytes) bool {
+				values[value] = struct{}{}
+				return true
+			})
 		}
 		return nil
-	}
-	if err := walk(root, 0); err != nil {
+	})
+	if err != nil {
 		return st, err
 	}
 	st.Values = len(values)
@@ -150,26 +183,19 @@ type Change struct {
 }
 
 // Diff yields the keys that differ between the flushed maps at a and b, both on cas and hashed
-// with the same function. It walks only the subtrees whose CIDs differ, so two versions of a
-// large dataset compare in time proportional to what changed. Changes come in slot order, each
-// node's in key order.
-func Diff(ctx context.Context, cas CAS, a, b cid.Cid) iter.Seq2[Change, error] {
+// with the same function: Blake3, unless WithHash names another (other options are ignored). It
+// walks only the subtrees whose CIDs differ, so two versions of a large dataset compare in time
+// proportional to what changed. Changes come in slot order, each node's in key order. On the
+// paths it walks, a node reached twice in one tree or a key off its hash path is ErrMalformedNode
+// (see walkTree).
+func Diff(ctx context.Context, cas CAS, a, b cid.Cid, opts ...Option) iter.Seq2[Change, error] {
 	return func(yield func(Change, error) bool) {
 		if a.Equals(b) {
 			return
 		}
-		na, _, err := loadNodeBlock(ctx, cas, a)
-		if err != nil {
-			yield(Change{}, err)
-			return
-		}
-		nb, _, err := loadNodeBlock(ctx, cas, b)
-		if err != nil {
-			yield(Change{}, err)
-			return
-		}
 		d := differ{ctx: ctx, cas: cas, yield: yield}
-		if err := d.nodes(na, nb); err != nil && !errors.Is(err, errStop) {
+		err := d.start(a, b, opts)
+		if err != nil && !errors.Is(err, errStop) {
 			yield(Change{}, err)
 		}
 	}
@@ -178,14 +204,51 @@ func Diff(ctx context.Context, cas CAS, a, b cid.Cid) iter.Seq2[Change, error] {
 // errStop ends a walk whose consumer stopped asking.
 var errStop = errors.New("stopped")
 
+// differ walks two trees side by side, one treeCheck each.
 type differ struct {
 	ctx   context.Context
 	cas   CAS
 	yield func(Change, error) bool
+	a, b  *treeCheck
 }
 
-// nodes compares two nodes at the same depth slot by slot.
-func (d *differ) nodes(na, nb *node) error {
+// start compares the trees at roots a and b.
+func (d *differ) start(a, b cid.Cid, opts []Option) error {
+	var err error
+	if d.a, err = toolCheck(opts); err != nil {
+		return err
+	}
+	if d.b, err = toolCheck(opts); err != nil {
+		return err
+	}
+	na, err := loadNodeBlock(d.ctx, d.cas, a)
+	if err != nil {
+		return err
+	}
+	nb, err := loadNodeBlock(d.ctx, d.cas, b)
+	if err != nil {
+		return err
+	}
+	return d.nodes(na, nb, 0, 0)
+}
+
+// child loads the node l links to from slot of a node at depth-1.
+func (d *differ) child(l *link, depth int) (*blockNode, error) {
+	c, err := loadNodeBlock(d.ctx, d.cas, l.id.cid())
+	if err != nil {
+		return nil, fmt.Errorf("depth %d: %w", depth, err)
+	}
+	return c, nil
+}
+
+// nodes compares two nodes at the same position, at depth through slot, slot by slot.
+func (d *differ) nodes(na, nb *blockNode, depth, slot int) error {
+	if err := d.a.check(na, cidKey(na.id), depth, slot); err != nil {
+		return err
+	}
+	if err := d.b.check(nb, cidKey(nb.id), depth, slot); err != nil {
+		return err
+	}
 	for i := range numSlots {
 		if err := d.ctx.Err(); err != nil {
 			return err
@@ -198,24 +261,24 @@ func (d *differ) nodes(na, nb *node) error {
 			if sa.link.id == sb.link.id {
 				continue // the same subtree
 			}
-			ca, _, err := loadNodeBlock(d.ctx, d.cas, sa.link.id.cid())
+			ca, err := d.child(sa.link, depth+1)
 			if err != nil {
 				return err
 			}
-			cb, _, err := loadNodeBlock(d.ctx, d.cas, sb.link.id.cid())
+			cb, err := d.child(sb.link, depth+1)
 			if err != nil {
 				return err
 			}
-			if err := d.nodes(ca, cb); err != nil {
+			if err := d.nodes(ca, cb, depth+1, i); err != nil {
 				return err
 			}
 			continue
 		}
-		ea, err := d.entries(sa)
+		ea, err := d.entries(d.a, sa, depth, i)
 		if err != nil {
 			return err
 		}
-		eb, err := d.entries(sb)
+		eb, err := d.entries(d.b, sb, depth, i)
 		if err != nil {
 			return err
 		}
@@ -226,35 +289,29 @@ func (d *differ) nodes(na, nb *node) error {
 	return nil
 }
 
-// entries returns every key under a slot (its bucket, or its whole subtree), sorted by key.
-func (d *differ) entries(s *slot) ([]entry, error) {
+// entries returns every key under slot i of a node at depth in t's tree (its bucket, or its
+// whole subtree), sorted by key.
+func (d *differ) entries(t *treeCheck, s *slot, depth, i int) ([]entry, error) {
 	if s == nil {
 		return nil, nil
 	}
 	if s.link == nil {
 		return slices.SortedFunc(slices.Values(appendEntries(nil, s.bucket)), func(a, b entry) int { return cmp.Compare(a.key, b.key) }), nil
 	}
+	c, err := d.child(s.link, depth+1)
+	if err != nil {
+		return nil, err
+	}
 	var out []entry
-	var walk func(id cid.Cid) error
-	walk = func(id cid.Cid) error {
-		n, _, err := loadNodeBlock(d.ctx, d.cas, id)
-		if err != nil {
-			return err
-		}
-		for i := range numSlots {
-			switch s := n.slot(i); {
-			case s == nil:
-			case s.link != nil:
-				if err := walk(s.link.id.cid()); err != nil {
-					return err
-				}
-			default:
-				out = appendEntries(out, s.bucket)
+	err = walkFrom(d.ctx, t, c, s.link.id, depth+1, i, blockChild(d.cas), func(n *blockNode, _ int) error {
+		for j := range n.slots {
+			if b := n.slots[j].bucket; b != "" {
+				out = appendEntries(out, b)
 			}
 		}
 		return nil
-	}
-	if err := walk(s.link.id.cid()); err != nil {
+	})
+	if err != nil {
 		return nil, err
 	}
 	slices.SortFunc(out, func(a, b entry) int { return cmp.Compare(a.key, b.key) })
@@ -294,8 +351,11 @@ func (d *differ) compare(ea, eb []entry) error {
 // WriteCAR writes the flushed map at root as a CARv1 (root in the header, then every reachable
 // block once: nodes, then the values of each node's buckets), which `ipfs dag import` and
 // ReadCAR load. It returns the number of blocks written. A value stored as a UnixFS file (dag-pb,
-// a value over one chunk on Kubo) is written with every block of its file.
-func WriteCAR(ctx context.Context, cas CAS, root cid.Cid, w io.Writer) (int, error) {
+// a value over one chunk on Kubo) is written with every block of its file. Options: WithHash names
+// the map's hash function (default Blake3), which the walk checks every key against; other options
+// are ignored. A node reached twice or a key off its hash path is ErrMalformedNode (see walkTree),
+// and the CAR is then incomplete.
+func WriteCAR(ctx context.Context, cas CAS, root cid.Cid, w io.Writer, opts ...Option) (int, error) {
 	car, err := storage.NewWritable(w, []cid.Cid{root}, carv2.WriteAsCarV1(true))
 	if err != nil {
 		return 0, err
@@ -305,45 +365,32 @@ func WriteCAR(ctx context.Context, cas CAS, root cid.Cid, w io.Writer) (int, err
 		seen[id] = struct{}{}
 		return car.Put(ctx, string(id), data)
 	}
-	var walk func(id cid.Cid) error
-	walk = func(id cid.Cid) error {
-		if err := ctx.Err(); err != nil {
+	err = walkStored(ctx, cas, root, opts, func(n *blockNode, _ int) error {
+		if err := put(cidKey(n.id), n.block); err != nil {
 			return err
 		}
-		if _, ok := seen[cidKey(id)]; ok {
-			return nil
-		}
-		n, b, err := loadNodeBlock(ctx, cas, id)
-		if err != nil {
-			return err
-		}
-		if err := put(cidKey(id), b); err != nil {
-			return err
-		}
-		for i := range numSlots {
-			s := n.slot(i)
-			if s == nil || s.link != nil {
-				continue
-			}
-			for _, e := range appendEntries(nil, s.bucket) {
-				if err := writeValueBlocks(ctx, cas, e, seen, put); err != nil {
-					return err
-				}
-			}
-		}
-		for i := numSlots - 1; i >= 0; i-- {
-			if s := n.slot(i); s != nil && s.link != nil {
-				if err := walk(s.link.id.cid()); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	}
-	if err := walk(root); err != nil {
+		return writeValues(ctx, cas, &n.node, seen, put)
+	})
+	if err != nil {
 		return len(seen), err
 	}
 	return len(seen), car.Finalize()
+}
+
+// writeValues puts the value blocks of n's buckets that are not in seen yet.
+func writeValues(ctx context.Context, cas CAS, n *node, seen map[cidBytes]struct{}, put func(cidBytes, []byte) error) error {
+	for i := range numSlots {
+		s := n.slot(i)
+		if s == nil || s.link != nil {
+			continue
+		}
+		for _, e := range appendEntries(nil, s.bucket) {
+			if err := writeValueBlocks(ctx, cas, e, seen, put); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // writeValueBlocks puts the blocks of entry e's value that are not yet in seen, each loaded and

@@ -37,6 +37,10 @@ type node struct {
 	// dirty is set in write mode when the node changed since it was loaded or last saved; its CID is
 	// then unknown until the next flush.
 	dirty bool
+	// checked is set once a walk found the node's keys on their hash paths (see walk.go), or when
+	// the map made the node itself. A write-mode node stays at one position all its life, and
+	// insert places keys by their hashes, so it stays true.
+	checked bool
 }
 
 // slot is an occupied slot: a bucket, as the exact bytes of its CBOR map, or a link to a child

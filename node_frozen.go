@@ -31,6 +31,9 @@ type frozenNode struct {
 	// used is the read cache's CLOCK bit: set on every read, cleared as the hand passes. It lives
 	// here, not in the cache entry, so a warm read touches no memory but the node's.
 	used atomic.Bool
+	// checkedAt is the position (treeCheck.position) at which a walk found the node's keys on
+	// their hash paths, or zero.
+	checkedAt atomic.Uint64
 	// near repeats the first nearSlots entries of img's index, as uint16, when every offset fits
 	// (nearLen of them are valid): a lookup in a small node then finds its slot's bytes without
 	// reading the index in img, one dependent memory access fewer.
@@ -144,27 +147,6 @@ func (n *frozenNode) eachKey(yield func(string) bool) bool {
 				return false
 			}
 			k++
-		}
-	}
-	return true
-}
-
-// eachLinkDown calls visit with the rank of every link slot, from the highest slot down (the order
-// in which py-hamt's keys() descends), until visit returns false; it reports whether it got to the
-// end.
-func (n *frozenNode) eachLinkDown(visit func(k int) bool) bool {
-	k := 0
-	for w := 0; w < 4; w++ {
-		k += bits.OnesCount64(n.occupied[w])
-	}
-	for w := 3; w >= 0; w-- {
-		for b := n.occupied[w]; b != 0; {
-			top := uint64(1) << (63 - bits.LeadingZeros64(b))
-			b &^= top
-			k--
-			if n.links[w]&top != 0 && !visit(k) {
-				return false
-			}
 		}
 	}
 	return true

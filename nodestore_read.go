@@ -16,6 +16,8 @@ type readStore struct {
 	root     cid.Cid
 	rootNode *frozenNode
 	cache    *nodeCache
+	// walked is the most nodes a walk has had to check, to size the next walk's set of them.
+	walked atomic.Int64
 }
 
 // newReadStore opens root. rootNode, when the caller has it (just flushed), saves loading it.
@@ -87,23 +89,26 @@ func (r *readStore) lookup(ctx context.Context, key string, h []byte) (cidBytes,
 
 // walkKeys yields every key in keys() order: depth first from the root, a node's buckets in slot
 // order, then its children from the highest slot down. It stops when yield returns false or ctx
-// is done.
-func (r *readStore) walkKeys(ctx context.Context, yield func(string) bool) error {
-	var err error
-	var walk func(n *frozenNode, depth int) bool
-	walk = func(n *frozenNode, depth int) bool {
-		if err = ctx.Err(); err != nil || !n.eachKey(yield) {
-			return false
-		}
-		return n.eachLinkDown(func(k int) bool {
-			var c *frozenNode
-			if c, err = r.child(ctx, n, k, depth+1); err != nil {
-				return false
-			}
-			return walk(c, depth+1)
-		})
+// is done. The walk is walkTree's, so a node reached twice or a key off its hash path (for hasher)
+// is ErrMalformedNode.
+func (r *readStore) walkKeys(ctx context.Context, hasher keyHasher, yield func(string) bool) error {
+	t, err := newTreeCheck(hasher, int(r.walked.Load()))
+	if err != nil {
+		return err
 	}
-	walk(r.rootNode, 0)
+	child := func(ctx context.Context, n *frozenNode, k, depth int) (*frozenNode, cidBytes, error) {
+		c, err := r.child(ctx, n, k, depth)
+		return c, n.linkAt(k), err
+	}
+	err = walkTree(ctx, t, r.rootNode, cidKey(r.root), child, func(n *frozenNode, _ int) error {
+		if !n.eachKey(yield) {
+			return errStop
+		}
+		return nil
+	})
+	if met := int64(len(t.seen)); err == nil && met > r.walked.Load() {
+		r.walked.Store(met)
+	}
 	return err
 }
 
