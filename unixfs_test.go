@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/hamt-go/hamt"
@@ -34,6 +35,7 @@ type kuboLike struct {
 	*hamt.MemoryCAS
 	chunk    int64
 	maxLinks int
+	mu       sync.Mutex // guards blocks and files: a CAS is used by concurrent flush workers
 	blocks   []carBlock
 	files    map[string][]byte // dag-pb root → file bytes
 }
@@ -50,7 +52,9 @@ func newKuboLike(chunk int64, maxLinks int) *kuboLike {
 func (k *kuboLike) Save(ctx context.Context, data []byte, codec multicodec.Code) (cid.Cid, error) {
 	if int64(len(data)) <= k.chunk || codec != multicodec.Raw { // nodes stay whole, even over a test's tiny chunk
 		id, err := k.MemoryCAS.Save(ctx, data, codec)
+		k.mu.Lock()
 		k.blocks = append(k.blocks, carBlock{id, bytes.Clone(data)})
+		k.mu.Unlock()
 		return id, err
 	}
 	root, blocks, err := importFile(ctx, data, k.chunk, k.maxLinks)
@@ -62,8 +66,10 @@ func (k *kuboLike) Save(ctx context.Context, data []byte, codec multicodec.Code)
 			return cid.Undef, err
 		}
 	}
+	k.mu.Lock()
 	k.blocks = append(k.blocks, blocks...)
 	k.files[root.KeyString()] = bytes.Clone(data)
+	k.mu.Unlock()
 	return root, nil
 }
 
