@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -99,19 +100,18 @@ func (a *app) carCommand() *cobra.Command {
 	car.AddCommand(&cobra.Command{
 		Use:   "export ROOT FILE",
 		Short: "Write every block reachable from ROOT to FILE as a CARv1 (for ipfs dag import)",
-		Args:  args(2, 2),
+		Long: `Export writes every block reachable from ROOT (nodes, values, every block of a value stored as a
+UnixFS file), each verified, to FILE as a CARv1. The CAR is written to a temporary file beside FILE
+and renamed into place only when complete: a failed export (a missing or corrupt block, a
+malformed tree) leaves FILE as it was.`,
+		Args: args(2, 2),
 		RunE: func(cmd *cobra.Command, argv []string) error {
-			return a.onRoot(cmd, argv[0], false, func(root cid.Cid, _ *hamt.Map[[]byte], st *store) (err error) {
-				f, err := os.Create(argv[1])
-				if err != nil {
+			return a.onRoot(cmd, argv[0], false, func(root cid.Cid, _ *hamt.Map[[]byte], st *store) error {
+				var n int
+				err := writeFileAtomically(argv[1], func(w io.Writer) (err error) {
+					n, err = hamt.WriteCAR(cmd.Context(), st.cas, root, w)
 					return err
-				}
-				defer func() {
-					if cerr := f.Close(); err == nil {
-						err = cerr
-					}
-				}()
-				n, err := hamt.WriteCAR(cmd.Context(), st.cas, root, f)
+				})
 				if err != nil {
 					return err
 				}
@@ -161,4 +161,33 @@ that fails a check stores nothing.`,
 		},
 	})
 	return car
+}
+
+// writeFileAtomically writes path through write: into a temporary file in path's directory,
+// synced and renamed over path only when write succeeds, removed otherwise. A reader of path sees
+// the old file or the whole new one, never a partial one.
+func writeFileAtomically(path string, write func(io.Writer) error) (err error) {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if err := write(tmp); err != nil {
+		return err
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
 }

@@ -134,6 +134,12 @@ func TestHostileCARsFailQuickly(t *testing.T) {
 				if strings.Count(r.stderr, "\n") != 1 {
 					t.Fatalf("want one line of error, got %q", r.stderr)
 				}
+				if c.name == "car export" {
+					// The CAR is renamed into place only when complete: no partial file is left.
+					if left, _ := filepath.Glob(filepath.Join(dir, "*again.car*")); len(left) > 0 {
+						t.Fatalf("a failed car export left %v behind", left)
+					}
+				}
 				t.Logf("exit 1 after %s: %s", took.Round(time.Millisecond), strings.TrimSpace(r.stderr))
 			})
 		}
