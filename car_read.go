@@ -38,7 +38,8 @@ type BlockPutter interface {
 // 100 bytes each, not their data): r is read in place when it is an io.ReaderAt and io.Seeker
 // whose position can be found (an *os.File of a regular file, a bytes.Reader); any other reader
 // (a pipe, a network stream) is first copied to a temporary file, removed before ReadCAR returns.
-// A CAR that changes while it is read is an error. Should dst fail, or ctx end, while the blocks
+// A CAR that changes while it is read is an error. When dst is a Flusher (BoltCAS) it is flushed
+// before ReadCAR returns, so the roots it returns are durable. Should dst fail, or ctx end, while the blocks
 // are being stored, some of them stay stored: each is a checked block of the CAR, and importing the
 // CAR again completes it.
 func ReadCAR(ctx context.Context, dst BlockPutter, r io.Reader) ([]cid.Cid, int, error) {
@@ -62,6 +63,11 @@ func ReadCAR(ctx context.Context, dst BlockPutter, r io.Reader) ([]cid.Cid, int,
 	n, err := c.store(ctx, dst)
 	if err != nil {
 		return c.roots, n, fmt.Errorf("read car: %w", err)
+	}
+	if f, ok := dst.(Flusher); ok {
+		if err := f.Flush(ctx); err != nil {
+			return c.roots, n, fmt.Errorf("read car: %w", err)
+		}
 	}
 	return c.roots, n, nil
 }

@@ -62,7 +62,11 @@ func TestTrustChild(t *testing.T) {
 	if err != nil {
 		fail(err)
 	}
-	m, err := hamt.New(ctx, cas, hamt.Bytes)
+	var dst hamt.CAS = cas
+	if mode == "read-car" {
+		dst = hamt.NewMemoryCAS() // the map is built in memory, then comes into bbolt as a CAR
+	}
+	m, err := hamt.New(ctx, dst, hamt.Bytes)
 	if err != nil {
 		fail(err)
 	}
@@ -79,6 +83,15 @@ func TestTrustChild(t *testing.T) {
 		if err = m.MakeReadOnly(ctx); err == nil {
 			root, err = m.Root()
 		}
+	case "read-car":
+		var car bytes.Buffer
+		if root, err = m.Flush(ctx); err != nil {
+			break
+		}
+		if _, err = hamt.WriteCAR(ctx, dst, root, &car); err != nil {
+			break
+		}
+		_, _, err = hamt.ReadCAR(ctx, cas, &car)
 	default:
 		err = fmt.Errorf("unknown HAMT_TRUST_CHILD mode %q", mode)
 	}
@@ -90,7 +103,7 @@ func TestTrustChild(t *testing.T) {
 }
 
 func TestTrustFlushedRootIsDurableWithoutClose(t *testing.T) {
-	for _, mode := range []string{"flush", "read-only"} {
+	for _, mode := range []string{"flush", "read-only", "read-car"} {
 		t.Run(mode, func(t *testing.T) {
 			ctx := context.Background()
 			path := boltTempPath(t)
