@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/hamt-go/hamt"
+	"github.com/hamt-go/hamt/internal/testdag"
 	"github.com/ipfs/go-cid"
 	"github.com/multiformats/go-multicodec"
 )
@@ -42,13 +43,13 @@ func walkFindKey(t testing.TB, prefix string, ok func(h []byte) bool) string {
 // walkNode stores a node block made of the slots given and returns its CID.
 func walkNode(t testing.TB, cas *hamt.MemoryCAS, slots map[int][]byte) cid.Cid {
 	t.Helper()
-	return badPut(t, cas, hamt.HandNode(slots), multicodec.DagCbor)
+	return badPut(t, cas, testdag.Node(slots), multicodec.DagCbor)
 }
 
 // walkKeyBucket stores key's value and returns a bucket holding key alone.
 func walkKeyBucket(t testing.TB, cas *hamt.MemoryCAS, key string) []byte {
 	t.Helper()
-	return badBucket(badEntry{key, badPut(t, cas, []byte("value of "+key), multicodec.Raw)})
+	return testdag.Bucket(testdag.Entry(key, badPut(t, cas, []byte("value of "+key), multicodec.Raw)))
 }
 
 // walkDiamond stores a diamond: a leaf holding key (in its slot at depth levels), under levels
@@ -59,7 +60,7 @@ func walkDiamond(t testing.TB, cas *hamt.MemoryCAS, key string, levels int, link
 	for d := levels - 1; d >= 0; d-- {
 		slots := map[int][]byte{}
 		for _, s := range links(d) {
-			slots[s] = badLinkSlot(below)
+			slots[s] = testdag.LinkSlot(below)
 		}
 		below = walkNode(t, cas, slots)
 	}
@@ -113,7 +114,7 @@ func walkHostileTrees(t testing.TB, cas *hamt.MemoryCAS) []walkHostile {
 	k = "wrong-child-slot"
 	child := walkNode(t, cas, map[int][]byte{(badSlot(k, 1) + 7) % 256: walkKeyBucket(t, cas, k)})
 	out = append(out, walkHostile{"a key in its slot at depth 0 but not at depth 1",
-		walkNode(t, cas, map[int][]byte{badSlot(k, 0): badLinkSlot(child)}), 1})
+		walkNode(t, cas, map[int][]byte{badSlot(k, 0): testdag.LinkSlot(child)}), 1})
 
 	// A node under two different parents, its key on the path through the first one walked.
 	// The parents differ (the second holds a key of its own), so only the child is shared.
@@ -123,15 +124,15 @@ func walkHostileTrees(t testing.TB, cas *hamt.MemoryCAS) []walkHostile {
 	})
 	hs, h2 := walkHash(shared), walkHash(second)
 	sharedNode := walkNode(t, cas, map[int][]byte{int(hs[2]): walkKeyBucket(t, cas, shared)})
-	p1 := walkNode(t, cas, map[int][]byte{int(hs[1]): badLinkSlot(sharedNode)})
-	p2 := walkNode(t, cas, map[int][]byte{int(hs[1]): badLinkSlot(sharedNode), int(h2[1]): walkKeyBucket(t, cas, second)})
+	p1 := walkNode(t, cas, map[int][]byte{int(hs[1]): testdag.LinkSlot(sharedNode)})
+	p2 := walkNode(t, cas, map[int][]byte{int(hs[1]): testdag.LinkSlot(sharedNode), int(h2[1]): walkKeyBucket(t, cas, second)})
 	out = append(out, walkHostile{"a node linked from two different parents",
-		walkNode(t, cas, map[int][]byte{int(hs[0]): badLinkSlot(p1), int(h2[0]): badLinkSlot(p2)}), 2})
+		walkNode(t, cas, map[int][]byte{int(hs[0]): testdag.LinkSlot(p1), int(h2[0]): testdag.LinkSlot(p2)}), 2})
 
 	// An empty node below the root (a delete never leaves one).
 	empty := walkNode(t, cas, nil)
 	out = append(out, walkHostile{"an empty node below the root",
-		walkNode(t, cas, map[int][]byte{9: badLinkSlot(empty)}), 0})
+		walkNode(t, cas, map[int][]byte{9: testdag.LinkSlot(empty)}), 0})
 	return out
 }
 
@@ -539,18 +540,18 @@ func (t walkFuzzTree) store(tb testing.TB, cas *hamt.MemoryCAS) cid.Cid {
 	for i := len(t.links) - 1; i >= 0; i-- {
 		slots := map[int][]byte{}
 		for s, j := range t.links[i] {
-			slots[s] = badLinkSlot(ids[j])
+			slots[s] = testdag.LinkSlot(ids[j])
 		}
 		for s, ks := range t.buckets[i] {
 			ks = slices.Clone(ks)
 			slices.SortFunc(ks, func(a, b string) int { return cmp.Compare(a, b) }) // all 4 bytes long
-			var es []badEntry
+			var es [][]byte
 			for _, k := range ks {
-				es = append(es, badEntry{k, badPut(tb, cas, []byte("v"+k), multicodec.Raw)})
+				es = append(es, testdag.Entry(k, badPut(tb, cas, []byte("v"+k), multicodec.Raw)))
 			}
-			slots[s] = badBucket(es...)
+			slots[s] = testdag.Bucket(es...)
 		}
-		ids[i] = badPut(tb, cas, hamt.HandNode(slots), multicodec.DagCbor)
+		ids[i] = badPut(tb, cas, testdag.Node(slots), multicodec.DagCbor)
 	}
 	return ids[0]
 }
@@ -562,12 +563,12 @@ func (t walkFuzzTree) store(tb testing.TB, cas *hamt.MemoryCAS) cid.Cid {
 // reports a key twice.
 func FuzzWalkHostileTrees(f *testing.F) {
 	op := func(node, slotKind, a, b, c, d byte) []byte { return []byte{node, slotKind, a, b, c, d} }
-	f.Add(hamt.HandCat([]byte{0}, op(0, 5, 0x80, 1, 2, 3)))                                                                            // one key on its path
-	f.Add(hamt.HandCat([]byte{0}, op(0, 5, 6, 1, 2, 3)))                                                                               // one key off it
-	f.Add(hamt.HandCat([]byte{1}, op(0, 0x85, 0, 0, 0, 0), op(1, 7, 0x80, 0, 0, 0)))                                                   // two levels
-	f.Add(hamt.HandCat([]byte{2}, op(0, 0x85, 1, 0, 0, 0), op(0, 0x86, 0, 0, 0, 0), op(1, 0x87, 0, 0, 0, 0), op(2, 3, 0x80, 0, 0, 0))) // a shared node
-	f.Add(hamt.HandCat([]byte{2}, op(0, 0x85, 0, 0, 0, 0), op(1, 0x86, 0, 0, 0, 0), op(2, 9, 0x80, 0, 0, 0)))                          // three levels
-	f.Add(hamt.HandCat([]byte{1}, op(0, 0x85, 0, 0, 0, 0)))                                                                            // an empty child
+	f.Add(testdag.Cat([]byte{0}, op(0, 5, 0x80, 1, 2, 3)))                                                                            // one key on its path
+	f.Add(testdag.Cat([]byte{0}, op(0, 5, 6, 1, 2, 3)))                                                                               // one key off it
+	f.Add(testdag.Cat([]byte{1}, op(0, 0x85, 0, 0, 0, 0), op(1, 7, 0x80, 0, 0, 0)))                                                   // two levels
+	f.Add(testdag.Cat([]byte{2}, op(0, 0x85, 1, 0, 0, 0), op(0, 0x86, 0, 0, 0, 0), op(1, 0x87, 0, 0, 0, 0), op(2, 3, 0x80, 0, 0, 0))) // a shared node
+	f.Add(testdag.Cat([]byte{2}, op(0, 0x85, 0, 0, 0, 0), op(1, 0x86, 0, 0, 0, 0), op(2, 9, 0x80, 0, 0, 0)))                          // three levels
+	f.Add(testdag.Cat([]byte{1}, op(0, 0x85, 0, 0, 0, 0)))                                                                            // an empty child
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) == 0 || len(data) > 600 {
 			return
@@ -612,7 +613,7 @@ func FuzzWalkHostileTrees(f *testing.F) {
 		var buf bytes.Buffer
 		_, err = hamt.WriteCAR(ctx, cas, root, &buf, opt)
 		walkFuzzVerdict(t, "WriteCAR", valid, err)
-		empty := badPut(t, cas, hamt.HandNode(nil), multicodec.DagCbor)
+		empty := badPut(t, cas, testdag.Node(nil), multicodec.DagCbor)
 		if !root.Equals(empty) {
 			removed := map[string]bool{}
 			for c, err := range hamt.Diff(ctx, cas, root, empty, opt) {
