@@ -60,12 +60,28 @@ func (r result) lastLine() string {
 // hamtRun runs the binary with a store under dir, stdin as its input.
 func hamtRun(t *testing.T, store string, stdin []byte, args ...string) result {
 	t.Helper()
-	cmd := exec.Command(binary, args...)
+	return hamtRunWithin(t, 0, store, stdin, args...)
+}
+
+// hamtRunWithin is hamtRun giving up after limit (none if 0) as a test failure, not a hang: for
+// commands that would run for minutes if what the test checks were broken.
+func hamtRunWithin(t *testing.T, limit time.Duration, store string, stdin []byte, args ...string) result {
+	t.Helper()
+	ctx := context.Background()
+	if limit > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, limit)
+		defer cancel()
+	}
+	cmd := exec.CommandContext(ctx, binary, args...)
 	cmd.Env = append(os.Environ(), "HAMT_STORE="+store)
 	cmd.Stdin = bytes.NewReader(stdin)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
+	if ctx.Err() != nil {
+		t.Fatalf("hamt %v: still running after %s (%d bytes of output)", args, limit, out.Len())
+	}
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()

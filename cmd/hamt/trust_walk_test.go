@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -33,7 +31,7 @@ func TestHostileCARsFailQuickly(t *testing.T) {
 		t.Fatal(err)
 	}
 	store := filepath.Join(dir, "store.bolt")
-	if r := walkRun(t, store, "car", "import", carPath); r.code != 0 {
+	if r := hamtRunWithin(t, walkLimit, store, nil, "car", "import", carPath); r.code != 0 {
 		// A car import that checks what its roots reach may refuse the tree itself; then it must
 		// say why, and the blocks go in by the library for the commands below.
 		if r.code != 1 || !strings.Contains(r.stderr, "malformed HAMT node") {
@@ -58,7 +56,7 @@ func TestHostileCARsFailQuickly(t *testing.T) {
 		} {
 			t.Run(bad.name+"/"+c.name, func(t *testing.T) {
 				start := time.Now()
-				r := walkRun(t, store, c.args...)
+				r := hamtRunWithin(t, walkLimit, store, nil, c.args...)
 				took := time.Since(start)
 				if r.code != 1 || !strings.Contains(r.stderr, "malformed HAMT node") || len(r.stdout) > 0 {
 					t.Fatalf("hamt %v: exit %d after %s, %d bytes of output\n%.300s", c.args, r.code, took, len(r.stdout), r.stderr)
@@ -78,28 +76,9 @@ func TestHostileCARsFailQuickly(t *testing.T) {
 	}
 }
 
-// walkRun runs the binary, giving up (as a test failure, not a hang) after 60 seconds: the
-// commands here take milliseconds, where without the walk's checks they take minutes to hours.
-func walkRun(t *testing.T, store string, args ...string) result {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, args...)
-	cmd.Env = append(os.Environ(), "HAMT_STORE="+store)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	if ctx.Err() != nil {
-		t.Fatalf("hamt %v: still running after 60s (%d bytes of output)", args, out.Len())
-	}
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return result{out.String(), errb.String(), code}
-}
+// walkLimit bounds each command: the commands here take milliseconds, where without the walk's
+// checks they take minutes to hours.
+const walkLimit = 60 * time.Second
 
 // walkPutBlocks stores blocks in the bbolt store through the library.
 func walkPutBlocks(t *testing.T, store string, blocks []testdag.Block) {
