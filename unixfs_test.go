@@ -28,6 +28,7 @@ type kuboLike struct {
 	hamt.BlockSizer
 }
 
+// newKuboLike is a kuboLike over a new MemoryCAS, with the given chunk size and links a node.
 func newKuboLike(chunk int64, maxLinks int) *kuboLike {
 	mem := hamt.NewMemoryCAS()
 	return &kuboLike{testdag.NewKubo(mem, chunk, maxLinks), mem, mem}

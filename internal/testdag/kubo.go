@@ -110,6 +110,7 @@ func (k *Kubo) Save(ctx context.Context, data []byte, codec multicodec.Code) (ci
 	return root, nil
 }
 
+// record appends blocks to the record of what k stored.
 func (k *Kubo) record(blocks ...Block) {
 	k.mu.Lock()
 	k.blocks = append(k.blocks, blocks...)
