@@ -17,6 +17,7 @@ import (
 	"testing"
 
 	"github.com/hamt-go/hamt"
+	"github.com/hamt-go/hamt/internal/testdag"
 	"github.com/ipfs/go-cid"
 	"github.com/multiformats/go-multicodec"
 )
@@ -41,24 +42,6 @@ func badPut(t testing.TB, cas *hamt.MemoryCAS, data []byte, codec multicodec.Cod
 	return id
 }
 
-// badLinkSlot is a slot linking to a child node: a one-element list holding a link.
-func badLinkSlot(c cid.Cid) []byte { return append([]byte{0x81}, hamt.HandLink(c)...) }
-
-type badEntry struct {
-	key   string
-	value cid.Cid
-}
-
-// badBucket is a bucket with its entries in the order given (not sorted).
-func badBucket(entries ...badEntry) []byte {
-	b := hamt.HandHead(5, len(entries))
-	for _, e := range entries {
-		b = append(b, hamt.HandText(e.key)...)
-		b = append(b, hamt.HandLink(e.value)...)
-	}
-	return b
-}
-
 // badSlot is the slot key takes at depth: byte depth of its BLAKE3 hash.
 func badSlot(key string, depth int) int { return int(hamt.Blake3([]byte(key))[depth]) }
 
@@ -67,8 +50,8 @@ func badSlot(key string, depth int) int { return int(hamt.Blake3([]byte(key))[de
 func badTwoLevels(t testing.TB, cas *hamt.MemoryCAS) (root, child, value cid.Cid) {
 	t.Helper()
 	value = badPut(t, cas, []byte("the value of k"), multicodec.Raw)
-	child = badPut(t, cas, hamt.HandNode(map[int][]byte{badSlot("k", 1): badBucket(badEntry{"k", value})}), multicodec.DagCbor)
-	root = badPut(t, cas, hamt.HandNode(map[int][]byte{badSlot("k", 0): badLinkSlot(child)}), multicodec.DagCbor)
+	child = badPut(t, cas, testdag.Node(map[int][]byte{badSlot("k", 1): testdag.Bucket(testdag.Entry("k", value))}), multicodec.DagCbor)
+	root = badPut(t, cas, testdag.Node(map[int][]byte{badSlot("k", 0): testdag.LinkSlot(child)}), multicodec.DagCbor)
 	return root, child, value
 }
 
@@ -108,11 +91,11 @@ func TestHandBuiltNodesInTheSpecFormatAreReadBack(t *testing.T) {
 	ctx := context.Background()
 	cas := hamt.NewMemoryCAS()
 	value := badPut(t, cas, []byte("the value of k"), multicodec.Raw)
-	empty := hamt.HandNode(nil)
+	empty := testdag.Node(nil)
 	if len(empty) != 259 || badCID(t, empty, multicodec.DagCbor).String() != "bafyr4igb3js3dqlnsvmbi533lhghfet3l4r35vbi7mlrvxjb6f3n5wkc3m" {
 		t.Fatalf("the hand-built empty node is not the spec's: %x", empty)
 	}
-	oneLevel := badPut(t, cas, hamt.HandNode(map[int][]byte{badSlot("k", 0): badBucket(badEntry{"a", value}, badEntry{"k", value}, badEntry{"bb", value})}), multicodec.DagCbor)
+	oneLevel := badPut(t, cas, testdag.Node(map[int][]byte{badSlot("k", 0): testdag.Bucket(testdag.Entry("a", value), testdag.Entry("k", value), testdag.Entry("bb", value))}), multicodec.DagCbor)
 	twoLevels, _, _ := badTwoLevels(t, cas)
 	for name, root := range map[string]cid.Cid{"a root holding k in a bucket": oneLevel, "a root linking to a child holding k": twoLevels} {
 		t.Run(name, func(t *testing.T) {
@@ -159,7 +142,7 @@ func TestGarbageNodeBlocksFromTheStoreAreErrMalformedNode(t *testing.T) {
 	for i := range random {
 		random[i] = byte(rng.Uint32())
 	}
-	empty := hamt.HandNode(nil)
+	empty := testdag.Node(nil)
 	flipped := bytes.Clone(empty)
 	flipped[len(flipped)-1] = 0xa1 // the last slot claims one entry that is not there
 	ints := []byte{0x99, 0x01, 0x00}
@@ -174,7 +157,7 @@ func TestGarbageNodeBlocksFromTheStoreAreErrMalformedNode(t *testing.T) {
 		{"one zero byte", []byte{0}},
 		{"259 zero bytes", make([]byte, 259)},
 		{"4 KiB of random bytes", random},
-		{"random bytes after a valid node header", hamt.HandCat(empty[:3], random)},
+		{"random bytes after a valid node header", testdag.Cat(empty[:3], random)},
 		{"a JSON document", []byte(`{"hello": "world"}`)},
 		{"the empty node cut short by a byte", empty[:258]},
 		{"the empty node with its last byte changed", flipped},
@@ -244,13 +227,13 @@ func TestMalformedNodeBlocksAreErrMalformedNode(t *testing.T) {
 	ctx := context.Background()
 	cas := hamt.NewMemoryCAS()
 	value := badPut(t, cas, []byte("the value of k"), multicodec.Raw)
-	empty := hamt.HandNode(nil)
+	empty := testdag.Node(nil)
 	emptyID := badPut(t, cas, empty, multicodec.DagCbor)
 	rawID := badPut(t, cas, empty, multicodec.Raw) // the same bytes, under the raw codec
-	kv := badEntry{"k", value}
-	withSlot := func(s []byte) []byte { return hamt.HandNode(map[int][]byte{7: s}) }
+	kv := testdag.Entry("k", value)
+	withSlot := func(s []byte) []byte { return testdag.Node(map[int][]byte{7: s}) }
 	// A valid node with buckets and a link, to cut short.
-	good := hamt.HandNode(map[int][]byte{0: badBucket(badEntry{"a", value}, kv, badEntry{"bb", value}), 1: badLinkSlot(emptyID)})
+	good := testdag.Node(map[int][]byte{0: testdag.Bucket(testdag.Entry("a", value), kv, testdag.Entry("bb", value)), 1: testdag.LinkSlot(emptyID)})
 
 	type testCase struct {
 		name  string
@@ -261,31 +244,31 @@ func TestMalformedNodeBlocksAreErrMalformedNode(t *testing.T) {
 		cases = append(cases, testCase{fmt.Sprintf("a valid node cut to %d of its %d bytes", n, len(good)), good[:n]})
 	}
 	cases = append(cases, []testCase{
-		{"a list of 255 empty maps", hamt.HandCat([]byte{0x98, 0xff}, bytes.Repeat([]byte{0xa0}, 255))},
-		{"a list of 257 empty maps", hamt.HandCat([]byte{0x99, 0x01, 0x01}, bytes.Repeat([]byte{0xa0}, 257))},
-		{"a list of 256 nulls", hamt.HandCat(empty[:3], bytes.Repeat([]byte{0xf6}, 256))},
-		{"a list of 256 slots with a non-minimal length", hamt.HandCat([]byte{0x9a, 0, 0, 1, 0}, empty[3:])},
-		{"an indefinite-length list of 256 slots", hamt.HandCat([]byte{0x9f}, empty[3:], []byte{0xff})},
-		{"a CBOR map", hamt.HandCat([]byte{0xa1}, hamt.HandText("k"), hamt.HandLink(value))},
+		{"a list of 255 empty maps", testdag.Cat([]byte{0x98, 0xff}, bytes.Repeat([]byte{0xa0}, 255))},
+		{"a list of 257 empty maps", testdag.Cat([]byte{0x99, 0x01, 0x01}, bytes.Repeat([]byte{0xa0}, 257))},
+		{"a list of 256 nulls", testdag.Cat(empty[:3], bytes.Repeat([]byte{0xf6}, 256))},
+		{"a list of 256 slots with a non-minimal length", testdag.Cat([]byte{0x9a, 0, 0, 1, 0}, empty[3:])},
+		{"an indefinite-length list of 256 slots", testdag.Cat([]byte{0x9f}, empty[3:], []byte{0xff})},
+		{"a CBOR map", testdag.Cat([]byte{0xa1}, testdag.Text("k"), testdag.Link(value))},
 		{"an empty CBOR map", []byte{0xa0}},
 		{"an integer", []byte{0x19, 0x01, 0x00}},
-		{"a text string", hamt.HandText("node")},
-		{"the empty node with a trailing byte", hamt.HandCat(empty, []byte{0})},
-		{"a bucket with keys out of canonical order", withSlot(badBucket(kv, badEntry{"a", value}))},
-		{"a bucket sorted bytewise instead of length-first", withSlot(badBucket(badEntry{"bb", value}, kv))},
-		{"a bucket with the same key twice", withSlot(badBucket(kv, kv))},
-		{"a bucket key that is not UTF-8", withSlot(badBucket(badEntry{"\xff", value}))},
-		{"a bucket key that is a byte string", withSlot(hamt.HandCat([]byte{0xa1, 0x41, 'k'}, hamt.HandLink(value)))},
-		{"a bucket value that is not a link", withSlot(hamt.HandCat([]byte{0xa1}, hamt.HandText("k"), hamt.HandText("v")))},
-		{"a bucket value under tag 43", withSlot(hamt.HandCat([]byte{0xa1}, hamt.HandText("k"), []byte{0xd8, 0x2b}, hamt.HandLink(value)[2:]))},
-		{"a bucket with a non-minimal length", withSlot(hamt.HandCat([]byte{0xb8, 0x01}, hamt.HandText("k"), hamt.HandLink(value)))},
-		{"an indefinite-length bucket", withSlot(hamt.HandCat([]byte{0xbf}, hamt.HandText("k"), hamt.HandLink(value), []byte{0xff}))},
+		{"a text string", testdag.Text("node")},
+		{"the empty node with a trailing byte", testdag.Cat(empty, []byte{0})},
+		{"a bucket with keys out of canonical order", withSlot(testdag.Bucket(kv, testdag.Entry("a", value)))},
+		{"a bucket sorted bytewise instead of length-first", withSlot(testdag.Bucket(testdag.Entry("bb", value), kv))},
+		{"a bucket with the same key twice", withSlot(testdag.Bucket(kv, kv))},
+		{"a bucket key that is not UTF-8", withSlot(testdag.Bucket(testdag.Entry("\xff", value)))},
+		{"a bucket key that is a byte string", withSlot(testdag.Cat([]byte{0xa1, 0x41, 'k'}, testdag.Link(value)))},
+		{"a bucket value that is not a link", withSlot(testdag.Cat([]byte{0xa1}, testdag.Text("k"), testdag.Text("v")))},
+		{"a bucket value under tag 43", withSlot(testdag.Cat([]byte{0xa1}, testdag.Text("k"), []byte{0xd8, 0x2b}, testdag.Link(value)[2:]))},
+		{"a bucket with a non-minimal length", withSlot(testdag.Cat([]byte{0xb8, 0x01}, testdag.Text("k"), testdag.Link(value)))},
+		{"an indefinite-length bucket", withSlot(testdag.Cat([]byte{0xbf}, testdag.Text("k"), testdag.Link(value), []byte{0xff}))},
 		{"an empty bucket written as an empty list", withSlot([]byte{0x80})},
 		{"an empty bucket written as a one-element list holding an empty map", withSlot([]byte{0x81, 0xa0})},
 		{"an empty bucket written as a one-element list holding null", withSlot([]byte{0x81, 0xf6})},
-		{"a link slot pointing to a raw-codec CID", withSlot(badLinkSlot(rawID))},
-		{"a link slot holding two links", withSlot(hamt.HandCat([]byte{0x82}, hamt.HandLink(emptyID), hamt.HandLink(emptyID)))},
-		{"a link slot without the 0x00 multibase prefix", withSlot(hamt.HandCat([]byte{0x81, 0xd8, 0x2a}, hamt.HandHead(2, emptyID.ByteLen()), emptyID.Bytes()))},
+		{"a link slot pointing to a raw-codec CID", withSlot(testdag.LinkSlot(rawID))},
+		{"a link slot holding two links", withSlot(testdag.Cat([]byte{0x82}, testdag.Link(emptyID), testdag.Link(emptyID)))},
+		{"a link slot without the 0x00 multibase prefix", withSlot(testdag.Cat([]byte{0x81, 0xd8, 0x2a}, testdag.Head(2, emptyID.ByteLen()), emptyID.Bytes()))},
 	}...)
 
 	t.Run("a root CID with the raw codec", func(t *testing.T) {
@@ -304,7 +287,7 @@ func TestMalformedNodeBlocksAreErrMalformedNode(t *testing.T) {
 				}
 			})
 			t.Run("as a child, a key routed through it fails to read and write", func(t *testing.T) {
-				root := badPut(t, cas, hamt.HandNode(map[int][]byte{badSlot("k", 0): badLinkSlot(bad)}), multicodec.DagCbor)
+				root := badPut(t, cas, testdag.Node(map[int][]byte{badSlot("k", 0): testdag.LinkSlot(bad)}), multicodec.DagCbor)
 				m, err := hamt.Open(ctx, cas, hamt.Bytes, root)
 				if err != nil {
 					t.Fatal(err)
@@ -346,7 +329,7 @@ func TestBlocksThatDoNotMatchTheirCIDAreErrCorruptWithVerifyBlocks(t *testing.T)
 	ctx := context.Background()
 	mem := hamt.NewMemoryCAS()
 	root, child, value := badTwoLevels(t, mem)
-	empty := hamt.HandNode(nil) // a valid node: only the hash check can tell it is the wrong one
+	empty := testdag.Node(nil) // a valid node: only the hash check can tell it is the wrong one
 	flipped := []byte("the value of K")
 	for _, c := range []struct {
 		name        string
@@ -412,7 +395,7 @@ func wantMissingBlock(t *testing.T, what string, err error) {
 func TestMissingBlocksAreErrMissingBlockNotAnAbsentKey(t *testing.T) {
 	ctx := context.Background()
 	t.Run("Open of a root the store does not hold", func(t *testing.T) {
-		m, err := hamt.Open(ctx, hamt.NewMemoryCAS(), hamt.Bytes, badCID(t, hamt.HandNode(nil), multicodec.DagCbor))
+		m, err := hamt.Open(ctx, hamt.NewMemoryCAS(), hamt.Bytes, badCID(t, testdag.Node(nil), multicodec.DagCbor))
 		if m != nil {
 			t.Fatalf("Open returned a map")
 		}
@@ -421,7 +404,7 @@ func TestMissingBlocksAreErrMissingBlockNotAnAbsentKey(t *testing.T) {
 	t.Run("Get of a key whose value block the store does not hold", func(t *testing.T) {
 		cas := hamt.NewMemoryCAS()
 		lost := badCID(t, []byte("never stored"), multicodec.Raw)
-		root := badPut(t, cas, hamt.HandNode(map[int][]byte{badSlot("k", 0): badBucket(badEntry{"k", lost})}), multicodec.DagCbor)
+		root := badPut(t, cas, testdag.Node(map[int][]byte{badSlot("k", 0): testdag.Bucket(testdag.Entry("k", lost))}), multicodec.DagCbor)
 		m, err := hamt.Open(ctx, cas, hamt.Bytes, root)
 		if err != nil {
 			t.Fatal(err)
@@ -435,8 +418,8 @@ func TestMissingBlocksAreErrMissingBlockNotAnAbsentKey(t *testing.T) {
 	})
 	t.Run("Get of a key under a child node the store does not hold", func(t *testing.T) {
 		cas := hamt.NewMemoryCAS()
-		lost := badCID(t, hamt.HandNode(nil), multicodec.DagCbor)
-		root := badPut(t, cas, hamt.HandNode(map[int][]byte{badSlot("k", 0): badLinkSlot(lost)}), multicodec.DagCbor)
+		lost := badCID(t, testdag.Node(nil), multicodec.DagCbor)
+		root := badPut(t, cas, testdag.Node(map[int][]byte{badSlot("k", 0): testdag.LinkSlot(lost)}), multicodec.DagCbor)
 		m, err := hamt.Open(ctx, cas, hamt.Bytes, root)
 		if err != nil {
 			t.Fatal(err)
@@ -458,8 +441,8 @@ func TestMissingBlocksAreErrMissingBlockNotAnAbsentKey(t *testing.T) {
 func TestHasReportsAMissingNodeBlockAsAnErrorNotAsAnAbsentKey(t *testing.T) {
 	ctx := context.Background()
 	cas := hamt.NewMemoryCAS()
-	lost := badCID(t, hamt.HandNode(nil), multicodec.DagCbor)
-	root := badPut(t, cas, hamt.HandNode(map[int][]byte{badSlot("k", 0): badLinkSlot(lost)}), multicodec.DagCbor)
+	lost := badCID(t, testdag.Node(nil), multicodec.DagCbor)
+	root := badPut(t, cas, testdag.Node(map[int][]byte{badSlot("k", 0): testdag.LinkSlot(lost)}), multicodec.DagCbor)
 	m, err := hamt.Open(ctx, cas, hamt.Bytes, root)
 	if err != nil {
 		t.Fatal(err)
@@ -794,7 +777,7 @@ func TestNonCanonicalDagCBORValuesReadThroughAMapOfAnyAreErrMalformedValue(t *te
 		{"undefined", []byte{0xf7}},
 		{"trailing bytes", []byte{0x01, 0x01}},
 		{"a string that is not UTF-8", []byte{0x61, 0xff}},
-		{"a link without the 0x00 prefix", hamt.HandCat([]byte{0xd8, 0x2a, 0x44}, []byte{0x01, 0x55, 0x00, 0x00})},
+		{"a link without the 0x00 prefix", testdag.Cat([]byte{0xd8, 0x2a, 0x44}, []byte{0x01, 0x55, 0x00, 0x00})},
 		{"no bytes at all", []byte{}},
 	}
 	mem := hamt.NewMemoryCAS()

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/hamt-go/hamt"
+	"github.com/hamt-go/hamt/internal/testdag"
 	"github.com/ipfs/go-cid"
 )
 
@@ -31,7 +32,7 @@ func BenchmarkReadCAR(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	car := writeCARv1(b, []cid.Cid{root}, append([]carBlock{{root, mustLoad(b, src, root)}}, src.blocks...))
+	car := testdag.CAR(b, []cid.Cid{root}, append([]testdag.Block{{ID: root, Data: mustLoad(b, src, root)}}, src.Blocks()...))
 	b.SetBytes(int64(len(car)))
 	b.ReportAllocs()
 	b.ResetTimer()

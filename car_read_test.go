@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/hamt-go/hamt"
+	"github.com/hamt-go/hamt/internal/testdag"
 	"github.com/ipfs/go-cid"
 	carv2 "github.com/ipld/go-car/v2"
 	"github.com/multiformats/go-multicodec"
@@ -21,7 +22,7 @@ import (
 // order `ipfs dag export` gives them (root first).
 type carFixture struct {
 	root   cid.Cid
-	blocks []carBlock
+	blocks []testdag.Block
 	file   cid.Cid // the file value's dag-pb root
 	leaf   cid.Cid // one of its raw leaves
 }
@@ -49,15 +50,15 @@ func newCARFixture(t testing.TB) carFixture {
 	f := carFixture{root: root}
 	f.file, _ = m.GetPointer(ctx, "file")
 	// Every block once, root first, as dag export gives them (not through WriteCAR).
-	f.blocks = []carBlock{{root, mustLoad(t, src, root)}}
+	f.blocks = []testdag.Block{{ID: root, Data: mustLoad(t, src, root)}}
 	seen := map[string]bool{root.KeyString(): true}
-	for _, b := range src.blocks {
-		if !seen[b.id.KeyString()] {
-			seen[b.id.KeyString()] = true
+	for _, b := range src.Blocks() {
+		if !seen[b.ID.KeyString()] {
+			seen[b.ID.KeyString()] = true
 			f.blocks = append(f.blocks, b)
 		}
-		if b.id.Prefix().Codec == uint64(multicodec.Raw) && len(b.data) == 100 {
-			f.leaf = b.id
+		if b.ID.Prefix().Codec == uint64(multicodec.Raw) && len(b.Data) == 100 {
+			f.leaf = b.ID
 		}
 	}
 	if len(f.blocks) < 10 || !f.leaf.Defined() {
@@ -66,13 +67,13 @@ func newCARFixture(t testing.TB) carFixture {
 	return f
 }
 
-func (f carFixture) car(t testing.TB) []byte { return writeCARv1(t, []cid.Cid{f.root}, f.blocks) }
+func (f carFixture) car(t testing.TB) []byte { return testdag.CAR(t, []cid.Cid{f.root}, f.blocks) }
 
 // without returns the fixture's blocks less the one named id.
-func (f carFixture) without(id cid.Cid) []carBlock {
-	var out []carBlock
+func (f carFixture) without(id cid.Cid) []testdag.Block {
+	var out []testdag.Block
 	for _, b := range f.blocks {
-		if !b.id.Equals(id) {
+		if !b.ID.Equals(id) {
 			out = append(out, b)
 		}
 	}
@@ -104,22 +105,22 @@ func TestReadCARRejectsBadCARsAndStoresNothing(t *testing.T) {
 	ctx := context.Background()
 	f := newCARFixture(t)
 	good := f.car(t)
-	header := writeCARv1(t, []cid.Cid{f.root}, nil)
+	header := testdag.CAR(t, []cid.Cid{f.root}, nil)
 
 	// The last section's length varint, then nothing.
 	last := f.blocks[len(f.blocks)-1]
-	lastLen := varint.UvarintSize(uint64(last.id.ByteLen() + len(last.data)))
-	cutAfterLength := good[:len(good)-last.id.ByteLen()-len(last.data)]
+	lastLen := varint.UvarintSize(uint64(last.ID.ByteLen() + len(last.Data)))
+	cutAfterLength := good[:len(good)-last.ID.ByteLen()-len(last.Data)]
 
 	corrupt := bytes.Clone(good)
 	// The 6th block's last byte: the CAR stays well formed, the block no longer hashes to its CID.
-	sixth := writeCARv1(t, []cid.Cid{f.root}, f.blocks[:6])
+	sixth := testdag.CAR(t, []cid.Cid{f.root}, f.blocks[:6])
 	corrupt[len(sixth)-1] ^= 0xff
 
 	var node cid.Cid // a node below the root
 	for _, b := range f.blocks[1:] {
-		if b.id.Prefix().Codec == uint64(multicodec.DagCbor) {
-			node = b.id
+		if b.ID.Prefix().Codec == uint64(multicodec.DagCbor) {
+			node = b.ID
 			break
 		}
 	}
@@ -139,14 +140,14 @@ func TestReadCARRejectsBadCARsAndStoresNothing(t *testing.T) {
 		{"cut inside the last block", good[:len(good)-1], io.ErrUnexpectedEOF, ""},
 		{"cut inside a length", append(bytes.Clone(header), 0x80), io.ErrUnexpectedEOF, ""},
 		{"the 6th block corrupt", corrupt, hamt.ErrCorrupt, ""},
-		{"no roots", writeCARv1(t, nil, f.blocks), nil, "CAR has no roots"},
-		{"the root missing", writeCARv1(t, []cid.Cid{f.root}, f.without(f.root)), hamt.ErrMissingBlock, "root"},
-		{"a second root missing", writeCARv1(t, []cid.Cid{f.root, small, blake3CID(multicodec.Raw, []byte("absent"))}, f.blocks), hamt.ErrMissingBlock, ""},
-		{"a node missing", writeCARv1(t, []cid.Cid{f.root}, f.without(node)), hamt.ErrMissingBlock, ""},
-		{"a value missing", writeCARv1(t, []cid.Cid{f.root}, f.without(small)), hamt.ErrMissingBlock, ""},
-		{"the file's root missing", writeCARv1(t, []cid.Cid{f.root}, f.without(f.file)), hamt.ErrMissingBlock, ""},
-		{"a leaf of the file missing", writeCARv1(t, []cid.Cid{f.root}, f.without(f.leaf)), hamt.ErrMissingBlock, ""},
-		{"a file root with its leaves missing", writeCARv1(t, []cid.Cid{f.file}, []carBlock{{f.file, mustBlock(f, f.file)}}), hamt.ErrMissingBlock, ""},
+		{"no roots", testdag.CAR(t, nil, f.blocks), nil, "CAR has no roots"},
+		{"the root missing", testdag.CAR(t, []cid.Cid{f.root}, f.without(f.root)), hamt.ErrMissingBlock, "root"},
+		{"a second root missing", testdag.CAR(t, []cid.Cid{f.root, small, blake3CID(multicodec.Raw, []byte("absent"))}, f.blocks), hamt.ErrMissingBlock, ""},
+		{"a node missing", testdag.CAR(t, []cid.Cid{f.root}, f.without(node)), hamt.ErrMissingBlock, ""},
+		{"a value missing", testdag.CAR(t, []cid.Cid{f.root}, f.without(small)), hamt.ErrMissingBlock, ""},
+		{"the file's root missing", testdag.CAR(t, []cid.Cid{f.root}, f.without(f.file)), hamt.ErrMissingBlock, ""},
+		{"a leaf of the file missing", testdag.CAR(t, []cid.Cid{f.root}, f.without(f.leaf)), hamt.ErrMissingBlock, ""},
+		{"a file root with its leaves missing", testdag.CAR(t, []cid.Cid{f.file}, []testdag.Block{{ID: f.file, Data: mustBlock(f, f.file)}}), hamt.ErrMissingBlock, ""},
 		{"empty", nil, nil, "read car"},
 		{"only a header's length", header[:1], io.ErrUnexpectedEOF, ""},
 	}
@@ -216,8 +217,8 @@ func TestReadCARRejectsBadCARsAndStoresNothing(t *testing.T) {
 
 func mustBlock(f carFixture, id cid.Cid) []byte {
 	for _, b := range f.blocks {
-		if b.id.Equals(id) {
-			return b.data
+		if b.ID.Equals(id) {
+			return b.Data
 		}
 	}
 	panic("no block " + id.String())

@@ -13,13 +13,13 @@ import (
 	"io"
 	"testing"
 
+	"github.com/hamt-go/hamt/internal/testdag"
 	"github.com/ipfs/boxo/ipld/merkledag"
 	"github.com/ipfs/boxo/ipld/unixfs"
 	unixfspb "github.com/ipfs/boxo/ipld/unixfs/pb"
 	"github.com/ipfs/go-cid"
 	format "github.com/ipfs/go-ipld-format"
 	carv2 "github.com/ipld/go-car/v2"
-	"github.com/ipld/go-car/v2/storage"
 	"github.com/multiformats/go-multicodec"
 	"github.com/multiformats/go-multihash"
 )
@@ -168,19 +168,9 @@ func fuzzCARSeeds(t testing.TB) [][]byte {
 	if err := carv2.WrapV1(bytes.NewReader(good.Bytes()), &v2); err != nil {
 		t.Fatal(err)
 	}
-	var noRoots bytes.Buffer
-	w, err := storage.NewWritable(&noRoots, nil, carv2.WriteAsCarV1(true))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Put(ctx, cidKey(pool.leafA).cid().KeyString(), []byte("0123456789")); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Finalize(); err != nil {
-		t.Fatal(err)
-	}
+	noRoots := testdag.CAR(t, nil, []testdag.Block{{ID: pool.leafA, Data: []byte("0123456789")}})
 	g := good.Bytes()
-	return [][]byte{g, v2.Bytes(), noRoots.Bytes(), g[:len(g)-1], g[:len(g)/2], g[:60]}
+	return [][]byte{g, v2.Bytes(), noRoots, g[:len(g)-1], g[:len(g)/2], g[:60]}
 }
 
 // FuzzReadCAR feeds arbitrary bytes to ReadCAR on a MemoryCAS: it never panics; when it fails it

@@ -27,6 +27,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/fxamacker/cbor/v2"
+	"github.com/hamt-go/hamt/internal/testdag"
 	"github.com/ipfs/go-cid"
 	"github.com/multiformats/go-multicodec"
 	"github.com/zeebo/blake3"
@@ -339,63 +340,62 @@ func fuzzCID(codec multicodec.Code, data []byte) cid.Cid {
 
 // fuzzBucket is a bucket with keys in the order given, each linking to a raw block of its own name.
 func fuzzBucket(keys ...string) []byte {
-	b := HandHead(5, len(keys))
+	var es [][]byte
 	for _, k := range keys {
-		b = append(b, HandText(k)...)
-		b = append(b, HandLink(fuzzCID(multicodec.Raw, []byte(k)))...)
+		es = append(es, testdag.Entry(k, fuzzCID(multicodec.Raw, []byte(k))))
 	}
-	return b
+	return testdag.Bucket(es...)
 }
 
 func fuzzNodeSeeds() []fuzzSeed {
-	empty := HandNode(nil)
+	empty := testdag.Node(nil)
 	child := fuzzCID(multicodec.DagCbor, empty)
 	rawChild := fuzzCID(multicodec.Raw, empty)
-	linkSlot := HandCat([]byte{0x81}, HandLink(child))
+	linkSlot := testdag.Cat([]byte{0x81}, testdag.Link(child))
 	long := strings.Repeat("k", 24) // a 2-byte text head
-	full := HandNode(map[int][]byte{
+	full := testdag.Node(map[int][]byte{
 		0:   fuzzBucket("a", "b", "aa"),
 		7:   linkSlot,
 		200: fuzzBucket("é", long),
 		255: linkSlot,
 	})
-	fooValue := HandLink(fuzzCID(multicodec.Raw, []byte("foo")))
+	fooValue := testdag.Link(fuzzCID(multicodec.Raw, []byte("foo")))
 	cidBytes := append([]byte{0}, child.Bytes()...)
 	return []fuzzSeed{
 		{"valid-empty-node", empty, true},
 		{"valid-buckets-and-links", full, true},
 		{"malformed-truncated-node", full[:len(full)/2], false},
 		{"malformed-truncated-in-a-link", full[:len(full)-3], false},
-		{"malformed-255-slots", HandCat([]byte{0x98, 0xff}, bytes.Repeat([]byte{0xa0}, 255)), false},
-		{"malformed-257-slots", HandCat([]byte{0x99, 0x01, 0x01}, bytes.Repeat([]byte{0xa0}, 257)), false},
-		{"malformed-non-minimal-list-header", HandCat([]byte{0x9a, 0, 0, 1, 0}, empty[3:]), false},
-		{"malformed-indefinite-list", HandCat([]byte{0x9f}, empty[3:], []byte{0xff}), false},
-		{"malformed-trailing-byte", HandCat(empty, []byte{0}), false},
+		{"malformed-255-slots", testdag.Cat([]byte{0x98, 0xff}, bytes.Repeat([]byte{0xa0}, 255)), false},
+		{"malformed-257-slots", testdag.Cat([]byte{0x99, 0x01, 0x01}, bytes.Repeat([]byte{0xa0}, 257)), false},
+		{"malformed-non-minimal-list-header", testdag.Cat([]byte{0x9a, 0, 0, 1, 0}, empty[3:]), false},
+		{"malformed-indefinite-list", testdag.Cat([]byte{0x9f}, empty[3:], []byte{0xff}), false},
+		{"malformed-trailing-byte", testdag.Cat(empty, []byte{0}), false},
 		{"malformed-a-map", []byte{0xa1, 0x61, 0x61, 0xa0}, false},
 		{"malformed-an-integer", []byte{0x19, 0x01, 0x00}, false},
-		{"malformed-unordered-bucket-keys", HandNode(map[int][]byte{3: fuzzBucket("b", "a")}), false},
-		{"malformed-bucket-keys-bytewise-not-length-first", HandNode(map[int][]byte{3: fuzzBucket("aa", "b")}), false},
-		{"malformed-duplicate-bucket-keys", HandNode(map[int][]byte{3: fuzzBucket("a", "a")}), false},
-		{"malformed-key-not-utf8", HandNode(map[int][]byte{3: fuzzBucket("\xff")}), false},
-		{"malformed-byte-string-key", HandNode(map[int][]byte{3: HandCat([]byte{0xa1, 0x43}, []byte("foo"), fooValue)}), false},
-		{"malformed-link-slot-with-raw-cid", HandNode(map[int][]byte{9: HandCat([]byte{0x81}, HandLink(rawChild))}), false},
-		{"malformed-float32-value", HandNode(map[int][]byte{3: HandCat([]byte{0xa1}, HandText("foo"), []byte{0xfa, 0x3f, 0xc0, 0, 0})}), false},
-		{"malformed-float32-slot", HandNode(map[int][]byte{3: {0xfa, 0x3f, 0xc0, 0, 0}}), false},
-		{"malformed-non-minimal-bucket-length", HandNode(map[int][]byte{3: HandCat([]byte{0xb8, 0x01}, HandText("foo"), fooValue)}), false},
-		{"malformed-non-minimal-key-length", HandNode(map[int][]byte{3: HandCat([]byte{0xa1, 0x78, 0x03}, []byte("foo"), fooValue)}), false},
-		{"malformed-non-minimal-cid-length", HandNode(map[int][]byte{9: HandCat([]byte{0x81, 0xd8, 0x2a, 0x59, 0x00, byte(len(cidBytes))}, cidBytes)}), false},
-		{"malformed-indefinite-bucket", HandNode(map[int][]byte{3: HandCat([]byte{0xbf}, HandText("foo"), fooValue, []byte{0xff})}), false},
-		{"malformed-empty-list-slot", HandNode(map[int][]byte{3: {0x80}}), false},
-		{"malformed-list-slot-holding-an-empty-map", HandNode(map[int][]byte{3: {0x81, 0xa0}}), false},
-		{"malformed-two-element-link-slot", HandNode(map[int][]byte{9: HandCat([]byte{0x82}, HandLink(child), HandLink(child))}), false},
-		{"malformed-tag-43", HandNode(map[int][]byte{9: HandCat([]byte{0x81, 0xd8, 0x2b}, HandLink(child)[2:])}), false},
-		{"malformed-link-without-multibase-prefix", HandNode(map[int][]byte{9: HandCat([]byte{0x81, 0xd8, 0x2a, 0x58, byte(len(cidBytes) - 1)}, cidBytes[1:])}), false},
-		{"malformed-cid-with-trailing-byte", HandNode(map[int][]byte{9: HandCat([]byte{0x81, 0xd8, 0x2a, 0x58, byte(len(cidBytes) + 1)}, cidBytes, []byte{0})}), false},
+		{"malformed-unordered-bucket-keys", testdag.Node(map[int][]byte{3: fuzzBucket("b", "a")}), false},
+		{"malformed-bucket-keys-bytewise-not-length-first", testdag.Node(map[int][]byte{3: fuzzBucket("aa", "b")}), false},
+		{"malformed-duplicate-bucket-keys", testdag.Node(map[int][]byte{3: fuzzBucket("a", "a")}), false},
+		{"malformed-key-not-utf8", testdag.Node(map[int][]byte{3: fuzzBucket("\xff")}), false},
+		{"malformed-byte-string-key", testdag.Node(map[int][]byte{3: testdag.Cat([]byte{0xa1, 0x43}, []byte("foo"), fooValue)}), false},
+		{"malformed-link-slot-with-raw-cid", testdag.Node(map[int][]byte{9: testdag.Cat([]byte{0x81}, testdag.Link(rawChild))}), false},
+		{"malformed-float32-value", testdag.Node(map[int][]byte{3: testdag.Cat([]byte{0xa1}, testdag.Text("foo"), []byte{0xfa, 0x3f, 0xc0, 0, 0})}), false},
+		{"malformed-float32-slot", testdag.Node(map[int][]byte{3: {0xfa, 0x3f, 0xc0, 0, 0}}), false},
+		{"malformed-non-minimal-bucket-length", testdag.Node(map[int][]byte{3: testdag.Cat([]byte{0xb8, 0x01}, testdag.Text("foo"), fooValue)}), false},
+		{"malformed-non-minimal-key-length", testdag.Node(map[int][]byte{3: testdag.Cat([]byte{0xa1, 0x78, 0x03}, []byte("foo"), fooValue)}), false},
+		{"malformed-non-minimal-cid-length", testdag.Node(map[int][]byte{9: testdag.Cat([]byte{0x81, 0xd8, 0x2a, 0x59, 0x00, byte(len(cidBytes))}, cidBytes)}), false},
+		{"malformed-indefinite-bucket", testdag.Node(map[int][]byte{3: testdag.Cat([]byte{0xbf}, testdag.Text("foo"), fooValue, []byte{0xff})}), false},
+		{"malformed-empty-list-slot", testdag.Node(map[int][]byte{3: {0x80}}), false},
+		{"malformed-list-slot-holding-an-empty-map", testdag.Node(map[int][]byte{3: {0x81, 0xa0}}), false},
+		{"malformed-two-element-link-slot", testdag.Node(map[int][]byte{9: testdag.Cat([]byte{0x82}, testdag.Link(child), testdag.Link(child))}), false},
+		{"malformed-tag-43", testdag.Node(map[int][]byte{9: testdag.Cat([]byte{0x81, 0xd8, 0x2b}, testdag.Link(child)[2:])}), false},
+		{"malformed-link-without-multibase-prefix", testdag.Node(map[int][]byte{9: testdag.Cat([]byte{0x81, 0xd8, 0x2a, 0x58, byte(len(cidBytes) - 1)}, cidBytes[1:])}), false},
+		{"malformed-cid-with-trailing-byte", testdag.Node(map[int][]byte{9: testdag.Cat([]byte{0x81, 0xd8, 0x2a, 0x58, byte(len(cidBytes) + 1)}, cidBytes, []byte{0})}), false},
 	}
 }
 
 func fuzzValueSeeds(t testing.TB) []fuzzSeed {
-	link := hex.EncodeToString(HandLink(fuzzCID(multicodec.Raw, []byte("foo"))))
+	link := hex.EncodeToString(testdag.Link(fuzzCID(multicodec.Raw, []byte("foo"))))
 	seeds := []struct {
 		name  string
 		hex   string

@@ -9,128 +9,29 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
-	"sync"
 	"testing"
 
 	"github.com/hamt-go/hamt"
-	chunk "github.com/ipfs/boxo/chunker"
+	"github.com/hamt-go/hamt/internal/testdag"
 	"github.com/ipfs/boxo/ipld/merkledag"
-	mdtest "github.com/ipfs/boxo/ipld/merkledag/test"
 	"github.com/ipfs/boxo/ipld/unixfs"
-	"github.com/ipfs/boxo/ipld/unixfs/importer/balanced"
-	"github.com/ipfs/boxo/ipld/unixfs/importer/helpers"
 	"github.com/ipfs/go-cid"
-	carv2 "github.com/ipld/go-car/v2"
-	"github.com/ipld/go-car/v2/storage"
 	"github.com/multiformats/go-multicodec"
-	"github.com/multiformats/go-multihash"
 )
 
-// kuboLike is a CAS that stores values as Kubo does (ipfs add --hash=blake3 --chunker=size-N): a
-// value of more than one chunk becomes a UnixFS file laid out by boxo's balanced importer (raw
-// leaves, CIDv1, at most maxLinks links per node) and its dag-pb root is the value's CID. Every
-// block it stores is recorded, in order, so that a test can write the CAR `ipfs dag export` would
-// give without going through WriteCAR.
+// kuboLike is a testdag.Kubo over a MemoryCAS (values stored as Kubo stores them, every block
+// recorded for a CAR) that keeps the MemoryCAS's range reads, so values read back through it take
+// the paths they take in a MemoryCAS.
 type kuboLike struct {
-	*hamt.MemoryCAS
-	chunk    int64
-	maxLinks int
-	mu       sync.Mutex // guards blocks and files: a CAS is used by concurrent flush workers
-	blocks   []carBlock
-	files    map[string][]byte // dag-pb root → file bytes
+	*testdag.Kubo
+	hamt.RangeLoader
+	hamt.BlockSizer
 }
 
-type carBlock struct {
-	id   cid.Cid
-	data []byte
-}
-
+// newKuboLike is a kuboLike over a new MemoryCAS, with the given chunk size and links a node.
 func newKuboLike(chunk int64, maxLinks int) *kuboLike {
-	return &kuboLike{MemoryCAS: hamt.NewMemoryCAS(), chunk: chunk, maxLinks: maxLinks, files: map[string][]byte{}}
-}
-
-func (k *kuboLike) Save(ctx context.Context, data []byte, codec multicodec.Code) (cid.Cid, error) {
-	if int64(len(data)) <= k.chunk || codec != multicodec.Raw { // nodes stay whole, even over a test's tiny chunk
-		id, err := k.MemoryCAS.Save(ctx, data, codec)
-		k.mu.Lock()
-		k.blocks = append(k.blocks, carBlock{id, bytes.Clone(data)})
-		k.mu.Unlock()
-		return id, err
-	}
-	root, blocks, err := importFile(ctx, data, k.chunk, k.maxLinks)
-	if err != nil {
-		return cid.Undef, err
-	}
-	for _, b := range blocks {
-		if err := k.Put(ctx, b.id, b.data); err != nil {
-			return cid.Undef, err
-		}
-	}
-	k.mu.Lock()
-	k.blocks = append(k.blocks, blocks...)
-	k.files[root.KeyString()] = bytes.Clone(data)
-	k.mu.Unlock()
-	return root, nil
-}
-
-// importFile lays data out as Kubo's adder does and returns the root and every distinct block,
-// root first.
-func importFile(ctx context.Context, data []byte, chunkSize int64, maxLinks int) (cid.Cid, []carBlock, error) {
-	prefix, err := merkledag.PrefixForCidVersion(1)
-	if err != nil {
-		return cid.Undef, nil, err
-	}
-	prefix.MhType, prefix.MhLength = multihash.BLAKE3, -1
-	dserv := mdtest.Mock()
-	params := helpers.DagBuilderParams{Dagserv: dserv, RawLeaves: true, Maxlinks: maxLinks, CidBuilder: prefix}
-	db, err := params.New(chunk.NewSizeSplitter(bytes.NewReader(data), chunkSize))
-	if err != nil {
-		return cid.Undef, nil, err
-	}
-	root, err := balanced.Layout(db)
-	if err != nil {
-		return cid.Undef, nil, err
-	}
-	var out []carBlock
-	seen := map[string]bool{}
-	var walk func(id cid.Cid) error
-	walk = func(id cid.Cid) error {
-		if seen[id.KeyString()] {
-			return nil
-		}
-		seen[id.KeyString()] = true
-		nd, err := dserv.Get(ctx, id)
-		if err != nil {
-			return err
-		}
-		out = append(out, carBlock{id, nd.RawData()})
-		for _, l := range nd.Links() {
-			if err := walk(l.Cid); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	return root.Cid(), out, walk(root.Cid())
-}
-
-// writeCARv1 writes blocks as a CARv1 with the given roots, as `ipfs dag export` does.
-func writeCARv1(t testing.TB, roots []cid.Cid, blocks []carBlock) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	w, err := storage.NewWritable(&buf, roots, carv2.WriteAsCarV1(true), carv2.AllowDuplicatePuts(true))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, b := range blocks {
-		if err := w.Put(context.Background(), b.id.KeyString(), b.data); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := w.Finalize(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
+	mem := hamt.NewMemoryCAS()
+	return &kuboLike{testdag.NewKubo(mem, chunk, maxLinks), mem, mem}
 }
 
 // fileValues are the dag-pb values of the tests: each is stored by a kuboLike with its chunk size.
@@ -181,7 +82,7 @@ func TestFileValuesFromACARReadAsTheirBytes(t *testing.T) {
 				t.Fatalf("value CID %s: dag-pb %v, want %v", id, !wantFile, wantFile)
 			}
 			// The map's nodes were saved after the values: put them first, as dag export does.
-			car := writeCARv1(t, []cid.Cid{root}, append([]carBlock{{root, mustLoad(t, src, root)}}, src.blocks...))
+			car := testdag.CAR(t, []cid.Cid{root}, append([]testdag.Block{{ID: root, Data: mustLoad(t, src, root)}}, src.Blocks()...))
 
 			bolt, err := hamt.OpenBoltCAS(filepath.Join(t.TempDir(), "s.db"))
 			if err != nil {
@@ -278,17 +179,17 @@ func TestFileValueWithALostOrDamagedBlockIsAnError(t *testing.T) {
 		t.Fatal(err)
 	}
 	file, _ := m.GetPointer(ctx, "v")
-	_, blocks, err := importFile(ctx, data, 64, 4)
+	_, blocks, err := testdag.ImportFile(ctx, data, 64, 4)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var inner, leaf cid.Cid
 	for _, b := range blocks[1:] {
-		switch b.id.Prefix().Codec {
+		switch b.ID.Prefix().Codec {
 		case uint64(multicodec.DagPb):
-			inner = b.id
+			inner = b.ID
 		case uint64(multicodec.Raw):
-			leaf = b.id
+			leaf = b.ID
 		}
 	}
 	for _, c := range []struct {

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/hamt-go/hamt"
+	"github.com/hamt-go/hamt/internal/testdag"
 	"github.com/ipfs/go-cid"
 	"github.com/multiformats/go-multicodec"
 )
@@ -39,42 +40,6 @@ func walkFindKey(t testing.TB, prefix string, ok func(h []byte) bool) string {
 	return ""
 }
 
-// walkNode stores a node block made of the slots given and returns its CID.
-func walkNode(t testing.TB, cas *hamt.MemoryCAS, slots map[int][]byte) cid.Cid {
-	t.Helper()
-	return badPut(t, cas, hamt.HandNode(slots), multicodec.DagCbor)
-}
-
-// walkKeyBucket stores key's value and returns a bucket holding key alone.
-func walkKeyBucket(t testing.TB, cas *hamt.MemoryCAS, key string) []byte {
-	t.Helper()
-	return badBucket(badEntry{key, badPut(t, cas, []byte("value of "+key), multicodec.Raw)})
-}
-
-// walkDiamond stores a diamond: a leaf holding key (in its slot at depth levels), under levels
-// nodes each of whose slots in links link to the node below. It returns the root.
-func walkDiamond(t testing.TB, cas *hamt.MemoryCAS, key string, levels int, links func(depth int) []int) cid.Cid {
-	t.Helper()
-	below := walkNode(t, cas, map[int][]byte{int(walkHash(key)[levels]): walkKeyBucket(t, cas, key)})
-	for d := levels - 1; d >= 0; d-- {
-		slots := map[int][]byte{}
-		for _, s := range links(d) {
-			slots[s] = badLinkSlot(below)
-		}
-		below = walkNode(t, cas, slots)
-	}
-	return below
-}
-
-// walkAllSlots links every slot.
-func walkAllSlots(int) []int {
-	out := make([]int, 256)
-	for i := range out {
-		out[i] = i
-	}
-	return out
-}
-
 // walkHostile is a hostile tree: its root and the keys its blocks hold.
 type walkHostile struct {
 	name string
@@ -90,13 +55,13 @@ func walkHostileTrees(t testing.TB, cas *hamt.MemoryCAS) []walkHostile {
 	// The diamond of the issue: 5 blocks, 256^3 paths to the leaf. Its key is on no path but
 	// one, which the walk takes last: the key check fails first.
 	out = append(out, walkHostile{"a diamond of 5 blocks whose every slot links to the node below",
-		walkDiamond(t, cas, "diamond", 4, walkAllSlots), 1})
+		testdag.Diamond(t, cas, "diamond", walkHash("diamond"), 4, testdag.AllSlots), 1})
 
 	// A diamond whose first path (the highest slots: keys() descends from the top) is the key's
 	// own, so the key check passes there and only the second visit gives it away.
 	onPath := walkFindKey(t, "onpath", func(h []byte) bool { return h[0] > 128 && h[1] > 128 && h[2] > 128 && h[3] > 128 })
 	out = append(out, walkHostile{"a diamond of 5 blocks whose first path is its key's own",
-		walkDiamond(t, cas, onPath, 4, func(d int) []int {
+		testdag.Diamond(t, cas, onPath, walkHash(onPath), 4, func(d int) []int {
 			var s []int
 			for i := 0; i <= int(walkHash(onPath)[d]); i++ {
 				s = append(s, i)
@@ -107,13 +72,13 @@ func walkHostileTrees(t testing.TB, cas *hamt.MemoryCAS) []walkHostile {
 	// A key in a slot of the root that is not its own.
 	k := "wrong-slot"
 	out = append(out, walkHostile{"a key in another slot of the root",
-		walkNode(t, cas, map[int][]byte{(badSlot(k, 0) + 1) % 256: walkKeyBucket(t, cas, k)}), 1})
+		testdag.SaveNode(t, cas, map[int][]byte{(badSlot(k, 0) + 1) % 256: testdag.KeyBucket(t, cas, k)}), 1})
 
 	// A key on its path at depth 0 but in another slot of the child.
 	k = "wrong-child-slot"
-	child := walkNode(t, cas, map[int][]byte{(badSlot(k, 1) + 7) % 256: walkKeyBucket(t, cas, k)})
+	child := testdag.SaveNode(t, cas, map[int][]byte{(badSlot(k, 1) + 7) % 256: testdag.KeyBucket(t, cas, k)})
 	out = append(out, walkHostile{"a key in its slot at depth 0 but not at depth 1",
-		walkNode(t, cas, map[int][]byte{badSlot(k, 0): badLinkSlot(child)}), 1})
+		testdag.SaveNode(t, cas, map[int][]byte{badSlot(k, 0): testdag.LinkSlot(child)}), 1})
 
 	// A node under two different parents, its key on the path through the first one walked.
 	// The parents differ (the second holds a key of its own), so only the child is shared.
@@ -122,16 +87,16 @@ func walkHostileTrees(t testing.TB, cas *hamt.MemoryCAS) []walkHostile {
 		return h[0] > walkHash(second)[0] && h[1] != walkHash(second)[1]
 	})
 	hs, h2 := walkHash(shared), walkHash(second)
-	sharedNode := walkNode(t, cas, map[int][]byte{int(hs[2]): walkKeyBucket(t, cas, shared)})
-	p1 := walkNode(t, cas, map[int][]byte{int(hs[1]): badLinkSlot(sharedNode)})
-	p2 := walkNode(t, cas, map[int][]byte{int(hs[1]): badLinkSlot(sharedNode), int(h2[1]): walkKeyBucket(t, cas, second)})
+	sharedNode := testdag.SaveNode(t, cas, map[int][]byte{int(hs[2]): testdag.KeyBucket(t, cas, shared)})
+	p1 := testdag.SaveNode(t, cas, map[int][]byte{int(hs[1]): testdag.LinkSlot(sharedNode)})
+	p2 := testdag.SaveNode(t, cas, map[int][]byte{int(hs[1]): testdag.LinkSlot(sharedNode), int(h2[1]): testdag.KeyBucket(t, cas, second)})
 	out = append(out, walkHostile{"a node linked from two different parents",
-		walkNode(t, cas, map[int][]byte{int(hs[0]): badLinkSlot(p1), int(h2[0]): badLinkSlot(p2)}), 2})
+		testdag.SaveNode(t, cas, map[int][]byte{int(hs[0]): testdag.LinkSlot(p1), int(h2[0]): testdag.LinkSlot(p2)}), 2})
 
 	// An empty node below the root (a delete never leaves one).
-	empty := walkNode(t, cas, nil)
+	empty := testdag.SaveNode(t, cas, nil)
 	out = append(out, walkHostile{"an empty node below the root",
-		walkNode(t, cas, map[int][]byte{9: badLinkSlot(empty)}), 0})
+		testdag.SaveNode(t, cas, map[int][]byte{9: testdag.LinkSlot(empty)}), 0})
 	return out
 }
 
@@ -165,8 +130,8 @@ const walkDeadline = 20 * time.Second
 func TestEveryTraversalRejectsHostileTreesQuickly(t *testing.T) {
 	mem := hamt.NewMemoryCAS()
 	trees := walkHostileTrees(t, mem)
-	good := walkNode(t, mem, map[int][]byte{badSlot("good", 0): walkKeyBucket(t, mem, "good")})
-	other := walkDiamond(t, mem, "another diamond", 4, walkAllSlots)
+	good := testdag.SaveNode(t, mem, map[int][]byte{badSlot("good", 0): testdag.KeyBucket(t, mem, "good")})
+	other := testdag.Diamond(t, mem, "another diamond", walkHash("another diamond"), 4, testdag.AllSlots)
 
 	for _, tr := range trees {
 		t.Run(tr.name, func(t *testing.T) {
@@ -539,18 +504,18 @@ func (t walkFuzzTree) store(tb testing.TB, cas *hamt.MemoryCAS) cid.Cid {
 	for i := len(t.links) - 1; i >= 0; i-- {
 		slots := map[int][]byte{}
 		for s, j := range t.links[i] {
-			slots[s] = badLinkSlot(ids[j])
+			slots[s] = testdag.LinkSlot(ids[j])
 		}
 		for s, ks := range t.buckets[i] {
 			ks = slices.Clone(ks)
 			slices.SortFunc(ks, func(a, b string) int { return cmp.Compare(a, b) }) // all 4 bytes long
-			var es []badEntry
+			var es [][]byte
 			for _, k := range ks {
-				es = append(es, badEntry{k, badPut(tb, cas, []byte("v"+k), multicodec.Raw)})
+				es = append(es, testdag.Entry(k, badPut(tb, cas, []byte("v"+k), multicodec.Raw)))
 			}
-			slots[s] = badBucket(es...)
+			slots[s] = testdag.Bucket(es...)
 		}
-		ids[i] = badPut(tb, cas, hamt.HandNode(slots), multicodec.DagCbor)
+		ids[i] = badPut(tb, cas, testdag.Node(slots), multicodec.DagCbor)
 	}
 	return ids[0]
 }
@@ -562,12 +527,12 @@ func (t walkFuzzTree) store(tb testing.TB, cas *hamt.MemoryCAS) cid.Cid {
 // reports a key twice.
 func FuzzWalkHostileTrees(f *testing.F) {
 	op := func(node, slotKind, a, b, c, d byte) []byte { return []byte{node, slotKind, a, b, c, d} }
-	f.Add(hamt.HandCat([]byte{0}, op(0, 5, 0x80, 1, 2, 3)))                                                                            // one key on its path
-	f.Add(hamt.HandCat([]byte{0}, op(0, 5, 6, 1, 2, 3)))                                                                               // one key off it
-	f.Add(hamt.HandCat([]byte{1}, op(0, 0x85, 0, 0, 0, 0), op(1, 7, 0x80, 0, 0, 0)))                                                   // two levels
-	f.Add(hamt.HandCat([]byte{2}, op(0, 0x85, 1, 0, 0, 0), op(0, 0x86, 0, 0, 0, 0), op(1, 0x87, 0, 0, 0, 0), op(2, 3, 0x80, 0, 0, 0))) // a shared node
-	f.Add(hamt.HandCat([]byte{2}, op(0, 0x85, 0, 0, 0, 0), op(1, 0x86, 0, 0, 0, 0), op(2, 9, 0x80, 0, 0, 0)))                          // three levels
-	f.Add(hamt.HandCat([]byte{1}, op(0, 0x85, 0, 0, 0, 0)))                                                                            // an empty child
+	f.Add(testdag.Cat([]byte{0}, op(0, 5, 0x80, 1, 2, 3)))                                                                            // one key on its path
+	f.Add(testdag.Cat([]byte{0}, op(0, 5, 6, 1, 2, 3)))                                                                               // one key off it
+	f.Add(testdag.Cat([]byte{1}, op(0, 0x85, 0, 0, 0, 0), op(1, 7, 0x80, 0, 0, 0)))                                                   // two levels
+	f.Add(testdag.Cat([]byte{2}, op(0, 0x85, 1, 0, 0, 0), op(0, 0x86, 0, 0, 0, 0), op(1, 0x87, 0, 0, 0, 0), op(2, 3, 0x80, 0, 0, 0))) // a shared node
+	f.Add(testdag.Cat([]byte{2}, op(0, 0x85, 0, 0, 0, 0), op(1, 0x86, 0, 0, 0, 0), op(2, 9, 0x80, 0, 0, 0)))                          // three levels
+	f.Add(testdag.Cat([]byte{1}, op(0, 0x85, 0, 0, 0, 0)))                                                                            // an empty child
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) == 0 || len(data) > 600 {
 			return
@@ -612,7 +577,7 @@ func FuzzWalkHostileTrees(f *testing.F) {
 		var buf bytes.Buffer
 		_, err = hamt.WriteCAR(ctx, cas, root, &buf, opt)
 		walkFuzzVerdict(t, "WriteCAR", valid, err)
-		empty := badPut(t, cas, hamt.HandNode(nil), multicodec.DagCbor)
+		empty := badPut(t, cas, testdag.Node(nil), multicodec.DagCbor)
 		if !root.Equals(empty) {
 			removed := map[string]bool{}
 			for c, err := range hamt.Diff(ctx, cas, root, empty, opt) {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -60,12 +59,28 @@ func (r result) lastLine() string {
 // hamtRun runs the binary with a store under dir, stdin as its input.
 func hamtRun(t *testing.T, store string, stdin []byte, args ...string) result {
 	t.Helper()
-	cmd := exec.Command(binary, args...)
+	return hamtRunWithin(t, 0, store, stdin, args...)
+}
+
+// hamtRunWithin is hamtRun giving up after limit (none if 0) as a test failure, not a hang: for
+// commands that would run for minutes if what the test checks were broken.
+func hamtRunWithin(t *testing.T, limit time.Duration, store string, stdin []byte, args ...string) result {
+	t.Helper()
+	ctx := context.Background()
+	if limit > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, limit)
+		defer cancel()
+	}
+	cmd := exec.CommandContext(ctx, binary, args...)
 	cmd.Env = append(os.Environ(), "HAMT_STORE="+store)
 	cmd.Stdin = bytes.NewReader(stdin)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
+	if ctx.Err() != nil {
+		t.Fatalf("hamt %v: still running after %s (%d bytes of output)", args, limit, out.Len())
+	}
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
@@ -252,35 +267,8 @@ func TestServe(t *testing.T) {
 	root := ok(t, store, nil, "import", filepath.Join("..", "..", "testdata", "zarr")).lastLine()
 	files := zarrFiles(t)
 
-	cmd := exec.Command(binary, "serve", root, "--listen", "127.0.0.1:0")
-	cmd.Env = append(os.Environ(), "HAMT_STORE="+store)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	lines := make(chan string, 100)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
-	var base string
-	select {
-	case l := <-lines:
-		m := regexp.MustCompile(`on (http://127\.0\.0\.1:\d+)/`).FindStringSubmatch(l)
-		if m == nil {
-			t.Fatalf("first line %q", l)
-		}
-		base = m[1]
-	case <-time.After(10 * time.Second):
-		t.Fatal("serve did not start")
-	}
+	s := startServe(t, store, root)
+	base := "http://" + s.addr
 	get := func(path string, hdr ...string) (*http.Response, []byte) {
 		req, _ := http.NewRequest("GET", base+path, nil)
 		for i := 0; i+1 < len(hdr); i += 2 {
@@ -308,24 +296,9 @@ func TestServe(t *testing.T) {
 	if err != nil || resp.StatusCode != 200 || resp.ContentLength != int64(len(files["counts/c/0"])) {
 		t.Errorf("HEAD: %v %v", resp, err)
 	}
-	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
-	var logged []string
-	for l := range lines {
-		logged = append(logged, l)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("serve exited with %v after SIGINT", err)
-		}
-	case <-ctx.Done():
-		t.Fatal("serve did not stop on SIGINT")
+	code, _, logged := s.stop(t, syscall.SIGINT)
+	if code != 0 {
+		t.Errorf("serve exited with %d after SIGINT", code)
 	}
 	if len(logged) != 5 || logged[len(logged)-1] != "stopped" {
 		t.Errorf("log lines %q, want one per request (4) and \"stopped\"", logged)

@@ -10,92 +10,17 @@ import (
 	"testing"
 
 	"github.com/hamt-go/hamt"
-	chunk "github.com/ipfs/boxo/chunker"
-	"github.com/ipfs/boxo/ipld/merkledag"
-	mdtest "github.com/ipfs/boxo/ipld/merkledag/test"
-	"github.com/ipfs/boxo/ipld/unixfs/importer/balanced"
-	"github.com/ipfs/boxo/ipld/unixfs/importer/helpers"
+	"github.com/hamt-go/hamt/internal/testdag"
 	"github.com/ipfs/go-cid"
-	carv2 "github.com/ipld/go-car/v2"
-	"github.com/ipld/go-car/v2/storage"
 	"github.com/multiformats/go-multicodec"
-	"github.com/multiformats/go-multihash"
 )
-
-// kuboFiles is a CAS that stores a value over one MiB as Kubo does (ipfs add --hash=blake3
-// --chunker=size-1048576: a balanced UnixFS DAG over raw leaves, the dag-pb root as the value's
-// CID) and records every block it stores, root first per value, for a CAR as `ipfs dag export`
-// writes it.
-type kuboFiles struct {
-	*hamt.MemoryCAS
-	blocks []block
-}
-
-type block struct {
-	id   cid.Cid
-	data []byte
-}
-
-func (k *kuboFiles) Save(ctx context.Context, data []byte, codec multicodec.Code) (cid.Cid, error) {
-	if len(data) <= 1<<20 || codec != multicodec.Raw {
-		id, err := k.MemoryCAS.Save(ctx, data, codec)
-		k.blocks = append(k.blocks, block{id, bytes.Clone(data)})
-		return id, err
-	}
-	prefix, _ := merkledag.PrefixForCidVersion(1)
-	prefix.MhType, prefix.MhLength = multihash.BLAKE3, -1
-	dserv := mdtest.Mock()
-	params := helpers.DagBuilderParams{Dagserv: dserv, RawLeaves: true, Maxlinks: helpers.DefaultLinksPerBlock, CidBuilder: prefix}
-	db, err := params.New(chunk.NewSizeSplitter(bytes.NewReader(data), 1<<20))
-	if err != nil {
-		return cid.Undef, err
-	}
-	root, err := balanced.Layout(db)
-	if err != nil {
-		return cid.Undef, err
-	}
-	var walk func(id cid.Cid) error
-	walk = func(id cid.Cid) error {
-		nd, err := dserv.Get(ctx, id)
-		if err != nil {
-			return err
-		}
-		k.blocks = append(k.blocks, block{id, nd.RawData()})
-		for _, l := range nd.Links() {
-			if err := walk(l.Cid); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	return root.Cid(), walk(root.Cid())
-}
-
-// carOf writes blocks as a CARv1 with the given roots.
-func carOf(t *testing.T, roots []cid.Cid, blocks []block) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	w, err := storage.NewWritable(&buf, roots, carv2.WriteAsCarV1(true), carv2.AllowDuplicatePuts(true))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, b := range blocks {
-		if err := w.Put(context.Background(), b.id.KeyString(), b.data); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := w.Finalize(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
 
 // kuboDatasetCAR is the issue's dataset: zarr.json and arr/c/0, a 1,048,577-byte chunk that Kubo
 // stores as a UnixFS file, exported as `ipfs dag export ROOT` gives it.
-func kuboDatasetCAR(t *testing.T) (root string, value []byte, car []byte, blocks []block) {
+func kuboDatasetCAR(t *testing.T) (root string, value []byte, car []byte, blocks []testdag.Block) {
 	t.Helper()
 	ctx := context.Background()
-	src := &kuboFiles{MemoryCAS: hamt.NewMemoryCAS()}
+	src := testdag.NewKubo(hamt.NewMemoryCAS(), testdag.KuboChunk, testdag.KuboMaxLinks)
 	m, err := hamt.New(ctx, src, hamt.Bytes)
 	if err != nil {
 		t.Fatal(err)
@@ -119,8 +44,8 @@ func kuboDatasetCAR(t *testing.T) (root string, value []byte, car []byte, blocks
 	if err != nil {
 		t.Fatal(err)
 	}
-	blocks = append([]block{{id, rootBytes}}, src.blocks...)
-	return id.String(), value, carOf(t, []cid.Cid{id}, blocks), blocks
+	blocks = append([]testdag.Block{{ID: id, Data: rootBytes}}, src.Blocks()...)
+	return id.String(), value, testdag.CAR(t, []cid.Cid{id}, blocks), blocks
 }
 
 // TestCarImportOfKuboFileValues (item 3): `car import` of a map whose value is a UnixFS file, then
@@ -165,12 +90,12 @@ func TestCarImportRefusesBadCARs(t *testing.T) {
 	_, _, good, blocks := kuboDatasetCAR(t)
 
 	last := blocks[len(blocks)-1]
-	sixth := carOf(t, []cid.Cid{blocks[0].id}, blocks[:6])
+	sixth := testdag.CAR(t, []cid.Cid{blocks[0].ID}, blocks[:6])
 	corrupt := bytes.Clone(good)
 	corrupt[len(sixth)-1] ^= 0xff
-	var lacking []block
+	var lacking []testdag.Block
 	for _, b := range blocks {
-		if b.id.Prefix().Codec != uint64(multicodec.Raw) || len(b.data) != 1 { // drop the file's 1-byte leaf
+		if b.ID.Prefix().Codec != uint64(multicodec.Raw) || len(b.Data) != 1 { // drop the file's 1-byte leaf
 			lacking = append(lacking, b)
 		}
 	}
@@ -178,10 +103,10 @@ func TestCarImportRefusesBadCARs(t *testing.T) {
 		name, msg string
 		car       []byte
 	}{
-		{"cut right after a section's length", "unexpected EOF", good[:len(good)-last.id.ByteLen()-len(last.data)]},
+		{"cut right after a section's length", "unexpected EOF", good[:len(good)-last.ID.ByteLen()-len(last.Data)]},
 		{"the 6th block corrupt", "does not hash to its CID", corrupt},
-		{"no roots", "CAR has no roots", carOf(t, nil, blocks)},
-		{"a leaf of a file value missing", "block missing", carOf(t, []cid.Cid{blocks[0].id}, lacking)},
+		{"no roots", "CAR has no roots", testdag.CAR(t, nil, blocks)},
+		{"a leaf of a file value missing", "block missing", testdag.CAR(t, []cid.Cid{blocks[0].ID}, lacking)},
 	} {
 		store := filepath.Join(t.TempDir(), "store.bolt")
 		ok(t, store, nil, "import", filepath.Join("..", "..", "testdata", "zarr")) // a store with something in it

@@ -53,7 +53,10 @@ func startServe(t *testing.T, store, root string, flags ...string) *serving {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill() })
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait() // reaps it; an error if stop did already
+	})
 	s := &serving{cmd: cmd, lines: make(chan string, 1000)}
 	go func() {
 		sc := bufio.NewScanner(stderr)

@@ -4,15 +4,12 @@ package main
 // gives one line on standard error and exit 1, never a crash or wrong bytes.
 
 import (
-	"bufio"
 	"bytes"
 	binenc "encoding/binary"
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 )
@@ -139,33 +136,9 @@ func TestBitRotIsRefused(t *testing.T) {
 	failsWith(t, store, "corrupt data", "export", root, filepath.Join(t.TempDir(), "out"))
 	ok(t, store, nil, "get", root, "zarr.json") // the rest is intact
 
-	cmd := exec.Command(binary, "serve", root, "--listen", "127.0.0.1:0")
-	cmd.Env = append(os.Environ(), "HAMT_STORE="+store)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	}()
-	sc := bufio.NewScanner(stderr)
-	if !sc.Scan() {
-		t.Fatal("serve printed nothing")
-	}
-	m := regexp.MustCompile(`on (http://127\.0\.0\.1:\d+)/`).FindStringSubmatch(sc.Text())
-	if m == nil {
-		t.Fatalf("first line %q", sc.Text())
-	}
-	go func() {
-		for sc.Scan() {
-		}
-	}()
+	s := startServe(t, store, root)
 	for _, rng := range []string{"", "bytes=0-3", "bytes=-2"} {
-		req, _ := http.NewRequest("GET", m[1]+"/"+key, nil)
+		req, _ := http.NewRequest("GET", "http://"+s.addr+"/"+key, nil)
 		if rng != "" {
 			req.Header.Set("Range", rng)
 		}
