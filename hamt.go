@@ -356,7 +356,9 @@ func (m *Map[V]) pointer(ctx context.Context, key string) (cidBytes, error) {
 	return id, nil
 }
 
-// Get returns key's value, or ErrNotFound.
+// Get returns key's value, or ErrNotFound. The value is read whole into memory, including a value
+// stored as a UnixFS file, whatever size its root claims: for values that may be large (or come from
+// a store you do not control), read them in pieces with ZarrStore.WriteValue or by range.
 func (m *Map[V]) Get(ctx context.Context, key string) (V, error) {
 	var zero V
 	id, err := m.pointer(ctx, key)

@@ -425,7 +425,8 @@ func exportKeys(ctx context.Context, src *ZarrStore) ([]string, error) {
 }
 
 // ExportDir writes every key of src as a file under dir, the key's slashes making
-// subdirectories, loading and writing up to WithDirWorkers values at once, so that dir then holds
+// subdirectories, loading and writing up to WithDirWorkers values at once (each in pieces of at most 1 MiB, so
+// memory stays bounded whatever the values' sizes), so that dir then holds
 // exactly the dataset. An ImportDir of a directory followed by an ExportDir gives back
 // byte-identical files.
 //
@@ -600,14 +601,11 @@ func writeExport(ctx context.Context, root *os.Root, tmp string, src *ZarrStore,
 			break
 		}
 		g.Go(func() error {
-			b, err := src.Get(gctx, k, ByteRange{})
+			n, err := writeNewFile(gctx, out, src, k)
 			if err != nil {
 				return err
 			}
-			if err := writeNewFile(out, k, b); err != nil {
-				return err
-			}
-			prog.add(int64(len(b)))
+			prog.add(n)
 			return nil
 		})
 	}
@@ -618,20 +616,21 @@ func writeExport(ctx context.Context, root *os.Root, tmp string, src *ZarrStore,
 	return DirStats{Files: prog.p.Files, Bytes: prog.p.Bytes}, err
 }
 
-// writeNewFile creates the file key in root, which must not exist, and writes b to it.
-func writeNewFile(root *os.Root, key string, b []byte) error {
+// writeNewFile creates the file key in root, which must not exist, and writes key's value from src
+// to it in bounded pieces (ZarrStore.WriteValue), returning its size.
+func writeNewFile(ctx context.Context, root *os.Root, src *ZarrStore, key string) (int64, error) {
 	f, err := root.OpenFile(key, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if errors.Is(err, fs.ErrExist) {
-		return fmt.Errorf("key %q clashes with another key's file on this file system (does it fold case or normalize names?): %w", key, err)
+		return 0, fmt.Errorf("key %q clashes with another key's file on this file system (does it fold case or normalize names?): %w", key, err)
 	}
 	if err != nil {
-		return err
+		return 0, err
 	}
-	_, err = f.Write(b)
+	n, err := src.WriteValue(ctx, f, key, ByteRange{})
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	return err
+	return n, err
 }
 
 // installOrder sorts the entries tops of tmp in the order they are moved into place: directories,

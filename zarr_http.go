@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"io"
+	"iter"
 	"net/http"
 	"strconv"
 	"strings"
@@ -165,69 +167,111 @@ func (s *ZarrStore) serveHTTP(w http.ResponseWriter, req *http.Request) {
 	s.sendValue(w, req, key, id, status, r, start, end)
 }
 
-// servePiece is the most the handler reads of a value at once: the memory one response holds,
-// whatever the value's size, and the amount the server's WriteTimeout is given to send.
-const servePiece = 1 << 20
-
-// sendValue answers status with the bytes [start, end) of the value in block id (r, resolved) in
-// pieces of at most servePiece bytes, each read by range just before it is sent. An encrypted value
-// is the exception: it can only be opened whole, so it is read once and sent in pieces.
+// sendValue answers status with the bytes [start, end) of the value in block id (r, resolved), in
+// the pieces valuePieces reads.
 //
 // The first piece is read before the status is sent, so a value that cannot be read at all is a
 // 500. A later failure cannot change the status any more: the response is aborted
 // (http.ErrAbortHandler), so the client sees a cut connection, never a short 200 it could cache.
 func (s *ZarrStore) sendValue(w http.ResponseWriter, req *http.Request, key string, id cid.Cid, status int, r ByteRange, start, end int64) {
-	ctx := req.Context()
 	out := newPieceWriter(w, req)
-	step := int64(servePiece)
-	if s.box != nil {
-		step = end - start
-	}
-	// A map that verifies blocks verified a whole value when it was loaded whole; sent in pieces,
-	// it is hashed as it goes, and its last piece is held back until the hash matches.
-	var check *pieceCheck
-	if s.m.opts.verifyBlocks && r.IsFull() && end-start > step {
-		var err error
-		if check, err = newPieceCheck(id); err != nil {
-			failAfterHeaders(w, key, fmt.Errorf("zarr get %q: %w", key, err))
+	first := true
+	for body, err := range s.valuePieces(req.Context(), key, id, r, start, end) {
+		switch {
+		case err != nil && first:
+			failAfterHeaders(w, key, err)
 			return
+		case err != nil:
+			panic(http.ErrAbortHandler)
+		case first:
+			w.WriteHeader(status)
+			first = false
 		}
-	}
-	read := func(from, to int64) ([]byte, error) {
-		part := RangeBetween(from, to)
-		if from == start && to == end {
-			part = r // one read of all that was asked: a whole load when the value is wanted whole
-		}
-		b, err := s.readBlock(ctx, key, id, part)
-		if err == nil && int64(len(b)) != to-from {
-			err = fmt.Errorf("zarr get %q: %w: read %d bytes of [%d, %d) of %s", key, ErrCorrupt, len(b), from, to, id)
-		}
-		if err == nil && check != nil {
-			check.h.Write(b)
-			if to == end {
-				err = check.verify()
-			}
-		}
-		return b, err
-	}
-	to := min(start+step, end)
-	body, err := read(start, to)
-	if err != nil {
-		failAfterHeaders(w, key, err)
-		return
-	}
-	w.WriteHeader(status)
-	for {
 		if err := out.write(body); err != nil {
 			return // a client that went away or stopped reading is not our error
 		}
-		if to == end {
-			return
+	}
+}
+
+// WriteValue writes the bytes r selects of key's value to w and returns how many it wrote. The
+// value is read in pieces of at most 1 MiB, each by range just before it is written, so memory
+// stays bounded whatever the value's size (an encrypted value, which opens only whole, is the
+// exception). A value that cannot be read fails before anything is written; a failure later (a
+// block lost or corrupt further on) returns the error after a prefix of the bytes was written. A
+// map opened WithVerifyBlocks hashes a value read in pieces as it goes and returns ErrCorrupt
+// instead of writing its last piece when the hash does not match.
+func (s *ZarrStore) WriteValue(ctx context.Context, w io.Writer, key string, r ByteRange) (int64, error) {
+	if err := r.Validate(); err != nil {
+		return 0, fmt.Errorf("zarr get %q: %w", key, err)
+	}
+	id, size, err := s.stat(ctx, key)
+	if err != nil {
+		return 0, err
+	}
+	start, end := r.Bounds(size)
+	var n int64
+	for piece, err := range s.valuePieces(ctx, key, id, r, start, end) {
+		if err != nil {
+			return n, err
 		}
-		from := to
-		to = min(from+step, end)
-		if body, err = read(from, to); err != nil {
-			panic(http.ErrAbortHandler)
+		m, err := w.Write(piece)
+		n += int64(m)
+		if err != nil {
+			return n, fmt.Errorf("zarr get %q: %w", key, err)
+		}
+	}
+	return n, nil
+}
+
+// servePiece is the most the handler (and WriteValue) reads of a value at once: the memory one
+// response holds, whatever the value's size, and the amount the server's WriteTimeout is given to
+// send.
+const servePiece = 1 << 20
+
+// valuePieces yields the bytes [start, end) of the value in block id (r, resolved) in pieces of at
+// most servePiece bytes, each read by range just before it is yielded; at least one piece, empty
+// for no bytes. An encrypted value can only be opened whole: it is read once and yielded as one
+// piece. After an error nothing more is yielded.
+func (s *ZarrStore) valuePieces(ctx context.Context, key string, id cid.Cid, r ByteRange, start, end int64) iter.Seq2[[]byte, error] {
+	return func(yield func([]byte, error) bool) {
+		step := int64(servePiece)
+		if s.box != nil {
+			step = max(end-start, 1)
+		}
+		// A map that verifies blocks verified a whole value when it was loaded whole; read in
+		// pieces, it is hashed as it goes, and its last piece is held back until the hash matches.
+		var check *pieceCheck
+		if s.m.opts.verifyBlocks && r.IsFull() && end-start > step {
+			var err error
+			if check, err = newPieceCheck(id); err != nil {
+				yield(nil, fmt.Errorf("zarr get %q: %w", key, err))
+				return
+			}
+		}
+		for from := start; ; {
+			to := min(from+step, end)
+			part := RangeBetween(from, to)
+			if from == start && to == end {
+				part = r // one read of all that was asked: a whole load when the value is wanted whole
+			}
+			b, err := s.readBlock(ctx, key, id, part)
+			if err == nil && int64(len(b)) != to-from {
+				err = fmt.Errorf("zarr get %q: %w: read %d bytes of [%d, %d) of %s", key, ErrCorrupt, len(b), from, to, id)
+			}
+			if err == nil && check != nil {
+				check.h.Write(b)
+				if to == end {
+					err = check.verify()
+				}
+			}
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			if !yield(b, nil) || to == end {
+				return
+			}
+			from = to
 		}
 	}
 }

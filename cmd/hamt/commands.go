@@ -360,17 +360,21 @@ func (a *app) getCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "get ROOT KEY",
 		Short: "Write the value of KEY to standard output",
-		Args:  args(2, 2),
+		Long: `Get writes the value of KEY to standard output, read and written in pieces of at most 1 MiB, so
+memory stays bounded whatever the value's size. A value that cannot be read (a block missing or
+corrupt) fails before anything is written; should a later piece fail, the command exits 1 after
+writing a prefix of the value.`,
+		Args: args(2, 2),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			return a.onRoot(cmd, argv[0], false, func(root cid.Cid, m *hamt.Map[[]byte], _ *store) error {
-				v, err := m.Get(cmd.Context(), argv[1])
-				if errors.Is(err, hamt.ErrNotFound) {
-					return fmt.Errorf("no key %q in %s", argv[1], root)
-				}
+				zs, err := hamt.NewZarrStore(m)
 				if err != nil {
 					return err
 				}
-				_, err = a.stdout.Write(v)
+				_, err = zs.WriteValue(cmd.Context(), a.stdout, argv[1], hamt.ByteRange{})
+				if errors.Is(err, hamt.ErrNotFound) {
+					return fmt.Errorf("no key %q in %s", argv[1], root)
+				}
 				return err
 			})
 		},

@@ -7,10 +7,13 @@ import (
 
 	chunk "github.com/ipfs/boxo/chunker"
 	"github.com/ipfs/boxo/ipld/merkledag"
+	"github.com/ipfs/boxo/ipld/unixfs"
+	unixfspb "github.com/ipfs/boxo/ipld/unixfs/pb"
 	mdtest "github.com/ipfs/boxo/ipld/merkledag/test"
 	"github.com/ipfs/boxo/ipld/unixfs/importer/balanced"
 	"github.com/ipfs/boxo/ipld/unixfs/importer/helpers"
 	"github.com/ipfs/go-cid"
+	ipld "github.com/ipfs/go-ipld-format"
 	"github.com/multiformats/go-multicodec"
 	"github.com/multiformats/go-multihash"
 )
@@ -122,4 +125,40 @@ func (k *Kubo) Blocks() []Block {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return k.blocks[:len(k.blocks):len(k.blocks)]
+}
+
+// Bomb is a valid UnixFS file, as small in a store as it is huge when read: one raw leaf of
+// leafSize bytes of fill, linked fanout times from each of levels dag-pb nodes stacked above it, so
+// that levels+1 blocks make a file of leafSize × fanout^levels bytes. It returns the root and the
+// blocks, root first.
+func Bomb(leafSize int, fill byte, fanout, levels int) (cid.Cid, []Block, error) {
+	prefix, err := merkledag.PrefixForCidVersion(1)
+	if err != nil {
+		return cid.Undef, nil, err
+	}
+	prefix.MhType, prefix.MhLength = multihash.BLAKE3, -1
+	leaf := bytes.Repeat([]byte{fill}, leafSize)
+	child, size := CID(multicodec.Raw, leaf), uint64(leafSize)
+	blocks := []Block{{child, leaf}}
+	for range levels {
+		fsn := unixfs.NewFSNode(unixfspb.Data_File)
+		nd := &merkledag.ProtoNode{}
+		if err := nd.SetCidBuilder(prefix); err != nil {
+			return cid.Undef, nil, err
+		}
+		for range fanout {
+			if err := nd.AddRawLink("", &ipld.Link{Cid: child, Size: size}); err != nil {
+				return cid.Undef, nil, err
+			}
+			fsn.AddBlockSize(size)
+		}
+		data, err := fsn.GetBytes()
+		if err != nil {
+			return cid.Undef, nil, err
+		}
+		nd.SetData(data)
+		child, size = nd.Cid(), fsn.FileSize()
+		blocks = append([]Block{{child, nd.RawData()}}, blocks...)
+	}
+	return child, blocks, nil
 }
