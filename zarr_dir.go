@@ -24,7 +24,8 @@ import (
 var (
 	// ErrUnexportableKey: ExportDir met a key that cannot be written as a file under the target
 	// directory on every system: not a clean relative path (empty, absolute, an empty, "." or ".."
-	// element), a NUL byte, an element longer than 255 bytes, a name this system refuses, or a key
+	// element), a NUL byte, an element longer than 255 bytes or a key longer than 4095, a name this
+	// system refuses, or a key
 	// that another key needs as a directory ("a" beside "a/b"). The error names the key and why;
 	// it is returned before anything is written.
 	ErrUnexportableKey = errors.New("key cannot be written as a file")
@@ -361,6 +362,12 @@ func fileKind(m fs.FileMode) string {
 // of 255 UTF-8 bytes never exceeds.
 const maxNameBytes = 255
 
+// maxPathBytes is the longest key ExportDir writes: PATH_MAX on Linux is 4096 bytes with its NUL,
+// so no longer path can be opened as one name there. It also bounds the work of a key: the export
+// resolves a key element by element, so a key of thousands of elements from a tiny hostile CAR
+// would otherwise cost minutes.
+const maxPathBytes = 4095
+
 // exportPathProblem says why key cannot be written as a file on this system ("" if it can), not
 // counting its clashes with other keys.
 func exportPathProblem(key string) string {
@@ -371,6 +378,8 @@ func exportPathProblem(key string) string {
 		return "is empty"
 	case key[0] == '/':
 		return "is an absolute path"
+	case len(key) > maxPathBytes:
+		return fmt.Sprintf("is %d bytes long, longer than the %d a path may be", len(key), maxPathBytes)
 	}
 	for e := range strings.SplitSeq(key, "/") {
 		switch {

@@ -179,6 +179,7 @@ func TestExportChecksEveryKeyBeforeWriting(t *testing.T) {
 		{"a doubled slash", []string{"a//b"}, "empty path element"},
 		{"a trailing slash", []string{"arr/"}, "empty path element"},
 		{"an empty key", []string{""}, "is empty"},
+		{"a key of 2,500 elements, longer than a path may be", []string{strings.Repeat("d/", 2500) + "x"}, "5001 bytes long"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			files := goodFiles(40)
