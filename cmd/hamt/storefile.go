@@ -69,8 +69,13 @@ func (a *app) requireStore() error {
 			return err
 		}
 	}
-	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+	fi, err := os.Stat(path)
+	if errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("no store at %s: import a dataset first, or name one with --store", path)
+	}
+	if err == nil && fi.Mode().IsRegular() && fi.Size() == 0 {
+		// Opened for writing, bbolt would make a new store of it, which holds no root to work on.
+		return fmt.Errorf("open bolt store %s: the file is empty: not a hamt store", path)
 	}
 	return nil
 }

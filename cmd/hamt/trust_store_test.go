@@ -31,8 +31,16 @@ func TestEmptyStoreFileIsNotAStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	root := "bafyr4igb3js3dqlnsvmbi533lhghfet3l4r35vbi7mlrvxjb6f3n5wkc3m"
-	for _, args := range [][]string{{"ls", root}, {"get", root, "k"}, {"stats", root}} {
+	value := filepath.Join(t.TempDir(), "value")
+	if err := os.WriteFile(value, []byte("v"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"ls", root}, {"get", root, "k"}, {"stats", root}, {"set", root, "k", value}, {"rm", root, "k"}} {
 		failsWith(t, store, "is empty: not a hamt store", args...)
+	}
+	// The commands that write left the empty file as it was, not turned into a store.
+	if fi, err := os.Stat(store); err != nil || fi.Size() != 0 {
+		t.Fatalf("the empty store file is now %v, %v", fi, err)
 	}
 }
 
