@@ -21,10 +21,9 @@ type createdStore struct {
 // store at PATH") unless create; a file this run creates is remembered, so that a command that
 // fails can remove it again (discardCreated).
 func (a *app) openBolt(path string, write, create bool) (*store, error) {
-	_, err := os.Stat(path)
-	missing := errors.Is(err, os.ErrNotExist)
-	if missing && !create {
-		return nil, fmt.Errorf("no store at %s: import a dataset first, or name one with --store", path)
+	missing, err := checkStoreFile(path, create)
+	if err != nil {
+		return nil, err
 	}
 	if !write {
 		b, err := hamt.OpenBoltCAS(path, hamt.WithBoltReadOnly())
@@ -69,15 +68,23 @@ func (a *app) requireStore() error {
 			return err
 		}
 	}
+	_, err := checkStoreFile(path, false)
+	return err
+}
+
+// checkStoreFile says whether the store file at path is missing, and refuses one that is missing
+// (unless create) or empty: opened for writing, bbolt would make a new store of an empty file,
+// which holds no root to work on, and a command that does not create stores must not.
+func checkStoreFile(path string, create bool) (missing bool, err error) {
 	fi, err := os.Stat(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("no store at %s: import a dataset first, or name one with --store", path)
+	missing = errors.Is(err, os.ErrNotExist)
+	switch {
+	case missing && !create:
+		return true, fmt.Errorf("no store at %s: import a dataset first, or name one with --store", path)
+	case !create && err == nil && fi.Mode().IsRegular() && fi.Size() == 0:
+		return false, fmt.Errorf("open bolt store %s: the file is empty: not a hamt store", path)
 	}
-	if err == nil && fi.Mode().IsRegular() && fi.Size() == 0 {
-		// Opened for writing, bbolt would make a new store of it, which holds no root to work on.
-		return fmt.Errorf("open bolt store %s: the file is empty: not a hamt store", path)
-	}
-	return nil
+	return missing, nil
 }
 
 // mkdirs makes dir and its missing parents and returns those it made, deepest first.
