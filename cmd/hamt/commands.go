@@ -110,6 +110,18 @@ func args(min, max int) cobra.PositionalArgs {
 	}
 }
 
+// positiveFlags checks that each named int flag of a command is at least 1, as a usage error.
+func positiveFlags(names ...string) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, _ []string) error {
+		for _, n := range names {
+			if v, err := cmd.Flags().GetInt(n); err == nil && v < 1 {
+				return &usageError{fmt.Errorf("--%s must be at least 1, got %d", n, v)}
+			}
+		}
+		return nil
+	}
+}
+
 // parseRoot reads a root CID argument.
 func parseRoot(s string) (cid.Cid, error) {
 	c, err := cid.Decode(s)
@@ -272,6 +284,7 @@ that is not valid UTF-8. Nothing is printed and no root is made when the import 
 			return err
 		},
 	}
+	cmd.PreRunE = positiveFlags("workers", "bucket-size")
 	cmd.Flags().IntVar(&workers, "workers", 16, "files read and saved at once")
 	cmd.Flags().IntVar(&bucket, "bucket-size", 4, "entries per bucket before a node splits (py-hamt's default is 4)")
 	cmd.Flags().BoolVar(&stats, "stats", false, "print the new map's statistics before its root")
@@ -319,6 +332,7 @@ was; one killed midway can leave the hidden directory, which --replace clears.`,
 			})
 		},
 	}
+	cmd.PreRunE = positiveFlags("workers")
 	cmd.Flags().IntVar(&workers, "workers", 16, "values loaded and written at once")
 	cmd.Flags().BoolVar(&replace, "replace", false, "replace the contents of a non-empty DIR (deleted once the new export is written)")
 	return cmd

@@ -157,6 +157,9 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 		{[]string{"car", "exprot", "a", "b"}, "did you mean export?"},
 		{[]string{"car", "--bogus"}, "unknown flag"},
 		{[]string{"--store", store, "car", "import"}, "import takes FILE"},
+		{[]string{"import", "--workers", "0", "dir"}, "--workers must be at least 1, got 0"},
+		{[]string{"import", "--bucket-size", "0", "dir"}, "--bucket-size must be at least 1, got 0"},
+		{[]string{"export", "--workers", "-1", "bafyr4igb3js3dqlnsvmbi533lhghfet3l4r35vbi7mlrvxjb6f3n5wkc3m", "out"}, "--workers must be at least 1, got -1"},
 	} {
 		r := hamtRun(t, store, nil, c.args...)
 		lines := strings.Split(strings.TrimRight(r.stderr, "\n"), "\n")
