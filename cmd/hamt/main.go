@@ -62,6 +62,10 @@ func execute(ctx context.Context, root *cobra.Command, args []string, stderr io.
 	}()
 	root.SetArgs(args)
 	if err := root.ExecuteContext(ctx); err != nil {
+		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+			// Whatever step the signal cut short, the cause is the signal, not that step.
+			err = fmt.Errorf("interrupted: %w", context.Cause(ctx))
+		}
 		fmt.Fprintf(stderr, "hamt: %s\n", errorLine(err.Error()))
 		var ue *usageError
 		if errors.As(err, &ue) {

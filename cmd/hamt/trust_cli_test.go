@@ -289,3 +289,33 @@ func TestMistypedStoreIsNotLeftBehind(t *testing.T) {
 		t.Errorf("a successful import left no store: %v", err)
 	}
 }
+
+// TestInterruptSaysInterrupted: SIGINT while `set` reads its value from a slow stdin ends the
+// command with "interrupted", not with whatever step the cancelled context cut short.
+func TestInterruptSaysInterrupted(t *testing.T) {
+	store, root := importZarr(t)
+	cmd := exec.Command(binary, "set", root, "k", "-")
+	cmd.Env = append(os.Environ(), "HAMT_STORE="+store)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := in.Write([]byte("part of a value")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // the command is reading its input
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	in.Close()
+	err = cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(stderr.String(), "hamt: interrupted") {
+		t.Fatalf("set interrupted: %v, stderr %q; want exit 1 saying interrupted", err, stderr.String())
+	}
+}
