@@ -151,3 +151,32 @@ func ExampleExportDir() {
 	fmt.Println(stats.Files, b)
 	// Output: 1 [1 2 3]
 }
+
+// Write a value to an io.Writer in pieces of at most 1 MiB, so that memory stays bounded however
+// large the value is (a Zarr shard, or a UnixFS file of gigabytes from Kubo).
+func ExampleZarrStore_WriteValue() {
+	ctx := context.Background()
+	cas := hamt.NewMemoryCAS()
+	m, err := hamt.New(ctx, cas, hamt.Bytes)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := m.Set(ctx, "temp/c/0", bytes.Repeat([]byte{7}, 3<<20)); err != nil {
+		log.Fatal(err)
+	}
+	if err := m.MakeReadOnly(ctx); err != nil {
+		log.Fatal(err)
+	}
+	store, err := hamt.NewZarrStore(m)
+	if err != nil {
+		log.Fatal(err)
+	}
+	var sink bytes.Buffer // a file, an HTTP response, os.Stdout...
+	n, err := store.WriteValue(ctx, &sink, "temp/c/0", hamt.ByteRange{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(n, "bytes")
+	// Output:
+	// 3145728 bytes
+}
