@@ -374,7 +374,9 @@ func boltCheckFormat(tx *bolt.Tx) error {
 		return errors.New("not a hamt block store: no blocks or meta bucket")
 	}
 	if f := meta.Get(boltFormatKey); !bytes.Equal(f, boltFormat) {
-		return fmt.Errorf("not a hamt block store: format %q, want %q", f, boltFormat)
+		// At most a line of it: in a damaged file the value's length can be anything, and
+		// quoting gigabytes would run out of memory.
+		return fmt.Errorf("not a hamt block store: format %q (%d bytes), want %q", f[:min(len(f), 64)], len(f), boltFormat)
 	}
 	if len(meta.Get(boltCountKey)) != 8 {
 		return errors.New("not a hamt block store: no block count")
