@@ -373,10 +373,10 @@ func boltCheckFormat(tx *bolt.Tx) error {
 	if meta == nil || tx.Bucket(boltBlocksBucket) == nil {
 		return errors.New("not a hamt block store: no blocks or meta bucket")
 	}
-	if f := meta.Get(boltFormatKey); !bytes.Equal(f, boltFormat) {
-		// At most a line of it: in a damaged file the value's length can be anything, and
-		// quoting gigabytes would run out of memory.
-		return fmt.Errorf("not a hamt block store: format %q (%d bytes), want %q", f[:min(len(f), 64)], len(f), boltFormat)
+	if f := meta.Get(boltFormatKey); len(f) != len(boltFormat) {
+		return fmt.Errorf("not a hamt block store: a format of %d bytes, want %q", len(f), boltFormat)
+	} else if !bytes.Equal(f, boltFormat) {
+		return fmt.Errorf("not a hamt block store: format %q, want %q", f, boltFormat)
 	}
 	if len(meta.Get(boltCountKey)) != 8 {
 		return errors.New("not a hamt block store: no block count")
