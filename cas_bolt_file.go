@@ -211,6 +211,11 @@ func (bf *boltFile) header(id uint64) (boltPageHeader, error) {
 	if _, err := bf.f.ReadAt(b[:], int64(id)*int64(bf.meta.pageSize)); err != nil {
 		return boltPageHeader{}, boltCorruptf("read page %d: %v", id, err)
 	}
+	return bf.parseHeader(id, b[:])
+}
+
+// parseHeader is header for a page whose first bytes, b, the caller has read.
+func (bf *boltFile) parseHeader(id uint64, b []byte) (boltPageHeader, error) {
 	h := boltPageHeader{boltEndian.Uint64(b[0:]), boltEndian.Uint16(b[8:]), boltEndian.Uint16(b[10:]), boltEndian.Uint32(b[12:])}
 	if h.id != id {
 		return h, boltCorruptf("page %d names itself %d", id, h.id)
@@ -355,6 +360,7 @@ func (bf *boltFile) checkBucket(v []byte, seen map[uint64]bool, depth int) error
 // file holds. It reads only those paths, so its cost grows with the keys written, not with the
 // file. checked holds the pages already checked, across calls: a branch's bytes, nil for a leaf.
 func (bf *boltFile) checkRewrite(root uint64, keys [][]byte, checked map[uint64][]byte) error {
+	first := make([]byte, bf.meta.pageSize) // each page's first, read in one call
 	for _, key := range keys {
 		id := root
 		for depth := 0; ; depth++ {
@@ -364,7 +370,7 @@ func (bf *boltFile) checkRewrite(root uint64, keys [][]byte, checked map[uint64]
 			branch, ok := checked[id]
 			if !ok {
 				var err error
-				if branch, err = bf.treePage(id); err != nil {
+				if branch, err = bf.treePage(id, first); err != nil {
 					return err
 				}
 				checked[id] = branch
@@ -379,9 +385,17 @@ func (bf *boltFile) checkRewrite(root uint64, keys [][]byte, checked map[uint64]
 }
 
 // treePage checks branch or leaf page id as checkRewrite says and returns its bytes up to the
-// end of its last key if it is a branch, nil if it is a leaf.
-func (bf *boltFile) treePage(id uint64) ([]byte, error) {
-	h, err := bf.header(id)
+// end of its last key if it is a branch, nil if it is a leaf. first is a page-sized buffer it
+// reads the page's first page into: that holds the header and, but for a large page, the
+// elements and keys, so most pages take one read.
+func (bf *boltFile) treePage(id uint64, first []byte) ([]byte, error) {
+	if id < 2 || id >= bf.meta.pgid {
+		return nil, boltCorruptf("page %d is outside the file's %d pages", id, bf.meta.pgid)
+	}
+	if _, err := bf.f.ReadAt(first, int64(id)*int64(bf.meta.pageSize)); err != nil {
+		return nil, boltCorruptf("read page %d: %v", id, err)
+	}
+	h, err := bf.parseHeader(id, first)
 	if err != nil {
 		return nil, err
 	}
@@ -397,9 +411,11 @@ func (bf *boltFile) treePage(id uint64) ([]byte, error) {
 	if end > span {
 		return nil, boltCorruptf("page %d counts %d elements, more than it holds", id, n)
 	}
-	elems, err := bf.bytes(id, boltPageHeaderSize, n*boltElementSize)
-	if err != nil {
-		return nil, err
+	elems := first[boltPageHeaderSize:min(end, ps)]
+	if end > ps {
+		if elems, err = bf.bytes(id, boltPageHeaderSize, n*boltElementSize); err != nil {
+			return nil, err
+		}
 	}
 	for i := range n {
 		e := elems[i*boltElementSize:]
@@ -420,6 +436,9 @@ func (bf *boltFile) treePage(id uint64) ([]byte, error) {
 	}
 	if h.flags == boltLeafPage {
 		return nil, nil
+	}
+	if end <= ps {
+		return bytes.Clone(first[:end]), nil
 	}
 	return bf.bytes(id, 0, end)
 }
