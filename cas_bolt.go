@@ -62,6 +62,9 @@ type BoltCAS struct {
 	path string
 	opts boltOptions
 	db   *bolt.DB
+	// file is the bbolt file opened a second time, for reading with ReadAt the pages a commit
+	// will free before bbolt trusts them (see checkRewrite); nil if the store is read-only.
+	file *os.File
 
 	// life is held for reading by every method while it uses the buffer or the file and for
 	// writing by Close, so once Close holds it no call is inside bbolt and none can start.
@@ -257,10 +260,18 @@ func OpenBoltCAS(path string, opts ...BoltOption) (*BoltCAS, error) {
 		_ = boltRecover(db.Close)
 		return nil, fmt.Errorf("open bolt store %s: %w", path, err)
 	}
+	var file *os.File
+	if !o.readOnly {
+		if file, err = os.Open(path); err != nil {
+			_ = boltRecover(db.Close)
+			return nil, fmt.Errorf("open bolt store %s: %w", path, err)
+		}
+	}
 	b := &BoltCAS{
 		path:    path,
 		opts:    o,
 		db:      db,
+		file:    file,
 		pending: make(map[string][]byte),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
@@ -325,9 +336,16 @@ func (b *BoltCAS) guard(fn func() error) error {
 	}
 	panicked, err := boltRun(fn)
 	if panicked {
-		broken := fmt.Errorf("%w (the store is unusable until reopened)", err)
-		b.broken.CompareAndSwap(nil, &broken)
+		return b.breakWith(err)
 	}
+	return err
+}
+
+// breakWith leaves the store broken by err, a sign of a damaged file, unless it is already
+// broken, and returns err.
+func (b *BoltCAS) breakWith(err error) error {
+	broken := fmt.Errorf("%w (the store is unusable until reopened)", err)
+	b.broken.CompareAndSwap(nil, &broken)
 	return err
 }
 
@@ -355,7 +373,9 @@ func boltCheckFormat(tx *bolt.Tx) error {
 	if meta == nil || tx.Bucket(boltBlocksBucket) == nil {
 		return errors.New("not a hamt block store: no blocks or meta bucket")
 	}
-	if f := meta.Get(boltFormatKey); !bytes.Equal(f, boltFormat) {
+	if f := meta.Get(boltFormatKey); len(f) != len(boltFormat) {
+		return fmt.Errorf("not a hamt block store: a format of %d bytes, want %q", len(f), boltFormat)
+	} else if !bytes.Equal(f, boltFormat) {
 		return fmt.Errorf("not a hamt block store: format %q, want %q", f, boltFormat)
 	}
 	if len(meta.Get(boltCountKey)) != 8 {
@@ -599,6 +619,7 @@ func (b *BoltCAS) write(ctx context.Context, batch map[string][]byte, extra []bo
 	}
 	cur := blocks.Cursor()
 	var added uint64
+	var keys [][]byte // put, in order
 	for i, e := range entries {
 		if i%64 == 0 && ctx.Err() != nil {
 			return ctx.Err()
@@ -614,6 +635,7 @@ func (b *BoltCAS) write(ctx context.Context, batch map[string][]byte, extra []bo
 		if err := blocks.Put(k, v); err != nil {
 			return err
 		}
+		keys = append(keys, k)
 		added++
 	}
 	if added == 0 {
@@ -629,7 +651,37 @@ func (b *BoltCAS) write(ctx context.Context, batch map[string][]byte, extra []bo
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if err := b.checkRewrite(tx, blocks, meta, keys); err != nil {
+		return b.breakWith(err)
+	}
 	return tx.Commit()
+}
+
+// checkRewrite checks, before tx commits, the pages bbolt will free when it does (see
+// boltFile.checkRewrite): those on the paths to keys in the blocks bucket, to the count in the
+// meta bucket, and to both buckets in the root bucket, as tx found them (puts change only
+// nodes in memory until the commit). An inline bucket (root page 0) has no pages to free.
+func (b *BoltCAS) checkRewrite(tx *bolt.Tx, blocks, meta *bolt.Bucket, keys [][]byte) error {
+	ps := tx.DB().Info().PageSize
+	bf := &boltFile{f: b.file, meta: boltMeta{pageSize: uint32(ps), pgid: uint64(tx.Size() / int64(ps))}}
+	checked := make(map[uint64][]byte)
+	for _, c := range []struct {
+		name string
+		root uint64
+		keys [][]byte
+	}{
+		{"blocks bucket", uint64(blocks.Root()), keys},
+		{"meta bucket", uint64(meta.Root()), [][]byte{boltCountKey}},
+		{"root bucket", uint64(tx.Cursor().Bucket().Root()), [][]byte{boltBlocksBucket, boltMetaBucket}},
+	} {
+		if c.root == 0 {
+			continue
+		}
+		if err := bf.checkRewrite(c.root, c.keys, checked); err != nil {
+			return fmt.Errorf("the pages a commit would free, in the %s: %w", c.name, err)
+		}
+	}
+	return nil
 }
 
 // SaveMany stores every block of data, with the CIDs Save would give them, in one transaction
@@ -1243,6 +1295,9 @@ func (b *BoltCAS) close() (flushErr, closeErr error) {
 // the close then runs on a goroutine of its own, and is given up after a second rather than hang
 // the caller (the file stays open until the process ends).
 func (b *BoltCAS) closeFile() error {
+	if b.file != nil {
+		_ = b.file.Close() // read only
+	}
 	if b.broken.Load() == nil {
 		return boltRecover(b.db.Close)
 	}

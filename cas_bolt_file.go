@@ -1,12 +1,14 @@
 package hamt
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/fnv"
 	"io"
 	"os"
+	"sort"
 )
 
 // This file knows the layout of a bbolt file (format version 2, bbolt 1.3 to 1.5), enough to check
@@ -209,6 +211,11 @@ func (bf *boltFile) header(id uint64) (boltPageHeader, error) {
 	if _, err := bf.f.ReadAt(b[:], int64(id)*int64(bf.meta.pageSize)); err != nil {
 		return boltPageHeader{}, boltCorruptf("read page %d: %v", id, err)
 	}
+	return bf.parseHeader(id, b[:])
+}
+
+// parseHeader is header for a page whose first bytes, b, the caller has read.
+func (bf *boltFile) parseHeader(id uint64, b []byte) (boltPageHeader, error) {
 	h := boltPageHeader{boltEndian.Uint64(b[0:]), boltEndian.Uint16(b[8:]), boltEndian.Uint16(b[10:]), boltEndian.Uint32(b[12:])}
 	if h.id != id {
 		return h, boltCorruptf("page %d names itself %d", id, h.id)
@@ -341,4 +348,116 @@ func (bf *boltFile) checkBucket(v []byte, seen map[uint64]bool, depth int) error
 		}
 	}
 	return nil
+}
+
+// checkRewrite checks the pages a write transaction frees when it commits puts of keys (sorted)
+// into the bucket whose root page is root. bbolt rewrites every node on the path from the
+// bucket's root to the leaf of each key it puts, and frees the node's old page with its overflow
+// run, believing the overflow count in the page's header: a count of billions makes it allocate
+// until the process dies, which no recover catches. So each page on those paths must name
+// itself, be a branch or a leaf, and span no more pages than its elements fill (bbolt writes a
+// node to exactly as many pages as it needs), which bounds what a commit frees by what the
+// file holds. It reads only those paths, so its cost grows with the keys written, not with the
+// file. checked holds the pages already checked, across calls: a branch's bytes, nil for a leaf.
+func (bf *boltFile) checkRewrite(root uint64, keys [][]byte, checked map[uint64][]byte) error {
+	first := make([]byte, bf.meta.pageSize) // each page's first, read in one call
+	for _, key := range keys {
+		id := root
+		for depth := 0; ; depth++ {
+			if depth > boltMaxTreeDepth {
+				return boltCorruptf("tree deeper than %d at page %d", boltMaxTreeDepth, id)
+			}
+			branch, ok := checked[id]
+			if !ok {
+				var err error
+				if branch, err = bf.treePage(id, first); err != nil {
+					return err
+				}
+				checked[id] = branch
+			}
+			if branch == nil {
+				break // a leaf
+			}
+			id = boltBranchChild(branch, key)
+		}
+	}
+	return nil
+}
+
+// treePage checks branch or leaf page id as checkRewrite says and returns its bytes up to the
+// end of its last key if it is a branch, nil if it is a leaf. first is a page-sized buffer it
+// reads the page's first page into: that holds the header and, but for a large page, the
+// elements and keys, so most pages take one read.
+func (bf *boltFile) treePage(id uint64, first []byte) ([]byte, error) {
+	if id < 2 || id >= bf.meta.pgid {
+		return nil, boltCorruptf("page %d is outside the file's %d pages", id, bf.meta.pgid)
+	}
+	if _, err := bf.f.ReadAt(first, int64(id)*int64(bf.meta.pageSize)); err != nil {
+		return nil, boltCorruptf("read page %d: %v", id, err)
+	}
+	h, err := bf.parseHeader(id, first)
+	if err != nil {
+		return nil, err
+	}
+	if h.flags != boltBranchPage && h.flags != boltLeafPage {
+		return nil, boltCorruptf("page %d has flags %#x, neither branch nor leaf", id, h.flags)
+	}
+	ps := int64(bf.meta.pageSize)
+	span, n := (int64(h.overflow)+1)*ps, int64(h.count)
+	if h.flags == boltBranchPage && n == 0 {
+		return nil, boltCorruptf("branch page %d is empty", id)
+	}
+	end := boltPageHeaderSize + n*boltElementSize
+	if end > span {
+		return nil, boltCorruptf("page %d counts %d elements, more than it holds", id, n)
+	}
+	elems := first[boltPageHeaderSize:min(end, ps)]
+	if end > ps {
+		if elems, err = bf.bytes(id, boltPageHeaderSize, n*boltElementSize); err != nil {
+			return nil, err
+		}
+	}
+	for i := range n {
+		e := elems[i*boltElementSize:]
+		at := boltPageHeaderSize + i*boltElementSize
+		e0, e1, e2 := int64(boltEndian.Uint32(e[0:])), int64(boltEndian.Uint32(e[4:])), int64(boltEndian.Uint32(e[8:]))
+		// A branch element is pos, ksize, page; a leaf element flags, pos, ksize, vsize.
+		last := at + e0 + e1
+		if h.flags == boltLeafPage {
+			last = at + e1 + e2 + int64(boltEndian.Uint32(e[12:]))
+		}
+		if last > span {
+			return nil, boltCorruptf("page %d: element %d lies outside the page", id, i)
+		}
+		end = max(end, last)
+	}
+	if span-end >= ps {
+		return nil, boltCorruptf("page %d runs %d pages, more than its %d bytes fill", id, h.overflow+1, end)
+	}
+	if h.flags == boltLeafPage {
+		return nil, nil
+	}
+	if end <= ps {
+		return bytes.Clone(first[:end]), nil
+	}
+	return bf.bytes(id, 0, end)
+}
+
+// boltBranchChild returns the child of branch page p that bbolt's cursor descends to for key:
+// the last whose first key is at most key, or the first. p holds every key (see treePage).
+func boltBranchChild(p, key []byte) uint64 {
+	n := int(boltEndian.Uint16(p[10:]))
+	elem := func(i int) []byte { return p[boltPageHeaderSize+i*boltElementSize:] }
+	exact := false
+	i := sort.Search(n, func(i int) bool {
+		e := elem(i)
+		at := boltPageHeaderSize + i*boltElementSize + int(boltEndian.Uint32(e[0:]))
+		c := bytes.Compare(p[at:at+int(boltEndian.Uint32(e[4:]))], key)
+		exact = exact || c == 0
+		return c >= 0
+	})
+	if !exact && i > 0 {
+		i--
+	}
+	return boltEndian.Uint64(elem(i)[8:])
 }

@@ -472,9 +472,10 @@ func TestTrustDamagedFileIsErrCorrupt(t *testing.T) {
 }
 
 // FuzzBoltFile damages a real store file (300 keys of a map, a 5 KiB value) as the input says,
-// then opens it, read-only or not, reads every value through the map and the store, writes, and
-// runs Check. Nothing may panic or fault; every read gives the right bytes or an error; Check and
-// the reads fail with ErrCorrupt or a lost block, never another kind of error.
+// then opens it, read-only or not, reads every value through the map and the store, writes (a
+// block, then a key of the map), and runs Check. Nothing may panic, fault or run out of memory;
+// every read gives the right bytes or an error; Check, the reads and the writes fail with
+// ErrCorrupt or a lost block, never another kind of error.
 //
 // The input is a list of edits: a byte op, a 4-byte little-endian offset (modulo the file's
 // length), then for op&3 != 0 that many bytes (op>>2&15 + 1 of them) written at the offset;
@@ -493,6 +494,8 @@ func FuzzBoltFile(f *testing.F) {
 	f.Add(append(append([]byte{0x8d}, le(uint32(4*ps+8))...), 0xff, 0xff, 0xff, 0xff))        // flags and count
 	f.Add(append(append([]byte{0x01}, le(uint32(2*ps+16))...), 0x07))                         // an element
 	f.Add(append(append([]byte{0x3d}, le(uint32(ps+16))...), bytes.Repeat([]byte{9}, 16)...)) // meta 1
+	// A branch page's overflow count: a commit frees that many pages (see checkRewrite).
+	f.Add(append(append([]byte{0x0d}, le(uint32(trustBranchPage(f, path)+12))...), 0xff, 0xff, 0xff, 0xff))
 	f.Fuzz(func(t *testing.T, edits []byte) {
 		file := bytes.Clone(base)
 		readOnly := len(edits) > 0 && edits[0]&0x80 != 0
@@ -557,6 +560,17 @@ func FuzzBoltFile(f *testing.F) {
 			_, err := cas.Save(ctx, []byte("a new block"), multicodec.Raw)
 			clean("Save", err)
 			clean("Flush", cas.Flush(ctx))
+			m, err := hamt.Open(ctx, cas, hamt.Bytes, root)
+			if err == nil {
+				err = m.EnableWrite(ctx)
+			}
+			if err == nil {
+				err = m.Set(ctx, "a new key", []byte("a new value"))
+			}
+			if err == nil {
+				_, err = m.Flush(ctx)
+			}
+			clean("Map.Set and Flush", err)
 		}
 		clean("Check", cas.Check(ctx, true))
 		clean("Close", cas.CloseStrict())
