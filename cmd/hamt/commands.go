@@ -514,6 +514,9 @@ closes the connections still open and exits 0.`,
 				go func() { done <- srv.Serve(ln) }()
 				select {
 				case err := <-done:
+					// Serve failed: kept-alive connections would go on serving, from a store about
+					// to close. Close them first.
+					_ = srv.Close()
 					inFlight.Wait()
 					return err
 				case <-ctx.Done():

@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -163,11 +166,19 @@ that fails a check stores nothing.`,
 	return car
 }
 
-// writeFileAtomically writes path through write: into a temporary file in path's directory,
+// writeFileAtomically writes path through write: into a new temporary file in path's directory,
 // synced and renamed over path only when write succeeds, removed otherwise. A reader of path sees
-// the old file or the whole new one, never a partial one.
+// the old file or the whole new one, never a partial one. The file gets the mode os.Create gives
+// (0666 less the umask); a symbolic link at path is replaced, not written through.
 func writeFileAtomically(path string, write func(io.Writer) error) (err error) {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
+	var tmp *os.File
+	for try := 0; ; try++ {
+		name := filepath.Join(filepath.Dir(path), fmt.Sprintf(".%s.%d.tmp", filepath.Base(path), rand.Uint32()))
+		tmp, err = os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o666)
+		if err == nil || !errors.Is(err, fs.ErrExist) || try == 9 {
+			break
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -178,9 +189,6 @@ func writeFileAtomically(path string, write func(io.Writer) error) (err error) {
 		}
 	}()
 	if err := write(tmp); err != nil {
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
 		return err
 	}
 	if err := tmp.Sync(); err != nil {

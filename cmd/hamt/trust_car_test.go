@@ -5,6 +5,7 @@ import (
 	"context"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -138,4 +139,23 @@ func blockCount(t *testing.T, path string) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// TestCarExportKeepsTheUmask: the CAR, written to a temporary file and renamed into place, gets
+// the mode a plain create would give (0666 less the umask), not a fixed one.
+func TestCarExportKeepsTheUmask(t *testing.T) {
+	store, root := importZarr(t)
+	out := filepath.Join(t.TempDir(), "ds.car")
+	cmd := exec.Command("sh", "-c", `umask 077 && exec "$0" car export "$1" "$2"`, binary, root, out)
+	cmd.Env = append(os.Environ(), "HAMT_STORE="+store)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("car export: %v\n%s", err, b)
+	}
+	fi, err := os.Stat(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("car export under umask 077 made a file of mode %v, want -rw-------", fi.Mode().Perm())
+	}
 }
