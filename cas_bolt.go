@@ -932,7 +932,7 @@ func (b *BoltCAS) LoadMany(ctx context.Context, ids []cid.Cid) ([][]byte, error)
 // verify hashes block key, read from the file, and compares it with the key; a block of at least
 // boltVerifyOnceSize is remembered as verified, so that LoadRange need not hash it again.
 func (b *BoltCAS) verify(key string, data []byte) error {
-	if err := boltVerify([]byte(key), data); err != nil {
+	if err := boltVerify(key, data); err != nil {
 		return err
 	}
 	if len(data) >= boltVerifyOnceSize {
@@ -1214,7 +1214,7 @@ func (b *BoltCAS) Check(ctx context.Context, verifyBlocks bool) error {
 			if !verifyBlocks {
 				continue
 			}
-			if err := boltVerify(k, v); err != nil {
+			if err := boltVerify(string(k), v); err != nil {
 				return err
 			}
 		}
@@ -1230,14 +1230,14 @@ func (b *BoltCAS) Check(ctx context.Context, verifyBlocks bool) error {
 }
 
 // boltVerify checks that v hashes to the multihash k.
-func boltVerify(k, v []byte) error {
+func boltVerify(k string, v []byte) error {
 	if len(k) == 34 && k[0] == byte(multihash.BLAKE3) && k[1] == 32 {
-		if d := blake3.Sum256(v); !bytes.Equal(d[:], k[2:]) {
+		if d := blake3.Sum256(v); string(d[:]) != k[2:] {
 			return fmt.Errorf("%w: the block with multihash %x does not hash to it", ErrCorrupt, k)
 		}
 		return nil
 	}
-	dec, err := multihash.Decode(k)
+	dec, err := multihash.Decode([]byte(k))
 	if err != nil {
 		return fmt.Errorf("%w: key %x is not a multihash: %v", ErrCorrupt, k, err)
 	}
@@ -1245,7 +1245,7 @@ func boltVerify(k, v []byte) error {
 	if err != nil {
 		return fmt.Errorf("verify block with multihash %x: %w", k, err)
 	}
-	if !bytes.Equal(got, k) {
+	if string(got) != k {
 		return fmt.Errorf("%w: the block with multihash %x does not hash to it", ErrCorrupt, k)
 	}
 	return nil
