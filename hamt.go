@@ -452,12 +452,13 @@ func (m *Map[V]) walkKeys(ctx context.Context, yield func(string) bool) error {
 }
 
 // Flush saves every changed node reachable from the root (children before parents, siblings
-// concurrently) and returns the root CID. The map stays in write mode. In read-only mode it just
-// returns the root.
+// concurrently) and returns the root CID. The map stays in write mode. In read-only mode there
+// are no nodes to save and it returns the root.
 //
-// When the CAS buffers writes (a Flusher, such as BoltCAS), Flush then flushes it: the root Flush
-// returns, its nodes and the values they reach are durable, and survive a crash without Close.
-// That costs one commit (an fsync for BoltCAS) per Flush that has something to write.
+// In both modes, when the CAS buffers writes (a Flusher, such as BoltCAS), Flush then flushes it:
+// the root Flush returns, its nodes and the values they reach are durable, and survive a crash
+// without Close (so does whatever else is buffered in a store shared with other maps). That costs
+// one commit (an fsync for BoltCAS) per Flush that has something to write.
 func (m *Map[V]) Flush(ctx context.Context) (cid.Cid, error) {
 	root, err := m.flushNodes(ctx)
 	if err != nil {
