@@ -21,9 +21,9 @@ import (
 // reads such a value's file itself, through Load); the caller owns them and the store must not
 // change them afterwards. A block the store does not hold is ErrNotFound.
 //
-// A store answers for the bytes it returns: KuboCAS hashes every block it reads, MemoryCAS every
-// block at Put (Save computes the CID itself), so Load does not hash them again unless the map is
-// opened WithVerifyBlocks.
+// A store answers for the bytes it returns: BoltCAS and KuboCAS hash every block they read,
+// MemoryCAS every block at Put (Save computes the CID itself). The map hashes what a store of your
+// own loads only when opened WithVerifyBlocks, and never again what BoltCAS or KuboCAS loaded.
 type CAS interface {
 	Save(ctx context.Context, data []byte, codec multicodec.Code) (cid.Cid, error)
 	Load(ctx context.Context, id cid.Cid) ([]byte, error)
@@ -47,6 +47,17 @@ func flushStore(ctx context.Context, cas CAS) error {
 		return f.Flush(ctx)
 	}
 	return nil
+}
+
+// verifyingCAS is a CAS whose Load checks every block it returns against its CID (ErrCorrupt on a
+// mismatch): BoltCAS and KuboCAS. The map's WithVerifyBlocks and the tools (Inspect, WriteCAR)
+// then do not hash a block the store has just hashed.
+type verifyingCAS interface{ verifiesLoads() }
+
+// storeVerifies reports whether cas checks what it loads.
+func storeVerifies(cas CAS) bool {
+	_, ok := cas.(verifyingCAS)
+	return ok
 }
 
 // rawCIDLen is the length of a binary CIDv1(raw, blake3-256): version, codec, multihash code and

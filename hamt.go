@@ -125,7 +125,8 @@ func WithFlushWorkers(n int) Option {
 }
 
 // WithVerifyBlocks makes the map hash every block it loads and compare it with the CID it asked
-// for (ErrCorrupt on a mismatch). Use it with a CAS that does not verify by itself; KuboCAS does.
+// for (ErrCorrupt on a mismatch). Use it with a CAS that does not verify by itself (MemoryCAS, a
+// store of your own); BoltCAS and KuboCAS do, and with them the option changes nothing.
 func WithVerifyBlocks() Option {
 	return func(o *options) error {
 		o.verifyBlocks = true
@@ -174,6 +175,9 @@ func newMap[V any](cas CAS, codec Codec[V], opts []Option) (*Map[V], error) {
 	if err != nil {
 		return nil, fmt.Errorf("hamt: %w", err)
 	}
+	// A store that verifies what it loads (BoltCAS, KuboCAS) makes WithVerifyBlocks redundant:
+	// the map does not hash a block a second time.
+	o.verifyBlocks = o.verifyBlocks && !storeVerifies(cas)
 	return &Map[V]{cas: cas, codec: codec, hasher: keyHasher{custom: o.hash}, opts: o}, nil
 }
 

@@ -25,7 +25,7 @@ type blockNode struct {
 	block []byte
 }
 
-// loadNodeBlock loads, verifies and decodes the node block id.
+// loadNodeBlock loads, verifies (unless the store does) and decodes the node block id.
 func loadNodeBlock(ctx context.Context, cas CAS, id cid.Cid) (*blockNode, error) {
 	if id.Prefix().Codec != uint64(multicodec.DagCbor) {
 		return nil, fmt.Errorf("%w: node %s is not dag-cbor", ErrMalformedNode, id)
@@ -34,8 +34,10 @@ func loadNodeBlock(ctx context.Context, cas CAS, id cid.Cid) (*blockNode, error)
 	if err != nil {
 		return nil, fmt.Errorf("node %s: %w", id, missingBlock(err))
 	}
-	if err := verifyBlock(id, b); err != nil {
-		return nil, err
+	if !storeVerifies(cas) {
+		if err := verifyBlock(id, b); err != nil {
+			return nil, err
+		}
 	}
 	n, err := decodeNode(b)
 	if err != nil {
@@ -414,8 +416,10 @@ func writeValueBlocks(ctx context.Context, cas CAS, e entry, seen map[cidBytes]s
 	if err != nil {
 		return fmt.Errorf("value of %q: %w", e.key, missingBlock(err))
 	}
-	if err := verifyBlock(v, data); err != nil {
-		return err
+	if !storeVerifies(cas) {
+		if err := verifyBlock(v, data); err != nil {
+			return err
+		}
 	}
 	return put(e.value, data)
 }
