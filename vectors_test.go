@@ -56,12 +56,18 @@ var scenarioFiles = []string{
 
 func readJSON(t testing.TB, name string, v any) {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", "pyhamt", name))
+	readJSONFile(t, filepath.Join("testdata", "pyhamt", name), v)
+}
+
+// readJSONFile reads the JSON file at path into v.
+func readJSONFile(t testing.TB, path string, v any) {
+	t.Helper()
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := json.Unmarshal(b, v); err != nil {
-		t.Fatalf("%s: %v", name, err)
+		t.Fatalf("%s: %v", path, err)
 	}
 }
 
@@ -84,10 +90,16 @@ func unhex(t testing.TB, s string) []byte {
 	return b
 }
 
-// readCAR returns the roots and blocks of a CAR file.
+// readCAR returns the roots and blocks of a CAR file of testdata/pyhamt.
 func readCAR(t testing.TB, name string) ([]cid.Cid, map[cid.Cid][]byte) {
 	t.Helper()
-	f, err := os.Open(filepath.Join("testdata", "pyhamt", name))
+	return readCARFile(t, filepath.Join("testdata", "pyhamt", name))
+}
+
+// readCARFile returns the roots and blocks of the CAR file at path.
+func readCARFile(t testing.TB, path string) ([]cid.Cid, map[cid.Cid][]byte) {
+	t.Helper()
+	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
