@@ -315,10 +315,10 @@ func (m *Map[V]) writable(key, op string) (*writeStore, error) {
 
 // Delete removes key. A missing key is ErrNotFound. As in py-hamt ≥ 3.5, every node below the
 // root on key's path whose subtree is left with at most bucket-size keys is folded back into one
-// bucket of its parent (an empty one into an empty slot), so after any history of sets and deletes
-// the root is that of a fresh build of the surviving keys. With WithLegacyDeletes, only nodes left
-// empty are removed, as py-hamt 3.3.2 does. Either way a Delete that fails (a node that cannot be
-// loaded) leaves the map as it was.
+// bucket of its parent (an empty one into an empty slot), so after any history of sets and
+// deletes with one bucket size, from an empty map, the root is that of a fresh build of the
+// surviving keys. With WithLegacyDeletes, only nodes left empty are removed, as py-hamt 3.3.2
+// does. Either way a Delete that fails (a node that cannot be loaded) leaves the map as it was.
 func (m *Map[V]) Delete(ctx context.Context, key string) error {
 	var buf [32]byte
 	h, err := m.hasher.hash(key, &buf)
