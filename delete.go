@@ -84,21 +84,56 @@ func (t tree) removeFolding(ctx context.Context, root *node, key string, h []byt
 		}
 		return true, nil
 	}
-	entries, err := t.collect(ctx, path[fold].n, fold, make([]entry, 0, left+1))
+	var inline [16]string
+	buckets, err := t.collectBuckets(ctx, path[fold].n, fold, inline[:0])
 	if err != nil {
 		return false, err // unreachable: countKeys loaded the whole subtree
 	}
-	entries = slices.DeleteFunc(entries, func(e entry) bool { return e.key == key })
+	folded := foldBuckets(buckets, key)
 	for _, p := range path[:fold] {
 		p.n.dirty = true
 	}
 	parent := path[fold-1]
-	if len(entries) == 0 {
+	if folded == "" {
 		parent.n.clear(parent.i)
 	} else {
-		parent.n.put(parent.i, slot{bucket: bucketOf(entries)})
+		parent.n.put(parent.i, slot{bucket: folded})
 	}
 	return true, nil
+}
+
+// foldBuckets returns the one bucket holding the entries of buckets but key ("" when none are
+// left). Where it can, it reuses a bucket as it is, without allocating: with bucket size 1 a fold
+// always can.
+func foldBuckets(buckets []string, key string) string {
+	kept, withKey := buckets[:0], -1
+	for _, b := range buckets {
+		if v, _, _ := bucketSearch(b, 0, key); v != "" {
+			if bucketCount(b) == 1 {
+				continue
+			}
+			withKey = len(kept)
+		}
+		kept = append(kept, b)
+	}
+	switch {
+	case len(kept) == 0:
+		return ""
+	case len(kept) == 1 && withKey < 0:
+		return kept[0]
+	case len(kept) == 1:
+		_, at, end := bucketSearch(kept[0], 0, key)
+		return bucketSplice(kept[0], at, end, nil, bucketCount(kept[0])-1)
+	}
+	var inline [16]entry
+	entries := inline[:0]
+	for _, b := range kept {
+		entries = appendEntries(entries, b)
+	}
+	if withKey >= 0 {
+		entries = slices.DeleteFunc(entries, func(e entry) bool { return e.key == key })
+	}
+	return bucketOf(entries)
 }
 
 // countKeys counts the keys in n's subtree (n at depth), leaving out the subtree of link skip.
@@ -134,19 +169,19 @@ func (t tree) countKeys(ctx context.Context, n *node, depth int, skip *link, lim
 	return count, nil
 }
 
-// collect appends every entry of n's subtree to dst.
-func (t tree) collect(ctx context.Context, n *node, depth int, dst []entry) ([]entry, error) {
+// collectBuckets appends every bucket of n's subtree to dst.
+func (t tree) collectBuckets(ctx context.Context, n *node, depth int, dst []string) ([]string, error) {
 	for i := range n.slots {
 		s := &n.slots[i]
 		if s.link == nil {
-			dst = appendEntries(dst, s.bucket)
+			dst = append(dst, s.bucket)
 			continue
 		}
 		child, err := t.w.child(ctx, s.link, depth+1)
 		if err != nil {
 			return nil, fmt.Errorf("fold at depth %d: %w", depth, err)
 		}
-		if dst, err = t.collect(ctx, child, depth+1, dst); err != nil {
+		if dst, err = t.collectBuckets(ctx, child, depth+1, dst); err != nil {
 			return nil, err
 		}
 	}
