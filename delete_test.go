@@ -278,3 +278,63 @@ func TestDeleteThatFailsToLoadANodeWhileFoldingLeavesTheMapAsItWas(t *testing.T)
 		}
 	}
 }
+
+// TestDeleteCountsASiblingSubtreeOnlyUntilItExceedsTheBucketSize: deciding a fold never walks a
+// large subtree. Node A holds a link to a subtree of two keys and one to a subtree of a thousand
+// (written with bucket size 1, so it is hundreds of nodes). Deleting one of the two, with bucket
+// size 4, folds the small subtree; to see that A itself must stay, the delete loads the large
+// subtree's top node and stops there.
+func TestDeleteCountsASiblingSubtreeOnlyUntilItExceedsTheBucketSize(t *testing.T) {
+	ctx := context.Background()
+	// Every key in root slot 0; "s-" keys in slot 0 of the next node, the others in slot 1.
+	hash := hamt.WithHash(func(b []byte) []byte {
+		h := hamt.Blake3(b)
+		h[0], h[1] = 0, 1
+		if bytes.HasPrefix(b, []byte("s-")) {
+			h[1] = 0
+		}
+		return h
+	})
+	cas := &delFailingCAS{CAS: hamt.NewMemoryCAS()}
+	w, err := hamt.New(ctx, cas, hamt.Bytes, hash, hamt.WithBucketSize(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := []string{"s-0", "s-1"}
+	for i := range 1000 {
+		keys = append(keys, fmt.Sprint("h-", i))
+	}
+	for _, k := range keys {
+		if err := w.Set(ctx, k, []byte(k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	root, err := w.Flush(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := hamt.Open(ctx, cas, hamt.Bytes, root, hash, hamt.WithBucketSize(4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.EnableWrite(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cas.arm(0)
+	if err := m.Delete(ctx, "s-0"); err != nil {
+		t.Fatal(err)
+	}
+	// The root, A and the small subtree's node on the path, then the large subtree's top node.
+	if n := cas.loads.Load(); n != 4 {
+		t.Errorf("the delete loaded %d nodes, want 4", n)
+	}
+	if _, err := m.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := m.Get(ctx, "s-1"); err != nil || string(v) != "s-1" {
+		t.Fatalf("Get(s-1) = %q, %v", v, err)
+	}
+	if n, err := m.Len(ctx); err != nil || n != len(keys)-1 {
+		t.Fatalf("Len = %d, %v; want %d", n, err, len(keys)-1)
+	}
+}
