@@ -8,12 +8,12 @@ import (
 )
 
 // CORSListener returns ln wrapped so that the answers srv writes by itself, before any handler
-// runs, carry the CORS headers ZarrStore.Handler sends (Access-Control-Allow-Origin: * and the
-// same Access-Control-Expose-Headers). net/http's HTTP/1 server answers on its own a malformed
-// request (400), headers over srv.MaxHeaderBytes (431 — a browser sends those with large
-// cookies), an unknown Transfer-Encoding (501), an unsupported HTTP version (505) and, under
-// ServeTLS, plain HTTP sent to the TLS port (400); without CORS headers a page's script sees an
-// opaque network error instead of the status.
+// runs, carry the CORS headers of ZarrStore.Handler and NewZarrHandler
+// (Access-Control-Allow-Origin: * and the same Access-Control-Expose-Headers). net/http's HTTP/1
+// server answers on its own a malformed request (400), headers over srv.MaxHeaderBytes (431 — a
+// browser sends those with large cookies), an unknown Transfer-Encoding (501), an unsupported
+// HTTP version (505) and, under ServeTLS, plain HTTP sent to the TLS port (400); without CORS
+// headers a page's script sees an opaque network error instead of the status.
 //
 // Serve with srv.Serve(CORSListener(srv, ln)) or srv.ServeTLS(CORSListener(srv, ln), ...). It
 // sets srv.ConnState, calling the hook that was there, so call it before serving. Only such an
@@ -61,7 +61,8 @@ type corsConn struct {
 }
 
 // corsErrorFields are the header lines an error answer of net/http's server gets.
-const corsErrorFields = corsAllowOrigin + ": " + corsAnyOrigin + "\r\n" + corsExposeHeaders + ": " + corsExposed + "\r\n"
+const corsErrorFields = corsAllowOrigin + ": " + corsAnyOrigin + "\r\n" +
+	corsExposeHeaders + ": " + corsExposed + "\r\n"
 
 func (c *corsConn) Write(p []byte) (int, error) {
 	if len(p) == 0 || !c.atStart.Load() {
