@@ -466,7 +466,9 @@ func (a *app) serveCommand() *cobra.Command {
 		Short: "Serve the keys of ROOT read-only over HTTP for Zarr clients",
 		Long: `Serve answers GET and HEAD for every key of ROOT (the URL path is the key), with Range
 requests, ETags and immutable caching, so zarr-python (FsspecStore) or zarrita (FetchStore) can open
-http://ADDR/ as a Zarr store. It logs one line per request to standard error.
+http://ADDR/ as a Zarr store. Every answer lets pages of any origin read it (CORS), including the
+400 or 431 net/http gives by itself to a malformed request or one with headers over 1 MiB. It logs
+one line per request to standard error.
 
 Values are read and sent in pieces of at most 1 MiB, so each request holds about that much memory
 whatever the size of the value. Clients that hold a connection without using it are dropped:
@@ -511,7 +513,7 @@ closes the connections still open and exits 0.`,
 				}
 				fmt.Fprintf(a.stderr, "serving %s on http://%s/\n", root, ln.Addr())
 				done := make(chan error, 1)
-				go func() { done <- srv.Serve(ln) }()
+				go func() { done <- srv.Serve(hamt.CORSListener(srv, ln)) }()
 				select {
 				case err := <-done:
 					// Serve failed: kept-alive connections would go on serving, from a store about
