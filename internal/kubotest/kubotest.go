@@ -94,6 +94,21 @@ type config struct {
 	authorizations []string // exact Authorization header values accepted
 	authOn         Endpoint
 	online         time.Duration // 0: offline node
+	blocks         blockstore.Blockstore
+	bodies         bool
+}
+
+// WithBlockstore makes the server keep its blocks in bs instead of a blockstore of its own. Give
+// several servers one blockstore (another server's Blockstore()) and they serve the same blocks:
+// several gateways in front of one dataset, each with its own faults, accounting and Stop.
+func WithBlockstore(bs blockstore.Blockstore) Option {
+	return func(c *config) { c.blocks = bs }
+}
+
+// WithRequestBodies makes the request log (Log, LastRequest) keep every request's body, for
+// tests of what a client uploads (the add's multipart framing).
+func WithRequestBodies() Option {
+	return func(c *config) { c.bodies = true }
 }
 
 // WithBasicAuth makes the server require "Authorization: Basic base64(user:pass)", as Kubo's
@@ -133,7 +148,10 @@ func New(t testing.TB, opts ...Option) *Server {
 	}
 
 	ctx := context.Background()
-	s.blocks = blockstore.NewIdStore(blockstore.NewBlockstore(dssync.MutexWrap(datastore.NewMapDatastore())))
+	s.blocks = s.cfg.blocks
+	if s.blocks == nil {
+		s.blocks = blockstore.NewIdStore(blockstore.NewBlockstore(dssync.MutexWrap(datastore.NewMapDatastore())))
+	}
 	var exch exchange.Interface = offline.Exchange(s.blocks)
 	if s.cfg.online > 0 {
 		exch = searchingExchange{exch}
