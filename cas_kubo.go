@@ -298,7 +298,7 @@ func NewKuboCAS(opts ...KuboOption) (*KuboCAS, error) {
 	o := kuboOptions{
 		rpc: DefaultKuboRPC, gateways: []string{DefaultKuboGateway}, header: http.Header{},
 		originHeader: map[string]http.Header{},
-		hash: DefaultKuboHash, chunker: DefaultKuboChunker, concurrency: 32,
+		hash:         DefaultKuboHash, chunker: DefaultKuboChunker, concurrency: 32,
 		timeout: 60 * time.Second, retries: 5, backoffMin: 100 * time.Millisecond, backoffMax: 10 * time.Second,
 		breakerFailures: DefaultKuboBreakerFailures, breakerRest: DefaultKuboBreakerRest, hedgeMax: DefaultKuboHedgeMax,
 	}
