@@ -296,9 +296,8 @@ func WithKuboRetries(n int, min, max time.Duration) KuboOption {
 // sends no request: a daemon that is down shows on the first Save or Load.
 func NewKuboCAS(opts ...KuboOption) (*KuboCAS, error) {
 	o := kuboOptions{
-		rpc: DefaultKuboRPC, gateways: []string{DefaultKuboGateway}, header: http.Header{},
-		originHeader: map[string]http.Header{},
-		hash:         DefaultKuboHash, chunker: DefaultKuboChunker, concurrency: 32,
+		rpc: DefaultKuboRPC, gateways: []string{DefaultKuboGateway}, header: http.Header{}, originHeader: map[string]http.Header{},
+		hash: DefaultKuboHash, chunker: DefaultKuboChunker, concurrency: 32,
 		timeout: 60 * time.Second, retries: 5, backoffMin: 100 * time.Millisecond, backoffMax: 10 * time.Second,
 		breakerFailures: DefaultKuboBreakerFailures, breakerRest: DefaultKuboBreakerRest, hedgeMax: DefaultKuboHedgeMax,
 	}
