@@ -107,31 +107,30 @@ func (b *breaker) done(o outcome, probe bool, now time.Time, limit int, rest tim
 	}
 }
 
-// latencyWindow keeps a gateway's last answer times (from a request to its answer's headers) and
-// their 95th percentile, the delay after which a read asks the next gateway too.
+// latencyWindow keeps a gateway's last answer times (from a request to its answer's headers), in
+// arrival order and sorted, for their 95th percentile: the delay after which a read asks the next
+// gateway too.
 type latencyWindow struct {
-	mu    sync.Mutex
-	ring  [hedgeWindow]time.Duration
-	n     int // samples held, up to hedgeWindow
-	next  int
-	stale int // samples added since p95 was computed
-	p95   time.Duration
+	mu     sync.Mutex
+	ring   [hedgeWindow]time.Duration
+	next   int             // where the next answer time goes in ring
+	sorted []time.Duration // the same answer times, sorted
 }
 
 func (w *latencyWindow) add(d time.Duration) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.sorted == nil {
+		w.sorted = make([]time.Duration, 0, hedgeWindow)
+	}
+	if len(w.sorted) == hedgeWindow {
+		i, _ := slices.BinarySearch(w.sorted, w.ring[w.next])
+		w.sorted = slices.Delete(w.sorted, i, i+1)
+	}
 	w.ring[w.next] = d
 	w.next = (w.next + 1) % hedgeWindow
-	w.n = min(w.n+1, hedgeWindow)
-	w.stale++
-	// Sorting 64 durations costs about a microsecond; every 8th sample is often enough.
-	if w.n >= hedgeMinSamples && (w.stale >= 8 || w.n < hedgeWindow) {
-		s := slices.Clone(w.ring[:w.n])
-		slices.Sort(s)
-		w.p95 = s[(len(s)*95+99)/100-1]
-		w.stale = 0
-	}
+	i, _ := slices.BinarySearch(w.sorted, d)
+	w.sorted = slices.Insert(w.sorted, i, d)
 }
 
 // delay is the hedge delay the window gives: its p95, at least hedgeFloor, or hedgeInitial until
@@ -139,10 +138,11 @@ func (w *latencyWindow) add(d time.Duration) {
 func (w *latencyWindow) delay() time.Duration {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.n < hedgeMinSamples {
+	n := len(w.sorted)
+	if n < hedgeMinSamples {
 		return hedgeInitial
 	}
-	return max(w.p95, hedgeFloor)
+	return max(w.sorted[(n*95+99)/100-1], hedgeFloor)
 }
 
 // gatewayTurn is a gateway in one read's order, and whether the read holds its probe.
