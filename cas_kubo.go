@@ -193,8 +193,10 @@ func WithKuboVerifiedRanges(on bool) KuboOption {
 	return func(o *kuboOptions) error { o.verifyRanges = on; return nil }
 }
 
-// WithKuboHTTPClient makes the store send its requests with c, which it never closes. Without it
-// the store makes its own client, whose idle connections Close closes.
+// WithKuboHTTPClient makes the store send its requests with c, which it never closes (with
+// credentials or headers configured, through a copy of c whose CheckRedirect first drops them on a
+// redirect to another origin). Without it the store makes its own client, whose idle connections
+// Close closes.
 func WithKuboHTTPClient(c *http.Client) KuboOption {
 	return func(o *kuboOptions) error {
 		if c == nil {
