@@ -529,3 +529,43 @@ func TestKuboHedgedReadsLeaveNoGoroutine(t *testing.T) {
 		t.Errorf("%d goroutines after Close, %d before:\n%s", n, before, buf[:runtime.Stack(buf, true)])
 	}
 }
+
+// TestKuboGatewayOptionsValidated: the gateway options refuse what cannot work, naming
+// themselves, before any request.
+func TestKuboGatewayOptionsValidated(t *testing.T) {
+	for name, opt := range map[string]hamt.KuboOption{
+		"WithKuboGateways()":               hamt.WithKuboGateways(),
+		"WithKuboBreaker(0, 1s)":           hamt.WithKuboBreaker(0, time.Second),
+		"WithKuboBreaker(3, 0s)":           hamt.WithKuboBreaker(3, 0),
+		"WithKuboHedging(-1ns, 2)":         hamt.WithKuboHedging(-1, 2),
+		"WithKuboHedging(0s, 0)":           hamt.WithKuboHedging(0, 0),
+		"WithKuboOriginHeader(Origin)":     hamt.WithKuboOriginHeader("http://127.0.0.1:8080", "origin", "x"),
+		`WithKuboOriginHeader("gw:8080")`:  hamt.WithKuboOriginHeader("gw:8080", "X-Key", "x"),
+		`WithKuboOriginHeader("ftp://gw")`: hamt.WithKuboOriginHeader("ftp://gw", "X-Key", "x"),
+	} {
+		if _, err := hamt.NewKuboCAS(opt); err == nil || !strings.HasPrefix(err.Error(), name) {
+			t.Errorf("%s: error %v, want one starting with the option", name, err)
+		}
+	}
+	for _, bad := range []string{"http://gw/?x=1", "gw:8080", "ftp://gw"} {
+		if _, err := hamt.NewKuboCAS(hamt.WithKuboGateways("http://good", bad)); err == nil {
+			t.Errorf("gateway %q accepted", bad)
+		}
+	}
+	// Defaults: the RPC's origin and the default gateway's take origin headers; the same URL in
+	// two forms counts once.
+	k, err := hamt.NewKuboCAS(hamt.WithKuboOriginHeader(hamt.DefaultKuboGateway, "X-Key", "x"),
+		hamt.WithKuboOriginHeader(hamt.DefaultKuboRPC+"/api/v0", "X-Key", "y"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.Close()
+	k, err = hamt.NewKuboCAS(hamt.WithKuboGateways("http://a:8080", "http://a:8080/ipfs/", "http://b", "http://a:8080/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	if got := hamt.KuboGatewayBases(k); len(got) != 2 || got[0] != "http://a:8080" || got[1] != "http://b" {
+		t.Errorf("gateways %q, want http://a:8080 and http://b", got)
+	}
+}

@@ -22,7 +22,9 @@
 //     and Kubo's API.Authorizations check (403 "Kubo RPC Access Denied: ..."). Kubo has no gateway
 //     authentication; with WithBasicAuth or WithBearerToken the gateway answers 401 like a
 //     reverse proxy in front of it would.
-//   - Not Kubo at all: fault injection (Fault) and request accounting, for testing clients.
+//   - Not Kubo at all: fault injection (Fault) and request accounting, for testing clients;
+//     WithBlockstore, for several servers over one set of blocks (a dataset behind several
+//     gateways, each with its own faults).
 //
 // Add follows Kubo's rules for the CID: the default hash is sha2-256 with CIDv0 and dag-pb leaves;
 // any other hash (blake3, as our client sends) implies CIDv1 and raw leaves; cid-version and
