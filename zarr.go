@@ -157,7 +157,29 @@ func (s *ZarrStore) read(ctx context.Context, key string, r ByteRange) ([]byte, 
 	if err != nil {
 		return nil, err
 	}
-	return s.readBlock(ctx, key, id, r)
+	return s.source().read(ctx, key, id, r)
+}
+
+// source is where the store's value blocks are and how to read them.
+func (s *ZarrStore) source() valueSource {
+	return valueSource{cas: s.m.cas, verify: s.m.opts.verifyBlocks, box: s.box}
+}
+
+// Open locates key's value: its block's CID and its (plaintext) size, without loading the value
+// when the CAS is a BlockSizer. A missing key is ErrNotFound.
+func (s *ZarrStore) Open(ctx context.Context, key string) (*ZarrValue, error) {
+	id, err := s.m.GetPointer(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	return s.source().open(ctx, key, id)
+}
+
+// WriteValue writes the bytes r selects of key's value to w and returns how many it wrote, in
+// bounded pieces (see ZarrValue.WriteTo). A value that cannot be read fails before anything is
+// written.
+func (s *ZarrStore) WriteValue(ctx context.Context, w io.Writer, key string, r ByteRange) (int64, error) {
+	return writeZarrValue(ctx, s, w, key, r)
 }
 
 // KeyRange names a part of one value, for GetPartialValues.
@@ -211,8 +233,11 @@ func (s *ZarrStore) Exists(ctx context.Context, key string) (bool, error) {
 // GetSize returns the size in bytes of key's value (plaintext size for an encrypted store), or
 // ErrNotFound. It does not fetch the value when the CAS is a BlockSizer.
 func (s *ZarrStore) GetSize(ctx context.Context, key string) (int64, error) {
-	_, n, err := s.stat(ctx, key)
-	return n, err
+	v, err := s.Open(ctx, key)
+	if err != nil {
+		return 0, err
+	}
+	return v.Size(), nil
 }
 
 // lockKey locks key's stripe of keyLocks and returns its unlock.

@@ -41,7 +41,8 @@ var (
 	ErrFileChanged = errors.New("file changed during the import")
 )
 
-// Setter is where ImportDir puts files: a *Map[[]byte], a *ZarrStore or an *EncryptedZarrStore.
+// Setter is where ImportDir puts files: a *Map[[]byte] or any Zarr store (ZarrStore,
+// EncryptedZarrStore, ShardedZarrStore).
 // Set must be safe for concurrent use and must not keep value.
 type Setter interface {
 	Set(ctx context.Context, key string, value []byte) error
@@ -409,7 +410,7 @@ func exportPathProblem(key string) string {
 
 // exportKeys lists src's keys, sorted, after checking that every one can be written as a file
 // and that no key is a directory of another.
-func exportKeys(ctx context.Context, src *ZarrStore) ([]string, error) {
+func exportKeys(ctx context.Context, src Zarr) ([]string, error) {
 	var keys []string
 	for k, err := range src.List(ctx) {
 		if err != nil {
@@ -455,7 +456,7 @@ func exportKeys(ctx context.Context, src *ZarrStore) ([]string, error) {
 // then needs WithReplace) or, if it dies while moving entries, a mix that a replacing export
 // repairs. Files are not synced to disk: call sync if the export must survive a power loss. Two
 // exports must not write into the same directory at once.
-func ExportDir(ctx context.Context, src *ZarrStore, dir string, opts ...DirOption) (DirStats, error) {
+func ExportDir(ctx context.Context, src Zarr, dir string, opts ...DirOption) (DirStats, error) {
 	o, err := buildDirOptions(opts)
 	if err != nil {
 		return DirStats{}, err
@@ -575,7 +576,7 @@ func makeHiddenDir(root *os.Root, prefix string, avoid []string, perm fs.FileMod
 // then the files by WithDirWorkers at once. Every directory and file is created new (O_EXCL), so
 // a file system that folds case or normalizes names, making two keys one file, fails the export
 // instead of losing a key.
-func writeExport(ctx context.Context, root *os.Root, tmp string, src *ZarrStore, keys []string, o dirOptions) (DirStats, error) {
+func writeExport(ctx context.Context, root *os.Root, tmp string, src Zarr, keys []string, o dirOptions) (DirStats, error) {
 	out, err := root.OpenRoot(tmp)
 	if err != nil {
 		return DirStats{}, err
@@ -626,8 +627,8 @@ func writeExport(ctx context.Context, root *os.Root, tmp string, src *ZarrStore,
 }
 
 // writeNewFile creates the file key in root, which must not exist, and writes key's value from src
-// to it in bounded pieces (ZarrStore.WriteValue), returning its size.
-func writeNewFile(ctx context.Context, root *os.Root, src *ZarrStore, key string) (int64, error) {
+// to it in bounded pieces (ZarrValue.WriteTo), returning its size.
+func writeNewFile(ctx context.Context, root *os.Root, src Zarr, key string) (int64, error) {
 	f, err := root.OpenFile(key, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if errors.Is(err, fs.ErrExist) {
 		return 0, fmt.Errorf("key %q clashes with another key's file on this file system (does it fold case or normalize names?): %w", key, err)
@@ -635,7 +636,7 @@ func writeNewFile(ctx context.Context, root *os.Root, src *ZarrStore, key string
 	if err != nil {
 		return 0, err
 	}
-	n, err := src.WriteValue(ctx, f, key, ByteRange{})
+	n, err := writeZarrValue(ctx, src, f, key, ByteRange{})
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

@@ -13,16 +13,16 @@ import (
 	"time"
 )
 
-// ZarrFS is a read-only fs.FS view of a ZarrStore: keys are files, the slash-separated prefixes
+// ZarrFS is a read-only fs.FS view of a Zarr store (any layout): keys are files, the slash-separated prefixes
 // of keys are directories. It implements fs.ReadDirFS, fs.ReadFileFS and fs.StatFS, and its files
 // implement io.Seeker and io.ReaderAt, so http.FileServer, fs.WalkDir and the like work on it.
 //
-// The directory tree is a snapshot of the store's keys taken by ZarrStore.FS; file contents and
+// The directory tree is a snapshot of the store's keys taken by NewZarrFS (or ZarrStore.FS); file contents and
 // sizes are read from the store when asked for, through the context given to FS. Keys that are
 // not valid fs paths (fs.ValidPath: empty, absolute, with "." or ".." or empty elements) are not
 // in the view, nor is a key that is also a directory ("a" beside "a/b"): the directory wins.
 type ZarrFS struct {
-	s    *ZarrStore
+	s    Zarr
 	ctx  context.Context
 	dirs map[string][]dirEntry // directory path ("." for the root) → its entries, sorted by name
 }
@@ -30,6 +30,12 @@ type ZarrFS struct {
 // FS returns an fs.FS view of the store, listing its keys once now. ctx governs every read made
 // through the view later.
 func (s *ZarrStore) FS(ctx context.Context) (*ZarrFS, error) {
+	return NewZarrFS(ctx, s)
+}
+
+// NewZarrFS returns an fs.FS view of z, whatever its layout, listing its keys once now. ctx
+// governs every read made through the view later.
+func NewZarrFS(ctx context.Context, s Zarr) (*ZarrFS, error) {
 	f := &ZarrFS{s: s, ctx: ctx, dirs: map[string][]dirEntry{".": nil}}
 	files := map[string]bool{}
 	for k, err := range s.List(ctx) {
@@ -142,11 +148,11 @@ func (f *ZarrFS) stat(name string) (fileInfo, error) {
 	if !f.isFile(name) {
 		return fileInfo{}, fs.ErrNotExist
 	}
-	n, err := f.s.GetSize(f.ctx, name)
+	v, err := f.s.Open(f.ctx, name)
 	if err != nil {
 		return fileInfo{}, fsErr(err)
 	}
-	return fileInfo{name: path.Base(name), size: n}, nil
+	return fileInfo{name: path.Base(name), size: v.Size()}, nil
 }
 
 // fsErr maps a store's ErrNotFound (a key deleted since the snapshot) to fs.ErrNotExist, keeping

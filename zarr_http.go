@@ -1,72 +1,13 @@
 package hamt
 
 import (
-	"bytes"
-	"context"
 	"errors"
 	"fmt"
-	"hash"
-	"io"
-	"iter"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/ipfs/go-cid"
-	"github.com/multiformats/go-multicodec"
-	"github.com/multiformats/go-multihash"
-	"github.com/zeebo/blake3"
 )
-
-// stat returns the CID of key's stored value and the size of its (plaintext) value.
-func (s *ZarrStore) stat(ctx context.Context, key string) (cid.Cid, int64, error) {
-	id, err := s.m.GetPointer(ctx, key)
-	if err != nil {
-		return cid.Undef, 0, err
-	}
-	n, err := s.size(ctx, key, id)
-	return id, n, err
-}
-
-// size returns the size of the (plaintext) value stored in block id, without loading it when the
-// CAS is a BlockSizer.
-func (s *ZarrStore) size(ctx context.Context, key string, id cid.Cid) (int64, error) {
-	n, err := valueSize(ctx, s.m.cas, id, s.m.opts.verifyBlocks)
-	if err != nil {
-		return 0, fmt.Errorf("zarr size %q: %s: %w", key, id, missingBlock(err))
-	}
-	if s.box != nil {
-		if n < sealOverhead {
-			return 0, fmt.Errorf("zarr size %q: %w: value of %d bytes is shorter than its header", key, ErrDecrypt, n)
-		}
-		n -= sealOverhead
-	}
-	return n, nil
-}
-
-// readBlock returns the part r of the (plaintext) value stored at id: by range from the CAS
-// when the value is not encrypted, otherwise whole, opened, then sliced. A dag-pb value is read as
-// the UnixFS file it heads, a range reading only the leaves that hold it.
-func (s *ZarrStore) readBlock(ctx context.Context, key string, id cid.Cid, r ByteRange) ([]byte, error) {
-	if s.box == nil && !r.IsFull() {
-		b, err := loadValue(ctx, s.m.cas, id, r, s.m.opts.verifyBlocks)
-		if err != nil {
-			return nil, fmt.Errorf("zarr get %q: load %s of %s: %w", key, r, id, missingBlock(err))
-		}
-		return b, nil
-	}
-	b, err := loadValue(ctx, s.m.cas, id, ByteRange{}, s.m.opts.verifyBlocks)
-	if err != nil {
-		return nil, fmt.Errorf("zarr get %q: load %s: %w", key, id, missingBlock(err))
-	}
-	if s.box != nil {
-		if b, err = s.box.open(b); err != nil {
-			return nil, fmt.Errorf("zarr get %q: %w", key, err)
-		}
-	}
-	return r.Slice(b), nil
-}
 
 // Handler returns an http.Handler that serves the store's keys read-only, for Zarr clients that
 // read over HTTP (zarr-python's FsspecStore, zarrita's FetchStore): the URL path without its
@@ -88,16 +29,36 @@ func (s *ZarrStore) readBlock(ctx context.Context, key string, id cid.Cid, r Byt
 //     (the body says why), so a lost block is never mistaken for a fill value.
 //   - ETag is the value's CID, so If-None-Match gives 304 and If-Range works; Cache-Control marks
 //     the bytes immutable; no Content-Encoding is ever applied; CORS allows any origin to read
-//     (GET, HEAD and the Range header), as IPFS gateways do.
+//     (GET, HEAD and the Range header), as IPFS gateways do. The answers net/http's server gives
+//     before any handler runs (400 for a malformed request, 431 for headers over MaxHeaderBytes)
+//     carry the CORS headers too when the server listens through CORSListener.
 //   - Other methods are 405.
 func (s *ZarrStore) Handler() http.Handler {
-	return http.HandlerFunc(s.serveHTTP)
+	return NewZarrHandler(s)
 }
 
-func (s *ZarrStore) serveHTTP(w http.ResponseWriter, req *http.Request) {
+// The CORS headers on every answer of the handler, and through CORSListener on the answers
+// net/http's server writes by itself.
+const (
+	corsAllowOrigin   = "Access-Control-Allow-Origin"
+	corsAnyOrigin     = "*"
+	corsExposeHeaders = "Access-Control-Expose-Headers"
+	corsExposed       = "Content-Length, Content-Range, ETag, Accept-Ranges"
+)
+
+// NewZarrHandler returns an http.Handler that serves z's keys read-only, as ZarrStore.Handler
+// describes, whatever z's layout.
+func NewZarrHandler(z Zarr) http.Handler {
+	return zarrHandler{z}
+}
+
+// zarrHandler serves a Zarr store over HTTP.
+type zarrHandler struct{ z Zarr }
+
+func (s zarrHandler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	h := w.Header()
-	h.Set("Access-Control-Allow-Origin", "*")
-	h.Set("Access-Control-Expose-Headers", "Content-Length, Content-Range, ETag, Accept-Ranges")
+	h.Set(corsAllowOrigin, corsAnyOrigin)
+	h.Set(corsExposeHeaders, corsExposed)
 	switch req.Method {
 	case http.MethodGet, http.MethodHead:
 	case http.MethodOptions:
@@ -113,12 +74,14 @@ func (s *ZarrStore) serveHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	ctx := req.Context()
 	key := strings.TrimPrefix(req.URL.Path, "/")
-	id, err := s.m.GetPointer(ctx, key)
+	// The size comes first, even for the whole value: the body is sent in pieces, so the value
+	// is never loaded whole just to learn its length.
+	v, err := s.z.Open(ctx, key)
 	if err != nil {
 		httpError(w, key, err)
 		return
 	}
-	etag := `"` + id.String() + `"`
+	etag := `"` + v.CID().String() + `"`
 	h.Set("ETag", etag)
 	h.Set("Cache-Control", "public, max-age=31536000, immutable")
 	h.Set("Accept-Ranges", "bytes")
@@ -136,13 +99,7 @@ func (s *ZarrStore) serveHTTP(w http.ResponseWriter, req *http.Request) {
 	if !ifRangeHolds(req.Header.Get("If-Range"), etag) {
 		spec = ""
 	}
-	// The size comes first, even for the whole value: the body is sent in pieces, so the value
-	// is never loaded whole just to learn its length.
-	size, err := s.size(ctx, key, id)
-	if err != nil {
-		failAfterHeaders(w, key, err)
-		return
-	}
+	size := v.Size()
 	status, r := http.StatusOK, ByteRange{}
 	if spec != "" {
 		rng, ok, satisfiable := parseRange(spec, size)
@@ -164,19 +121,19 @@ func (s *ZarrStore) serveHTTP(w http.ResponseWriter, req *http.Request) {
 		w.WriteHeader(status)
 		return
 	}
-	s.sendValue(w, req, key, id, status, r, start, end)
+	sendValue(w, req, key, v, status, r, start, end)
 }
 
-// sendValue answers status with the bytes [start, end) of the value in block id (r, resolved), in
-// the pieces valuePieces reads.
+// sendValue answers status with the bytes [start, end) of the value v (r, resolved), in the
+// pieces ZarrValue.pieces reads.
 //
 // The first piece is read before the status is sent, so a value that cannot be read at all is a
 // 500. A later failure cannot change the status any more: the response is aborted
 // (http.ErrAbortHandler), so the client sees a cut connection, never a short 200 it could cache.
-func (s *ZarrStore) sendValue(w http.ResponseWriter, req *http.Request, key string, id cid.Cid, status int, r ByteRange, start, end int64) {
+func sendValue(w http.ResponseWriter, req *http.Request, key string, v *ZarrValue, status int, r ByteRange, start, end int64) {
 	out := newPieceWriter(w, req)
 	first := true
-	for body, err := range s.valuePieces(req.Context(), key, id, r, start, end) {
+	for body, err := range v.pieces(req.Context(), r, start, end) {
 		switch {
 		case err != nil && first:
 			failAfterHeaders(w, key, err)
@@ -191,121 +148,6 @@ func (s *ZarrStore) sendValue(w http.ResponseWriter, req *http.Request, key stri
 			return // a client that went away or stopped reading is not our error
 		}
 	}
-}
-
-// WriteValue writes the bytes r selects of key's value to w and returns how many it wrote. The
-// value is read in pieces of at most 1 MiB, each by range just before it is written, so memory
-// stays bounded whatever the value's size (an encrypted value, which opens only whole, is the
-// exception). A value that cannot be read fails before anything is written; a failure later (a
-// block lost or corrupt further on) returns the error after a prefix of the bytes was written. A
-// map opened WithVerifyBlocks hashes a value read in pieces as it goes and returns ErrCorrupt
-// instead of writing its last piece when the hash does not match.
-func (s *ZarrStore) WriteValue(ctx context.Context, w io.Writer, key string, r ByteRange) (int64, error) {
-	if err := r.Validate(); err != nil {
-		return 0, fmt.Errorf("zarr get %q: %w", key, err)
-	}
-	id, size, err := s.stat(ctx, key)
-	if err != nil {
-		return 0, err
-	}
-	start, end := r.Bounds(size)
-	var n int64
-	for piece, err := range s.valuePieces(ctx, key, id, r, start, end) {
-		if err != nil {
-			return n, err
-		}
-		m, err := w.Write(piece)
-		n += int64(m)
-		if err != nil {
-			return n, fmt.Errorf("zarr get %q: %w", key, err)
-		}
-	}
-	return n, nil
-}
-
-// servePiece is the most the handler (and WriteValue) reads of a value at once: the memory one
-// response holds, whatever the value's size, and the amount the server's WriteTimeout is given to
-// send.
-const servePiece = 1 << 20
-
-// valuePieces yields the bytes [start, end) of the value in block id (r, resolved) in pieces of at
-// most servePiece bytes, each read by range just before it is yielded; at least one piece, empty
-// for no bytes. An encrypted value can only be opened whole: it is read once and yielded as one
-// piece. After an error nothing more is yielded.
-func (s *ZarrStore) valuePieces(ctx context.Context, key string, id cid.Cid, r ByteRange, start, end int64) iter.Seq2[[]byte, error] {
-	return func(yield func([]byte, error) bool) {
-		step := int64(servePiece)
-		if s.box != nil {
-			step = max(end-start, 1)
-		}
-		// A map that verifies blocks verified a whole value when it was loaded whole; read in
-		// pieces, it is hashed as it goes, and its last piece is held back until the hash matches.
-		var check *pieceCheck
-		if s.m.opts.verifyBlocks && r.IsFull() && end-start > step {
-			var err error
-			if check, err = newPieceCheck(id); err != nil {
-				yield(nil, fmt.Errorf("zarr get %q: %w", key, err))
-				return
-			}
-		}
-		for from := start; ; {
-			to := min(from+step, end)
-			part := RangeBetween(from, to)
-			if from == start && to == end {
-				part = r // one read of all that was asked: a whole load when the value is wanted whole
-			}
-			b, err := s.readBlock(ctx, key, id, part)
-			if err == nil && int64(len(b)) != to-from {
-				err = fmt.Errorf("zarr get %q: %w: read %d bytes of [%d, %d) of %s", key, ErrCorrupt, len(b), from, to, id)
-			}
-			if err == nil && check != nil {
-				check.h.Write(b)
-				if to == end {
-					err = check.verify()
-				}
-			}
-			if err != nil {
-				yield(nil, err)
-				return
-			}
-			if !yield(b, nil) || to == end {
-				return
-			}
-			from = to
-		}
-	}
-}
-
-// pieceCheck hashes a value read in pieces, to compare with its CID at the end; nil for a dag-pb
-// block, whose CID names a UnixFS file's root rather than the value's bytes.
-type pieceCheck struct {
-	id     cid.Cid
-	h      hash.Hash
-	digest []byte
-}
-
-func newPieceCheck(id cid.Cid) (*pieceCheck, error) {
-	if id.Prefix().Codec == uint64(multicodec.DagPb) {
-		return nil, nil
-	}
-	dec, err := multihash.Decode(id.Hash())
-	if err != nil {
-		return nil, fmt.Errorf("verify block %s: %w", id, err)
-	}
-	var h hash.Hash
-	if dec.Code == multihash.BLAKE3 {
-		h = blake3.New()
-	} else if h, err = multihash.GetHasher(dec.Code); err != nil {
-		return nil, fmt.Errorf("verify block %s: %w", id, err)
-	}
-	return &pieceCheck{id: id, h: h, digest: dec.Digest}, nil
-}
-
-func (c *pieceCheck) verify() error {
-	if sum := c.h.Sum(nil); len(c.digest) > len(sum) || !bytes.Equal(sum[:len(c.digest)], c.digest) {
-		return fmt.Errorf("%w: block %s does not hash to its CID", ErrCorrupt, c.id)
-	}
-	return nil
 }
 
 // pieceWriter writes a response body in pieces of at most servePiece bytes. When the server has a
