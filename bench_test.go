@@ -298,6 +298,28 @@ func BenchmarkDelete(b *testing.B) {
 	})
 }
 
+// BenchmarkDeleteMost: open the root for writing, delete 90% of the keys in random order, Flush.
+// As the map shrinks, most subtrees on the delete paths end up small enough to fold back into
+// buckets, so this measures what folding costs. ns/key is per deleted key.
+func BenchmarkDeleteMost(b *testing.B) {
+	forSizes(b, func(b *testing.B, n, bucket int) {
+		ctx := context.Background()
+		f := getFixture(b, n, bucket)
+		victims := shuffled(f.keys, 6)[:n-n/10]
+		perKey(b, len(victims), func() {
+			m := openWritable(b, f)
+			for _, k := range victims {
+				if err := m.Delete(ctx, k); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if _, err := m.Flush(ctx); err != nil {
+				b.Fatal(err)
+			}
+		})
+	})
+}
+
 // BenchmarkUpdate1Percent: open the root for writing, give 1% of the keys (random) new values,
 // Flush. ns/op is the whole update and flush.
 func BenchmarkUpdate1Percent(b *testing.B) {

@@ -1,6 +1,11 @@
 package hamt
 
-import "unsafe"
+import (
+	"cmp"
+	"slices"
+	"strings"
+	"unsafe"
+)
 
 // A bucket is kept, in both modes, as the exact bytes of its CBOR map: a map head with the number
 // of entries, then per entry the key as a text string and the value as a CID link,
@@ -125,4 +130,26 @@ func bucketSplice(b string, at, end int, e *entry, count int) string {
 // newBucket returns the bucket holding only e.
 func newBucket(e entry) string {
 	return bucketSplice(emptyBucket, 1, 1, &e, 1)
+}
+
+// bucketOf returns the bucket holding entries (at least one, no key twice), in canonical order
+// whatever their order in the slice, which it sorts. It makes one allocation, of the exact size.
+func bucketOf(entries []entry) string {
+	slices.SortFunc(entries, func(a, b entry) int { // keyLess as a comparison
+		if c := cmp.Compare(len(a.key), len(b.key)); c != 0 {
+			return c
+		}
+		return strings.Compare(a.key, b.key)
+	})
+	size := headerLen(uint64(len(entries)))
+	for _, e := range entries {
+		size += headerLen(uint64(len(e.key))) + len(e.key) + linkLen(e.value)
+	}
+	out := appendHeader(make([]byte, 0, size), majorMap, uint64(len(entries)))
+	for _, e := range entries {
+		out = appendHeader(out, majorText, uint64(len(e.key)))
+		out = append(out, e.key...)
+		out = appendLink(out, e.value)
+	}
+	return unsafe.String(unsafe.SliceData(out), len(out))
 }

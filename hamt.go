@@ -66,6 +66,7 @@ type options struct {
 	cacheBytes   int64
 	flushWorkers int
 	verifyBlocks bool
+	legacyDelete bool
 }
 
 // DefaultBucketSize is py-hamt's default max_bucket_size.
@@ -130,6 +131,18 @@ func WithFlushWorkers(n int) Option {
 func WithVerifyBlocks() Option {
 	return func(o *options) error {
 		o.verifyBlocks = true
+		return nil
+	}
+}
+
+// WithLegacyDeletes makes Delete behave as py-hamt 3.3.2 (and every py-hamt before 3.5) does: a
+// node left empty is removed, but a subtree that shrinks to bucket size or less is never folded
+// back into a bucket, so the root depends on the order of sets and deletes. Use it only to
+// reproduce roots that py-hamt ≤ 3.4 wrote after deletes; by default a delete folds, as py-hamt ≥
+// 3.5 does, and the root is that of a fresh build of the surviving keys.
+func WithLegacyDeletes() Option {
+	return func(o *options) error {
+		o.legacyDelete = true
 		return nil
 	}
 }
@@ -300,8 +313,12 @@ func (m *Map[V]) writable(key, op string) (*writeStore, error) {
 	}
 }
 
-// Delete removes key. A missing key is ErrNotFound. Nodes left empty are removed (but never the
-// root), and nodes are never collapsed back into buckets, exactly as py-hamt does.
+// Delete removes key. A missing key is ErrNotFound. As in py-hamt ≥ 3.5, every node below the
+// root on key's path whose subtree is left with at most bucket-size keys is folded back into one
+// bucket of its parent (an empty one into an empty slot), so after any history of sets and
+// deletes with one bucket size, from an empty map, the root is that of a fresh build of the
+// surviving keys. With WithLegacyDeletes, only nodes left empty are removed, as py-hamt 3.3.2
+// does. Either way a Delete that fails (a node that cannot be loaded) leaves the map as it was.
 func (m *Map[V]) Delete(ctx context.Context, key string) error {
 	var buf [32]byte
 	h, err := m.hasher.hash(key, &buf)
@@ -318,7 +335,12 @@ func (m *Map[V]) Delete(ctx context.Context, key string) error {
 		return fmt.Errorf("delete %q: %w", key, err)
 	}
 	t := tree{w: w, hasher: m.hasher, bucketSize: m.opts.bucketSize}
-	found, err := t.remove(ctx, root, 0, key, h)
+	var found bool
+	if m.opts.legacyDelete {
+		found, err = t.remove(ctx, root, 0, key, h)
+	} else {
+		found, err = t.removeFolding(ctx, root, key, h)
+	}
 	if err != nil {
 		return fmt.Errorf("delete %q: %w", key, err)
 	}
@@ -578,9 +600,11 @@ func (m *Map[V]) CacheVacate(ctx context.Context) error {
 
 // tree is the HAMT algorithm over a write store's in-memory nodes. Callers hold the store's lock.
 //
-// Invariants kept by insert and remove: a node is dirty whenever a descendant is; a non-root node
-// is never empty; with a fixed bucket size the shape depends only on the set of keys inserted
-// (deletes aside), which is what makes root CIDs match py-hamt's.
+// Invariants kept by insert, removeFolding and remove: a node is dirty whenever a descendant is; a
+// non-root node is never empty. With a fixed bucket size, insert and removeFolding keep every
+// subtree below the root holding more than bucket-size keys, so the shape depends only on the set
+// of keys, which is what makes root CIDs match py-hamt's. remove (legacy) does not fold, so after
+// its deletes the shape depends on history, as it does in py-hamt 3.3.2.
 type tree struct {
 	w          *writeStore
 	hasher     keyHasher
@@ -685,8 +709,10 @@ type linkedNode struct {
 // 1M keys with bucket size 4 the nodes at the bottom of the tree have about 14 occupied slots.
 const inlineSlots = 16
 
-// remove deletes key (hashing to h) from n at depth and reports whether it was there. A child left
-// empty is unlinked, so emptiness cascades up to (but never removes) the root.
+// remove is the legacy delete (WithLegacyDeletes): it deletes key (hashing to h) from n at depth
+// and reports whether it was there. A child left empty is unlinked, so emptiness cascades up to
+// (but never removes) the root; nothing is folded. Every load happens on the way down, before
+// anything changes, so a failed load leaves the tree as it was.
 func (t tree) remove(ctx context.Context, n *node, depth int, key string, h []byte) (bool, error) {
 	i, err := slotAt(h, depth)
 	if err != nil {

@@ -202,17 +202,17 @@ func (a *app) openStore(write, create bool) (*store, error) {
 }
 
 // onRoot parses arg as a root CID and runs fn on the map at it, as withMap does.
-func (a *app) onRoot(cmd *cobra.Command, arg string, write bool, fn func(cid.Cid, *hamt.Map[[]byte], *store) error) error {
+func (a *app) onRoot(cmd *cobra.Command, arg string, write bool, fn func(cid.Cid, *hamt.Map[[]byte], *store) error, opts ...hamt.Option) error {
 	root, err := parseRoot(arg)
 	if err != nil {
 		return err
 	}
-	return a.withMap(cmd.Context(), root, write, func(m *hamt.Map[[]byte], st *store) error { return fn(root, m, st) })
+	return a.withMap(cmd.Context(), root, write, func(m *hamt.Map[[]byte], st *store) error { return fn(root, m, st) }, opts...)
 }
 
-// withMap opens the store and the map at root (read-only unless write), runs fn, and closes the
-// store, reporting the first error. The store must exist: the root is to be found in it.
-func (a *app) withMap(ctx context.Context, root cid.Cid, write bool, fn func(*hamt.Map[[]byte], *store) error) (err error) {
+// withMap opens the store and the map at root (read-only unless write, with opts), runs fn, and
+// closes the store, reporting the first error. The store must exist: the root is to be found in it.
+func (a *app) withMap(ctx context.Context, root cid.Cid, write bool, fn func(*hamt.Map[[]byte], *store) error, opts ...hamt.Option) (err error) {
 	st, err := a.openStore(write, false)
 	if err != nil {
 		return err
@@ -222,7 +222,7 @@ func (a *app) withMap(ctx context.Context, root cid.Cid, write bool, fn func(*ha
 			err = cerr
 		}
 	}()
-	m, err := hamt.Open(ctx, st.cas, hamt.Bytes, root)
+	m, err := hamt.Open(ctx, st.cas, hamt.Bytes, root, opts...)
 	if err != nil {
 		return err
 	}
@@ -426,11 +426,20 @@ larger than the store takes (2 GiB - 2 bytes on a bbolt store) is refused before
 }
 
 func (a *app) rmCommand() *cobra.Command {
-	return &cobra.Command{
+	var legacy bool
+	cmd := &cobra.Command{
 		Use:   "rm ROOT KEY",
 		Short: "Remove KEY and print the new root",
-		Args:  args(2, 2),
+		Long: `Rm removes KEY and prints the new root. As py-hamt 3.5 does, every node on KEY's path left with
+at most 4 keys (the default bucket size, which rm uses) is folded back into a bucket, so the root is
+the one an import of the remaining keys with the default --bucket-size gives. With --legacy-deletes
+nothing is folded, as in py-hamt 3.3.2, whose roots after deletes this reproduces.`,
+		Args: args(2, 2),
 		RunE: func(cmd *cobra.Command, argv []string) error {
+			var opts []hamt.Option
+			if legacy {
+				opts = append(opts, hamt.WithLegacyDeletes())
+			}
 			return a.onRoot(cmd, argv[0], true, func(root cid.Cid, m *hamt.Map[[]byte], _ *store) error {
 				err := m.Delete(cmd.Context(), argv[1])
 				if errors.Is(err, hamt.ErrNotFound) {
@@ -440,9 +449,11 @@ func (a *app) rmCommand() *cobra.Command {
 					return err
 				}
 				return a.printFlushed(cmd.Context(), m)
-			})
+			}, opts...)
 		},
 	}
+	cmd.Flags().BoolVar(&legacy, "legacy-deletes", false, "delete as py-hamt 3.3.2 does: never fold nodes back into buckets")
+	return cmd
 }
 
 // printFlushed flushes m and prints its new root.
