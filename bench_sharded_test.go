@@ -1,6 +1,7 @@
 package hamt
 
 import (
+	"context"
 	"fmt"
 	"testing"
 
@@ -87,6 +88,51 @@ func BenchmarkShardRead(b *testing.B) {
 				if _, err := encodeShard(entries); err != nil {
 					b.Fatal(err)
 				}
+			}
+		})
+	}
+}
+
+// BenchmarkShardCacheEntry looks up random entries of 64 shards of 26,000 entries (~1 MiB each)
+// from many goroutines: "hit" with every shard kept, "miss" with a budget of 0 (every read loads
+// its shard from a MemoryCAS and checks it, as a sparse reader does).
+func BenchmarkShardCacheEntry(b *testing.B) {
+	const shards, n = 64, 26000
+	cas := NewMemoryCAS()
+	ids := make([]cid.Cid, shards)
+	for i := range ids {
+		var err error
+		if ids[i], err = cas.Save(b.Context(), benchShard(b, n, i%2 == 0), multicodec.DagCbor); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name   string
+		budget int64
+	}{{"hit", 1 << 30}, {"miss", 0}} {
+		b.Run(tc.name, func(b *testing.B) {
+			c := newShardCache(tc.budget)
+			for _, id := range ids {
+				if _, err := c.get(b.Context(), id, n, func(ctx context.Context) ([]byte, error) { return cas.Load(ctx, id) }); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				i := 0
+				for pb.Next() {
+					id := ids[i%shards]
+					if _, err := c.entry(b.Context(), id, n, (i*7919)%n, func(ctx context.Context) ([]byte, error) { return cas.Load(ctx, id) }); err != nil {
+						b.Error(err)
+						return
+					}
+					i++
+				}
+			})
+			b.StopTimer()
+			if st := c.stats(); tc.budget > 0 {
+				b.ReportMetric(float64(st.Bytes)/float64(st.Shards), "B/shard-kept")
 			}
 		})
 	}
