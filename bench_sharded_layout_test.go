@@ -7,8 +7,9 @@ package hamt_test
 //
 // Per layout and size: write (Set of every chunk, chunks/s), flush (ms), cold read (a store just
 // opened from the root reads every chunk once in random order, chunks/s), warm read (the same store
-// reads them all again, chunks/s), and the peak heap while writing and flushing beyond the bytes
-// the MemoryCAS holds (MB).
+// reads them all again, chunks/s), warm reads of random chunks from 32 goroutines (chunks/s), and
+// the peak heap while writing and flushing beyond the bytes the MemoryCAS holds (MB). The stores
+// run with their default caches; the sharded one with its default chunks per shard.
 
 import (
 	"context"
@@ -229,6 +230,30 @@ func BenchmarkZarrLayouts(b *testing.B) {
 					readAll(b, z)
 				}
 				b.ReportMetric(float64(b.N*len(keys))/b.Elapsed().Seconds(), "chunks/s")
+			})
+			b.Run(fmt.Sprintf("%s/chunks=%d/read-warm-parallel", l.name, n), func(b *testing.B) {
+				cas, root := dataset(b)
+				z, err := l.open(ctx, cas, root)
+				if err != nil {
+					b.Fatal(err)
+				}
+				readAll(b, z)
+				b.ReportAllocs()
+				b.SetParallelism(16) // 16 × GOMAXPROCS readers of random chunks
+				var seed atomic.Uint64
+				b.ResetTimer()
+				b.RunParallel(func(pb *testing.PB) {
+					r := rand.New(rand.NewPCG(seed.Add(1), 5))
+					for pb.Next() {
+						i := r.IntN(len(keys))
+						v, err := z.Get(ctx, keys[i], hamt.ByteRange{})
+						if err != nil || len(v) != len(values[i]) {
+							b.Errorf("%s: %d bytes, %v", keys[i], len(v), err)
+							return
+						}
+					}
+				})
+				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "chunks/s")
 			})
 		}
 	}
