@@ -554,3 +554,53 @@ func TestShardedConcurrentReadersAndWriters(t *testing.T) {
 		}
 	}
 }
+
+func TestShardedDeleteDir(t *testing.T) {
+	ctx := context.Background()
+	cas := NewMemoryCAS()
+	s := newV2Store(t, cas, "0/temp/zarr.json", temp4x6, "0/temp/c/0/0", "a", "0/lat/zarr.json", `{"shape":[4],"chunks":[4]}`)
+	if _, err := s.Flush(ctx); err != nil { // the shards are read back through the cache from here on
+		t.Fatal(err)
+	}
+	if err := s.DeleteDir(ctx, "0/temp/"); err != nil {
+		t.Fatal(err)
+	}
+	if keys := collectKeys(t, s.List(ctx)); !slices.Equal(sortedCopy(keys), []string{"0/lat/zarr.json", "0/zarr.json", "zarr.json"}) {
+		t.Errorf("after delete dir 0/temp: %q", keys)
+	}
+	if a := s.Arrays(); len(a) != 1 || a[0].Path != "0/lat" {
+		t.Errorf("arrays %+v", a)
+	}
+	if err := s.DeleteDir(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	if keys := collectKeys(t, s.List(ctx)); len(keys) != 0 || len(s.Arrays()) != 0 {
+		t.Errorf("after delete dir \"\": %q, %d arrays", keys, len(s.Arrays()))
+	}
+	if st := s.cache.stats(); st.Shards != 0 {
+		t.Errorf("%d shards still cached after the store was cleared", st.Shards)
+	}
+	// The store's default chunks per shard survives, as in py-hamt.
+	if err := s.Set(ctx, "0/temp/zarr.json", []byte(temp4x6)); err != nil {
+		t.Fatal(err)
+	}
+	if a := s.Arrays(); len(a) != 1 || a[0].ChunksPerShard != 4 {
+		t.Errorf("arrays %+v", a)
+	}
+
+	v1, err := NewShardedZarrStoreV1(cas, []int64{4, 6}, []int64{2, 2}, WithChunksPerShard(4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"temp/zarr.json", "temp/c/0/0", "temp/c/1/1", "lat/c/0", "tempo/zarr.json"} {
+		if err := v1.Set(ctx, k, []byte(`{"x":1}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := v1.DeleteDir(ctx, "temp"); err != nil {
+		t.Fatal(err)
+	}
+	if keys := collectKeys(t, v1.List(ctx)); !slices.Equal(sortedCopy(keys), []string{"lat/c/0", "tempo/zarr.json"}) {
+		t.Errorf("v1 after delete dir temp: %q", keys)
+	}
+}
