@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -232,8 +233,10 @@ func (m *shardedMachine) Resize(t *rapid.T) {
 	for _, k := range m.chunkKeys(a) {
 		parts := strings.Split(strings.TrimPrefix(k, a.path+"/c/"), "/")
 		for i, p := range parts {
-			var c int64
-			fmt.Sscan(p, &c)
+			c, err := strconv.ParseInt(p, 10, 64)
+			if err != nil {
+				t.Fatalf("model key %s: %v", k, err)
+			}
 			if c >= g[i] {
 				delete(m.model, k)
 				break
