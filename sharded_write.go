@@ -318,6 +318,7 @@ func (s *ShardedZarrStore) deleteDir(ctx context.Context, prefix string) error {
 		s.dirty = map[shardKey][]cid.Cid{}
 		s.dirtyRoot = true
 		s.mu.Unlock()
+		s.cache.clear() // no index refers to a cached shard any more
 		return nil
 	}
 	var keys []string
@@ -440,7 +441,7 @@ func (s *ShardedZarrStore) stripConsolidated(key string, data []byte) ([]byte, e
 	if key != "zarr.json" {
 		return data, nil
 	}
-	if _, grouped := s.root.topLevelGroups(); !grouped {
+	if _, grouped, _ := s.root.topLevelGroups(); !grouped {
 		return data, nil
 	}
 	doc, err := decodePyJSONObject(data)
