@@ -1,0 +1,397 @@
+package hamt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"slices"
+	"strings"
+
+	"github.com/ipfs/go-cid"
+)
+
+// This file reads a sharded store (SHARDED.md §8): a key is looked up in the root's metadata or,
+// for a chunk, in its shard (a changed shard in memory, else the stored block through the shard
+// cache), falling back to the metadata for a null slot; the value is then read from its block,
+// byte ranges passed down to the CAS. Reads hold the store's lock only to look at the model, never
+// across I/O.
+
+// Get returns the bytes of key that r selects (the zero ByteRange for all of them), or an error
+// wrapping ErrNotFound. Keys outside the single top-level group of a v2 store whose arrays all sit
+// under one ("temp/c/0/0" for "0/temp/c/0/0") are read from that group, as py-hamt does. A chunk
+// key of a v1 store that does not fit its chunk grid is ErrInvalidChunkKey; a v2 store reads it as
+// absent.
+func (s *ShardedZarrStore) Get(ctx context.Context, key string, r ByteRange) ([]byte, error) {
+	if err := r.Validate(); err != nil {
+		return nil, fmt.Errorf("zarr get %q: %w", key, err)
+	}
+	id, err := s.locate(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	return s.src.read(ctx, key, id, r)
+}
+
+// Open locates key's value: the CID of its block and its size (without loading it when the CAS
+// can tell the size).
+func (s *ShardedZarrStore) Open(ctx context.Context, key string) (*ZarrValue, error) {
+	id, err := s.locate(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	return s.src.open(ctx, key, id)
+}
+
+// Exists reports whether key is in the store. Keys that are not valid chunk keys are not there
+// (even in a v1 store); a shard that cannot be read is an error.
+func (s *ShardedZarrStore) Exists(ctx context.Context, key string) (bool, error) {
+	_, err := s.locate(ctx, key)
+	switch {
+	case err == nil:
+		return true, nil
+	case isNotFound(err) || isInvalidChunkKey(err):
+		return false, nil
+	}
+	return false, err
+}
+
+func isNotFound(err error) bool {
+	return errors.Is(err, ErrNotFound) && !errors.Is(err, ErrMissingBlock)
+}
+func isInvalidChunkKey(err error) bool { return errors.Is(err, ErrInvalidChunkKey) }
+
+// notFound is the error of a key the store does not hold.
+func absent(key string) error { return fmt.Errorf("zarr get %q: %w", key, ErrNotFound) }
+
+// locate returns the CID of the block that holds key's value.
+func (s *ShardedZarrStore) locate(ctx context.Context, key string) (cid.Cid, error) {
+	s.mu.RLock()
+	r := s.root
+	lookup := r.readKey(key)
+	ref, err := r.parseChunkKey(lookup)
+	if err != nil {
+		v1 := r.version == 1
+		s.mu.RUnlock()
+		if v1 {
+			return cid.Undef, fmt.Errorf("zarr get %q: %w", key, err)
+		}
+		return cid.Undef, absent(key)
+	}
+	fallback, hasFallback := r.metadata[lookup]
+	idx := (*arrayIndex)(nil)
+	if ref != nil {
+		idx = r.index(ref)
+	}
+	if idx == nil {
+		// A metadata key, or a chunk of an array without an index.
+		s.mu.RUnlock()
+		if !hasFallback {
+			return cid.Undef, absent(key)
+		}
+		return fallback, nil
+	}
+	shard, slot := idx.slot(ref.coords)
+	var entry, stored cid.Cid
+	if d, ok := s.dirty[shardKey{idx.path, shard}]; ok {
+		entry = d[slot]
+	} else {
+		stored = idx.shards[shard]
+	}
+	cps := idx.cps
+	s.mu.RUnlock()
+
+	if stored.Defined() {
+		if entry, err = s.shardSlot(ctx, stored, cps, slot); err != nil {
+			return cid.Undef, fmt.Errorf("zarr get %q: %w", key, err)
+		}
+	}
+	switch {
+	case entry.Defined():
+		return entry, nil
+	case hasFallback:
+		return fallback, nil // stores of old kept some chunks in the metadata
+	}
+	return cid.Undef, absent(key)
+}
+
+// List yields every key once: the metadata keys, then every chunk of every index in v3 form
+// ("path/c/i/j"; a v1 store without a recorded primary writes its chunks as "/c/i/j", as py-hamt
+// does). It reads every stored shard, through the cache.
+func (s *ShardedZarrStore) List(ctx context.Context) iter.Seq2[string, error] {
+	return func(yield func(string, error) bool) {
+		meta, arrays := s.listSnapshot()
+		seen := make(map[string]bool, len(meta))
+		for _, k := range meta {
+			seen[k] = true
+			if !yield(k, nil) {
+				return
+			}
+		}
+		for _, a := range arrays {
+			for k, err := range s.chunkKeys(ctx, a) {
+				if err != nil {
+					yield("", err)
+					return
+				}
+				if seen[k] {
+					continue
+				}
+				if !yield(k, nil) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// ListDir returns the immediate children of the directory prefix, sorted, as py-hamt's list_dir
+// gives them: the v2 read redirect applies ("" lists the single top-level group), and a chunk
+// directory ("0/temp/c", "0/temp/c/1") lists the coordinates that hold chunks. A read-only v2
+// store whose arrays sit under several top-level groups refuses "" with ErrGroupRequired.
+func (s *ShardedZarrStore) ListDir(ctx context.Context, prefix string) ([]string, error) {
+	prefix = strings.Trim(prefix, "/")
+	s.mu.RLock()
+	r := s.root
+	if s.readOnly && prefix == "" {
+		if groups, ok := r.topLevelGroups(); ok && len(groups) > 1 {
+			s.mu.RUnlock()
+			return nil, fmt.Errorf("zarr list dir %q: open a group, one of %d: %w", prefix, len(groups), ErrGroupRequired)
+		}
+	}
+	eff := r.listDirPrefix(prefix)
+	match := ""
+	if eff != "" {
+		match = eff + "/"
+	}
+	if r.isChunkListingPrefix(eff) {
+		s.mu.RUnlock()
+		_, arrays := s.listSnapshot()
+		seen := map[string]bool{}
+		for _, a := range arrays {
+			// Only an index whose chunk keys can start with match has any to give.
+			if p := strings.TrimPrefix(a.chunkPrefix(), "/"); !strings.HasPrefix(p, match) && !strings.HasPrefix(match, p) {
+				continue
+			}
+			for k, err := range s.chunkKeys(ctx, a) {
+				if err != nil {
+					return nil, fmt.Errorf("zarr list dir %q: %w", prefix, err)
+				}
+				k = strings.TrimPrefix(k, "/")
+				if !strings.HasPrefix(k, match) {
+					continue
+				}
+				first, _, _ := strings.Cut(k[len(match):], "/")
+				seen[first] = true
+			}
+		}
+		return sortedKeys(seen), nil
+	}
+	seen := map[string]bool{}
+	add := func(k string) {
+		if !strings.HasPrefix(k, match) || len(k) == len(match) {
+			return
+		}
+		first, _, _ := strings.Cut(k[len(match):], "/")
+		seen[first] = true
+	}
+	for k := range r.metadata {
+		add(k)
+	}
+	if r.version == 1 {
+		add(v1ChunkDir(r.primary))
+	} else {
+		for p := range r.arrays {
+			if p != "" {
+				for i := 0; i <= len(p); i++ {
+					if i == len(p) || p[i] == '/' {
+						add(p[:i])
+					}
+				}
+			}
+			add(v1ChunkDir(p))
+		}
+	}
+	s.mu.RUnlock()
+	return sortedKeys(seen), nil
+}
+
+// v1ChunkDir is the directory an index's chunk keys are under: "c" or "path/c".
+func v1ChunkDir(path string) string {
+	if path == "" {
+		return "c"
+	}
+	return path + "/c"
+}
+
+// isChunkListingPrefix reports whether prefix (normalized) is a chunk directory or under one.
+func (r *shardedRoot) isChunkListingPrefix(prefix string) bool {
+	var dirs []string
+	if r.version == 1 {
+		dirs = []string{v1ChunkDir(r.primary)}
+	} else {
+		for p := range r.arrays {
+			dirs = append(dirs, v1ChunkDir(p))
+		}
+	}
+	for _, d := range dirs {
+		if prefix == d || strings.HasPrefix(prefix, d+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// arraySnapshot is what listing needs of one index, copied from the model.
+type arraySnapshot struct {
+	path   string // the path its chunk keys are written under
+	slash  bool   // keys start with "/" (a v1 index without a recorded root primary)
+	perDim []int64
+	total  int64
+	cps    int
+	shards []cid.Cid
+	dirty  map[int][]cid.Cid
+}
+
+// chunkPrefix is how every chunk key of the index starts.
+func (a *arraySnapshot) chunkPrefix() string {
+	p := v1ChunkDir(a.path) + "/"
+	if a.slash {
+		p = "/" + p
+	}
+	return p
+}
+
+// listSnapshot copies the metadata keys (in canonical order) and the indexes (in py-hamt's order).
+func (s *ShardedZarrStore) listSnapshot() ([]string, []*arraySnapshot) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	r := s.root
+	meta := make([]string, 0, len(r.metadata))
+	for k := range r.metadata {
+		meta = append(meta, k)
+	}
+	slices.SortFunc(meta, canonicalKeyOrder)
+	arrays := make([]*arraySnapshot, 0, len(r.order))
+	for _, p := range r.order {
+		idx := r.arrays[p]
+		a := &arraySnapshot{path: p, perDim: idx.perDim, total: idx.total, cps: idx.cps, shards: slices.Clone(idx.shards)}
+		if r.version == 1 {
+			a.path = r.primary
+			a.slash = a.path == "" && !(r.v1Recorded && normalizePath(r.recorded) == "")
+		}
+		for k, d := range s.dirty {
+			if k.path == p {
+				if a.dirty == nil {
+					a.dirty = map[int][]cid.Cid{}
+				}
+				a.dirty[k.idx] = slices.Clone(d)
+			}
+		}
+		arrays = append(arrays, a)
+	}
+	return meta, arrays
+}
+
+// chunkKeys yields the keys of the chunks an index holds, in linear order.
+func (s *ShardedZarrStore) chunkKeys(ctx context.Context, a *arraySnapshot) iter.Seq2[string, error] {
+	return func(yield func(string, error) bool) {
+		for i, id := range a.shards {
+			entries, ok := a.dirty[i]
+			if !ok {
+				if !id.Defined() {
+					continue
+				}
+				var err error
+				if entries, err = s.loadShard(ctx, id, a.cps); err != nil {
+					yield("", err)
+					return
+				}
+			}
+			for k, e := range entries {
+				lin := int64(i)*int64(a.cps) + int64(k)
+				if !e.Defined() || lin >= a.total {
+					continue
+				}
+				key := chunkKeyOf(a.path, coordsIn(lin, a.perDim))
+				if a.slash {
+					key = "/" + key
+				}
+				if !yield(key, nil) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// ChunkCount returns the number of chunks the index of arrayPath holds (a v1 store's only index
+// whatever the path), reading its stored shards through the cache.
+func (s *ShardedZarrStore) ChunkCount(ctx context.Context, arrayPath string) (int64, error) {
+	s.mu.RLock()
+	r := s.root
+	idx := r.index(&chunkRef{path: normalizePath(arrayPath)})
+	if idx == nil {
+		s.mu.RUnlock()
+		return 0, fmt.Errorf("zarr chunk count %q: %w", arrayPath, ErrUnregisteredArray)
+	}
+	a := &arraySnapshot{perDim: idx.perDim, total: idx.total, cps: idx.cps, shards: slices.Clone(idx.shards)}
+	for k, d := range s.dirty {
+		if k.path == idx.path {
+			if a.dirty == nil {
+				a.dirty = map[int][]cid.Cid{}
+			}
+			a.dirty[k.idx] = slices.Clone(d)
+		}
+	}
+	s.mu.RUnlock()
+	var n int64
+	for _, err := range s.chunkKeys(ctx, a) {
+		if err != nil {
+			return 0, fmt.Errorf("zarr chunk count %q: %w", arrayPath, err)
+		}
+		n++
+	}
+	return n, nil
+}
+
+// loadBlock loads a root or shard block (a dag-pb CID is read as the UnixFS file it heads).
+func (s *ShardedZarrStore) loadBlock(ctx context.Context, id cid.Cid) ([]byte, error) {
+	b, err := loadValue(ctx, s.cas, id, ByteRange{}, s.src.verify)
+	if err != nil {
+		return nil, fmt.Errorf("load shard %s: %w", id, missingBlock(err))
+	}
+	return b, nil
+}
+
+// shardSlot returns entry slot of the stored shard id, which must hold cps entries, through the
+// shard cache (which keeps the block, checked, and finds the entry in it without decoding the
+// others; a shard too large for the budget is read for the one entry and dropped).
+func (s *ShardedZarrStore) shardSlot(ctx context.Context, id cid.Cid, cps, slot int) (cid.Cid, error) {
+	return s.cache.entry(ctx, id, cps, slot, func(ctx context.Context) ([]byte, error) { return s.loadBlock(ctx, id) })
+}
+
+// loadShard returns every entry of the stored shard id, which must hold cps entries, in a slice
+// the caller owns; the block is read through the shard cache.
+func (s *ShardedZarrStore) loadShard(ctx context.Context, id cid.Cid, cps int) ([]cid.Cid, error) {
+	sh, err := s.cache.get(ctx, id, cps, func(ctx context.Context) ([]byte, error) { return s.loadBlock(ctx, id) })
+	if err != nil {
+		return nil, err
+	}
+	out := make([]cid.Cid, cps)
+	for k := range out {
+		if out[k], err = sh.entry(k); err != nil {
+			return nil, fmt.Errorf("shard %s: %w", id, err)
+		}
+	}
+	return out, nil
+}
