@@ -1,0 +1,148 @@
+package hamt_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/hamt-go/hamt"
+	"github.com/ipfs/go-cid"
+	carv2 "github.com/ipld/go-car/v2"
+)
+
+// The b_sharded_v2 vector (testdata/pyhamt35, copied unchanged from the shared py-hamt 3.5
+// vectors): five roots py-hamt 3.5 wrote, step by step, with 4 chunks per shard.
+
+// shardedVectorCAS loads every block of the b_sharded_v2 CAR into a MemoryCAS and returns it with
+// the roots of the vector's steps.
+func shardedVectorCAS(t *testing.T) (*hamt.MemoryCAS, []cid.Cid) {
+	t.Helper()
+	ctx := context.Background()
+	f, err := os.Open(filepath.Join("testdata", "pyhamt35", "b_sharded_v2_8f8f13cd.car"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	br, err := carv2.NewBlockReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cas := hamt.NewMemoryCAS()
+	for {
+		b, err := br.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cas.Put(ctx, b.Cid(), b.RawData()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	raw, err := os.ReadFile(filepath.Join("testdata", "pyhamt35", "b_sharded_v2_8f8f13cd.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v struct {
+		StepRoots []string `json:"step_roots"`
+	}
+	if err := json.Unmarshal(raw, &v); err != nil {
+		t.Fatal(err)
+	}
+	var roots []cid.Cid
+	for _, s := range v.StepRoots {
+		roots = append(roots, cid.MustParse(s))
+	}
+	return cas, roots
+}
+
+func TestDetectLayoutOfPyHamtShardedRoots(t *testing.T) {
+	ctx := context.Background()
+	cas, roots := shardedVectorCAS(t)
+	for i, root := range roots {
+		l, err := hamt.DetectLayout(ctx, cas, root)
+		if err != nil || l != hamt.LayoutSharded {
+			t.Errorf("step %d root %s: %v, %v; want sharded", i+1, root, l, err)
+		}
+		z, err := hamt.OpenZarr(ctx, cas, root)
+		if err != nil {
+			t.Fatalf("step %d: %v", i+1, err)
+		}
+		if s, ok := z.(*hamt.ShardedZarrStore); !ok || !s.ReadOnly() || s.Version() != 2 {
+			t.Errorf("step %d: OpenZarr gave %T (read-only %v)", i+1, z, z.ReadOnly())
+		}
+	}
+}
+
+// TestConvertPyHamtShardedRootsToHAMTAndBack: each of py-hamt's roots, converted to the HAMT
+// layout and back with its 4 chunks per shard, is the root py-hamt wrote, except the last, whose
+// deletes left an all-null shard block (a copy writes null there); its HAMT holds the same keys
+// and values all the same.
+func TestConvertPyHamtShardedRootsToHAMTAndBack(t *testing.T) {
+	ctx := context.Background()
+	cas, roots := shardedVectorCAS(t)
+	cps := hamt.WithShardedOptions(hamt.WithChunksPerShard(4))
+	for i, root := range roots {
+		h, err := hamt.ConvertZarr(ctx, cas, root, hamt.LayoutHAMT)
+		if err != nil {
+			t.Fatalf("step %d to hamt: %v", i+1, err)
+		}
+		if l, err := hamt.DetectLayout(ctx, cas, h); err != nil || l != hamt.LayoutHAMT {
+			t.Errorf("step %d: converted root is %v, %v", i+1, l, err)
+		}
+		src, err := hamt.OpenZarr(ctx, cas, root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hz, err := hamt.OpenZarr(ctx, cas, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for c, err := range hamt.DiffZarr(ctx, src, hz) {
+			t.Errorf("step %d: sharded and HAMT differ: %+v, %v", i+1, c, err)
+		}
+		back, err := hamt.ConvertZarr(ctx, cas, h, hamt.LayoutSharded, cps)
+		if err != nil {
+			t.Fatalf("step %d back to sharded: %v", i+1, err)
+		}
+		if last := i == len(roots)-1; back.Equals(root) == last {
+			t.Errorf("step %d: back to sharded %s, py-hamt's %s (equal expected: %v)", i+1, back, root, !last)
+		}
+		again, err := hamt.ConvertZarr(ctx, cas, back, hamt.LayoutHAMT)
+		if err != nil || !again.Equals(h) {
+			t.Errorf("step %d: HAMT -> sharded -> HAMT gave %s (%v), want %s", i+1, again, err, h)
+		}
+	}
+}
+
+// TestConvertToShardedFailsOnAKeyTheLayoutDrops: the sharded layout ignores a chunk outside its
+// array's grid, as py-hamt does; a conversion that would lose one fails, naming it.
+func TestConvertToShardedFailsOnAKeyTheLayoutDrops(t *testing.T) {
+	ctx := context.Background()
+	cas, roots := shardedVectorCAS(t)
+	h, err := hamt.ConvertZarr(ctx, cas, roots[0], hamt.LayoutHAMT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := hamt.OpenZarr(ctx, cas, h, hamt.WithZarrWrite())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Set(ctx, "0/lat/c/9", []byte("stale chunk past the grid")); err != nil {
+		t.Fatal(err)
+	}
+	h2, err := w.Flush(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = hamt.ConvertZarr(ctx, cas, h2, hamt.LayoutSharded, hamt.WithShardedOptions(hamt.WithChunksPerShard(4)))
+	if !errors.Is(err, hamt.ErrNotFound) || !strings.Contains(err.Error(), `"0/lat/c/9"`) {
+		t.Errorf("converting a HAMT with a chunk past the grid: %v", err)
+	}
+}
