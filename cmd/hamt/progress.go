@@ -57,8 +57,12 @@ func (p *progress) finish(files int, bytes int64, skipped int, err error) {
 	if err != nil {
 		return
 	}
-	verb := map[string]string{"import": "imported", "export": "exported"}[p.op]
-	line := fmt.Sprintf("%s %d files (%s) in %s", verb, files, byteSize(bytes), time.Since(p.start).Round(time.Millisecond))
+	verb := map[string]string{"import": "imported", "export": "exported", "convert": "converted"}[p.op]
+	noun := "files"
+	if p.op == "convert" {
+		noun = "keys"
+	}
+	line := fmt.Sprintf("%s %d %s (%s) in %s", verb, files, noun, byteSize(bytes), time.Since(p.start).Round(time.Millisecond))
 	if skipped > 0 {
 		line += fmt.Sprintf(", skipped %d that are not regular files", skipped)
 	}
