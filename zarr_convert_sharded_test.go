@@ -146,3 +146,41 @@ func TestConvertToShardedFailsOnAKeyTheLayoutDrops(t *testing.T) {
 		t.Errorf("converting a HAMT with a chunk past the grid: %v", err)
 	}
 }
+
+// TestConvertMovesCIDsNotBytes: a conversion on one store loads no chunk: the new dataset points
+// at the old one's value blocks; only metadata documents are read, for the sharded layout to
+// register its arrays.
+func TestConvertMovesCIDsNotBytes(t *testing.T) {
+	ctx := context.Background()
+	vec, roots := shardedVectorCAS(t)
+	cas := newZarrCountingCAS()
+	cas.inner = vec
+	root := roots[3]
+	h, err := hamt.ConvertZarr(ctx, cas, root, hamt.LayoutHAMT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := cas.valueLoads.Load(); n != 0 {
+		t.Errorf("sharded -> hamt loaded %d value blocks, want none", n)
+	}
+	cas.reset()
+	if _, err := hamt.ConvertZarr(ctx, cas, h, hamt.LayoutSharded, hamt.WithShardedOptions(hamt.WithChunksPerShard(4))); err != nil {
+		t.Fatal(err)
+	}
+	z, err := hamt.OpenZarr(ctx, cas, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta := 0
+	for k, err := range z.List(ctx) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasSuffix(k, "zarr.json") {
+			meta++
+		}
+	}
+	if n := cas.valueLoads.Load(); n > int64(meta) {
+		t.Errorf("hamt -> sharded loaded %d value blocks, more than the %d metadata documents", n, meta)
+	}
+}

@@ -26,12 +26,29 @@ import (
 // a value it rewrites (it strips consolidated_metadata from a root zarr.json) is not an error.
 // Nothing is flushed: Flush dst to get its root.
 func CopyZarr(ctx context.Context, dst, src Zarr, opts ...DirOption) (DirStats, error) {
+	return copyZarr(ctx, dst, src, false, opts)
+}
+
+// cidSetter is a Zarr layout that can point a key at a block already in its store (ZarrStore,
+// ShardedZarrStore): a copy between two stores on one CAS then moves CIDs, not bytes.
+type cidSetter interface {
+	SetCID(ctx context.Context, key string, id cid.Cid) error
+}
+
+// copyZarr is CopyZarr; byCID, when dst and src are on one CAS and src's CIDs name its plain
+// values (not an encrypted store), copies each value by its CID when dst can take one
+// (cidSetter): nothing is loaded or saved but what the layout needs (metadata to register arrays).
+func copyZarr(ctx context.Context, dst, src Zarr, byCID bool, opts []DirOption) (DirStats, error) {
 	o, err := buildDirOptions(opts)
 	if err != nil {
 		return DirStats{}, err
 	}
 	if o.replace {
 		return DirStats{}, errors.New("hamt: WithReplace is an ExportDir option; CopyZarr writes no files")
+	}
+	setCID, _ := dst.(cidSetter)
+	if !byCID {
+		setCID = nil
 	}
 	var keys []string
 	for k, err := range src.List(ctx) {
@@ -47,6 +64,17 @@ func CopyZarr(ctx context.Context, dst, src Zarr, opts ...DirOption) (DirStats, 
 	}
 	prog := progressCounter{fn: o.progress, p: Progress{TotalFiles: len(keys), TotalBytes: -1}}
 	copyKey := func(ctx context.Context, key string) error {
+		if setCID != nil {
+			v, err := src.Open(ctx, key)
+			if err != nil {
+				return fmt.Errorf("zarr copy %q: %w", key, err)
+			}
+			if err := setCID.SetCID(ctx, key, v.CID()); err != nil {
+				return fmt.Errorf("zarr copy %q: %w", key, err)
+			}
+			prog.add(v.Size())
+			return nil
+		}
 		b, err := src.Get(ctx, key, ByteRange{})
 		if err != nil {
 			return fmt.Errorf("zarr copy %q: %w", key, err)
@@ -97,7 +125,11 @@ func eachKey(ctx context.Context, keys []string, workers int, fn func(ctx contex
 
 // ConvertZarr copies the dataset at root, of whichever layout (DetectLayout), into a new dataset
 // of layout to on the same store, and returns the new root. The copy is CopyZarr's (metadata
-// first; WithCopyOptions sets its workers and progress); WithMapOptions and WithShardedOptions
+// first; WithCopyOptions sets its workers and progress), but moves CIDs instead of bytes: the new
+// dataset points at the very value blocks of the old one, so nothing is loaded or saved but the
+// metadata documents and the new layout's own blocks (nodes, or shards and a root); as py-hamt's
+// converter (set_pointer), it skips the sharded layout's refusal of a top-level array after a
+// root group. WithMapOptions and WithShardedOptions
 // configure the source and the new store (WithBucketSize, WithChunksPerShard...). Converting
 // to the layout the dataset already has re-lays it out with the options given (another
 // chunks-per-shard, another bucket size).
@@ -130,7 +162,7 @@ func ConvertZarr(ctx context.Context, cas CAS, root cid.Cid, to Layout, opts ...
 	if err != nil {
 		return cid.Undef, err
 	}
-	if _, err := CopyZarr(ctx, dst, src, o.copy...); err != nil {
+	if _, err := copyZarr(ctx, dst, src, true, o.copy); err != nil {
 		return cid.Undef, fmt.Errorf("hamt: convert %s from %s to %s: %w", root, from, to, err)
 	}
 	return dst.Flush(ctx)

@@ -208,3 +208,40 @@ func TestDiffZarrAgreesWithDiffOnHAMTRoots(t *testing.T) {
 		}
 	})
 }
+
+func TestZarrStoreSetCIDPointsAtABlockAndRefusesEncryption(t *testing.T) {
+	ctx := context.Background()
+	cas := hamt.NewMemoryCAS()
+	m, err := hamt.New(ctx, cas, hamt.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	z, err := hamt.NewZarrStore(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := z.Set(ctx, "a/zarr.json", []byte("old")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := z.Get(ctx, "a/zarr.json", hamt.ByteRange{}); err != nil { // cached now
+		t.Fatal(err)
+	}
+	id, _ := cas.Save(ctx, []byte("new"), multicodec.Raw)
+	if err := z.SetCID(ctx, "a/zarr.json", id); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := z.Get(ctx, "a/zarr.json", hamt.ByteRange{}); err != nil || string(b) != "new" {
+		t.Errorf("after SetCID: %q, %v (a stale cached document?)", b, err)
+	}
+	if err := z.SetCID(ctx, "\xff", id); !errors.Is(err, hamt.ErrInvalidKey) {
+		t.Errorf("SetCID of an invalid key: %v", err)
+	}
+	em, _ := hamt.New(ctx, cas, hamt.Bytes)
+	enc, err := hamt.NewEncryptedZarrStore(em, make([]byte, 32), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := enc.SetCID(ctx, "k", id); !errors.Is(err, errors.ErrUnsupported) {
+		t.Errorf("SetCID on an encrypted store: %v", err)
+	}
+}
