@@ -255,9 +255,11 @@ that is not valid UTF-8. Nothing is printed and no root is made when the import 
 py-hamt's ZarrHAMTStore) or sharded (py-hamt's ShardedZarrStore, sharded_zarr_v2: each array's
 chunk CIDs in flat lists of --chunks-per-shard entries, metadata in the root). Metadata documents
 are stored first, parents before children: the sharded layout registers each array from its
-zarr.json (or .zarray) and refuses a chunk of an array it does not know. As py-hamt does, it adds
-a group zarr.json for every parent of an array that has none, and removes consolidated_metadata
-from a root zarr.json when every array sits under a group.`,
+zarr.json (or .zarray) and refuses a chunk of an array it does not know. As py-hamt's, it wants
+arrays under a group (0/temp, not temp: a directory with arrays beside a root zarr.json is refused;
+put the dataset in a subdirectory 0), adds a group zarr.json for every parent of an array that has
+none, and removes consolidated_metadata from a root zarr.json when every array sits under a group.
+--chunks-per-shard defaults to py-hamt's 6250.`,
 		Args: args(1, 1),
 		RunE: func(cmd *cobra.Command, argv []string) (err error) {
 			ctx := cmd.Context()

@@ -75,7 +75,7 @@ func addLayoutFlags(cmd *cobra.Command, layout *string, bucket, perShard *int) {
 		f.StringVar(layout, "layout", "hamt", "how keys are laid out: hamt, or sharded (py-hamt's ShardedZarrStore, v2)")
 	}
 	f.IntVar(bucket, "bucket-size", 4, "hamt layout: entries per bucket before a node splits (py-hamt's default is 4)")
-	f.IntVar(perShard, "chunks-per-shard", 0, "sharded layout: chunk CIDs per shard block (default: the store's)")
+	f.IntVar(perShard, "chunks-per-shard", 0, "sharded layout: chunk CIDs per shard block (default 6250, py-hamt's)")
 }
 
 // layoutFlags reads the flags addLayoutFlags added: the layout and the options of a new dataset
@@ -109,9 +109,11 @@ func (a *app) convertCommand() *cobra.Command {
 		Short: "Copy the dataset at ROOT into the other layout and print the new root",
 		Long: `Convert copies every key of the dataset at ROOT (either layout, told from its root block) into a
 new dataset of the layout --to names, on the same store, and prints the new root as the last line.
-Metadata documents are copied first, parents before children, then the other values, --workers at
-once. Every key of ROOT is then checked to be in the new dataset: a key the sharded layout drops (a
-chunk outside its array's grid, as py-hamt ignores one) fails the conversion.
+Metadata documents are copied first, parents before children, then the other keys, --workers at
+once. Values are not copied: the new dataset points at the very blocks of the old one, so only the
+metadata and the new layout's own blocks (HAMT nodes, or shards and a root) are read or written.
+Every key of ROOT is then checked to be in the new dataset: a key the sharded layout drops (a chunk
+outside its array's grid, as py-hamt ignores one) fails the conversion.
 
 To sharded (py-hamt's ShardedZarrStore, v2): every array gets --chunks-per-shard; a group zarr.json
 is added for every parent of an array that lacks one, and consolidated_metadata is removed from a
@@ -159,7 +161,7 @@ root converted to the layout it has is laid out again with the flags given.`,
 	}
 	cmd.PreRunE = positiveFlags("workers", "bucket-size")
 	cmd.Flags().StringVar(&to, "to", "", "the layout to convert to: hamt or sharded")
-	cmd.Flags().IntVar(&workers, "workers", 16, "values copied at once")
+	cmd.Flags().IntVar(&workers, "workers", 16, "keys copied at once")
 	addLayoutFlags(cmd, nil, &bucket, &perShard)
 	return cmd
 }
