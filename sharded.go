@@ -606,11 +606,7 @@ func (a *arrayIndex) slot(coords []int64) (shard, slot int) {
 	return int(lin / int64(a.cps)), int(lin % int64(a.cps))
 }
 
-// coordsOf is the inverse of linear.
-func (a *arrayIndex) coordsOf(lin int64) []int64 {
-	return coordsIn(lin, a.perDim)
-}
-
+// coordsIn is the inverse of linear: the coordinates of linear index lin in a grid of perDim.
 func coordsIn(lin int64, perDim []int64) []int64 {
 	out := make([]int64, len(perDim))
 	for i := len(perDim) - 1; i >= 0; i-- {
@@ -1161,20 +1157,4 @@ func (r *shardedRoot) listDirPrefix(prefix string) string {
 		return prefix
 	}
 	return g + "/" + prefix
-}
-
-// clone returns a copy of r that shares nothing mutable with it but the decoded extra fields,
-// which are never changed in place.
-func (r *shardedRoot) clone() *shardedRoot {
-	c := *r
-	c.metadata = make(map[string]cid.Cid, len(r.metadata))
-	for k, v := range r.metadata {
-		c.metadata[k] = v
-	}
-	c.arrays = make(map[string]*arrayIndex, len(r.arrays))
-	for k, v := range r.arrays {
-		c.arrays[k] = v.clone()
-	}
-	c.order = slices.Clone(r.order)
-	return &c
 }

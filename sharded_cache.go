@@ -36,7 +36,8 @@ type shardCache struct {
 
 	// Counters, for stats and tests.
 	hits, misses, loaded, shared atomic.Int64
-	// waiting counts the callers that have joined an in-flight load and wait for it.
+	// waiting counts the callers that have joined an in-flight load and wait for it, able to give
+	// up (their ctx can end).
 	waiting atomic.Int64
 }
 

@@ -70,7 +70,7 @@ type shardedProbes struct {
 	ListDirSorted map[string][]string `json:"list_dir_sorted"`
 }
 
-func loadShardedVector(t *testing.T, name string) shardedVector {
+func loadShardedVector(t testing.TB, name string) shardedVector {
 	t.Helper()
 	raw, err := os.ReadFile(filepath.Join("testdata", "pyhamt35", name+".json"))
 	if err != nil {
@@ -108,7 +108,7 @@ func readCAR35(t *testing.T, name string) map[cid.Cid][]byte {
 	}
 }
 
-func mustHex(t *testing.T, s string) []byte {
+func mustHex(t testing.TB, s string) []byte {
 	t.Helper()
 	b, err := hex.DecodeString(s)
 	if err != nil {

@@ -318,6 +318,7 @@ func (s *ShardedZarrStore) deleteDir(ctx context.Context, prefix string) error {
 		s.dirty = map[shardKey][]cid.Cid{}
 		s.dirtyRoot = true
 		s.mu.Unlock()
+		s.cache.clear() // no index refers to a cached shard any more
 		return nil
 	}
 	var keys []string
