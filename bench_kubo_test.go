@@ -8,6 +8,7 @@ package hamt_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -141,5 +142,62 @@ func BenchmarkKuboMap100k(b *testing.B) {
 		b.StopTimer()
 		srv.Close()
 		b.StartTimer()
+	}
+}
+
+// BenchmarkKuboHedgedLoad: the tail latency hedged reads save. Two gateways serve the same
+// blocks; the first one holds 2 % of its answers for 50 ms (a latency spike), the second is
+// steady. Sequential Loads of 1 KiB blocks, without hedging, with the default adaptive delay
+// (each gateway's p95, at least 10 ms) and with a fixed 2 ms delay. Reports the p50, p95 and p99 latency of one Load and how
+// many requests per Load went to the second gateway (the price of hedging).
+func BenchmarkKuboHedgedLoad(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		opt  hamt.KuboOption
+	}{
+		{"hedging=off", hamt.WithKuboHedging(0, 1)},
+		{"hedging=adaptive", hamt.WithKuboHedging(0, hamt.DefaultKuboHedgeMax)},
+		{"hedging=2ms", hamt.WithKuboHedging(2*time.Millisecond, hamt.DefaultKuboHedgeMax)},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			fleet := gatewayFleet(b, 2)
+			k := newFleetKubo(b, fleet[0], fleet, c.opt)
+			ctx := context.Background()
+			ids := make([]cid.Cid, 64)
+			for i := range ids {
+				v := patterned(1 << 10)
+				v[0], v[1] = byte(i), 0xfd
+				id, err := k.Save(ctx, v, multicodec.Raw)
+				if err != nil {
+					b.Fatal(err)
+				}
+				ids[i] = id
+			}
+			for _, id := range ids { // warm up: connections, and the gateways' answer times
+				if _, err := k.Load(ctx, id); err != nil {
+					b.Fatal(err)
+				}
+			}
+			fleet[0].Inject(kubotest.Fault{Endpoint: kubotest.Gateway, Delay: 50 * time.Millisecond, Chance: 0.02, Times: -1})
+			fleet[1].ResetCounters()
+			var lat []time.Duration
+			b.ReportAllocs()
+			b.ResetTimer()
+			i := 0
+			for b.Loop() {
+				start := time.Now()
+				if _, err := k.Load(ctx, ids[i%len(ids)]); err != nil {
+					b.Fatal(err)
+				}
+				lat = append(lat, time.Since(start))
+				i++
+			}
+			slices.Sort(lat)
+			at := func(q float64) float64 { return float64(lat[int(q*float64(len(lat)-1))].Microseconds()) / 1000 }
+			b.ReportMetric(at(0.50), "p50-ms")
+			b.ReportMetric(at(0.95), "p95-ms")
+			b.ReportMetric(at(0.99), "p99-ms")
+			b.ReportMetric(float64(fleet[1].Total(kubotest.Gateway))/float64(len(lat)), "hedges/op")
+		})
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -146,7 +147,13 @@ func BenchmarkZarrListDir(b *testing.B) {
 
 // BenchmarkZarrHTTP: 32 concurrent clients GET random 64 KiB chunks (1,000 of them) from the
 // handler of a read-only store over loopback. Reports MB/s and requests/s.
-func BenchmarkZarrHTTP(b *testing.B) {
+func BenchmarkZarrHTTP(b *testing.B) { benchZarrHTTP(b, false) }
+
+// BenchmarkZarrHTTPCORSListener: BenchmarkZarrHTTP with the server listening through
+// CORSListener, as hamt serve does.
+func BenchmarkZarrHTTPCORSListener(b *testing.B) { benchZarrHTTP(b, true) }
+
+func benchZarrHTTP(b *testing.B, cors bool) {
 	ctx := context.Background()
 	cas := hamt.NewMemoryCAS()
 	m, err := hamt.New(ctx, cas, hamt.Bytes)
@@ -176,7 +183,11 @@ func BenchmarkZarrHTTP(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	srv := httptest.NewServer(store.Handler())
+	srv := httptest.NewUnstartedServer(store.Handler())
+	if cors {
+		srv.Listener = hamt.CORSListener(srv.Config, srv.Listener)
+	}
+	srv.Start()
 	defer srv.Close()
 	tr := &http.Transport{MaxIdleConnsPerHost: 64}
 	defer tr.CloseIdleConnections()
@@ -245,5 +256,55 @@ func BenchmarkZarrExport(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.StartTimer()
+	}
+}
+
+// BenchmarkCORSConnWrite: one Write of 4 KiB (net/http's buffer) on a loopback TCP connection,
+// bare or accepted through CORSListener: in the middle of an answer, and at the start of one
+// (where the connection checks whether it is net/http's own error answer). Reports allocations.
+func BenchmarkCORSConnWrite(b *testing.B) {
+	head := []byte("HTTP/1.1 200 OK\r\nAccept-Ranges: bytes\r\nAccess-Control-Allow-Origin: *\r\n")
+	chunk := append(head, make([]byte, 4<<10-len(head))...)
+	for _, c := range []struct {
+		name        string
+		cors, start bool
+	}{{"bare", false, false}, {"cors", true, false}, {"cors/answer-start", true, true}} {
+		b.Run(c.name, func(b *testing.B) {
+			srv := &http.Server{}
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer ln.Close()
+			if c.cors {
+				ln = hamt.CORSListener(srv, ln)
+			}
+			client, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer client.Close()
+			done := make(chan struct{})
+			go func() {
+				_, _ = io.Copy(io.Discard, client)
+				close(done)
+			}()
+			conn, err := ln.Accept()
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.SetBytes(int64(len(chunk)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if c.start {
+					srv.ConnState(conn, http.StateIdle)
+				}
+				if _, err := conn.Write(chunk); err != nil {
+					b.Fatal(err)
+				}
+			}
+			conn.Close()
+			<-done
+		})
 	}
 }

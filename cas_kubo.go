@@ -27,24 +27,36 @@ import (
 )
 
 // KuboCAS stores blocks on IPFS through a Kubo daemon: writes go to its RPC API (`add`), reads to
-// its HTTP gateway. It is safe for concurrent use; a semaphore bounds the requests in flight,
-// reads and writes together (WithKuboConcurrency, default 32).
+// one HTTP gateway or several (WithKuboGateways). It is safe for concurrent use; a semaphore
+// bounds the requests in flight, reads and writes together (WithKuboConcurrency, default 32).
 //
 // Everything read by CID is verified: a block read whole is hashed and compared with its CID, a
 // dag-pb file (a value larger than one chunk, read with ReadFile) comes as a CAR whose every block
 // is verified before the file is reassembled, and a mismatch is ErrCorrupt, never data. Bytes of a
-// raw block read by range (LoadRange) cannot be verified. A value saved whole is checked against the CID Kubo answers
-// when that CID is a raw leaf.
+// raw block read by range (LoadRange) cannot be verified unless WithKuboVerifiedRanges makes it
+// read whole blocks. A value saved whole is checked against the CID Kubo answers when that CID is
+// a raw leaf.
 //
-// Transient failures (timeouts, refused or dropped connections, 429, 502, 503, 504) are retried
-// with exponential backoff and jitter (WithKuboRetries); other answers are not, and the error
-// names the status and Kubo's message (*KuboError). A block the gateway does not have (404) is
-// ErrNotFound. Requests never carry an Origin header (Kubo's RPC refuses those).
+// With several gateways a read tries them in the order of their health: a gateway that fails (a
+// 404, an error left after its retries, bytes that do not match their CID, a 206 that is not the
+// range asked for) hands the read to the next one, and after 3 failed reads in a row it rests for
+// 30 s at the back of the order (a circuit breaker, WithKuboBreaker). Reads are hedged: when a
+// gateway has not answered within its usual time (the 95th percentile of its recent answers), the
+// next one is asked too and the first verified answer wins; the other is cancelled
+// (WithKuboHedging). When every gateway fails, the error lists each one's failure.
+//
+// Transient failures (timeouts, refused or dropped connections, 429, 502, 503, 504; and any 5xx
+// from a gateway or from add, as py-hamt 3.5 retries them) are retried with exponential backoff
+// and jitter, honouring Retry-After (WithKuboRetries); other answers are not, and the error names
+// the status and Kubo's message (*KuboError). A block no gateway has (each answered 404) is
+// ErrNotFound. Credentials and headers go only to the origins they are meant for (WithKuboHeader,
+// WithKuboOriginHeader), never to another gateway, not even through a redirect. Requests never
+// carry an Origin header (Kubo's RPC refuses those).
 type KuboCAS struct {
-	rpc, gateway string // base URLs, no trailing slash; the gateway's without /ipfs/
+	rpc          kuboEndpoint
+	gateways     []*kuboGateway // in configured order
 	client       *http.Client
 	ownClient    bool
-	header       http.Header
 	addQuery     string
 	chunkSize    int64 // size-N chunker's N: values up to it come back as one raw leaf; 0 otherwise
 	hashCode     uint64
@@ -54,15 +66,24 @@ type KuboCAS struct {
 	backoffMin   time.Duration
 	backoffMax   time.Duration
 	closed       atomic.Bool
+	verifyRanges bool
+
+	breakerFailures int
+	breakerRest     time.Duration
+	hedgeFixed      time.Duration // 0: each gateway's observed p95
+	hedgeMax        int           // gateways asked at once by one read; 1: no hedging
+	now             func() time.Time
 }
 
 // KuboOption configures a KuboCAS.
 type KuboOption func(*kuboOptions) error
 
 type kuboOptions struct {
-	rpc, gateway           string
+	rpc                    string
+	gateways               []string
 	client                 *http.Client
 	header                 http.Header
+	originHeader           map[string]http.Header // by origin, from WithKuboOriginHeader
 	basicUser, basicPass   string
 	basicSet               bool
 	bearer                 string
@@ -72,6 +93,11 @@ type kuboOptions struct {
 	timeout                time.Duration
 	retries                int
 	backoffMin, backoffMax time.Duration
+	breakerFailures        int
+	breakerRest            time.Duration
+	hedgeDelay             time.Duration
+	hedgeMax               int
+	verifyRanges           bool
 }
 
 // Defaults of a KuboCAS: those of py-hamt's KuboCAS and of a local Kubo daemon.
@@ -87,14 +113,90 @@ func WithKuboRPC(u string) KuboOption {
 	return func(o *kuboOptions) error { o.rpc = u; return nil }
 }
 
-// WithKuboGateway sets the gateway's base URL (default DefaultKuboGateway). A URL holding /ipfs/
-// ("http://gw:8080/ipfs/") is cut before it.
+// WithKuboGateway sets the gateway's base URL (default DefaultKuboGateway): the same as
+// WithKuboGateways(u).
 func WithKuboGateway(u string) KuboOption {
-	return func(o *kuboOptions) error { o.gateway = u; return nil }
+	return WithKuboGateways(u)
 }
 
-// WithKuboHTTPClient makes the store send its requests with c, which it never closes. Without it
-// the store makes its own client, whose idle connections Close closes.
+// WithKuboGateways sets the gateways reads go to, replacing any set before, in the order they are
+// preferred. A trailing /ipfs is cut, as py-hamt does ("http://gw:8080/ipfs/" is
+// "http://gw:8080"); a URL given twice counts once. Reads fail over from one to the next and are
+// hedged across them (see KuboCAS). The store-wide credentials and headers go to the first one
+// only (and to the RPC); give the others theirs with WithKuboOriginHeader.
+func WithKuboGateways(urls ...string) KuboOption {
+	return func(o *kuboOptions) error {
+		if len(urls) == 0 {
+			return errors.New("WithKuboGateways(): need at least one gateway")
+		}
+		o.gateways = slices.Clone(urls)
+		return nil
+	}
+}
+
+// WithKuboOriginHeader adds a header sent only with requests to the origin (scheme, host and
+// port) of u, which must be the RPC's or a gateway's: a gateway's own API key, or credentials for
+// a second private gateway ("Authorization", "Bearer …"). Origin is refused, as by WithKuboHeader.
+func WithKuboOriginHeader(u, name, value string) KuboOption {
+	return func(o *kuboOptions) error {
+		if http.CanonicalHeaderKey(name) == "Origin" {
+			return errors.New("WithKuboOriginHeader(Origin): an Origin header makes Kubo's RPC refuse every request")
+		}
+		p, err := url.Parse(u)
+		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			return fmt.Errorf("WithKuboOriginHeader(%q): not an http(s) URL", u)
+		}
+		origin := urlOrigin(p)
+		if o.originHeader[origin] == nil {
+			o.originHeader[origin] = http.Header{}
+		}
+		o.originHeader[origin].Add(name, value)
+		return nil
+	}
+}
+
+// WithKuboBreaker sets each gateway's circuit breaker: after failures failed reads in a row
+// (default DefaultKuboBreakerFailures) a gateway rests for rest (default
+// DefaultKuboBreakerRest): it is tried only after every other gateway, until one read, the
+// probe, finds it working again.
+func WithKuboBreaker(failures int, rest time.Duration) KuboOption {
+	return func(o *kuboOptions) error {
+		if failures < 1 || rest <= 0 {
+			return fmt.Errorf("WithKuboBreaker(%d, %v): want failures ≥ 1 and rest > 0", failures, rest)
+		}
+		o.breakerFailures, o.breakerRest = failures, rest
+		return nil
+	}
+}
+
+// WithKuboHedging sets hedged reads: a read whose gateway has not answered within delay asks the
+// next gateway too, up to max gateways at once, and takes the first verified answer, cancelling
+// the others. A delay of 0 (the default) is each gateway's own: the 95th percentile of its last
+// 64 answer times, at least 10 ms, 200 ms until it has answered 8 times. max defaults to
+// DefaultKuboHedgeMax; WithKuboHedging(0, 1) turns hedging off (a gateway is then asked only
+// once the one before it has failed).
+func WithKuboHedging(delay time.Duration, max int) KuboOption {
+	return func(o *kuboOptions) error {
+		if delay < 0 || max < 1 {
+			return fmt.Errorf("WithKuboHedging(%v, %d): want delay ≥ 0 and max ≥ 1", delay, max)
+		}
+		o.hedgeDelay, o.hedgeMax = delay, max
+		return nil
+	}
+}
+
+// WithKuboVerifiedRanges makes LoadRange read the whole block, verify it against its CID and
+// slice it, instead of sending a Range request whose partial answer no hash can check: a byte
+// range then fails over from a gateway that serves wrong bytes like any other read. It costs the
+// block's whole transfer (up to one chunk, 1 MiB by default) per range.
+func WithKuboVerifiedRanges(on bool) KuboOption {
+	return func(o *kuboOptions) error { o.verifyRanges = on; return nil }
+}
+
+// WithKuboHTTPClient makes the store send its requests with c, which it never closes (with
+// credentials or headers configured, through a copy of c whose CheckRedirect first drops them on a
+// redirect to another origin). Without it the store makes its own client, whose idle connections
+// Close closes.
 func WithKuboHTTPClient(c *http.Client) KuboOption {
 	return func(o *kuboOptions) error {
 		if c == nil {
@@ -105,8 +207,10 @@ func WithKuboHTTPClient(c *http.Client) KuboOption {
 	}
 }
 
-// WithKuboHeader adds a header to every request (RPC and gateway). Origin is refused: Kubo's RPC
-// answers 403 to any request that has one.
+// WithKuboHeader adds a header to every request to the RPC and to the first gateway: the
+// credentialed origins, as py-hamt 3.5 calls them. Other gateways never see it (give them theirs
+// with WithKuboOriginHeader). Origin is refused: Kubo's RPC answers 403 to any request that has
+// one.
 func WithKuboHeader(name, value string) KuboOption {
 	return func(o *kuboOptions) error {
 		if http.CanonicalHeaderKey(name) == "Origin" {
@@ -117,7 +221,8 @@ func WithKuboHeader(name, value string) KuboOption {
 	}
 }
 
-// WithKuboBasicAuth sends HTTP basic authentication with every request.
+// WithKuboBasicAuth sends HTTP basic authentication with every request to the RPC and to the
+// first gateway (see WithKuboHeader).
 func WithKuboBasicAuth(user, password string) KuboOption {
 	return func(o *kuboOptions) error {
 		o.basicUser, o.basicPass, o.basicSet = user, password, true
@@ -125,14 +230,15 @@ func WithKuboBasicAuth(user, password string) KuboOption {
 	}
 }
 
-// WithKuboBearerToken sends "Authorization: Bearer token" with every request.
+// WithKuboBearerToken sends "Authorization: Bearer token" with every request to the RPC and to
+// the first gateway (see WithKuboHeader).
 func WithKuboBearerToken(token string) KuboOption {
 	return func(o *kuboOptions) error { o.bearer = token; return nil }
 }
 
 // WithKuboHash sets the multihash Kubo hashes blocks with, by its multihash table name (default
-// "blake3", which py-hamt uses; "sha2-256" adds cid-version=1 so values still come back as raw
-// CIDv1 leaves).
+// "blake3", which py-hamt uses). Every add asks for cid-version=1, as py-hamt 3.5 does, so values
+// come back as raw CIDv1 leaves with sha2-256 too.
 func WithKuboHash(name string) KuboOption {
 	return func(o *kuboOptions) error { o.hash = name; return nil }
 }
@@ -192,22 +298,31 @@ func WithKuboRetries(n int, min, max time.Duration) KuboOption {
 // sends no request: a daemon that is down shows on the first Save or Load.
 func NewKuboCAS(opts ...KuboOption) (*KuboCAS, error) {
 	o := kuboOptions{
-		rpc: DefaultKuboRPC, gateway: DefaultKuboGateway, header: http.Header{},
+		rpc: DefaultKuboRPC, gateways: []string{DefaultKuboGateway}, header: http.Header{}, originHeader: map[string]http.Header{},
 		hash: DefaultKuboHash, chunker: DefaultKuboChunker, concurrency: 32,
 		timeout: 60 * time.Second, retries: 5, backoffMin: 100 * time.Millisecond, backoffMax: 10 * time.Second,
+		breakerFailures: DefaultKuboBreakerFailures, breakerRest: DefaultKuboBreakerRest, hedgeMax: DefaultKuboHedgeMax,
 	}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
 			return nil, err
 		}
 	}
-	rpc, err := baseURL(o.rpc, false)
+	rpc, err := baseURL(o.rpc)
 	if err != nil {
 		return nil, fmt.Errorf("hamt: kubo rpc: %w", err)
 	}
-	gw, err := baseURL(o.gateway, true)
-	if err != nil {
-		return nil, fmt.Errorf("hamt: kubo gateway: %w", err)
+	var gateways []*kuboGateway
+	seen := map[string]bool{}
+	for _, u := range o.gateways {
+		base, err := gatewayBase(u)
+		if err != nil {
+			return nil, fmt.Errorf("hamt: kubo gateway: %w", err)
+		}
+		if !seen[base] {
+			seen[base] = true
+			gateways = append(gateways, &kuboGateway{kuboEndpoint: kuboEndpoint{base: base, gateway: true}})
+		}
 	}
 	if o.chunker == "" {
 		return nil, errors.New("hamt: kubo chunker: empty, want e.g. " + DefaultKuboChunker)
@@ -223,41 +338,44 @@ func NewKuboCAS(opts ...KuboOption) (*KuboCAS, error) {
 		return nil, errors.New("hamt: kubo: basic auth and a bearer token both set")
 	}
 	k := &KuboCAS{
-		rpc: rpc, gateway: gw, client: o.client, header: o.header.Clone(), hashCode: mh,
+		rpc: kuboEndpoint{base: rpc}, gateways: gateways, client: o.client, hashCode: mh,
 		sem: make(chan struct{}, o.concurrency), timeout: o.timeout, retries: o.retries,
-		backoffMin: o.backoffMin, backoffMax: o.backoffMax,
+		backoffMin: o.backoffMin, backoffMax: o.backoffMax, verifyRanges: o.verifyRanges,
+		breakerFailures: o.breakerFailures, breakerRest: o.breakerRest,
+		hedgeFixed: o.hedgeDelay, hedgeMax: o.hedgeMax, now: time.Now,
 	}
+	global := o.header.Clone()
 	if o.basicSet {
 		r := &http.Request{Header: http.Header{}}
 		r.SetBasicAuth(o.basicUser, o.basicPass)
-		k.header.Set("Authorization", r.Header.Get("Authorization"))
+		global.Set("Authorization", r.Header.Get("Authorization"))
 	} else if o.bearer != "" {
-		k.header.Set("Authorization", "Bearer "+o.bearer)
+		global.Set("Authorization", "Bearer "+o.bearer)
+	}
+	scoped, err := scopeHeaders(global, o.originHeader, &k.rpc, gateways)
+	if err != nil {
+		return nil, fmt.Errorf("hamt: kubo: %w", err)
 	}
 	if k.client == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.MaxIdleConnsPerHost = o.concurrency
 		k.client, k.ownClient = &http.Client{Transport: tr}, true
 	}
+	if len(scoped) > 0 {
+		c := *k.client // a copy: the caller's client keeps its own CheckRedirect
+		c.CheckRedirect = scopedRedirects(scoped, c.CheckRedirect)
+		k.client = &c
+	}
 	if n, ok := strings.CutPrefix(o.chunker, "size-"); ok {
 		k.chunkSize, _ = strconv.ParseInt(n, 10, 64)
 	}
-	// Built by hand, not url.Values.Encode (which sorts): the order py-hamt sends.
-	k.addQuery = "hash=" + url.QueryEscape(o.hash) + "&chunker=" + url.QueryEscape(o.chunker) + "&pin=" + strconv.FormatBool(o.pin)
-	if mh == multihash.SHA2_256 {
-		k.addQuery += "&cid-version=1"
-	}
+	// Built by hand, not url.Values.Encode (which sorts): the order py-hamt 3.5 sends.
+	k.addQuery = "hash=" + url.QueryEscape(o.hash) + "&chunker=" + url.QueryEscape(o.chunker) + "&pin=" + strconv.FormatBool(o.pin) + "&cid-version=1"
 	return k, nil
 }
 
-// baseURL checks an http(s) URL and trims it to a base (no trailing slash; for a gateway, nothing
-// from /ipfs/ on).
-func baseURL(s string, gateway bool) (string, error) {
-	if gateway {
-		if i := strings.Index(s, "/ipfs/"); i >= 0 {
-			s = s[:i]
-		}
-	}
+// baseURL checks an http(s) URL and trims it to a base (no trailing slash).
+func baseURL(s string) (string, error) {
 	u, err := url.Parse(s)
 	if err != nil {
 		return "", err
@@ -287,6 +405,8 @@ type KuboError struct {
 	URL     string
 	Status  int
 	Message string // Kubo's JSON "Message", or the body's text
+
+	contentRange string // of a 416 answer
 }
 
 func (e *KuboError) Error() string {
@@ -306,6 +426,17 @@ func retryableStatus(status int) bool {
 	return false
 }
 
+// retry5xx reports whether any 5xx answer to op on ep is retried. py-hamt 3.5 retries every 5xx
+// of a gateway and of add. Two answer with 500 what a retry would not mend: the RPC's other
+// commands their own failures (pinning an absent block), and boxo's gateway a suffix range longer
+// than the block (LoadRange then reads the block whole).
+func retry5xx(ep *kuboEndpoint, op string) bool {
+	return op == "add" || ep.gateway && op != opLoadSuffix
+}
+
+// opLoadSuffix is the op of a suffix range request.
+const opLoadSuffix = "load suffix"
+
 // transientError marks a failure worth retrying: a transport error, a body cut short, a retryable
 // status. after is a server's Retry-After, if it gave one.
 type transientError struct {
@@ -316,16 +447,16 @@ type transientError struct {
 func (e *transientError) Error() string { return e.err.Error() }
 func (e *transientError) Unwrap() error { return e.err }
 
-// call sends the request newReq makes, with the store's headers, retrying transient failures,
-// and gives the response to handle unless its status is an error (>= 400), which becomes a
-// *KuboError. handle runs under the request's semaphore slot and timeout; an error it returns
-// from reading the body is retried, any other it must return as is.
-func (k *KuboCAS) call(ctx context.Context, op string, newReq func(context.Context) (*http.Request, error), handle func(*http.Response) error) error {
+// call sends the request newReq makes to endpoint ep, with the headers scoped to its origin,
+// retrying transient failures, and gives the response to handle unless its status is an error
+// (>= 400), which becomes a *KuboError. handle runs under the request's semaphore slot and
+// timeout; an error it returns from reading the body is retried, any other it must return as is.
+func (k *KuboCAS) call(ctx context.Context, ep *kuboEndpoint, op string, newReq func(context.Context) (*http.Request, error), handle func(*http.Response) error) error {
 	if k.closed.Load() {
 		return fmt.Errorf("kubo %s: store closed", op)
 	}
 	for attempt := 0; ; attempt++ {
-		err := k.attempt(ctx, op, newReq, handle)
+		err := k.attempt(ctx, ep, op, newReq, handle)
 		var te *transientError
 		if err == nil || !errors.As(err, &te) || ctx.Err() != nil {
 			if ctx.Err() != nil && err != nil {
@@ -352,7 +483,7 @@ func (k *KuboCAS) call(ctx context.Context, op string, newReq func(context.Conte
 }
 
 // attempt makes one try of call.
-func (k *KuboCAS) attempt(ctx context.Context, op string, newReq func(context.Context) (*http.Request, error), handle func(*http.Response) error) error {
+func (k *KuboCAS) attempt(ctx context.Context, ep *kuboEndpoint, op string, newReq func(context.Context) (*http.Request, error), handle func(*http.Response) error) error {
 	select {
 	case k.sem <- struct{}{}:
 	case <-ctx.Done():
@@ -371,7 +502,7 @@ func (k *KuboCAS) attempt(ctx context.Context, op string, newReq func(context.Co
 	if err != nil {
 		return fmt.Errorf("kubo %s: %w", op, err)
 	}
-	for name, vs := range k.header {
+	for name, vs := range ep.header {
 		req.Header[name] = append(req.Header[name], vs...)
 	}
 	resp, err := k.client.Do(req)
@@ -383,8 +514,9 @@ func (k *KuboCAS) attempt(ctx context.Context, op string, newReq func(context.Co
 		t := time.AfterFunc(drainTime, cancel) // an error page that trickles is not waited for
 		msg := kuboMessage(resp.Body)
 		t.Stop()
-		kerr := &KuboError{Op: op, URL: req.URL.Redacted(), Status: resp.StatusCode, Message: msg}
-		if retryableStatus(resp.StatusCode) {
+		kerr := &KuboError{Op: op, URL: req.URL.Redacted(), Status: resp.StatusCode, Message: msg,
+			contentRange: resp.Header.Get("Content-Range")}
+		if retryableStatus(resp.StatusCode) || resp.StatusCode >= 500 && retry5xx(ep, op) {
 			return &transientError{err: kerr, after: retryAfter(resp.Header.Get("Retry-After"))}
 		}
 		return kerr
@@ -481,10 +613,10 @@ func (k *KuboCAS) Save(ctx context.Context, data []byte, codec multicodec.Code) 
 	}
 	suffix := head.Bytes()
 	size := int64(len(prefix) + len(data) + len(suffix))
-	u := k.rpc + "/api/v0/add?" + k.addQuery
+	u := k.rpc.base + "/api/v0/add?" + k.addQuery
 
 	var answer struct{ Hash string }
-	err := k.call(ctx, "add", func(ctx context.Context) (*http.Request, error) {
+	err := k.call(ctx, &k.rpc, "add", func(ctx context.Context) (*http.Request, error) {
 		body := io.MultiReader(bytes.NewReader(prefix), bytes.NewReader(data), bytes.NewReader(suffix))
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, body)
 		if err != nil {
@@ -532,27 +664,35 @@ func (k *KuboCAS) Save(ctx context.Context, data []byte, codec multicodec.Code) 
 	return cid.NewCidV1(uint64(codec), got.Hash()), nil
 }
 
-// Load returns the bytes of block id, verified against it, read by the gateway's raw-block form.
+// Load returns the bytes of block id, verified against it, read by the gateways' raw-block form.
 // A dag-pb CID gives its own block, as in every store; ReadFile reads the file it heads. A block
-// the gateway does not have is ErrNotFound.
+// no gateway has is ErrNotFound.
 func (k *KuboCAS) Load(ctx context.Context, id cid.Cid) ([]byte, error) {
 	if !id.Defined() {
 		return nil, fmt.Errorf("kubo load: undefined CID: %w", ErrNotFound)
 	}
+	return readGateways(ctx, k, "load", id, func(ctx context.Context, g *kuboGateway, answered func()) ([]byte, error) {
+		return k.loadFrom(ctx, g, id, answered)
+	})
+}
+
+// loadFrom reads block id whole from gateway g and verifies it.
+func (k *KuboCAS) loadFrom(ctx context.Context, g *kuboGateway, id cid.Cid, answered func()) ([]byte, error) {
 	var b []byte
-	err := k.call(ctx, "load", func(ctx context.Context) (*http.Request, error) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, k.gateway+"/ipfs/"+id.String()+"?format=raw", nil)
+	err := k.call(ctx, &g.kuboEndpoint, "load", func(ctx context.Context) (*http.Request, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, g.base+"/ipfs/"+id.String()+"?format=raw", nil)
 		if err == nil {
 			req.Header.Set("Accept", "application/vnd.ipld.raw")
 		}
 		return req, err
 	}, func(resp *http.Response) error {
+		answered()
 		var err error
 		b, err = readBody(resp)
 		return err
 	})
 	if err != nil {
-		return nil, notFound(id, err)
+		return nil, err
 	}
 	if err := verifyBlock(id, b); err != nil {
 		return nil, fmt.Errorf("kubo load: %w", err)
@@ -563,7 +703,7 @@ func (k *KuboCAS) Load(ctx context.Context, id cid.Cid) ([]byte, error) {
 // verifiesLoads marks KuboCAS as a store that verifies every block it loads.
 func (k *KuboCAS) verifiesLoads() {}
 
-// notFound adds ErrNotFound to a gateway's 404.
+// notFound adds ErrNotFound to a 404 of the store's only gateway.
 func notFound(id cid.Cid, err error) error {
 	var ke *KuboError
 	if errors.As(err, &ke) && ke.Status == http.StatusNotFound {
@@ -599,9 +739,14 @@ func (k *KuboCAS) ReadFile(ctx context.Context, id cid.Cid, r ByteRange) ([]byte
 	}
 	fetched := carBlocks{blocks: map[cidBytes][]byte{}, rest: k}
 	if q != "" {
-		err := k.fetchCAR(ctx, id, q, fetched.blocks)
+		blocks, err := readGateways(ctx, k, "load", id, func(ctx context.Context, g *kuboGateway, answered func()) (map[cidBytes][]byte, error) {
+			return k.carFrom(ctx, g, id, q, answered)
+		})
 		if err != nil && (ctx.Err() != nil || errors.Is(err, ErrNotFound)) {
 			return nil, err
+		}
+		if err == nil {
+			fetched.blocks = blocks
 		}
 	}
 	b, err := readFile(ctx, fetched, id, r, false)
@@ -611,16 +756,18 @@ func (k *KuboCAS) ReadFile(ctx context.Context, id cid.Cid, r ByteRange) ([]byte
 	return b, nil
 }
 
-// fetchCAR reads the gateway's CAR for id with query q into blocks, each verified.
-func (k *KuboCAS) fetchCAR(ctx context.Context, id cid.Cid, q string, blocks map[cidBytes][]byte) error {
-	err := k.call(ctx, "load", func(ctx context.Context) (*http.Request, error) {
+// carFrom reads gateway g's CAR for id with query q, every block verified.
+func (k *KuboCAS) carFrom(ctx context.Context, g *kuboGateway, id cid.Cid, q string, answered func()) (map[cidBytes][]byte, error) {
+	blocks := map[cidBytes][]byte{}
+	err := k.call(ctx, &g.kuboEndpoint, "load", func(ctx context.Context) (*http.Request, error) {
 		clear(blocks)
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, k.gateway+"/ipfs/"+id.String()+q, nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, g.base+"/ipfs/"+id.String()+q, nil)
 		if err == nil {
 			req.Header.Set("Accept", "application/vnd.ipld.car")
 		}
 		return req, err
 	}, func(resp *http.Response) error {
+		answered()
 		br, err := carv2.NewBlockReader(bufio.NewReader(resp.Body), carv2.WithTrustedCAR(true)) // verified below, as ErrCorrupt
 		if err != nil {
 			return &bodyError{err}
@@ -639,7 +786,7 @@ func (k *KuboCAS) fetchCAR(ctx context.Context, id cid.Cid, q string, blocks map
 			blocks[cidKey(blk.Cid())] = blk.RawData()
 		}
 	})
-	return notFound(id, err)
+	return blocks, err
 }
 
 // carBlocks is a CAS over blocks already fetched (and verified), loading any other block from
@@ -660,78 +807,103 @@ func (c carBlocks) Load(ctx context.Context, id cid.Cid) ([]byte, error) {
 	return c.rest.Load(ctx, id)
 }
 
-// LoadRange reads the bytes of block id that r selects with an HTTP Range request to the gateway.
-// Partial bytes cannot be checked against the CID; a gateway that answers with the whole block
-// instead is verified and sliced. A dag-pb block (small: a file's node) is loaded whole, verified
-// and sliced: the gateway would range over its file instead.
+// LoadRange reads the bytes of block id that r selects with an HTTP Range request to the
+// gateways ("bytes=s-e", "bytes=s-", "bytes=-n"). Partial bytes cannot be checked against the CID
+// (WithKuboVerifiedRanges reads whole blocks instead); a gateway that answers with the whole block
+// is verified and sliced, a 206 whose Content-Range is not the window asked for is refused (and
+// the next gateway asked), and a 416 "bytes */N" for a range starting past the end is no bytes. A
+// range that selects nothing whatever the size sends no request. A dag-pb block (small: a file's
+// node) is loaded whole, verified and sliced: the gateway would range over its file instead.
 func (k *KuboCAS) LoadRange(ctx context.Context, id cid.Cid, r ByteRange) ([]byte, error) {
 	if err := r.Validate(); err != nil {
 		return nil, err
 	}
-	if r.IsFull() || id.Prefix().Codec == uint64(multicodec.DagPb) {
+	if r.Empty() {
+		return []byte{}, nil
+	}
+	if r.IsFull() || k.verifyRanges || id.Prefix().Codec == uint64(multicodec.DagPb) {
 		b, err := k.Load(ctx, id)
 		if err != nil {
 			return nil, err
 		}
 		return r.Slice(b), nil
 	}
-	if r.Empty() {
-		return []byte{}, nil
-	}
+	return readGateways(ctx, k, "load range", id, func(ctx context.Context, g *kuboGateway, answered func()) ([]byte, error) {
+		return k.rangeFrom(ctx, g, id, r, answered)
+	})
+}
+
+// rangeFrom reads the bytes r selects of block id from gateway g.
+func (k *KuboCAS) rangeFrom(ctx context.Context, g *kuboGateway, id cid.Cid, r ByteRange, answered func()) ([]byte, error) {
 	var b []byte
 	var whole bool
-	err := k.call(ctx, "load range", func(ctx context.Context) (*http.Request, error) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, k.gateway+"/ipfs/"+id.String(), nil)
+	var contentRange string
+	op := "load range"
+	if r.kind == rangeSuffix {
+		op = opLoadSuffix
+	}
+	err := k.call(ctx, &g.kuboEndpoint, op, func(ctx context.Context) (*http.Request, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, g.base+"/ipfs/"+id.String(), nil)
 		if err == nil {
 			req.Header.Set("Range", r.String())
 		}
 		return req, err
 	}, func(resp *http.Response) error {
+		if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusPartialContent {
+			return fmt.Errorf("kubo load range %s: unexpected %d answer to a Range request", id, resp.StatusCode)
+		}
+		answered()
+		whole, contentRange = resp.StatusCode == http.StatusOK, resp.Header.Get("Content-Range")
 		var err error
-		whole = resp.StatusCode == http.StatusOK
 		b, err = readBody(resp)
 		return err
 	})
 	var ke *KuboError
 	switch {
-	case errors.As(err, &ke) && ke.Status == http.StatusRequestedRangeNotSatisfiable:
+	case errors.As(err, &ke) && ke.Status == http.StatusRequestedRangeNotSatisfiable && rangePastEnd(ke.contentRange, r):
 		return []byte{}, nil // the range starts past the end: no bytes, as Bounds says
 	case errors.As(err, &ke) && ke.Status != http.StatusNotFound && r.kind == rangeSuffix:
-		// boxo's gateway refuses a suffix longer than the content (500 "negative start bigger
-		// than the file size") where Bounds gives the whole value: read it whole.
-		b, err := k.Load(ctx, id)
+		// boxo's gateway refuses a suffix longer than the content ("negative start bigger than
+		// the file size") where Bounds gives the whole value: read it whole, from the same gateway.
+		b, err := k.loadFrom(ctx, g, id, answered)
 		if err != nil {
 			return nil, err
 		}
 		return r.Slice(b), nil
 	case err != nil:
-		return nil, notFound(id, err)
-	}
-	if whole {
+		return nil, err
+	case whole:
 		if err := verifyBlock(id, b); err != nil {
 			return nil, fmt.Errorf("kubo load range: %w", err)
 		}
 		return r.Slice(b), nil
 	}
+	if err := contentRangeMatches(contentRange, r, len(b)); err != nil {
+		return nil, fmt.Errorf("kubo load range %s: %w", id, err)
+	}
 	return b, nil
 }
 
-// BlockSize returns the size of block id from a HEAD request to the gateway; a dag-pb block
+// BlockSize returns the size of block id from a HEAD request to the gateways; a dag-pb block
 // (whose HEAD would give its file's size) is loaded instead.
 func (k *KuboCAS) BlockSize(ctx context.Context, id cid.Cid) (int64, error) {
 	if id.Prefix().Codec == uint64(multicodec.DagPb) {
 		b, err := k.Load(ctx, id)
 		return int64(len(b)), err
 	}
-	var n int64 = -1
-	err := k.call(ctx, "size", func(ctx context.Context) (*http.Request, error) {
-		return http.NewRequestWithContext(ctx, http.MethodHead, k.gateway+"/ipfs/"+id.String(), nil)
-	}, func(resp *http.Response) error {
-		n = resp.ContentLength
-		return nil
+	n, err := readGateways(ctx, k, "size", id, func(ctx context.Context, g *kuboGateway, answered func()) (int64, error) {
+		var n int64 = -1
+		err := k.call(ctx, &g.kuboEndpoint, "size", func(ctx context.Context) (*http.Request, error) {
+			return http.NewRequestWithContext(ctx, http.MethodHead, g.base+"/ipfs/"+id.String(), nil)
+		}, func(resp *http.Response) error {
+			answered()
+			n = resp.ContentLength
+			return nil
+		})
+		return n, err
 	})
 	if err != nil {
-		return 0, notFound(id, err)
+		return 0, err
 	}
 	if n < 0 {
 		b, err := k.Load(ctx, id)
@@ -743,8 +915,8 @@ func (k *KuboCAS) BlockSize(ctx context.Context, id cid.Cid) (int64, error) {
 // rpcCall posts to an RPC endpoint with the given arguments and decodes the JSON answer into out
 // (when not nil).
 func (k *KuboCAS) rpcCall(ctx context.Context, op string, q url.Values, out any) error {
-	u := k.rpc + "/api/v0/" + op + "?" + q.Encode()
-	return k.call(ctx, op, func(ctx context.Context) (*http.Request, error) {
+	u := k.rpc.base + "/api/v0/" + op + "?" + q.Encode()
+	return k.call(ctx, &k.rpc, op, func(ctx context.Context) (*http.Request, error) {
 		return http.NewRequestWithContext(ctx, http.MethodPost, u, nil)
 	}, func(resp *http.Response) error {
 		b, err := readBody(resp)

@@ -298,8 +298,9 @@ func TestKuboRequestShape(t *testing.T) {
 			t.Fatalf("request %d: %d requests sent", i, len(got))
 		}
 		r := got[0]
-		if r.method != "POST" || r.uri != wantURL.RequestURI() {
-			t.Errorf("request %d: %s %s, want POST %s", i, r.method, r.uri, wantURL.RequestURI())
+		// py-hamt 3.5 appends cid-version=1 to the 3.3.2 URL (testdata/pyhamt35's d vector).
+		if wantURI := wantURL.RequestURI() + "&cid-version=1"; r.method != "POST" || r.uri != wantURI {
+			t.Errorf("request %d: %s %s, want POST %s", i, r.method, r.uri, wantURI)
 		}
 		if r.header.Get("Origin") != "" {
 			t.Errorf("request %d sent an Origin header", i)
@@ -423,9 +424,10 @@ func TestKuboRangesAndSizes(t *testing.T) {
 	}
 }
 
-// TestKuboRetries: transient failures (503, 504, 502, 429, dropped and truncated answers, a slow
-// answer past the timeout) are retried until they pass; 404, 400 and 500 are not; a failure that
-// lasts gives up after the retries with an error naming the status.
+// TestKuboRetries: transient failures (503, 504, 502, 429, and 500 from a gateway or add as
+// py-hamt 3.5 has it, dropped and truncated answers, a slow answer past the timeout) are retried
+// until they pass; 404, 400, 403 and the 500 of another RPC command are not; a failure that lasts
+// gives up after the retries with an error naming the status.
 func TestKuboRetries(t *testing.T) {
 	srv := kubotest.New(t)
 	k := newKubo(t, srv, hamt.WithKuboTimeout(500*time.Millisecond))
@@ -436,7 +438,7 @@ func TestKuboRetries(t *testing.T) {
 		t.Fatal(err)
 	}
 	transient := []kubotest.Fault{
-		{Status: 503, Times: 2}, {Status: 504, Times: 2}, {Status: 502, Times: 1}, {Status: 429, Times: 1},
+		{Status: 503, Times: 2}, {Status: 504, Times: 2}, {Status: 502, Times: 1}, {Status: 429, Times: 1}, {Status: 500, Times: 2},
 		{Drop: true, Times: 2}, {Truncate: true, Times: 1}, {Delay: 2 * time.Second, Times: 1},
 	}
 	for _, f := range transient {
@@ -475,7 +477,7 @@ func TestKuboRetries(t *testing.T) {
 	}{
 		{kubotest.Fault{Endpoint: kubotest.Gateway, Status: 404, Times: -1}, func() error { _, err := k.Load(ctx, id); return err }, hamt.ErrNotFound},
 		{kubotest.Fault{Endpoint: kubotest.RPC, Status: 400, Times: -1}, func() error { _, err := k.Save(ctx, data, multicodec.Raw); return err }, nil},
-		{kubotest.Fault{Endpoint: kubotest.RPC, Status: 500, Times: -1}, func() error { _, err := k.Save(ctx, data, multicodec.Raw); return err }, nil},
+		{kubotest.Fault{Endpoint: kubotest.RPC, Status: 500, Times: -1}, func() error { return k.Pin(ctx, id) }, nil},
 		{kubotest.Fault{Endpoint: kubotest.Gateway, Status: 403, Times: -1}, func() error { _, err := k.Load(ctx, id); return err }, nil},
 	} {
 		srv.ClearFaults()

@@ -29,11 +29,22 @@ import (
 //     (the body says why), so a lost block is never mistaken for a fill value.
 //   - ETag is the value's CID, so If-None-Match gives 304 and If-Range works; Cache-Control marks
 //     the bytes immutable; no Content-Encoding is ever applied; CORS allows any origin to read
-//     (GET, HEAD and the Range header), as IPFS gateways do.
+//     (GET, HEAD and the Range header), as IPFS gateways do. The answers net/http's server gives
+//     before any handler runs (400 for a malformed request, 431 for headers over MaxHeaderBytes)
+//     carry the CORS headers too when the server listens through CORSListener.
 //   - Other methods are 405.
 func (s *ZarrStore) Handler() http.Handler {
 	return NewZarrHandler(s)
 }
+
+// The CORS headers on every answer of the handler, and through CORSListener on the answers
+// net/http's server writes by itself.
+const (
+	corsAllowOrigin   = "Access-Control-Allow-Origin"
+	corsAnyOrigin     = "*"
+	corsExposeHeaders = "Access-Control-Expose-Headers"
+	corsExposed       = "Content-Length, Content-Range, ETag, Accept-Ranges"
+)
 
 // NewZarrHandler returns an http.Handler that serves z's keys read-only, as ZarrStore.Handler
 // describes, whatever z's layout.
@@ -46,8 +57,8 @@ type zarrHandler struct{ z Zarr }
 
 func (s zarrHandler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	h := w.Header()
-	h.Set("Access-Control-Allow-Origin", "*")
-	h.Set("Access-Control-Expose-Headers", "Content-Length, Content-Range, ETag, Accept-Ranges")
+	h.Set(corsAllowOrigin, corsAnyOrigin)
+	h.Set(corsExposeHeaders, corsExposed)
 	switch req.Method {
 	case http.MethodGet, http.MethodHead:
 	case http.MethodOptions:

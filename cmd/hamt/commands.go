@@ -24,7 +24,7 @@ import (
 type app struct {
 	storePath   string
 	kuboRPC     string
-	kuboGateway string
+	kuboGateway []string
 	stdin       io.Reader
 	stdout      io.Writer
 	stderr      io.Writer
@@ -44,7 +44,8 @@ func (a *app) rootCommand() *cobra.Command {
 content-addressed store, byte-compatible with py-hamt.
 
 The store is an embedded bbolt file (--store, default $HAMT_STORE or store.bolt in the user's data
-directory), or IPFS through a Kubo daemon (--kubo-rpc to write, --kubo-gateway to read).
+directory), or IPFS through a Kubo daemon (--kubo-rpc to write, --kubo-gateway to read; give
+--kubo-gateway several times and reads fail over and are hedged across the gateways, in order).
 import and car import create a missing bbolt file (and its directory), and remove it again when
 they fail without storing a block; the other commands refuse a missing one ("no store at PATH").
 Commands that make a new root print its CID as the last line of standard output.
@@ -63,9 +64,9 @@ parse), 3 for an internal error (a bug in hamt: please report it).`,
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.storePath, "store", "", "bbolt store file (default $HAMT_STORE or the user's data directory)")
 	pf.StringVar(&a.kuboRPC, "kubo-rpc", "", "Kubo RPC API URL, e.g. http://127.0.0.1:5001 (use IPFS instead of a bbolt file)")
-	pf.StringVar(&a.kuboGateway, "kubo-gateway", "", "Kubo gateway URL, e.g. http://127.0.0.1:8080")
+	pf.StringArrayVar(&a.kuboGateway, "kubo-gateway", nil, "Kubo gateway URL, e.g. http://127.0.0.1:8080 (repeat for several, in order of preference)")
 	root.PersistentPreRunE = func(*cobra.Command, []string) error {
-		if a.storePath != "" && (a.kuboRPC != "" || a.kuboGateway != "") {
+		if a.storePath != "" && (a.kuboRPC != "" || len(a.kuboGateway) > 0) {
 			return &usageError{errors.New("--store names a bbolt file and --kubo-rpc/--kubo-gateway a daemon: give one or the other")}
 		}
 		return nil
@@ -176,13 +177,13 @@ func (a *app) open(write bool) (*store, error) {
 // openStore opens the store the flags name, for writing or read-only; a missing bbolt file is
 // created only if create.
 func (a *app) openStore(write, create bool) (*store, error) {
-	if a.kuboRPC != "" || a.kuboGateway != "" {
+	if a.kuboRPC != "" || len(a.kuboGateway) > 0 {
 		var opts []hamt.KuboOption
 		if a.kuboRPC != "" {
 			opts = append(opts, hamt.WithKuboRPC(a.kuboRPC))
 		}
-		if a.kuboGateway != "" {
-			opts = append(opts, hamt.WithKuboGateway(a.kuboGateway))
+		if len(a.kuboGateway) > 0 {
+			opts = append(opts, hamt.WithKuboGateways(a.kuboGateway...))
 		}
 		k, err := hamt.NewKuboCAS(opts...)
 		if err != nil {
@@ -480,7 +481,9 @@ func (a *app) serveCommand() *cobra.Command {
 		Short: "Serve the keys of ROOT read-only over HTTP for Zarr clients",
 		Long: `Serve answers GET and HEAD for every key of ROOT (the URL path is the key), with Range
 requests, ETags and immutable caching, so zarr-python (FsspecStore) or zarrita (FetchStore) can open
-http://ADDR/ as a Zarr store. It logs one line per request to standard error.
+http://ADDR/ as a Zarr store. Every answer lets pages of any origin read it (CORS), including the
+400 or 431 net/http gives by itself to a malformed request or one with headers over 1 MiB. It logs
+one line per request to standard error.
 
 Values are read and sent in pieces of at most 1 MiB, so each request holds about that much memory
 whatever the size of the value. Clients that hold a connection without using it are dropped:
@@ -521,7 +524,7 @@ closes the connections still open and exits 0.`,
 				}
 				fmt.Fprintf(a.stderr, "serving %s on http://%s/\n", root, ln.Addr())
 				done := make(chan error, 1)
-				go func() { done <- srv.Serve(ln) }()
+				go func() { done <- srv.Serve(hamt.CORSListener(srv, ln)) }()
 				select {
 				case err := <-done:
 					// Serve failed: kept-alive connections would go on serving, from a store about

@@ -21,7 +21,7 @@ const spoolAbove = 1 << 20
 
 // valueLimit is the largest value the store the flags name can take.
 func (a *app) valueLimit() int64 {
-	if a.kuboRPC != "" || a.kuboGateway != "" {
+	if a.kuboRPC != "" || len(a.kuboGateway) > 0 {
 		return math.MaxInt64 // Kubo chunks large values into a UnixFS file
 	}
 	return boltValueLimit

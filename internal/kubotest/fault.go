@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -40,9 +41,9 @@ func (e Endpoint) String() string {
 }
 
 // Fault is a failure injected into matching requests, before authentication and before the request
-// reaches Kubo's code. The delay comes first; then at most one of Drop, Status, Truncate or
-// Corrupt acts, in that order of precedence; with none of them the request is served normally
-// after the delay.
+// reaches Kubo's code. The delay comes first; then at most one of Drop, Redirect, Status, Truncate
+// or Corrupt acts, in that order of precedence; with none of them the request is served normally
+// after the delay. IgnoreRange applies before the others.
 type Fault struct {
 	// Endpoint is the server it applies to; zero means both.
 	Endpoint Endpoint
@@ -52,16 +53,31 @@ type Fault struct {
 	Method string
 	// Times is how many matching requests it applies to: 0 or 1 for one, -1 for every one.
 	Times int
+	// Chance, when between 0 and 1 (exclusive), makes the fault apply to a matching request
+	// only with this probability (latency spikes, flaky answers); a request it spares does not
+	// use one of its Times and is not matched against later faults.
+	Chance float64
 
 	// Delay holds the request before anything else happens. It ends early, without an answer,
 	// when the client cancels or times out.
 	Delay time.Duration
 	// Drop closes the connection without sending any response.
 	Drop bool
+	// Redirect answers 307 Temporary Redirect to this base URL followed by the request's path and
+	// query (a gateway sending its client to another one).
+	Redirect string
 	// Status answers with this HTTP status and a body shaped as Kubo would send it: for the RPC,
 	// 500 is a JSON {"Message","Code","Type"} error and the others are text/plain; for the gateway,
-	// text/plain as boxo's gateway writes errors. 429 and 503 carry "Retry-After: 1".
+	// text/plain as boxo's gateway writes errors. 429 and 503 carry "Retry-After: 1". With Header
+	// or Body set, the answer is exactly that status, those headers and that body instead (a
+	// canned answer: a 206 with a wrong Content-Range, a 204, a 416 "bytes */N").
 	Status int
+	// Header and Body make a Status answer a canned one.
+	Header http.Header
+	Body   []byte
+	// IgnoreRange serves the request as if it had no Range header, as a gateway or proxy that
+	// answers a range request with 200 and the whole body does.
+	IgnoreRange bool
 	// Truncate sends the real status, headers (with the full Content-Length) and the first half of
 	// the real body, then closes the connection.
 	Truncate bool
@@ -108,6 +124,9 @@ func (l *faultList) take(e Endpoint, r *http.Request) (Fault, bool) {
 			f.Method != "" && f.Method != r.Method {
 			continue
 		}
+		if f.Chance > 0 && f.Chance < 1 && rand.Float64() >= f.Chance {
+			return Fault{}, false
+		}
 		if f.left > 0 {
 			f.left--
 			if f.left == 0 {
@@ -142,9 +161,20 @@ func (s *Server) withFaults(e Endpoint, next http.Handler) http.Handler {
 				return // the client is gone: nobody to answer
 			}
 		}
+		if f.IgnoreRange {
+			r.Header.Del("Range")
+		}
 		switch {
 		case f.Drop:
 			dropConnection(w)
+		case f.Redirect != "":
+			http.Redirect(w, r, f.Redirect+r.URL.RequestURI(), http.StatusTemporaryRedirect)
+		case f.Status != 0 && (f.Header != nil || f.Body != nil):
+			for k, v := range f.Header {
+				w.Header()[k] = v
+			}
+			w.WriteHeader(f.Status)
+			_, _ = w.Write(f.Body)
 		case f.Status != 0:
 			writeFaultStatus(w, e, f.Status)
 		case f.Truncate || f.Corrupt:
@@ -244,9 +274,12 @@ func (r *recorder) Flush() {}
 type Request struct {
 	Endpoint Endpoint
 	Method   string
+	Host     string // the Host header
 	Path     string
+	RawQuery string // the query as sent, in the client's order
 	Query    url.Values
 	Header   http.Header
+	Body     []byte // only with WithRequestBodies
 }
 
 type accounting struct {
@@ -260,6 +293,14 @@ type accounting struct {
 // account records every request that reaches endpoint e, before faults and authentication.
 func (s *Server) account(e Endpoint, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body []byte
+		if s.cfg.bodies && r.Body != nil {
+			var err error
+			if body, err = io.ReadAll(r.Body); err != nil {
+				return // the client went away mid-body
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
+		}
 		a := &s.acct
 		a.mu.Lock()
 		if a.total == nil {
@@ -267,8 +308,8 @@ func (s *Server) account(e Endpoint, next http.Handler) http.Handler {
 		}
 		a.total[e]++
 		a.log = append(a.log, Request{
-			Endpoint: e, Method: r.Method, Path: r.URL.Path,
-			Query: r.URL.Query(), Header: r.Header.Clone(),
+			Endpoint: e, Method: r.Method, Host: r.Host, Path: r.URL.Path, RawQuery: r.URL.RawQuery,
+			Query: r.URL.Query(), Header: r.Header.Clone(), Body: body,
 		})
 		a.inFlight++
 		a.maxInFlight = max(a.maxInFlight, a.inFlight)

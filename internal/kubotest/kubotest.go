@@ -22,7 +22,9 @@
 //     and Kubo's API.Authorizations check (403 "Kubo RPC Access Denied: ..."). Kubo has no gateway
 //     authentication; with WithBasicAuth or WithBearerToken the gateway answers 401 like a
 //     reverse proxy in front of it would.
-//   - Not Kubo at all: fault injection (Fault) and request accounting, for testing clients.
+//   - Not Kubo at all: fault injection (Fault) and request accounting, for testing clients;
+//     WithBlockstore, for several servers over one set of blocks (a dataset behind several
+//     gateways, each with its own faults).
 //
 // Add follows Kubo's rules for the CID: the default hash is sha2-256 with CIDv0 and dag-pb leaves;
 // any other hash (blake3, as our client sends) implies CIDv1 and raw leaves; cid-version and
@@ -94,6 +96,21 @@ type config struct {
 	authorizations []string // exact Authorization header values accepted
 	authOn         Endpoint
 	online         time.Duration // 0: offline node
+	blocks         blockstore.Blockstore
+	bodies         bool
+}
+
+// WithBlockstore makes the server keep its blocks in bs instead of a blockstore of its own. Give
+// several servers one blockstore (another server's Blockstore()) and they serve the same blocks:
+// several gateways in front of one dataset, each with its own faults, accounting and Stop.
+func WithBlockstore(bs blockstore.Blockstore) Option {
+	return func(c *config) { c.blocks = bs }
+}
+
+// WithRequestBodies makes the request log (Log, LastRequest) keep every request's body, for
+// tests of what a client uploads (the add's multipart framing).
+func WithRequestBodies() Option {
+	return func(c *config) { c.bodies = true }
 }
 
 // WithBasicAuth makes the server require "Authorization: Basic base64(user:pass)", as Kubo's
@@ -133,7 +150,10 @@ func New(t testing.TB, opts ...Option) *Server {
 	}
 
 	ctx := context.Background()
-	s.blocks = blockstore.NewIdStore(blockstore.NewBlockstore(dssync.MutexWrap(datastore.NewMapDatastore())))
+	s.blocks = s.cfg.blocks
+	if s.blocks == nil {
+		s.blocks = blockstore.NewIdStore(blockstore.NewBlockstore(dssync.MutexWrap(datastore.NewMapDatastore())))
+	}
 	var exch exchange.Interface = offline.Exchange(s.blocks)
 	if s.cfg.online > 0 {
 		exch = searchingExchange{exch}

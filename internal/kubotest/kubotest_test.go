@@ -913,3 +913,92 @@ func TestConcurrentAddsAndReads(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+func TestServersSharingABlockstoreServeTheSameBlocks(t *testing.T) {
+	a := kubotest.New(t)
+	b := kubotest.New(t, kubotest.WithBlockstore(a.Blockstore()))
+	r, _ := add(t, a, ourAdd, []byte("shared"))
+	if code, _, body := gw(t, b, "/ipfs/"+r.Hash); code != 200 || string(body) != "shared" {
+		t.Errorf("second gateway: %d %q", code, body)
+	}
+	// Faults, accounting and Stop stay per server.
+	b.Inject(kubotest.Fault{Path: "/ipfs/", Status: 404, Times: -1})
+	if code, _, _ := gw(t, a, "/ipfs/"+r.Hash); code != 200 || a.Total(kubotest.Gateway) != 1 {
+		t.Errorf("first gateway: %d after %d requests", code, a.Total(kubotest.Gateway))
+	}
+	b.Stop()
+	if code, _, _ := gw(t, a, "/ipfs/"+r.Hash); code != 200 {
+		t.Errorf("first gateway after the second stopped: %d", code)
+	}
+}
+
+func TestRequestLogKeepsHostRawQueryAndBodiesWhenAsked(t *testing.T) {
+	s := kubotest.New(t, kubotest.WithRequestBodies())
+	add(t, s, ourAdd+"&cid-version=1", []byte("payload"))
+	last, _ := s.LastRequest(kubotest.RPC)
+	if last.RawQuery != ourAdd+"&cid-version=1" || last.Host != strings.TrimPrefix(s.RPCURL(), "http://") {
+		t.Errorf("raw query %q, host %q", last.RawQuery, last.Host)
+	}
+	if !bytes.Contains(last.Body, []byte("\r\n\r\npayload\r\n--")) {
+		t.Errorf("body %q lacks the multipart payload", last.Body)
+	}
+	plain := kubotest.New(t)
+	add(t, plain, ourAdd, []byte("payload"))
+	if last, _ := plain.LastRequest(kubotest.RPC); last.Body != nil {
+		t.Errorf("body kept without WithRequestBodies: %q", last.Body)
+	}
+}
+
+func TestFaultCannedAnswerIsSentAsGiven(t *testing.T) {
+	s := kubotest.New(t)
+	a, _ := add(t, s, ourAdd, []byte("hello"))
+	s.Inject(kubotest.Fault{Path: "/ipfs/", Status: 206, Header: http.Header{"Content-Range": {"bytes 0-1/5"}}, Body: []byte("he")})
+	if code, h, body := gw(t, s, "/ipfs/"+a.Hash, "Range", "bytes=1-2"); code != 206 || h.Get("Content-Range") != "bytes 0-1/5" || string(body) != "he" {
+		t.Errorf("canned 206: %d %v %q", code, h, body)
+	}
+	s.Inject(kubotest.Fault{Path: "/ipfs/", Status: 204, Header: http.Header{}})
+	if code, _, body := gw(t, s, "/ipfs/"+a.Hash); code != 204 || len(body) != 0 {
+		t.Errorf("canned 204: %d %q", code, body)
+	}
+}
+
+func TestFaultIgnoreRangeAnswersTheWholeBody(t *testing.T) {
+	s := kubotest.New(t)
+	a, _ := add(t, s, ourAdd, []byte("hello"))
+	s.Inject(kubotest.Fault{Path: "/ipfs/", IgnoreRange: true})
+	if code, _, body := gw(t, s, "/ipfs/"+a.Hash, "Range", "bytes=1-2"); code != 200 || string(body) != "hello" {
+		t.Errorf("range ignored: %d %q", code, body)
+	}
+	if code, _, body := gw(t, s, "/ipfs/"+a.Hash, "Range", "bytes=1-2"); code != 206 || string(body) != "el" {
+		t.Errorf("next request: %d %q", code, body)
+	}
+}
+
+func TestFaultRedirectSendsTheClientElsewhere(t *testing.T) {
+	a := kubotest.New(t)
+	b := kubotest.New(t, kubotest.WithBlockstore(a.Blockstore()))
+	r, _ := add(t, a, ourAdd, []byte("moved"))
+	a.Inject(kubotest.Fault{Path: "/ipfs/", Redirect: b.GatewayURL()})
+	if code, _, body := gw(t, a, "/ipfs/"+r.Hash+"?format=raw"); code != 200 || string(body) != "moved" {
+		t.Errorf("redirected: %d %q", code, body)
+	}
+	if last, ok := b.LastRequest(kubotest.Gateway); !ok || last.Path != "/ipfs/"+r.Hash || last.RawQuery != "format=raw" {
+		t.Errorf("second gateway saw %+v", last)
+	}
+}
+
+func TestFaultChanceAppliesToAShareOfRequests(t *testing.T) {
+	s := kubotest.New(t)
+	a, _ := add(t, s, ourAdd, []byte("sometimes"))
+	s.Inject(kubotest.Fault{Path: "/ipfs/", Status: 404, Chance: 0.5, Times: -1})
+	failed := 0
+	for range 200 {
+		if code, _, _ := gw(t, s, "/ipfs/"+a.Hash); code == 404 {
+			failed++
+		}
+	}
+	// Binomial(200, 0.5): outside [50, 150] has a probability below 1e-12.
+	if failed < 50 || failed > 150 {
+		t.Errorf("%d of 200 requests failed, want about 100", failed)
+	}
+}
