@@ -1,6 +1,7 @@
 package hamt_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -182,5 +183,88 @@ func TestConvertMovesCIDsNotBytes(t *testing.T) {
 	}
 	if n := cas.valueLoads.Load(); n > int64(meta) {
 		t.Errorf("hamt -> sharded loaded %d value blocks, more than the %d metadata documents", n, meta)
+	}
+}
+
+// TestConvertPyHamtV1Roots: py-hamt's sharded_zarr_v1 roots (c_sharded_v1) open as version 1 and
+// convert to the HAMT layout with every key and value, and to the sharded layout by migration.
+func TestConvertPyHamtV1Roots(t *testing.T) {
+	ctx := context.Background()
+	cas := hamt.NewMemoryCAS()
+	f, err := os.Open(filepath.Join("testdata", "pyhamt35", "c_sharded_v1_8f8f13cd.car"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	br, err := carv2.NewBlockReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		b, err := br.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cas.Put(ctx, b.Cid(), b.RawData()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	raw, err := os.ReadFile(filepath.Join("testdata", "pyhamt35", "c_sharded_v1_8f8f13cd.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v struct {
+		Steps []struct {
+			Step    string `json:"step"`
+			RootCID string `json:"root_cid"`
+		} `json:"steps"`
+	}
+	if err := json.Unmarshal(raw, &v); err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range v.Steps[:4] { // c4 is the migration to v2
+		root := cid.MustParse(st.RootCID)
+		src, err := hamt.OpenZarr(ctx, cas, root)
+		if err != nil {
+			t.Fatalf("%s: %v", st.Step, err)
+		}
+		if s, ok := src.(*hamt.ShardedZarrStore); !ok || s.Version() != 1 {
+			t.Fatalf("%s: opened as %T", st.Step, src)
+		}
+		h, err := hamt.ConvertZarr(ctx, cas, root, hamt.LayoutHAMT)
+		if err != nil {
+			t.Fatalf("%s to hamt: %v", st.Step, err)
+		}
+		hz, err := hamt.OpenZarr(ctx, cas, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for k, err := range src.List(ctx) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err1 := src.Get(ctx, k, hamt.ByteRange{})
+			got, err2 := hz.Get(ctx, k, hamt.ByteRange{})
+			if err1 != nil || err2 != nil || !bytes.Equal(got, want) {
+				t.Errorf("%s: %q: %v %v", st.Step, k, err1, err2)
+			}
+			n++
+		}
+		if n == 0 {
+			t.Errorf("%s: no keys", st.Step)
+		}
+	}
+	// To the sharded layout, a v1 root is migrated: c2's gives py-hamt's migrate_v1_to_v2("temp")
+	// root, c4; c3a's records no primary and cannot be inferred.
+	c2, c3a, c4 := cid.MustParse(v.Steps[1].RootCID), cid.MustParse(v.Steps[2].RootCID), cid.MustParse(v.Steps[4].RootCID)
+	if got, err := hamt.ConvertZarr(ctx, cas, c2, hamt.LayoutSharded); err != nil || !got.Equals(c4) {
+		t.Errorf("c2 converted to sharded: %s, %v; want py-hamt's migration %s", got, err, c4)
+	}
+	if _, err := hamt.ConvertZarr(ctx, cas, c3a, hamt.LayoutSharded); err == nil || !strings.Contains(err.Error(), "MigrateToV2") {
+		t.Errorf("c3a converted to sharded: %v", err)
 	}
 }

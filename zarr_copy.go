@@ -107,6 +107,21 @@ func copyZarr(ctx context.Context, dst, src Zarr, byCID bool, opts []DirOption) 
 	return stats(), err
 }
 
+// migrateV1 is ConvertZarr of a sharded_zarr_v1 root to the sharded layout: MigrateToV2 of its
+// primary array. A generic copy would not do: a v1 index's geometry need not be in its array's
+// metadata (py-hamt 3.3.2 wrote none), which a v2 store registers arrays from.
+func migrateV1(ctx context.Context, cas CAS, root cid.Cid, s *ShardedZarrStore, o layoutOptions) (cid.Cid, error) {
+	arrays := s.Arrays()
+	if len(arrays) != 1 || arrays[0].Primary == "" {
+		return cid.Undef, fmt.Errorf("hamt: convert %s from sharded v1 to sharded: no primary array is recorded or can be inferred; migrate with ShardedZarrStore.MigrateToV2 naming it", root)
+	}
+	w, err := OpenShardedZarrStore(ctx, cas, root, o.shard...)
+	if err != nil {
+		return cid.Undef, err
+	}
+	return w.MigrateToV2(ctx, arrays[0].Primary)
+}
+
 // eachKey runs fn on every key, up to workers at once, and returns the first error.
 func eachKey(ctx context.Context, keys []string, workers int, fn func(ctx context.Context, key string) error) error {
 	g, gctx := errgroup.WithContext(ctx)
@@ -132,7 +147,9 @@ func eachKey(ctx context.Context, keys []string, workers int, fn func(ctx contex
 // root group. WithMapOptions and WithShardedOptions
 // configure the source and the new store (WithBucketSize, WithChunksPerShard...). Converting
 // to the layout the dataset already has re-lays it out with the options given (another
-// chunks-per-shard, another bucket size).
+// chunks-per-shard, another bucket size), except that a sharded_zarr_v1 root converted to the
+// sharded layout is migrated to v2 (ShardedZarrStore.MigrateToV2 of its primary array), keeping its
+// shards whatever chunks-per-shard is asked; convert the result again to re-shard it.
 //
 // Round trips: HAMT → sharded → HAMT gives back the original root when the HAMT dataset has a
 // group document for every parent of its arrays and no consolidated_metadata in a root zarr.json
@@ -157,6 +174,9 @@ func ConvertZarr(ctx context.Context, cas CAS, root cid.Cid, to Layout, opts ...
 	src, err := ro.open(ctx, cas, root, from)
 	if err != nil {
 		return cid.Undef, err
+	}
+	if s, ok := src.(*ShardedZarrStore); ok && s.Version() == 1 && to == LayoutSharded {
+		return migrateV1(ctx, cas, root, s, o)
 	}
 	dst, err := o.create(ctx, cas, to)
 	if err != nil {

@@ -123,7 +123,9 @@ chunk in the v3 form path/c/i/j), --bucket-size entries per bucket.
 HAMT -> sharded -> HAMT gives back the original root unless the first step added or rewrote keys;
 sharded -> HAMT -> sharded gives back the original root with the same --chunks-per-shard, unless
 the original holds an all-null shard block (py-hamt leaves one where a delete emptied a shard). A
-root converted to the layout it has is laid out again with the flags given.`,
+root converted to the layout it has is laid out again with the flags given, but for a sharded v1
+root (py-hamt before 3.5), which --to sharded migrates to v2 as py-hamt's migrate_v1_to_v2 does:
+its one index becomes its primary array's, shards kept.`,
 		Args: args(1, 1),
 		RunE: func(cmd *cobra.Command, argv []string) (err error) {
 			root, err := parseRoot(argv[0])
