@@ -142,3 +142,23 @@ func TestShardedOnKubo(t *testing.T) {
 		t.Errorf("get over Kubo: %q", got)
 	}
 }
+
+// TestShardedV1Root: a py-hamt sharded_zarr_v1 root (the c_sharded_v1 vector, imported from its
+// CAR) is described by stats, listed, and migrated to v2 by convert --to sharded as py-hamt does.
+func TestShardedV1Root(t *testing.T) {
+	store := filepath.Join(t.TempDir(), "store.bolt")
+	const c2, c4 = "bafyr4icphmg2xa6p6e6ltqthe2j36oy2t544345bhjwbdgzkhmreyeumxq", "bafyr4ia7rfrrdedla7jhojhthbnefycntoscqubj7gapqsrfr5t5ls5a5i"
+	ok(t, store, nil, "car", "import", filepath.Join("..", "..", "testdata", "pyhamt35", "c_sharded_v1_8f8f13cd.car"))
+	stats := ok(t, store, nil, "stats", c2).stdout
+	for _, want := range []string{"layout        sharded v1", `"temp" shape [4 6], chunks [2 2], 4 chunks per shard, shards 2 (2 non-null), chunks 6 of 6`} {
+		if !strings.Contains(stats, want) {
+			t.Errorf("stats lacks %q:\n%s", want, stats)
+		}
+	}
+	if ls := ok(t, store, nil, "ls", c2, "precip/").stdout; ls != "precip/c/0/0\nprecip/zarr.json\n" {
+		t.Errorf("ls precip/: %q", ls)
+	}
+	if got := ok(t, store, nil, "convert", c2, "--to", "sharded").lastLine(); got != c4 {
+		t.Errorf("convert --to sharded of a v1 root: %s, want py-hamt's migration %s", got, c4)
+	}
+}
