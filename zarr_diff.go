@@ -13,7 +13,8 @@ import (
 // DiffZarr yields the keys that differ between two Zarr datasets of any layouts, in key order:
 // a key in b only is Added, in a only Removed, in both with values in different blocks (CIDs)
 // Modified. Unlike Diff, which skips the subtrees two HAMTs share, it lists both datasets whole
-// and locates every value (Zarr.Open): its cost is that of both listings, whatever changed. A
+// and locates every value (its CID, from the layout's index; Zarr.Open for a Zarr of another
+// package): its cost is that of both listings and lookups, whatever changed. A
 // value stored as a raw block in one and as a UnixFS file in the other differs by CID, and is
 // reported Modified though its bytes may be the same.
 func DiffZarr(ctx context.Context, a, b Zarr) iter.Seq2[Change, error] {
@@ -29,12 +30,12 @@ func DiffZarr(ctx context.Context, a, b Zarr) iter.Seq2[Change, error] {
 			return
 		}
 		locate := func(z Zarr, key string) (cid.Cid, bool) {
-			v, err := z.Open(ctx, key)
+			id, err := valueCID(ctx, z, key)
 			if err != nil {
 				yield(Change{}, fmt.Errorf("zarr diff: %w", err))
 				return cid.Undef, false
 			}
-			return v.CID(), true
+			return id, true
 		}
 		for i, j := 0, 0; i < len(ka) || j < len(kb); {
 			var c Change
@@ -73,6 +74,24 @@ func DiffZarr(ctx context.Context, a, b Zarr) iter.Seq2[Change, error] {
 			}
 		}
 	}
+}
+
+// valueCID returns the CID of the block holding key's value in z: from the layout's index alone
+// for the package's stores, through Open (which also sizes the value) for others.
+func valueCID(ctx context.Context, z Zarr, key string) (cid.Cid, error) {
+	switch s := z.(type) {
+	case *ZarrStore:
+		return s.m.GetPointer(ctx, key)
+	case *EncryptedZarrStore:
+		return s.m.GetPointer(ctx, key)
+	case *ShardedZarrStore:
+		return s.locate(ctx, key)
+	}
+	v, err := z.Open(ctx, key)
+	if err != nil {
+		return cid.Undef, err
+	}
+	return v.CID(), nil
 }
 
 // listSorted lists every key of z, sorted.

@@ -45,7 +45,7 @@ func (p *progress) update(pr hamt.Progress) {
 	if pr.TotalBytes >= 0 {
 		size += " of " + byteSize(pr.TotalBytes)
 	}
-	fmt.Fprintf(p.w, "\r%s [%s] %3.0f%% %d/%d files, %s", p.op, bar, 100*frac, pr.Files, pr.TotalFiles, size)
+	fmt.Fprintf(p.w, "\r%s [%s] %3.0f%% %d/%d %s, %s", p.op, bar, 100*frac, pr.Files, pr.TotalFiles, p.noun(), size)
 }
 
 // finish clears the bar and, unless the copy failed (its error is then the one line), writes the
@@ -58,15 +58,19 @@ func (p *progress) finish(files int, bytes int64, skipped int, err error) {
 		return
 	}
 	verb := map[string]string{"import": "imported", "export": "exported", "convert": "converted"}[p.op]
-	noun := "files"
-	if p.op == "convert" {
-		noun = "keys"
-	}
-	line := fmt.Sprintf("%s %d %s (%s) in %s", verb, files, noun, byteSize(bytes), time.Since(p.start).Round(time.Millisecond))
+	line := fmt.Sprintf("%s %d %s (%s) in %s", verb, files, p.noun(), byteSize(bytes), time.Since(p.start).Round(time.Millisecond))
 	if skipped > 0 {
 		line += fmt.Sprintf(", skipped %d that are not regular files", skipped)
 	}
 	fmt.Fprintln(p.w, line)
+}
+
+// noun is what the operation counts: files, or the keys of a conversion.
+func (p *progress) noun() string {
+	if p.op == "convert" {
+		return "keys"
+	}
+	return "files"
 }
 
 // byteSize writes n in B, kB, MB, GB (powers of 1000).
