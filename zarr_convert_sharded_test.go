@@ -161,8 +161,8 @@ func TestConvertMovesCIDsNotBytes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := cas.valueLoads.Load(); n != 0 {
-		t.Errorf("sharded -> hamt loaded %d value blocks, want none", n)
+	if n, m := cas.valueLoads.Load(), cas.sizes.Load(); n != 0 || m != 0 {
+		t.Errorf("sharded -> hamt loaded %d value blocks and sized %d, want none", n, m)
 	}
 	cas.reset()
 	if _, err := hamt.ConvertZarr(ctx, cas, h, hamt.LayoutSharded, hamt.WithShardedOptions(hamt.WithChunksPerShard(4))); err != nil {

@@ -65,14 +65,14 @@ func copyZarr(ctx context.Context, dst, src Zarr, byCID bool, opts []DirOption) 
 	prog := progressCounter{fn: o.progress, p: Progress{TotalFiles: len(keys), TotalBytes: -1}}
 	copyKey := func(ctx context.Context, key string) error {
 		if setCID != nil {
-			v, err := src.Open(ctx, key)
+			id, err := valueCID(ctx, src, key)
 			if err != nil {
 				return fmt.Errorf("zarr copy %q: %w", key, err)
 			}
-			if err := setCID.SetCID(ctx, key, v.CID()); err != nil {
+			if err := setCID.SetCID(ctx, key, id); err != nil {
 				return fmt.Errorf("zarr copy %q: %w", key, err)
 			}
-			prog.add(v.Size())
+			prog.add(0) // the value's size is not looked up: a request per key on Kubo
 			return nil
 		}
 		b, err := src.Get(ctx, key, ByteRange{})
@@ -142,7 +142,8 @@ func eachKey(ctx context.Context, keys []string, workers int, fn func(ctx contex
 // of layout to on the same store, and returns the new root. The copy is CopyZarr's (metadata
 // first; WithCopyOptions sets its workers and progress), but moves CIDs instead of bytes: the new
 // dataset points at the very value blocks of the old one, so nothing is loaded or saved but the
-// metadata documents and the new layout's own blocks (nodes, or shards and a root); as py-hamt's
+// metadata documents and the new layout's own blocks (nodes, or shards and a root), and the
+// progress WithProgress reports counts keys, not bytes (Bytes stays 0); as py-hamt's
 // converter (set_pointer), it skips the sharded layout's refusal of a top-level array after a
 // root group. WithMapOptions and WithShardedOptions
 // configure the source and the new store (WithBucketSize, WithChunksPerShard...). Converting

@@ -41,11 +41,14 @@ func (p *progress) update(pr hamt.Progress) {
 	}
 	done := int(frac * width)
 	bar := strings.Repeat("=", done) + strings.Repeat(" ", width-done)
-	size := byteSize(pr.Bytes)
+	size := ", " + byteSize(pr.Bytes)
 	if pr.TotalBytes >= 0 {
 		size += " of " + byteSize(pr.TotalBytes)
 	}
-	fmt.Fprintf(p.w, "\r%s [%s] %3.0f%% %d/%d %s, %s", p.op, bar, 100*frac, pr.Files, pr.TotalFiles, p.noun(), size)
+	if p.op == "convert" {
+		size = "" // a conversion moves CIDs: it does not know the bytes
+	}
+	fmt.Fprintf(p.w, "\r%s [%s] %3.0f%% %d/%d %s%s", p.op, bar, 100*frac, pr.Files, pr.TotalFiles, p.noun(), size)
 }
 
 // finish clears the bar and, unless the copy failed (its error is then the one line), writes the
@@ -59,6 +62,9 @@ func (p *progress) finish(files int, bytes int64, skipped int, err error) {
 	}
 	verb := map[string]string{"import": "imported", "export": "exported", "convert": "converted"}[p.op]
 	line := fmt.Sprintf("%s %d %s (%s) in %s", verb, files, p.noun(), byteSize(bytes), time.Since(p.start).Round(time.Millisecond))
+	if p.op == "convert" {
+		line = fmt.Sprintf("%s %d %s in %s", verb, files, p.noun(), time.Since(p.start).Round(time.Millisecond))
+	}
 	if skipped > 0 {
 		line += fmt.Sprintf(", skipped %d that are not regular files", skipped)
 	}
