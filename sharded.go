@@ -1099,34 +1099,36 @@ func (r *shardedRoot) index(ref *chunkRef) *arrayIndex {
 	return r.arrays[ref.path]
 }
 
-// topLevelGroups returns, for a v2 store whose every array sits under a group, the set of
-// top-level groups; ok is false otherwise (py-hamt's _v2_is_grouped_only).
-func (r *shardedRoot) topLevelGroups() (groups map[string]bool, ok bool) {
+// topLevelGroups tells whether every array of a v2 store sits under a group (py-hamt's
+// _v2_is_grouped_only) and, if so, whether they all sit under one, group.
+func (r *shardedRoot) topLevelGroups() (group string, grouped, single bool) {
 	if r.version != 2 || len(r.arrays) == 0 {
-		return nil, false
+		return "", false, false
 	}
-	groups = map[string]bool{}
+	single = true
+	first := true
 	for p := range r.arrays {
 		i := strings.IndexByte(p, '/')
 		if i < 0 {
-			return nil, false
+			return "", false, false
 		}
-		groups[p[:i]] = true
+		if first {
+			group, first = p[:i], false
+		} else if p[:i] != group {
+			single = false
+		}
 	}
-	return groups, true
+	if !single {
+		group = ""
+	}
+	return group, true, single
 }
 
 // defaultReadGroup is the single top-level group of a v2 store whose arrays all sit under one,
 // which reads of keys outside it are redirected into.
 func (r *shardedRoot) defaultReadGroup() (string, bool) {
-	groups, ok := r.topLevelGroups()
-	if !ok || len(groups) != 1 {
-		return "", false
-	}
-	for g := range groups {
-		return g, true
-	}
-	return "", false
+	g, grouped, single := r.topLevelGroups()
+	return g, grouped && single
 }
 
 // readKey is py-hamt's _v2_effective_read_key: key, or key under the default read group.

@@ -154,9 +154,9 @@ func (s *ShardedZarrStore) ListDir(ctx context.Context, prefix string) ([]string
 	s.mu.RLock()
 	r := s.root
 	if s.readOnly && prefix == "" {
-		if groups, ok := r.topLevelGroups(); ok && len(groups) > 1 {
+		if _, grouped, single := r.topLevelGroups(); grouped && !single {
 			s.mu.RUnlock()
-			return nil, fmt.Errorf("zarr list dir %q: open a group, one of %d: %w", prefix, len(groups), ErrGroupRequired)
+			return nil, fmt.Errorf("zarr list dir %q: the arrays are under several top-level groups: list one: %w", prefix, ErrGroupRequired)
 		}
 	}
 	eff := r.listDirPrefix(prefix)

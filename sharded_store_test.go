@@ -604,3 +604,146 @@ func TestShardedDeleteDir(t *testing.T) {
 		t.Errorf("v1 after delete dir temp: %q", keys)
 	}
 }
+
+func TestShardedZarrV2MetadataRegistersAndCreatesZgroups(t *testing.T) {
+	ctx := context.Background()
+	cas := NewMemoryCAS()
+	s := newV2Store(t, cas, "g/h/a/.zarray", `{"zarr_format":2,"shape":[5,5],"chunks":[2,2],"dtype":"<u1"}`)
+	for _, k := range []string{".zgroup", "g/.zgroup", "g/h/.zgroup"} {
+		b, err := s.Get(ctx, k, ByteRange{})
+		if err != nil || string(b) != `{"zarr_format": 2}` {
+			t.Errorf("%s = %q, %v", k, b, err)
+		}
+	}
+	if ok, _ := s.Exists(ctx, "zarr.json"); ok {
+		t.Error("zarr v2 metadata created a v3 group")
+	}
+	// Zarr v2 chunk keys, dotted and slashed, name chunks of registered arrays.
+	if err := s.Set(ctx, "g/h/a/2.1", []byte("dotted")); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"g/h/a/2.1", "g/h/a/2/1", "g/h/a/c/2/1", "h/a/2.1"} {
+		if b, err := s.Get(ctx, k, ByteRange{}); err != nil || string(b) != "dotted" {
+			t.Errorf("get %q = %q, %v", k, b, err)
+		}
+	}
+	if keys := collectKeys(t, s.List(ctx)); !slices.Contains(keys, "g/h/a/c/2/1") || slices.Contains(keys, "g/h/a/2.1") {
+		t.Errorf("list gives chunks in v3 form: %q", keys)
+	}
+	if err := s.Set(ctx, "g/h/a/3.0", []byte("outside")); err != nil { // row 3 of a 3×3 grid
+		t.Errorf("set outside the grid: %v", err)
+	}
+	if got, err := s.ListDir(ctx, "g/h/a/c"); err != nil || !slices.Equal(got, []string{"2"}) {
+		t.Errorf("list dir = %q, %v", got, err)
+	}
+}
+
+func TestShardedResizeDropsChunksOutsideTheGridAndNullsEmptyShards(t *testing.T) {
+	ctx := context.Background()
+	cas := NewMemoryCAS()
+	// 4×6 in 2×2 chunks: a 2×3 grid, shards of 4: shard 0 = (0,0) (0,1) (0,2) (1,0), shard 1 = (1,1) (1,2).
+	s := newV2Store(t, cas, "0/temp/zarr.json", temp4x6, "0/temp/c/0/0", "a", "0/temp/c/1/2", "b")
+	if _, err := s.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	stored := func() []bool {
+		var out []bool
+		for _, id := range s.root.arrays["0/temp"].shards {
+			out = append(out, id.Defined())
+		}
+		return out
+	}
+	// 4×4: a 2×2 grid, one shard: (1,2) falls outside, (0,0) stays.
+	if err := s.Resize(ctx, "0/temp", []int64{4, 4}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(ctx, "0/temp/c/1/2", ByteRange{}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("a chunk outside the new grid: %v", err)
+	}
+	if b, err := s.Get(ctx, "0/temp/c/0/0", ByteRange{}); err != nil || string(b) != "a" {
+		t.Errorf("chunk (0,0) = %q, %v", b, err)
+	}
+	if _, err := s.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := stored(); !slices.Equal(got, []bool{true}) {
+		t.Errorf("shards stored %v", got)
+	}
+	// 2×2 → 6×2: the first dimension grows (fast path), nothing moves, new shards are null.
+	if err := s.Resize(ctx, "0/temp", []int64{12, 4}); err != nil {
+		t.Fatal(err)
+	}
+	if got := stored(); !slices.Equal(got, []bool{true, false, false}) {
+		t.Errorf("shards stored after growing %v", got)
+	}
+	// Moving (0,0) out of a grid without it leaves only null shards.
+	if err := s.Delete(ctx, "0/temp/c/0/0"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Resize(ctx, "0/temp", []int64{12, 2}); err != nil {
+		t.Fatal(err)
+	}
+	if got := stored(); !slices.Equal(got, []bool{false, false}) {
+		t.Errorf("shards stored after emptying %v: resize nulls all-null shards", got)
+	}
+	if err := s.Resize(ctx, "0/temp", []int64{4}); !errors.Is(err, ErrInvalidShape) {
+		t.Errorf("a resize to another rank: %v", err)
+	}
+
+	// v1: metadata of any array with a shape of the index's rank resizes the index.
+	v1, err := NewShardedZarrStoreV1(cas, []int64{4, 6}, []int64{2, 2}, WithChunksPerShard(4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v1.Set(ctx, "temp/zarr.json", []byte(`{"shape":[8,6]}`)); err != nil {
+		t.Fatal(err)
+	}
+	if a := v1.Arrays(); !slices.Equal(a[0].Shape, []int64{8, 6}) || a[0].Shards != 3 {
+		t.Errorf("v1 index after metadata of shape 8×6: %+v", a[0])
+	}
+}
+
+func TestShardedMigrationOfANestedPrimaryAddsItsGroups(t *testing.T) {
+	ctx := context.Background()
+	cas := NewMemoryCAS()
+	v1, err := NewShardedZarrStoreV1(cas, []int64{4}, []int64{2}, WithChunksPerShard(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range map[string]string{
+		"zarr.json":      `{"zarr_format":3,"node_type":"group","consolidated_metadata":{"kind":"inline"}}`,
+		"temp/zarr.json": `{"zarr_format":3,"node_type":"array","shape":[4]}`,
+		"temp/c/1":       "chunk",
+		"lat/zarr.json":  `{"zarr_format":3,"node_type":"array","shape":[4]}`,
+	} {
+		if err := v1.Set(ctx, k, []byte(v)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	root, err := v1.MigrateToV2(ctx, "grp/temp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ro, err := OpenShardedZarrStore(ctx, cas, root, WithShardedReadOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := sortedCopy(collectKeys(t, ro.List(ctx)))
+	want := []string{"grp/lat/zarr.json", "grp/temp/c/1", "grp/temp/zarr.json", "grp/zarr.json", "zarr.json"}
+	if !slices.Equal(keys, want) {
+		t.Errorf("keys after migration %q\nwant %q", keys, want)
+	}
+	if b, err := ro.Get(ctx, "temp/c/1", ByteRange{}); err != nil || string(b) != "chunk" {
+		t.Errorf("chunk through the read redirect = %q, %v", b, err)
+	}
+	if b, _ := ro.Get(ctx, "zarr.json", ByteRange{}); string(b) != `{"zarr_format": 3, "node_type": "group"}` {
+		t.Errorf("the root group keeps consolidated_metadata: %s", b)
+	}
+	if _, err := ro.MigrateToV2(ctx, "x"); !errors.Is(err, ErrReadOnly) {
+		t.Errorf("migrate of a read-only store: %v", err)
+	}
+	rw, _ := OpenShardedZarrStore(ctx, cas, root)
+	if _, err := rw.MigrateToV2(ctx, "x"); err == nil {
+		t.Error("a v2 store migrated again")
+	}
+}

@@ -441,7 +441,7 @@ func (s *ShardedZarrStore) stripConsolidated(key string, data []byte) ([]byte, e
 	if key != "zarr.json" {
 		return data, nil
 	}
-	if _, grouped := s.root.topLevelGroups(); !grouped {
+	if _, grouped, _ := s.root.topLevelGroups(); !grouped {
 		return data, nil
 	}
 	doc, err := decodePyJSONObject(data)
