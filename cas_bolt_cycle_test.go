@@ -16,12 +16,14 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"slices"
+	"sort"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/ipfs/go-cid"
 	"github.com/multiformats/go-multicodec"
+	"pgregory.net/rapid"
 )
 
 // cycleValues are the values of the map TestBoltTreeCycleIsErrCorrupt damages: 400 of 1 KiB, so
@@ -139,7 +141,7 @@ func readCycleTree(t *testing.T, path string, key []byte) cycleTree {
 	// The path to key, as bbolt's cursor takes it.
 	id, branch := tree.root, rootBranch
 	for level := range 2 {
-		child := boltBranchChild(branch, key)
+		child := newBoltBranch(branch).child(key)
 		tree.path[level].page = id
 		tree.path[level].index = slices.Index(children(branch), child)
 		id, branch = child, page(child)
@@ -394,4 +396,58 @@ func TestBoltCycleChild(t *testing.T) {
 	_ = cas.Close()
 	fmt.Printf("cycle-child ok (%v)\n", err)
 	os.Exit(0)
+}
+
+// bboltSearchPage is bbolt's choice of a child in branch page p for key, transcribed from its
+// cursor.searchPage: the reference boltBranch.child must agree with.
+func bboltSearchPage(p, key []byte) uint64 {
+	n := int(binary.NativeEndian.Uint16(p[10:]))
+	elem := func(i int) []byte { return p[boltPageHeaderSize+i*boltElementSize:] }
+	var exact bool
+	index := sort.Search(n, func(i int) bool {
+		e := elem(i)
+		at := boltPageHeaderSize + i*boltElementSize + int(binary.NativeEndian.Uint32(e[0:]))
+		ret := bytes.Compare(p[at:at+int(binary.NativeEndian.Uint32(e[4:]))], key)
+		if ret == 0 {
+			exact = true
+		}
+		return ret != -1
+	})
+	if !exact && index > 0 {
+		index--
+	}
+	return binary.NativeEndian.Uint64(elem(index)[8:])
+}
+
+// TestBoltBranchChildIsBboltsChoice: the search a lookup's path check makes in a branch page
+// (by key prefixes first) chooses the child bbolt's cursor chooses, for any key, on any page,
+// even one whose keys are out of order or repeated as a damaged page's may be: were they to
+// differ, bbolt would descend a path no one checked.
+func TestBoltBranchChildIsBboltsChoice(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		// Keys from a few bytes, of lengths around 8, so prefixes and whole keys often tie.
+		keyGen := rapid.SliceOfN(rapid.SampledFrom([]byte{0, 1, 0x1e, 0x20, 0xff}), 0, 12)
+		keys := rapid.SliceOfN(keyGen, 1, 40).Draw(t, "keys")
+		if rapid.Bool().Draw(t, "sorted") {
+			slices.SortFunc(keys, bytes.Compare)
+		}
+		n := len(keys)
+		page := make([]byte, boltPageHeaderSize+n*boltElementSize)
+		binary.NativeEndian.PutUint16(page[8:], boltBranchPage)
+		binary.NativeEndian.PutUint16(page[10:], uint16(n))
+		for i, k := range keys {
+			at := boltPageHeaderSize + i*boltElementSize
+			binary.NativeEndian.PutUint32(page[at:], uint32(len(page)-at))
+			binary.NativeEndian.PutUint32(page[at+4:], uint32(len(k)))
+			binary.NativeEndian.PutUint64(page[at+8:], uint64(100+i))
+			page = append(page, k...)
+		}
+		key := keyGen.Draw(t, "key")
+		if rapid.Bool().Draw(t, "one of the keys") {
+			key = keys[rapid.IntRange(0, n-1).Draw(t, "which")]
+		}
+		if got, want := newBoltBranch(page).child(key), bboltSearchPage(page, key); got != want {
+			t.Fatalf("child(%x) = page %d, bbolt descends to page %d", key, got, want)
+		}
+	})
 }

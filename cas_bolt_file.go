@@ -476,22 +476,3 @@ func (bf *boltFile) treePage(id uint64, first []byte) ([]byte, error) {
 	}
 	return bf.bytes(id, 0, end)
 }
-
-// boltBranchChild returns the child of branch page p that bbolt's cursor descends to for key:
-// the last whose first key is at most key, or the first. p holds every key (see treePage).
-func boltBranchChild(p, key []byte) uint64 {
-	n := int(boltEndian.Uint16(p[10:]))
-	elem := func(i int) []byte { return p[boltPageHeaderSize+i*boltElementSize:] }
-	exact := false
-	i := sort.Search(n, func(i int) bool {
-		e := elem(i)
-		at := boltPageHeaderSize + i*boltElementSize + int(boltEndian.Uint32(e[0:]))
-		c := bytes.Compare(p[at:at+int(boltEndian.Uint32(e[4:]))], key)
-		exact = exact || c == 0
-		return c >= 0
-	})
-	if !exact && i > 0 {
-		i--
-	}
-	return boltEndian.Uint64(elem(i)[8:])
-}

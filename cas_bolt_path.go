@@ -1,8 +1,11 @@
 package hamt
 
 import (
+	"bytes"
+	"encoding/binary"
 	"fmt"
 	"os"
+	"sort"
 	"sync"
 	"sync/atomic"
 
@@ -14,7 +17,7 @@ import (
 // at its own ancestor (a damaged file) makes it recurse until the goroutine's stack passes its
 // limit: a fatal error that no recover catches, which kills the process. So a BoltCAS walks the
 // path itself before bbolt does: from the root, each page read with ReadAt and checked as
-// treePage says, the child chosen as bbolt's cursor chooses it (boltBranchChild), until a leaf;
+// treePage says, the child chosen as bbolt's cursor chooses it (boltBranch.child), until a leaf;
 // a path longer than boltMaxTreeDepth pages is a cycle, and ErrCorrupt.
 //
 // The pages of a committed state of the file do not change while a transaction reads it (bbolt
@@ -39,19 +42,22 @@ type boltPaths struct {
 	file     *os.File // the store's file, opened again for ReadAt
 	pageSize uint32
 	newest   atomic.Pointer[boltPathState]
+	pages    sync.Pool // *[]byte of pageSize: buffers for treePage
 }
 
 // boltPathState is what has been checked in one committed state of the file.
 type boltPathState struct {
-	bf boltFile // meta.txid names the state, meta.pgid is its high-water mark
+	bf    boltFile // meta.txid names the state, meta.pgid is its high-water mark
+	pages *sync.Pool
 	// buckets is set once the paths to the blocks and meta buckets in the root bucket have been
 	// checked (see boltTx.buckets).
 	buckets atomic.Bool
 
 	mu          sync.RWMutex
-	branches    map[uint64][]byte // checked branch pages: their bytes as treePage returns them
-	branchBytes int               // the bytes in branches
-	leaves      map[uint64]uint64 // checked leaf pages, a bit for each: bit id%64 of leaves[id/64]
+	branches    map[uint64]*boltBranch // checked branch pages
+	branchBytes int                    // the bytes of the pages in branches
+	leaves      map[uint64]uint64      // checked leaf pages, a bit for each: bit id%64 of leaves[id/64]
+	opened      map[string]bool        // the buckets of the root bucket whose paths are checked
 }
 
 // state returns the state of the file that tx reads: the newest one if tx reads it, a new one
@@ -68,8 +74,10 @@ func (p *boltPaths) state(tx *bolt.Tx) *boltPathState {
 	}
 	fresh := &boltPathState{
 		bf:       boltFile{f: p.file, meta: boltMeta{pageSize: p.pageSize, pgid: uint64(tx.Size()) / uint64(p.pageSize), txid: txid}},
-		branches: make(map[uint64][]byte),
+		pages:    &p.pages,
+		branches: make(map[uint64]*boltBranch),
 		leaves:   make(map[uint64]uint64),
+		opened:   make(map[string]bool),
 	}
 	for s == nil || s.bf.meta.txid < txid {
 		if p.newest.CompareAndSwap(s, fresh) {
@@ -86,48 +94,119 @@ func (p *boltPaths) state(tx *bolt.Tx) *boltPathState {
 // path checks the path bbolt's cursor descends to find key in the tree whose root is page root,
 // and returns the leaf it ends at.
 func (s *boltPathState) path(root uint64, key []byte) (leaf uint64, err error) {
-	var first []byte // a page-sized buffer for treePage, made at the first page not yet checked
+	var first *[]byte // a page-sized buffer for treePage, taken at the first page not yet checked
+	defer func() {
+		if first != nil {
+			s.pages.Put(first)
+		}
+	}()
 	id := root
+	s.mu.RLock() // held while the path runs through pages checked already
 	for depth := 0; ; depth++ {
 		if depth > boltMaxTreeDepth {
+			s.mu.RUnlock()
 			return 0, boltCorruptf("the path to key %x runs through more than %d pages (at page %d): the tree has a cycle", key, boltMaxTreeDepth, id)
 		}
-		s.mu.RLock()
 		branch, ok := s.branches[id]
-		leaf := !ok && s.leaves[id/64]&(1<<(id%64)) != 0
-		s.mu.RUnlock()
-		if leaf {
+		if !ok && s.leaves[id/64]&(1<<(id%64)) != 0 {
+			s.mu.RUnlock()
 			return id, nil
 		}
 		if !ok {
+			s.mu.RUnlock()
 			if first == nil {
-				first = make([]byte, s.bf.meta.pageSize)
+				if first, _ = s.pages.Get().(*[]byte); first == nil {
+					b := make([]byte, s.bf.meta.pageSize)
+					first = &b
+				}
 			}
-			if branch, err = s.bf.treePage(id, first); err != nil {
+			p, err := s.bf.treePage(id, *first)
+			if err != nil {
 				return 0, err
 			}
-			s.remember(id, branch)
-			if branch == nil {
+			if p == nil {
+				s.remember(id, nil)
 				return id, nil
 			}
+			branch = newBoltBranch(p)
+			s.remember(id, branch)
+			s.mu.RLock()
 		}
-		id = boltBranchChild(branch, key)
+		id = branch.child(key)
 	}
 }
 
-// remember records page id as checked: a leaf if branch is nil, else a branch whose bytes are
-// branch, unless the state holds boltPathCacheBytes of branches already.
-func (s *boltPathState) remember(id uint64, branch []byte) {
+// remember records page id as checked: a leaf if branch is nil, else the branch, unless the
+// state holds boltPathCacheBytes of branches already.
+func (s *boltPathState) remember(id uint64, branch *boltBranch) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if branch == nil {
 		s.leaves[id/64] |= 1 << (id % 64)
 		return
 	}
-	if _, dup := s.branches[id]; !dup && s.branchBytes+len(branch) <= boltPathCacheBytes {
+	if _, dup := s.branches[id]; !dup && s.branchBytes+len(branch.page) <= boltPathCacheBytes {
 		s.branches[id] = branch
-		s.branchBytes += len(branch)
+		s.branchBytes += len(branch.page)
 	}
+}
+
+// boltBranch is a branch page checked by treePage, with the first 8 bytes of each key and the
+// child it points at laid out for a search that touches little memory: a path crosses a branch
+// on every lookup.
+type boltBranch struct {
+	page     []byte   // up to the end of its last key
+	prefixes []uint64 // key i's first 8 bytes, big-endian, zero-padded
+	children []uint64
+}
+
+func newBoltBranch(p []byte) *boltBranch {
+	n := int(boltEndian.Uint16(p[10:]))
+	b := &boltBranch{page: p, prefixes: make([]uint64, n), children: make([]uint64, n)}
+	for i := range n {
+		b.prefixes[i] = boltKeyPrefix(b.key(i))
+		b.children[i] = boltEndian.Uint64(p[boltPageHeaderSize+i*boltElementSize+8:])
+	}
+	return b
+}
+
+// key returns key i of the page (treePage has checked it lies within).
+func (b *boltBranch) key(i int) []byte {
+	e := b.page[boltPageHeaderSize+i*boltElementSize:]
+	at := boltPageHeaderSize + i*boltElementSize + int(boltEndian.Uint32(e[0:]))
+	return b.page[at : at+int(boltEndian.Uint32(e[4:]))]
+}
+
+// boltKeyPrefix is k's first 8 bytes as a big-endian number, zero-padded: of two keys whose
+// prefixes differ, the one with the smaller prefix sorts first.
+func boltKeyPrefix(k []byte) uint64 {
+	var b [8]byte
+	copy(b[:], k)
+	return binary.BigEndian.Uint64(b[:])
+}
+
+// child returns the child bbolt's cursor descends to for key (cursor.searchPage): the first
+// whose key is at least key if some key compared in its binary search equals key, else the one
+// before it, or the first. It compares keys as bbolt does, in the same order, so it chooses as
+// bbolt does even on a damaged page whose keys are out of order.
+func (b *boltBranch) child(key []byte) uint64 {
+	kp := boltKeyPrefix(key)
+	exact := false
+	i := sort.Search(len(b.prefixes), func(i int) bool {
+		c := 1
+		switch p := b.prefixes[i]; {
+		case p < kp:
+			c = -1
+		case p == kp:
+			c = bytes.Compare(b.key(i), key)
+		}
+		exact = exact || c == 0
+		return c >= 0
+	})
+	if !exact && i > 0 {
+		i--
+	}
+	return b.children[i]
 }
 
 // bucket checks the path bbolt descends in the root bucket, whose root page is root, to open
@@ -172,22 +251,38 @@ func (t boltTx) corrupt(err error) error { return t.b.breakWith(err) }
 // rootPage is the root page of the root bucket, which holds the others.
 func (t boltTx) rootPage() uint64 { return uint64(t.tx.Cursor().Bucket().Root()) }
 
-// bucket opens bucket name of the root bucket, or returns nil if there is none.
+// bucket opens bucket name of the root bucket, or returns nil if there is none. The path to it
+// is checked once per state.
 func (t boltTx) bucket(name []byte) (*bolt.Bucket, error) {
-	if err := t.st.bucket(t.rootPage(), name); err != nil {
-		return nil, t.corrupt(fmt.Errorf("open bucket %q: %w", name, err))
+	if err := t.checkBucket(name); err != nil {
+		return nil, err
 	}
 	return t.tx.Bucket(name), nil
 }
 
-// buckets opens the two buckets of a block store, or returns ErrCorrupt. The paths to them are
-// checked once per state.
+// checkBucket checks the path to bucket name (see boltPathState.bucket) unless it is checked.
+func (t boltTx) checkBucket(name []byte) error {
+	t.st.mu.RLock()
+	done := t.st.opened[string(name)]
+	t.st.mu.RUnlock()
+	if done {
+		return nil
+	}
+	if err := t.st.bucket(t.rootPage(), name); err != nil {
+		return t.corrupt(fmt.Errorf("open bucket %q: %w", name, err))
+	}
+	t.st.mu.Lock()
+	t.st.opened[string(name)] = true
+	t.st.mu.Unlock()
+	return nil
+}
+
+// buckets opens the two buckets of a block store, or returns ErrCorrupt.
 func (t boltTx) buckets() (blocks, meta *bolt.Bucket, err error) {
 	if !t.st.buckets.Load() {
-		root := t.rootPage()
 		for _, name := range [][]byte{boltBlocksBucket, boltMetaBucket} {
-			if err := t.st.bucket(root, name); err != nil {
-				return nil, nil, t.corrupt(fmt.Errorf("open bucket %q: %w", name, err))
+			if err := t.checkBucket(name); err != nil {
+				return nil, nil, err
 			}
 		}
 		t.st.buckets.Store(true)
