@@ -451,3 +451,84 @@ func TestBoltBranchChildIsBboltsChoice(t *testing.T) {
 		}
 	})
 }
+
+// TestBoltPathChecksAreRememberedPerState: once a lookup's path is checked, the same lookup in
+// the same state of the file reads nothing (it works with the checking descriptor closed), and
+// a commit starts a new state, checked afresh.
+func TestBoltPathChecksAreRememberedPerState(t *testing.T) {
+	ctx := context.Background()
+	path, _ := cycleStore(t)
+	cas, err := OpenBoltCAS(path, WithBoltFlushInterval(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cas.Close()
+	var ids []cid.Cid
+	for _, v := range cycleValues() {
+		ids = append(ids, blake3CID(multicodec.Raw, v))
+	}
+	loadAll := func() error {
+		for _, id := range ids {
+			if _, err := cas.Load(ctx, id); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := loadAll(); err != nil {
+		t.Fatal(err)
+	}
+	st := cas.paths.newest.Load()
+	if len(st.branches) < 3 || len(st.leaves) == 0 {
+		t.Fatalf("after every block was loaded, %d branches and %d words of leaves are remembered", len(st.branches), len(st.leaves))
+	}
+	// The store's second descriptor of the file, which the checks read, closed: a check that
+	// read a page now would fail.
+	file := cas.paths.file
+	cas.paths.file = nil
+	if err := file.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := loadAll(); err != nil {
+		t.Fatalf("a lookup checked already read the file again: %v", err)
+	}
+	// A commit reads the state the lookups checked: its puts need no reading either. It makes
+	// a new state, whose pages the next lookup must read, and cannot.
+	if _, err := cas.Save(ctx, []byte("a new block"), multicodec.Raw); err != nil {
+		t.Fatal(err)
+	}
+	if err := cas.Flush(ctx); err != nil {
+		t.Fatalf("a commit of puts whose paths were checked: %v", err)
+	}
+	if _, err := cas.Load(ctx, ids[0]); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("a lookup in a new state, unable to read the file = %v, want ErrCorrupt", err)
+	}
+	if next := cas.paths.newest.Load(); next.bf.meta.txid != st.bf.meta.txid+1 || len(next.branches) != 0 {
+		t.Errorf("after a commit, the newest state is transaction %d with %d branches, want %d with none", next.bf.meta.txid, len(next.branches), st.bf.meta.txid+1)
+	}
+}
+
+// TestBoltPathChecksPastTheCacheBound: a state that holds boltPathCacheBytes of branches checks
+// the paths of new branches each time without remembering them, and lookups still work.
+func TestBoltPathChecksPastTheCacheBound(t *testing.T) {
+	ctx := context.Background()
+	path, _ := cycleStore(t)
+	cas, err := OpenBoltCAS(path, WithBoltReadOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cas.Close()
+	st := cas.paths.newest.Load() // the state the open checked the format in
+	st.mu.Lock()
+	st.branchBytes = boltPathCacheBytes
+	st.mu.Unlock()
+	for k, v := range cycleValues() {
+		got, err := cas.Load(ctx, blake3CID(multicodec.Raw, v))
+		if err != nil || !bytes.Equal(got, v) {
+			t.Fatalf("Load(%s) = %d bytes, %v", k, len(got), err)
+		}
+	}
+	if cas.paths.newest.Load() != st || len(st.branches) != 0 || len(st.leaves) == 0 {
+		t.Errorf("%d branches remembered past the bound, %d words of leaves", len(st.branches), len(st.leaves))
+	}
+}
