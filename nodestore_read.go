@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/ipfs/go-cid"
 	"golang.org/x/sync/singleflight"
@@ -129,6 +130,10 @@ type nodeCache struct {
 
 const cacheShards = 32
 
+// cacheEntryOverhead is what keeping a node costs beyond the node itself, for budgets: its entry,
+// and its slot in the shard's map and ring (the map's key shares the parent's bytes).
+const cacheEntryOverhead = int64(unsafe.Sizeof(cacheEntry{})) + 48
+
 type cacheShard struct {
 	mu      sync.RWMutex
 	entries map[string]*cacheEntry
@@ -207,7 +212,7 @@ func (c *nodeCache) get(ctx context.Context, id cidBytes, depth int) (*frozenNod
 		if err != nil {
 			return nil, err
 		}
-		if e := c.insert(s, key, n, n.memSize(), depth); e != nil {
+		if e := c.insert(s, key, n, n.memSize()+cacheEntryOverhead, depth); e != nil {
 			return e, nil
 		}
 		return n, nil
