@@ -60,17 +60,6 @@ func storeVerifies(cas CAS) bool {
 	return ok
 }
 
-// rawCIDLen is the length of a binary CIDv1(raw, blake3-256): version, codec, multihash code and
-// length (one byte each), then the digest.
-const rawCIDLen = 4 + 32
-
-// rawCID is the binary CIDv1(raw, blake3-256) of digest d.
-func rawCID(d [32]byte) (c [rawCIDLen]byte) {
-	c[0], c[1], c[2], c[3] = 1, byte(multicodec.Raw), byte(multihash.BLAKE3), 32
-	copy(c[4:], d[:])
-	return c
-}
-
 // blake3CID is CIDv1(codec, blake3-256(data)), the CID py-hamt and Kubo (with hash=blake3) give a
 // block of at most one chunk.
 func blake3CID(codec multicodec.Code, data []byte) cid.Cid {
@@ -125,4 +114,12 @@ func verifyBlock(id cid.Cid, data []byte) error {
 		return fmt.Errorf("%w: block %s does not hash to its CID", ErrCorrupt, id)
 	}
 	return nil
+}
+
+// view returns c as a cid.Cid sharing c's bytes, without the copy (an allocation) and the parse
+// that cid.Cast makes: what Map hands a store's Load on every Get and node miss. c must be a CID
+// that was validated when it entered a node (every cidBytes in a node is). A cid.Cid is a struct
+// of one string, its binary form; TestCIDViewLayout checks that this still holds.
+func (c cidBytes) view() cid.Cid {
+	return *(*cid.Cid)(unsafe.Pointer(&c))
 }

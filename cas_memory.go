@@ -167,17 +167,6 @@ func (m *MemoryCAS) Save(ctx context.Context, data []byte, codec multicodec.Code
 	return cidFromDigest(codec, d), nil
 }
 
-// saveRaw is Save(ctx, data, multicodec.Raw) writing the CID's binary form into dst instead of
-// allocating a cid.Cid: Map.Set's fast path.
-func (m *MemoryCAS) saveRaw(ctx context.Context, data []byte, dst *[rawCIDLen]byte) error {
-	d, err := m.saveDigest(ctx, data)
-	if err != nil {
-		return err
-	}
-	*dst = rawCID(d)
-	return nil
-}
-
 // saveDigest stores a copy of data and returns its blake3-256 digest.
 func (m *MemoryCAS) saveDigest(ctx context.Context, data []byte) ([32]byte, error) {
 	if err := ctx.Err(); err != nil {
@@ -220,15 +209,10 @@ func (m *MemoryCAS) Put(ctx context.Context, id cid.Cid, data []byte) error {
 
 // Load returns a copy of the block id, or ErrNotFound.
 func (m *MemoryCAS) Load(ctx context.Context, id cid.Cid) ([]byte, error) {
-	return m.loadBinary(ctx, cidKey(id))
-}
-
-// loadBinary is Load for a CID in binary form; Map.Get calls it directly, with no cid.Cid to make.
-func (m *MemoryCAS) loadBinary(ctx context.Context, id cidBytes) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	s, r, ok := m.find(id)
+	s, r, ok := m.find(cidKey(id))
 	if !ok {
 		return nil, fmt.Errorf("load %s: %w", id, ErrNotFound)
 	}

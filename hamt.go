@@ -16,7 +16,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"unicode/utf8"
-	"unsafe"
 
 	"github.com/ipfs/go-cid"
 	"github.com/multiformats/go-multicodec"
@@ -72,8 +71,12 @@ type options struct {
 // DefaultBucketSize is py-hamt's default max_bucket_size.
 const DefaultBucketSize = 4
 
-// DefaultCacheBytes is the default read-cache budget of a read-only map.
-const DefaultCacheBytes = 64 << 20
+// DefaultCacheBytes is the default read-cache budget of a read-only map: enough for every node of
+// a map of about 8 million keys with the default bucket size (about 64 bytes of nodes per key:
+// 84 MiB at 1M keys, 250 MiB at 4M), so that the maps users have are read with their whole tree
+// cached. It is a ceiling, not an allocation: a map holds only the nodes it has read. When a tree
+// is larger, the cache keeps its upper levels and the deepest nodes take turns (see nodeCache).
+const DefaultCacheBytes = 512 << 20
 
 // DefaultFlushWorkers is how many nodes a flush encodes and saves at once by default. Saves of
 // sibling nodes are independent, so a store with latency (Kubo) gains from many at once.
@@ -102,8 +105,8 @@ func WithBucketSize(n int) Option {
 	}
 }
 
-// WithCacheBytes sets the approximate memory budget of the read-only node cache (default 64 MiB).
-// Zero keeps no nodes but the root.
+// WithCacheBytes sets the approximate memory budget of the read-only node cache (default 512 MiB,
+// DefaultCacheBytes). Zero keeps no nodes but the root. Nodes nearer the root are kept first.
 func WithCacheBytes(n int64) Option {
 	return func(o *options) error {
 		if n < 0 {
@@ -222,7 +225,7 @@ func Open[V any](ctx context.Context, cas CAS, codec Codec[V], root cid.Cid, opt
 // nodeLoader is how both node stores fetch a node block: from the CAS, verified if asked.
 func (m *Map[V]) nodeLoader() loadFunc {
 	return func(ctx context.Context, key cidBytes) ([]byte, error) {
-		id := key.cid()
+		id := key.view()
 		if id.Type() != uint64(multicodec.DagCbor) {
 			return nil, fmt.Errorf("%w: node %s is not dag-cbor", ErrMalformedNode, id)
 		}
@@ -255,23 +258,11 @@ func (m *Map[V]) Set(ctx context.Context, key string, v V) error {
 	if err != nil {
 		return fmt.Errorf("set %q: %w", key, err)
 	}
-	// A MemoryCAS writes the value's CID into an array here rather than allocating a cid.Cid. The
-	// tree only copies it (see split), so the array does not escape: it stays on the stack. (The
-	// call must be to the concrete type; through an interface the array would escape.)
-	var idbuf [rawCIDLen]byte
-	var id cidBytes
-	if mc, ok := m.cas.(*MemoryCAS); ok {
-		err = mc.saveRaw(ctx, data, &idbuf)
-		id = cidBytes(unsafe.String(&idbuf[0], len(idbuf)))
-	} else {
-		var c cid.Cid
-		c, err = m.cas.Save(ctx, data, multicodec.Raw)
-		id = cidKey(c)
-	}
+	c, err := m.cas.Save(ctx, data, multicodec.Raw)
 	if err != nil {
 		return fmt.Errorf("set %q: save value: %w", key, err)
 	}
-	return m.setPointer(ctx, key, id)
+	return m.setPointer(ctx, key, cidKey(c))
 }
 
 // setPointer points key at a value block already in the CAS.
@@ -394,16 +385,14 @@ func (m *Map[V]) Get(ctx context.Context, key string) (V, error) {
 	var b []byte
 	if isDagPb(id) { // a UnixFS file (a value Kubo split into chunks): its bytes, checked as read
 		b, err = loadValue(ctx, m.cas, id.cid(), ByteRange{}, m.opts.verifyBlocks)
-	} else if mc, ok := m.cas.(*MemoryCAS); ok {
-		b, err = mc.loadBinary(ctx, id) // no cid.Cid to allocate
 	} else {
-		b, err = m.cas.Load(ctx, id.cid())
+		b, err = m.cas.Load(ctx, id.view()) // no cid.Cid to allocate
 	}
 	if err != nil {
 		return zero, fmt.Errorf("get %q: load value %s: %w", key, id, missingBlock(err))
 	}
 	if m.opts.verifyBlocks && !isDagPb(id) {
-		if err := verifyBlock(id.cid(), b); err != nil {
+		if err := verifyBlock(id.view(), b); err != nil {
 			return zero, fmt.Errorf("get %q: %w", key, err)
 		}
 	}

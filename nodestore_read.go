@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/ipfs/go-cid"
 	"golang.org/x/sync/singleflight"
@@ -56,7 +57,7 @@ func (r *readStore) child(ctx context.Context, n *frozenNode, k, depth int) (*fr
 		c.touch()
 		return c, nil
 	}
-	c, e, err := r.cache.get(ctx, n.linkAt(k))
+	c, e, err := r.cache.get(ctx, n.linkAt(k), depth)
 	if err != nil {
 		return nil, fmt.Errorf("depth %d: %w", depth, err)
 	}
@@ -113,8 +114,14 @@ func (r *readStore) walkKeys(ctx context.Context, hasher keyHasher, yield func(s
 }
 
 // nodeCache holds decoded nodes within a memory budget. It is split into shards, each with its own
-// lock, map and CLOCK ring, so readers of different nodes rarely meet; a hit takes one shard read
+// lock, map and CLOCK rings, so readers of different nodes rarely meet; a hit takes one shard read
 // lock. Concurrent misses of the same node share one load.
+//
+// Eviction goes by depth: each shard keeps one CLOCK ring per depth, and a node loaded at depth d
+// may only evict nodes at depth d or deeper, deepest first. The upper levels, which every read
+// passes through, are therefore never evicted by the leaves a workload sweeps over; when the
+// budget cannot hold a level below them, that level's nodes take turns in what is left and the
+// levels above stay cached. (A node that would have to evict a shallower one is not kept.)
 type nodeCache struct {
 	load   loadFunc
 	shards [cacheShards]cacheShard
@@ -123,19 +130,29 @@ type nodeCache struct {
 
 const cacheShards = 32
 
+// cacheEntryOverhead is what keeping a node costs beyond the node itself, for budgets: its entry,
+// and its slot in the shard's map and ring (the map's key shares the parent's bytes).
+const cacheEntryOverhead = int64(unsafe.Sizeof(cacheEntry{})) + 48
+
 type cacheShard struct {
 	mu      sync.RWMutex
 	entries map[string]*cacheEntry
-	ring    []*cacheEntry // CLOCK order; hand sweeps it to pick victims
-	hand    int
+	levels  []cacheLevel // by depth
 	bytes   int64
 	loads   singleflight.Group
 }
 
+// cacheLevel is the CLOCK ring of one depth's cached nodes; hand sweeps it to pick victims.
+type cacheLevel struct {
+	ring []*cacheEntry
+	hand int
+}
+
 type cacheEntry struct {
-	key  string
-	node *frozenNode
-	size int64
+	key   string
+	node  *frozenNode
+	size  int64
+	depth int
 	// from is the parent's kids entry that short-cuts to this node, if any; eviction clears it so
 	// the node can be freed. evicted is set under the shard lock before from is read.
 	from    atomic.Pointer[atomic.Pointer[frozenNode]]
@@ -174,9 +191,10 @@ func (c *nodeCache) shard(key string) *cacheShard {
 	return &c.shards[int(key[len(key)-1])%cacheShards]
 }
 
-// get returns node id, loading it on a miss, and its cache entry (nil if the node was not kept).
-// A caller whose ctx ends stops waiting; the load itself finishes for the other waiters.
-func (c *nodeCache) get(ctx context.Context, id cidBytes) (*frozenNode, *cacheEntry, error) {
+// get returns node id, found at depth, loading it on a miss, and its cache entry (nil if the node
+// was not kept). A caller whose ctx ends stops waiting; the load itself finishes for the other
+// waiters.
+func (c *nodeCache) get(ctx context.Context, id cidBytes, depth int) (*frozenNode, *cacheEntry, error) {
 	key := string(id)
 	if key == "" {
 		return nil, nil, fmt.Errorf("%w: undefined CID", ErrMalformedNode)
@@ -194,7 +212,7 @@ func (c *nodeCache) get(ctx context.Context, id cidBytes) (*frozenNode, *cacheEn
 		if err != nil {
 			return nil, err
 		}
-		if e := c.insert(s, key, n, n.memSize()); e != nil {
+		if e := c.insert(s, key, n, n.memSize()+cacheEntryOverhead, depth); e != nil {
 			return e, nil
 		}
 		return n, nil
@@ -219,9 +237,10 @@ func (c *nodeCache) get(ctx context.Context, id cidBytes) (*frozenNode, *cacheEn
 	return nil, nil, res.Err
 }
 
-// insert adds a node, evicting by CLOCK until it fits, and returns its entry. A node larger than
-// the shard's budget is not kept (nil).
-func (c *nodeCache) insert(s *cacheShard, key string, n *frozenNode, size int64) *cacheEntry {
+// insert adds a node found at depth, evicting by CLOCK, deepest level first and never above
+// depth, until it fits, and returns its entry. A node that does not fit without evicting a
+// shallower one (or larger than the shard's budget) is not kept (nil).
+func (c *nodeCache) insert(s *cacheShard, key string, n *frozenNode, size int64, depth int) *cacheEntry {
 	if size > c.budget {
 		return nil
 	}
@@ -230,29 +249,44 @@ func (c *nodeCache) insert(s *cacheShard, key string, n *frozenNode, size int64)
 	if e, ok := s.entries[key]; ok {
 		return e
 	}
-	for s.bytes+size > c.budget && len(s.ring) > 0 {
-		if s.hand >= len(s.ring) {
-			s.hand = 0
-		}
-		victim := s.ring[s.hand]
-		if victim.node.used.Load() {
-			victim.node.used.Store(false)
-			s.hand++
-			continue
-		}
-		last := s.ring[len(s.ring)-1]
-		s.ring[s.hand] = last
-		s.ring[len(s.ring)-1] = nil
-		s.ring = s.ring[:len(s.ring)-1]
-		delete(s.entries, victim.key)
-		s.bytes -= victim.size
-		victim.detach()
+	for d := len(s.levels) - 1; s.bytes+size > c.budget && d >= depth; d-- {
+		s.evict(&s.levels[d], s.bytes+size-c.budget)
 	}
-	e := &cacheEntry{key: key, node: n, size: size}
-	s.ring = append(s.ring, e)
+	if s.bytes+size > c.budget {
+		return nil
+	}
+	for len(s.levels) <= depth {
+		s.levels = append(s.levels, cacheLevel{})
+	}
+	e := &cacheEntry{key: key, node: n, size: size, depth: depth}
+	l := &s.levels[depth]
+	l.ring = append(l.ring, e)
 	s.entries[key] = e
 	s.bytes += size
 	return e
+}
+
+// evict frees at least need bytes from level l by CLOCK, or empties it. Callers hold s.mu.
+func (s *cacheShard) evict(l *cacheLevel, need int64) {
+	for need > 0 && len(l.ring) > 0 {
+		if l.hand >= len(l.ring) {
+			l.hand = 0
+		}
+		victim := l.ring[l.hand]
+		if victim.node.used.Load() {
+			victim.node.used.Store(false)
+			l.hand++
+			continue
+		}
+		last := l.ring[len(l.ring)-1]
+		l.ring[l.hand] = last
+		l.ring[len(l.ring)-1] = nil
+		l.ring = l.ring[:len(l.ring)-1]
+		delete(s.entries, victim.key)
+		s.bytes -= victim.size
+		need -= victim.size
+		victim.detach()
+	}
 }
 
 // size is the approximate memory of the cached nodes.
@@ -272,11 +306,13 @@ func (c *nodeCache) clear() {
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.Lock()
-		for _, e := range s.ring {
-			e.detach()
+		for _, l := range s.levels {
+			for _, e := range l.ring {
+				e.detach()
+			}
 		}
 		s.entries = make(map[string]*cacheEntry)
-		s.ring, s.hand, s.bytes = nil, 0, 0
+		s.levels, s.bytes = nil, 0
 		s.mu.Unlock()
 	}
 }
