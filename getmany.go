@@ -1,0 +1,65 @@
+package hamt
+
+import (
+	"context"
+	"errors"
+)
+
+// GetMany returns the values of many keys at once: values[i] is the value of keys[i] when
+// found[i], the zero V when keys[i] is not in the map (an absent key does not fail the batch). It
+// is what a Get per key does, with the lookups and value loads of different keys overlapping, at
+// most the map's read-ahead (WithReadAhead, default 32) at once, in batches sized to the store
+// (see readAhead), and lookups sharing the nodes they cross. A key given twice is looked up and
+// loaded twice: each position owns its value.
+//
+// Any failure but an absent key (a missing block, ErrMalformedNode, a value the codec rejects, ctx
+// done) stops the batch: GetMany cancels the loads in flight and returns the first failure, with
+// nil slices. It returns once every load it started has ended.
+func (m *Map[V]) GetMany(ctx context.Context, keys []string) (values []V, found []bool, err error) {
+	values, found = make([]V, len(keys)), make([]bool, len(keys))
+	if err := m.getMany(ctx, keys, values, found, m.readAheadWindow()); err != nil {
+		return nil, nil, err
+	}
+	return values, found, nil
+}
+
+// getMany is GetMany into values and found (as long as keys), with at most window keys in flight.
+func (m *Map[V]) getMany(ctx context.Context, keys []string, values []V, found []bool, window int) error {
+	ra := newReadAhead[V](ctx, window)
+	defer ra.stop()
+	load := func(ctx context.Context, b *valueBatch[V]) {
+		for i, key := range b.keys {
+			id, err := m.pointer(ctx, key)
+			if errors.Is(err, ErrNotFound) {
+				continue
+			}
+			if err == nil {
+				b.vals[i], err = m.value(ctx, key, id)
+			}
+			if err != nil {
+				b.err, b.errAt = err, i
+				ra.cancel() // the batch fails whatever the others find
+				return
+			}
+			b.found[i] = true
+		}
+	}
+	var first error // the failure that came first in time; the batches it cancelled fail after it
+	check := func(b *valueBatch[V]) {
+		if b.err != nil && (first == nil || errors.Is(first, context.Canceled) && !errors.Is(b.err, context.Canceled)) {
+			first = b.err
+		}
+	}
+	for lo := 0; lo < len(keys) && first == nil; {
+		hi := min(lo+ra.batchLen(), len(keys))
+		for ra.full(hi - lo) {
+			check(ra.take())
+		}
+		ra.start(&valueBatch[V]{keys: keys[lo:hi], vals: values[lo:hi], found: found[lo:hi]}, load)
+		lo = hi
+	}
+	for ra.pending() {
+		check(ra.take())
+	}
+	return first
+}

@@ -1,0 +1,148 @@
+package hamt
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// DefaultReadAhead is how many values All and GetMany load at once by default.
+const DefaultReadAhead = 32
+
+// WithReadAhead sets how many values All and GetMany hold loaded or loading at once (default 32,
+// minimum 1): the most store reads they overlap, and the bound on the memory their values take.
+// A store with latency (Kubo, a gateway) gains from more; 1 reads one value at a time.
+func WithReadAhead(n int) Option {
+	return func(o *options) error {
+		if n < 1 {
+			return fmt.Errorf("WithReadAhead(%d): need at least one value", n)
+		}
+		o.readAhead = n
+		return nil
+	}
+}
+
+// readAheadWindow is the map's WithReadAhead.
+func (m *Map[V]) readAheadWindow() int {
+	if m.opts.readAhead == 0 {
+		return DefaultReadAhead
+	}
+	return m.opts.readAhead
+}
+
+// value loads and decodes the value block id of key, as Get does: a dag-pb block is the UnixFS file
+// it heads, and blocks are verified when the map was asked to (WithVerifyBlocks).
+func (m *Map[V]) value(ctx context.Context, key string, id cidBytes) (V, error) {
+	var zero V
+	b, err := loadValue(ctx, m.cas, id.cid(), ByteRange{}, m.opts.verifyBlocks)
+	if err != nil {
+		return zero, fmt.Errorf("get %q: load value %s: %w", key, id, missingBlock(err))
+	}
+	v, err := m.codec.Decode(b)
+	if err != nil {
+		return zero, fmt.Errorf("get %q: value %s: %w", key, id, err)
+	}
+	return v, nil
+}
+
+// valueBatch is a run of consecutive keys whose values one goroutine loads, in order. All knows
+// their value CIDs (ids); GetMany leaves ids nil and the batch looks each key up first.
+type valueBatch[V any] struct {
+	keys  []string
+	ids   []cidBytes
+	vals  []V
+	found []bool // GetMany: whether keys[i] is in the map; nil for All
+	// err is the failure that stopped the batch at errAt: the values before errAt are loaded,
+	// those from errAt on are not.
+	err   error
+	errAt int
+	done  chan struct{} // closed when the batch is finished
+}
+
+// readAhead loads the values of batches of keys on goroutines while its caller goes on (walking
+// the tree, yielding earlier values), and gives the batches back in the order they were started.
+// It holds at most window keys in batches started and not yet taken back, so at most window values
+// are in memory or in flight at once.
+//
+// A batch's length adapts to the store: how long is one load is measured as batches finish, and a
+// batch holds about readAheadBatchTime's worth of loads. A store that answers in microseconds
+// (memory, bbolt) gets long batches, so starting a goroutine costs little per value; a store with
+// latency (Kubo: a round trip per block) gets batches of one value, and window round trips overlap.
+//
+// Only the goroutine that made it calls its methods; the batches' goroutines touch only their
+// batch and nsPerLoad. stop must be called, and it returns once every goroutine has.
+type readAhead[V any] struct {
+	ctx       context.Context
+	cancel    context.CancelFunc
+	window    int
+	maxBatch  int
+	held      int              // keys in queue
+	queue     []*valueBatch[V] // started and not taken back, oldest first
+	wg        sync.WaitGroup
+	nsPerLoad atomic.Int64 // moving average of one load's time; 0 before the first batch ends
+}
+
+// readAheadBatchTime is about how long one batch's loads take, once the loads are measured: long
+// enough that starting its goroutine (about a microsecond) is a small part of it.
+const readAheadBatchTime = 20 * time.Microsecond
+
+func newReadAhead[V any](ctx context.Context, window int) *readAhead[V] {
+	ctx, cancel := context.WithCancel(ctx)
+	// Batches of at most half the window, so that one is being loaded while another is used.
+	return &readAhead[V]{ctx: ctx, cancel: cancel, window: window, maxBatch: max(1, window/2)}
+}
+
+// batchLen is how many keys the next batch should hold.
+func (ra *readAhead[V]) batchLen() int {
+	ns := ra.nsPerLoad.Load()
+	if ns <= 0 {
+		return 1 // not measured yet: assume a slow store
+	}
+	return int(min(max(int64(readAheadBatchTime)/ns, 1), int64(ra.maxBatch)))
+}
+
+// full reports whether a batch of n keys must wait until the oldest one is taken back.
+func (ra *readAhead[V]) full(n int) bool { return ra.held > 0 && ra.held+n > ra.window }
+
+// start loads b's values on a new goroutine with load, which records in b what it finds. The
+// caller has made room for b (full is false).
+func (ra *readAhead[V]) start(b *valueBatch[V], load func(ctx context.Context, b *valueBatch[V])) {
+	b.done = make(chan struct{})
+	ra.queue = append(ra.queue, b)
+	ra.held += len(b.keys)
+	ra.wg.Add(1)
+	go func() {
+		defer ra.wg.Done()
+		defer close(b.done)
+		t := time.Now()
+		load(ra.ctx, b)
+		if n := len(b.keys); b.err == nil && n > 0 {
+			ns := max(time.Since(t).Nanoseconds()/int64(n), 1)
+			if old := ra.nsPerLoad.Load(); old > 0 {
+				ns = (3*old + ns) / 4
+			}
+			ra.nsPerLoad.Store(ns) // a race with another batch loses one sample, which is harmless
+		}
+	}()
+}
+
+// pending reports whether a batch has been started and not taken back.
+func (ra *readAhead[V]) pending() bool { return len(ra.queue) > 0 }
+
+// take waits for the oldest batch to finish and gives it back.
+func (ra *readAhead[V]) take() *valueBatch[V] {
+	b := ra.queue[0]
+	ra.queue[0] = nil
+	ra.queue = ra.queue[1:]
+	ra.held -= len(b.keys)
+	<-b.done
+	return b
+}
+
+// stop cancels the loads still going and waits for their goroutines to end.
+func (ra *readAhead[V]) stop() {
+	ra.cancel()
+	ra.wg.Wait()
+}
