@@ -91,7 +91,10 @@ func checkGetMany(t fatalT, ctx context.Context, m *hamt.Map[[]byte], keys []str
 func TestAllYieldsExactlyTheModelsPairsAndGetManyAgreesWithGet(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		ctx := context.Background()
-		cas := hamt.NewMemoryCAS()
+		var cas hamt.CAS = hamt.NewMemoryCAS()
+		if rapid.Bool().Draw(t, "latency") { // values loaded on goroutines
+			cas = &slowCAS{cas}
+		}
 		opts := []hamt.Option{hamt.WithBucketSize(rapid.IntRange(1, 4).Draw(t, "bucket")),
 			hamt.WithReadAhead(rapid.IntRange(1, 40).Draw(t, "readAhead")), hamt.WithCacheBytes(4 << 10)}
 		if rapid.Bool().Draw(t, "prefixHash") {
@@ -144,6 +147,17 @@ func TestAllYieldsExactlyTheModelsPairsAndGetManyAgreesWithGet(t *testing.T) {
 	})
 }
 
+// slowCAS is a store with latency: every value load takes 20µs or more, enough for the map to
+// load values on goroutines.
+type slowCAS struct{ hamt.CAS }
+
+func (c *slowCAS) Load(ctx context.Context, id cid.Cid) ([]byte, error) {
+	if id.Type() != uint64(multicodec.DagCbor) {
+		time.Sleep(20 * time.Microsecond)
+	}
+	return c.CAS.Load(ctx, id)
+}
+
 // fillMap writes n keys "key-i" with values "value-i" and returns the map read-only.
 func fillMap(t testing.TB, ctx context.Context, cas hamt.CAS, n int, opts ...hamt.Option) *hamt.Map[[]byte] {
 	t.Helper()
@@ -162,8 +176,9 @@ func fillMap(t testing.TB, ctx context.Context, cas hamt.CAS, n int, opts ...ham
 	return m
 }
 
-// stallingCAS holds every load of a block in stall until its context is cancelled, counting those
-// it released that way.
+// stallingCAS is a store with latency (every value load takes 100µs, so the map loads values on
+// goroutines) that holds every load of a block in stall until its context is cancelled, counting
+// those it released that way.
 type stallingCAS struct {
 	hamt.CAS
 	stall     map[cid.Cid]bool
@@ -171,7 +186,11 @@ type stallingCAS struct {
 }
 
 func (c *stallingCAS) Load(ctx context.Context, id cid.Cid) ([]byte, error) {
+	if id.Type() == uint64(multicodec.DagCbor) {
+		return c.CAS.Load(ctx, id)
+	}
 	if !c.stall[id] {
+		time.Sleep(100 * time.Microsecond)
 		return c.CAS.Load(ctx, id)
 	}
 	select {
@@ -240,7 +259,8 @@ func TestBreakingOutOfAllCancelsItsLoadsAndLeavesNoGoroutine(t *testing.T) {
 }
 
 // TestGetManyFailureCancelsTheRestAndLeavesNoGoroutine: one lost value block fails the batch with
-// ErrMissingBlock (not the cancellations it causes), and every load in flight ends.
+// ErrMissingBlock (not the cancellations it causes in the batches loading beside it), and every
+// load in flight ends; on a fast store (values loaded in place) and a slow one (on goroutines).
 func TestGetManyFailureCancelsTheRestAndLeavesNoGoroutine(t *testing.T) {
 	ctx := context.Background()
 	mem := hamt.NewMemoryCAS()
@@ -249,23 +269,23 @@ func TestGetManyFailureCancelsTheRestAndLeavesNoGoroutine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cas := &losingCAS{CAS: mem, lost: lost}
 	root, _ := m.Root()
-	r, err := hamt.Open(ctx, cas, hamt.Bytes, root)
-	if err != nil {
-		t.Fatal(err)
-	}
 	keys := make([]string, 200)
 	for i := range keys {
 		keys[i] = fmt.Sprintf("key-%d", i)
 	}
-	before := runtime.NumGoroutine()
-	vals, found, err := r.GetMany(ctx, keys)
-	if !errors.Is(err, hamt.ErrMissingBlock) || vals != nil || found != nil {
-		t.Errorf("GetMany with a lost value = %d values, %v; want ErrMissingBlock and nothing", len(vals), err)
-	}
-	if after := settledGoroutines(before); after > before {
-		t.Errorf("%d goroutines after GetMany, %d before", after, before)
+	for name, store := range map[string]hamt.CAS{"fast": mem, "slow": &slowCAS{mem}} {
+		t.Run(name, func(t *testing.T) {
+			r := mustOpen(t, ctx, &losingCAS{CAS: store, lost: lost}, root)
+			before := runtime.NumGoroutine()
+			vals, found, err := r.GetMany(ctx, keys)
+			if !errors.Is(err, hamt.ErrMissingBlock) || vals != nil || found != nil {
+				t.Errorf("GetMany with a lost value = %d values, %v; want ErrMissingBlock and nothing", len(vals), err)
+			}
+			if after := settledGoroutines(before); after > before {
+				t.Errorf("%d goroutines after GetMany, %d before", after, before)
+			}
+		})
 	}
 }
 
@@ -437,10 +457,11 @@ func TestAllAndGetManyReadUnixFSValues(t *testing.T) {
 }
 
 // TestAllAndGetManyRaceWithWriters: All and GetMany in many goroutines while others Set, in write
-// mode; each sees a value that was set for every key it finds. Run with -race.
+// mode, on a store with latency (so values load on goroutines); each sees a value that was set for
+// every key it finds. Run with -race.
 func TestAllAndGetManyRaceWithWriters(t *testing.T) {
 	ctx := context.Background()
-	m, err := hamt.New(ctx, hamt.NewMemoryCAS(), hamt.Bytes, hamt.WithReadAhead(4))
+	m, err := hamt.New(ctx, &slowCAS{hamt.NewMemoryCAS()}, hamt.Bytes, hamt.WithReadAhead(4))
 	if err != nil {
 		t.Fatal(err)
 	}

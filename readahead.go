@@ -58,18 +58,20 @@ type valueBatch[V any] struct {
 	// those from errAt on are not.
 	err   error
 	errAt int
-	done  chan struct{} // closed when the batch is finished
+	done  chan struct{} // closed when the batch is finished; nil for a batch loaded in place
 }
 
-// readAhead loads the values of batches of keys on goroutines while its caller goes on (walking
-// the tree, yielding earlier values), and gives the batches back in the order they were started.
-// It holds at most window keys in batches started and not yet taken back, so at most window values
-// are in memory or in flight at once.
+// readAhead loads the values of batches of keys while its caller goes on (walking the tree,
+// yielding earlier values), and gives the batches back in the order they were started. It holds at
+// most window keys in batches started and not yet taken back, so at most window values are in
+// memory or in flight at once.
 //
-// A batch's length adapts to the store: how long is one load is measured as batches finish, and a
-// batch holds about readAheadBatchTime's worth of loads. A store that answers in microseconds
-// (memory, bbolt) gets long batches, so starting a goroutine costs little per value; a store with
-// latency (Kubo: a round trip per block) gets batches of one value, and window round trips overlap.
+// How a batch is loaded adapts to the store, from the time one load takes, measured as batches
+// finish. Loads that take less than readAheadInline (memory, a local bbolt file) are done by the
+// caller itself, in batches of up to half the window: handing them to another goroutine costs
+// more than it saves. Slower loads (Kubo, a gateway: a round trip per block) each go to a goroutine
+// in batches of about readAheadBatchTime's worth, so up to window round trips overlap. The first
+// load is done in place, to measure the store.
 //
 // Only the goroutine that made it calls its methods; the batches' goroutines touch only their
 // batch and nsPerLoad. stop must be called, and it returns once every goroutine has.
@@ -84,9 +86,14 @@ type readAhead[V any] struct {
 	nsPerLoad atomic.Int64 // moving average of one load's time; 0 before the first batch ends
 }
 
-// readAheadBatchTime is about how long one batch's loads take, once the loads are measured: long
-// enough that starting its goroutine (about a microsecond) is a small part of it.
-const readAheadBatchTime = 20 * time.Microsecond
+const (
+	// readAheadInline is the load time below which loads are not worth a goroutine: starting one
+	// and waiting for it costs about a microsecond, more on a busy machine.
+	readAheadInline = 5 * time.Microsecond
+	// readAheadBatchTime is about how long one goroutine's batch of loads takes: long enough that
+	// starting the goroutine is a small part of it.
+	readAheadBatchTime = 20 * time.Microsecond
+)
 
 func newReadAhead[V any](ctx context.Context, window int) *readAhead[V] {
 	ctx, cancel := context.WithCancel(ctx)
@@ -94,38 +101,55 @@ func newReadAhead[V any](ctx context.Context, window int) *readAhead[V] {
 	return &readAhead[V]{ctx: ctx, cancel: cancel, window: window, maxBatch: max(1, window/2)}
 }
 
+// inline reports whether loads are fast enough to be done in place.
+func (ra *readAhead[V]) inline() bool {
+	ns := ra.nsPerLoad.Load()
+	return ns < int64(readAheadInline)
+}
+
 // batchLen is how many keys the next batch should hold.
 func (ra *readAhead[V]) batchLen() int {
-	ns := ra.nsPerLoad.Load()
-	if ns <= 0 {
-		return 1 // not measured yet: assume a slow store
+	switch ns := ra.nsPerLoad.Load(); {
+	case ns == 0:
+		return 1 // the first load, measured in place
+	case ns < int64(readAheadInline):
+		return ra.maxBatch
+	default:
+		return int(min(max(int64(readAheadBatchTime)/ns, 1), int64(ra.maxBatch)))
 	}
-	return int(min(max(int64(readAheadBatchTime)/ns, 1), int64(ra.maxBatch)))
 }
 
 // full reports whether a batch of n keys must wait until the oldest one is taken back.
 func (ra *readAhead[V]) full(n int) bool { return ra.held > 0 && ra.held+n > ra.window }
 
-// start loads b's values on a new goroutine with load, which records in b what it finds. The
-// caller has made room for b (full is false).
+// start loads b's values with load, which records in b what it finds: in place when loads are
+// fast, else on a new goroutine. The caller has made room for b (full is false).
 func (ra *readAhead[V]) start(b *valueBatch[V], load func(ctx context.Context, b *valueBatch[V])) {
-	b.done = make(chan struct{})
 	ra.queue = append(ra.queue, b)
 	ra.held += len(b.keys)
+	if ra.inline() {
+		ra.measure(b, time.Now(), load)
+		return
+	}
+	b.done = make(chan struct{})
 	ra.wg.Add(1)
 	go func() {
 		defer ra.wg.Done()
 		defer close(b.done)
-		t := time.Now()
-		load(ra.ctx, b)
-		if n := len(b.keys); b.err == nil && n > 0 {
-			ns := max(time.Since(t).Nanoseconds()/int64(n), 1)
-			if old := ra.nsPerLoad.Load(); old > 0 {
-				ns = (3*old + ns) / 4
-			}
-			ra.nsPerLoad.Store(ns) // a race with another batch loses one sample, which is harmless
-		}
+		ra.measure(b, time.Now(), load)
 	}()
+}
+
+// measure runs load on b, begun at t, and folds the time each of its loads took into nsPerLoad.
+func (ra *readAhead[V]) measure(b *valueBatch[V], t time.Time, load func(ctx context.Context, b *valueBatch[V])) {
+	load(ra.ctx, b)
+	if n := len(b.keys); b.err == nil && n > 0 {
+		ns := max(time.Since(t).Nanoseconds()/int64(n), 1)
+		if old := ra.nsPerLoad.Load(); old > 0 {
+			ns = (3*old + ns) / 4
+		}
+		ra.nsPerLoad.Store(ns) // a race with another batch loses one sample, which is harmless
+	}
 }
 
 // pending reports whether a batch has been started and not taken back.
@@ -137,7 +161,9 @@ func (ra *readAhead[V]) take() *valueBatch[V] {
 	ra.queue[0] = nil
 	ra.queue = ra.queue[1:]
 	ra.held -= len(b.keys)
-	<-b.done
+	if b.done != nil {
+		<-b.done
+	}
 	return b
 }
 
