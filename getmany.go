@@ -50,7 +50,8 @@ func (m *Map[V]) getMany(ctx context.Context, keys []string, values []V, found [
 			first = b.err
 		}
 	}
-	for lo := 0; lo < len(keys) && first == nil; {
+	lo := 0
+	for lo < len(keys) && first == nil && ra.ctx.Err() == nil {
 		hi := min(lo+ra.batchLen(), len(keys))
 		for ra.full(hi - lo) {
 			check(ra.take())
@@ -60,6 +61,9 @@ func (m *Map[V]) getMany(ctx context.Context, keys []string, values []V, found [
 	}
 	for ra.pending() {
 		check(ra.take())
+	}
+	if first == nil && lo < len(keys) {
+		return ctx.Err() // done before every key was started
 	}
 	return first
 }

@@ -537,3 +537,35 @@ func TestWithReadAheadRefusesLessThanOne(t *testing.T) {
 		t.Error("WithReadAhead(0) accepted")
 	}
 }
+
+// deafCAS ignores the context of its loads, as a store without I/O to cancel may.
+type deafCAS struct{ hamt.CAS }
+
+func (c deafCAS) Load(_ context.Context, id cid.Cid) ([]byte, error) {
+	return c.CAS.Load(context.Background(), id)
+}
+
+// TestAllAndGetManyStopOnACancelledContext: a context already done fails both, even on a store that
+// ignores contexts.
+func TestAllAndGetManyStopOnACancelledContext(t *testing.T) {
+	mem := hamt.NewMemoryCAS()
+	root, _ := fillMap(t, context.Background(), mem, 300).Root()
+	m := mustOpen(t, context.Background(), deafCAS{mem}, root)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, _, err := m.GetMany(ctx, keysOf(t, context.Background(), m)); !errors.Is(err, context.Canceled) {
+		t.Errorf("GetMany with a cancelled context: %v, want context.Canceled", err)
+	}
+	var last error
+	n := 0
+	for _, err := range m.All(ctx) {
+		if err != nil {
+			last = err
+			continue
+		}
+		n++
+	}
+	if !errors.Is(last, context.Canceled) || n == 300 {
+		t.Errorf("All with a cancelled context: %d entries, then %v; want context.Canceled first", n, last)
+	}
+}
