@@ -569,3 +569,75 @@ func TestAllAndGetManyStopOnACancelledContext(t *testing.T) {
 		t.Errorf("All with a cancelled context: %d entries, then %v; want context.Canceled first", n, last)
 	}
 }
+
+// FuzzAllHostileTrees: All and GetMany over the small DAGs of FuzzWalkHostileTrees (shared nodes,
+// keys in any slot, empty nodes, nodes deeper than the hash). All fails with ErrMalformedNode
+// exactly when the judge says the tree is not a HAMT, in both modes and on a second walk, and
+// otherwise yields every key once with its value; it never yields a key twice. GetMany of the
+// tree's keys agrees with Get, whatever the tree.
+func FuzzAllHostileTrees(f *testing.F) {
+	op := func(node, slotKind, a, b, c, d byte) []byte { return []byte{node, slotKind, a, b, c, d} }
+	f.Add(testdag.Cat([]byte{0}, op(0, 5, 0x80, 1, 2, 3)))                                                                            // one key on its path
+	f.Add(testdag.Cat([]byte{0}, op(0, 5, 6, 1, 2, 3)))                                                                               // one key off it
+	f.Add(testdag.Cat([]byte{1}, op(0, 0x85, 0, 0, 0, 0), op(1, 7, 0x80, 0, 0, 0)))                                                   // two levels
+	f.Add(testdag.Cat([]byte{2}, op(0, 0x85, 1, 0, 0, 0), op(0, 0x86, 0, 0, 0, 0), op(1, 0x87, 0, 0, 0, 0), op(2, 3, 0x80, 0, 0, 0))) // a shared node
+	f.Add(testdag.Cat([]byte{1}, op(0, 0x85, 0, 0, 0, 0)))                                                                            // an empty child
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) == 0 || len(data) > 600 {
+			return
+		}
+		tree := walkParseFuzzTree(data)
+		ctx := context.Background()
+		cas := hamt.NewMemoryCAS()
+		root := tree.store(t, cas)
+		wantKeys, valid := tree.valid()
+		slices.Sort(wantKeys)
+		m, err := hamt.Open(ctx, cas, hamt.Bytes, root, hamt.WithHash(walkFuzzHash), hamt.WithReadAhead(3))
+		if err != nil {
+			t.Fatal(err)
+		}
+		all := func(mode string) {
+			seen := map[string]bool{}
+			var got []string
+			var last error
+			for e, err := range m.All(ctx) {
+				if err != nil {
+					last = err
+					break
+				}
+				if seen[e.Key] {
+					t.Fatalf("%s: All yields %q twice", mode, e.Key)
+				}
+				if string(e.Value) != "v"+e.Key {
+					t.Fatalf("%s: All yields %q = %q", mode, e.Key, e.Value)
+				}
+				seen[e.Key] = true
+				got = append(got, e.Key)
+			}
+			walkFuzzVerdict(t, mode+" All", valid, last)
+			if slices.Sort(got); valid && !slices.Equal(got, wantKeys) {
+				t.Fatalf("%s: All = %q, want %q", mode, got, wantKeys)
+			}
+		}
+		all("read-only")
+		all("read-only, again")
+		var listed []string
+		for k := range m.Keys(ctx) {
+			listed = append(listed, k)
+		}
+		vals, found, err := m.GetMany(ctx, append(listed, "absent"))
+		if err != nil {
+			t.Fatalf("GetMany: %v", err)
+		}
+		for i, k := range listed {
+			v, err := m.Get(ctx, k)
+			if found[i] != (err == nil) || found[i] && !bytes.Equal(v, vals[i]) {
+				t.Fatalf("GetMany(%q) = %q, %v; Get gives %q, %v", k, vals[i], found[i], v, err)
+			}
+		}
+		if err := m.EnableWrite(ctx); err != nil {
+			t.Fatal(err)
+		}
+		all("write")
+	})
+}
