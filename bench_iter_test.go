@@ -2,8 +2,8 @@ package hamt_test
 
 // Benchmarks of reading every key with its value, the "iterate keys+values" row of issue 13: All
 // (one walk, values read ahead) against Keys then a Get per key, at 100k keys with default
-// options, on a MemoryCAS and on a plain store a user might write (iterBenchCAS, which the map
-// knows only through the CAS interface). "cold" opens the root afresh for every run; "warm" reuses
+// options, on a MemoryCAS, on a plain store a user might write (iterBenchCAS, which the map knows
+// only through the CAS interface) and on a BoltCAS file. "cold" opens the root afresh for every run; "warm" reuses
 // one map whose cache holds the tree. Also GetMany against a Get per key, in random order. Run:
 //
 //	go test -run XXX -bench 'IterateKeysAndValues|GetManyVsGet' -count 5 .
@@ -11,6 +11,7 @@ package hamt_test
 import (
 	"bytes"
 	"context"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -60,7 +61,12 @@ func iterBenchStores(b *testing.B) map[string]struct {
 		cas  hamt.CAS
 		root cid.Cid
 	}{}
-	for name, cas := range map[string]hamt.CAS{"MemoryCAS": hamt.NewMemoryCAS(), "plainCAS": &iterBenchCAS{blocks: map[cid.Cid][]byte{}}} {
+	bolt, err := hamt.OpenBoltCAS(filepath.Join(b.TempDir(), "iter.bolt"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { bolt.Close() })
+	for name, cas := range map[string]hamt.CAS{"MemoryCAS": hamt.NewMemoryCAS(), "plainCAS": &iterBenchCAS{blocks: map[cid.Cid][]byte{}}, "BoltCAS": bolt} {
 		_, root := buildMap(b, cas, hamt.DefaultBucketSize, keys, vals)
 		out[name] = struct {
 			cas  hamt.CAS
@@ -105,17 +111,11 @@ func BenchmarkIterateKeysAndValues(b *testing.B) {
 			}
 		}},
 	}
-	for _, store := range []string{"MemoryCAS", "plainCAS"} {
-		var stores map[string]struct {
-			cas  hamt.CAS
-			root cid.Cid
-		}
+	stores := iterBenchStores(b)
+	for _, store := range []string{"MemoryCAS", "plainCAS", "BoltCAS"} {
 		for _, way := range ways {
 			for _, state := range []string{"cold", "warm"} {
 				b.Run(store+"/"+way.name+"/"+state, func(b *testing.B) {
-					if stores == nil {
-						stores = iterBenchStores(b)
-					}
 					s := stores[store]
 					open := func() *hamt.Map[[]byte] {
 						m, err := hamt.Open(ctx, s.cas, hamt.Bytes, s.root)
@@ -146,17 +146,11 @@ func BenchmarkIterateKeysAndValues(b *testing.B) {
 // tree cached.
 func BenchmarkGetManyVsGet(b *testing.B) {
 	ctx := context.Background()
-	var stores map[string]struct {
-		cas  hamt.CAS
-		root cid.Cid
-	}
+	stores := iterBenchStores(b)
 	order := shuffled(benchKeys(iterBenchKeys), 3)
-	for _, store := range []string{"MemoryCAS", "plainCAS"} {
+	for _, store := range []string{"MemoryCAS", "plainCAS", "BoltCAS"} {
 		for _, way := range []string{"GetMany", "Get"} {
 			b.Run(store+"/"+way, func(b *testing.B) {
-				if stores == nil {
-					stores = iterBenchStores(b)
-				}
 				m, err := hamt.Open(ctx, stores[store].cas, hamt.Bytes, stores[store].root)
 				if err != nil {
 					b.Fatal(err)

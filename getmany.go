@@ -7,10 +7,12 @@ import (
 
 // GetMany returns the values of many keys at once: values[i] is the value of keys[i] when
 // found[i], the zero V when keys[i] is not in the map (an absent key does not fail the batch). It
-// is what a Get per key does, with the lookups and value loads of different keys overlapping, at
-// most the map's read-ahead (WithReadAhead, default 32) at once, in batches sized to the store
-// (see readAhead), and lookups sharing the nodes they cross. A key given twice is looked up and
-// loaded twice: each position owns its value.
+// is what a Get per key does (same lookups, same value reads), with the keys' lookups and loads
+// overlapping on a store with latency: up to the map's read-ahead (WithReadAhead, default 32) at
+// once, on goroutines. On a store that answers in microseconds (memory, bbolt), where a goroutine
+// costs more than it saves, the keys are read in place, one batch after another. Lookups share
+// the nodes they cross through the map's cache. A key given twice is looked up and loaded twice:
+// each position owns its value. Safe for concurrent use with every other method, as Get is.
 //
 // Any failure but an absent key (a missing block, ErrMalformedNode, a value the codec rejects, ctx
 // done) stops the batch: GetMany cancels the loads in flight and returns the first failure, with
@@ -28,20 +30,28 @@ func (m *Map[V]) getMany(ctx context.Context, keys []string, values []V, found [
 	ra := newReadAhead[V](ctx, window)
 	defer ra.stop()
 	load := func(ctx context.Context, b *valueBatch[V]) {
+		ids := make([]cidBytes, len(b.keys))
+		n := len(b.keys) // the keys looked up
+		var err error
 		for i, key := range b.keys {
-			id, err := m.pointer(ctx, key)
+			ids[i], err = m.pointer(ctx, key)
 			if errors.Is(err, ErrNotFound) {
-				continue
+				err = nil
+			} else if err != nil {
+				n = i
+				break
 			}
-			if err == nil {
-				b.vals[i], err = m.value(ctx, key, id)
-			}
-			if err != nil {
-				b.err, b.errAt = err, i
-				ra.cancel() // the batch fails whatever the others find
-				return
-			}
-			b.found[i] = true
+		}
+		if i, verr := m.values(ctx, b.keys[:n], ids[:n], b.vals[:n]); verr != nil {
+			err, n = verr, i
+		}
+		if err != nil {
+			b.err, b.errAt = err, n
+			ra.cancel() // the batch fails whatever the others find
+			return
+		}
+		for i, id := range ids {
+			b.found[i] = id != ""
 		}
 	}
 	var first error // the failure that came first in time; the batches it cancelled fail after it

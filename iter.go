@@ -13,9 +13,12 @@ type Entry[V any] struct {
 
 // All yields every key with its value, once each, in one walk of the tree: the order of Keys. It
 // is what Keys followed by a Get per key does, without the second walk and the hash per key: the
-// value blocks of the keys ahead are loaded while earlier entries are yielded, at most the map's
-// read-ahead (WithReadAhead, default 32) at once, so the store's reads overlap and memory stays
-// bounded. Values are read as Get reads them (a UnixFS file whole, verified blocks when asked).
+// value blocks of the keys ahead are loaded before earlier entries are yielded, at most the map's
+// read-ahead (WithReadAhead, default 32) at once, so memory stays bounded. On a store with latency
+// (Kubo, a gateway) those loads run on goroutines and overlap; on one that answers in
+// microseconds (memory, bbolt) they run in place, in batches, where a goroutine would cost more
+// than it saves. Values are read as Get reads them (a UnixFS file whole, blocks verified when
+// asked).
 //
 // In read-only mode the walk goes on as entries are yielded. In write mode, as Keys does, All
 // takes a snapshot of the keys and their value CIDs when iteration starts (under the tree lock,
@@ -31,13 +34,8 @@ func (m *Map[V]) All(ctx context.Context) iter.Seq2[Entry[V], error] {
 		ra := newReadAhead[V](ctx, m.readAheadWindow())
 		defer ra.stop()
 		load := func(ctx context.Context, b *valueBatch[V]) {
-			for i, key := range b.keys {
-				v, err := m.value(ctx, key, b.ids[i])
-				if err != nil {
-					b.err, b.errAt = err, i
-					return
-				}
-				b.vals[i] = v
+			if i, err := m.values(ctx, b.keys, b.ids, b.vals); err != nil {
+				b.err, b.errAt = err, i
 			}
 		}
 		// emit yields a finished batch's entries up to its failure, then the failure.

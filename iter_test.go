@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"sync"
@@ -640,4 +641,122 @@ func FuzzAllHostileTrees(f *testing.F) {
 		}
 		all("write")
 	})
+}
+
+// batchMemCAS is a store of one's own that loads batches (a BatchLoader) over a MemoryCAS. It
+// counts its LoadMany calls, loses the block lost (LoadMany gives nil for it), and gives damaged
+// bytes for the block damaged.
+type batchMemCAS struct {
+	hamt.CAS
+	calls   atomic.Int64
+	lost    cid.Cid
+	damaged cid.Cid
+}
+
+func (c *batchMemCAS) LoadMany(ctx context.Context, ids []cid.Cid) ([][]byte, error) {
+	c.calls.Add(1)
+	out := make([][]byte, len(ids))
+	for i, id := range ids {
+		if id == c.lost {
+			continue
+		}
+		b, err := c.CAS.Load(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if id == c.damaged {
+			b = append(b, '!')
+		}
+		out[i] = b
+	}
+	return out, nil
+}
+
+// TestAllAndGetManyLoadBatchesThroughLoadMany: on a BatchLoader (BoltCAS, or a store of one's
+// own), All and GetMany read batches of values with LoadMany and give what Get gives: UnixFS
+// values among them, a lost block as ErrMissingBlock in its place, a damaged one as ErrCorrupt
+// when the map verifies.
+func TestAllAndGetManyLoadBatchesThroughLoadMany(t *testing.T) {
+	ctx := context.Background()
+	bolt, err := hamt.OpenBoltCAS(filepath.Join(t.TempDir(), "batch.bolt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bolt.Close()
+	mem := hamt.NewMemoryCAS()
+	want := map[string][]byte{}
+	roots := map[string]cid.Cid{}
+	for name, store := range map[string]testdag.Store{"BoltCAS": bolt, "MemoryCAS": mem} {
+		m, err := hamt.New(ctx, testdag.NewKubo(store, 64, 4), hamt.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 300 {
+			v := fmt.Appendf(nil, "value %d", i)
+			if i%50 == 0 {
+				v = bytes.Repeat(v, 20) // a UnixFS file of several chunks
+			}
+			k := fmt.Sprintf("key-%d", i)
+			if err := m.Set(ctx, k, v); err != nil {
+				t.Fatal(err)
+			}
+			want[k] = v
+		}
+		if roots[name], err = m.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keys := append(slices.Sorted(maps.Keys(want)), "absent", "key-7")
+
+	r := mustOpen(t, ctx, bolt, roots["BoltCAS"])
+	if got := allOf(t, ctx, r); !maps.EqualFunc(got, want, bytes.Equal) {
+		t.Errorf("All over BoltCAS differs from what was set")
+	}
+	checkGetMany(t, ctx, r, keys)
+
+	own := &batchMemCAS{CAS: mem}
+	r = mustOpen(t, ctx, own, roots["MemoryCAS"], hamt.WithVerifyBlocks())
+	if got := allOf(t, ctx, r); !maps.EqualFunc(got, want, bytes.Equal) {
+		t.Errorf("All over a BatchLoader differs from what was set")
+	}
+	checkGetMany(t, ctx, r, keys)
+	if own.calls.Load() == 0 {
+		t.Fatal("LoadMany was never called")
+	}
+
+	order := keysOf(t, ctx, r)
+	for _, tc := range []struct {
+		name string
+		set  func(c *batchMemCAS, id cid.Cid)
+		want error
+	}{
+		{"lost", func(c *batchMemCAS, id cid.Cid) { c.lost = id }, hamt.ErrMissingBlock},
+		{"damaged", func(c *batchMemCAS, id cid.Cid) { c.damaged = id }, hamt.ErrCorrupt},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bad := order[123]
+			id, err := r.GetPointer(ctx, bad)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := &batchMemCAS{CAS: mem}
+			tc.set(c, id)
+			m := mustOpen(t, ctx, c, roots["MemoryCAS"], hamt.WithVerifyBlocks())
+			var got []string
+			var last error
+			for e, err := range m.All(ctx) {
+				if err != nil {
+					last = err
+					break
+				}
+				got = append(got, e.Key)
+			}
+			if !errors.Is(last, tc.want) || !slices.Equal(got, order[:123]) {
+				t.Errorf("All: %d keys then %v; want the %d before %q, then %v", len(got), last, 123, bad, tc.want)
+			}
+			if _, _, err := m.GetMany(ctx, order); !errors.Is(err, tc.want) {
+				t.Errorf("GetMany: %v, want %v", err, tc.want)
+			}
+		})
+	}
 }

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/ipfs/go-cid"
 )
 
 // DefaultReadAhead is how many values All and GetMany load at once by default.
@@ -39,6 +41,87 @@ func (m *Map[V]) value(ctx context.Context, key string, id cidBytes) (V, error) 
 	b, err := loadValue(ctx, m.cas, id.cid(), ByteRange{}, m.opts.verifyBlocks)
 	if err != nil {
 		return zero, fmt.Errorf("get %q: load value %s: %w", key, id, missingBlock(err))
+	}
+	v, err := m.codec.Decode(b)
+	if err != nil {
+		return zero, fmt.Errorf("get %q: value %s: %w", key, id, err)
+	}
+	return v, nil
+}
+
+// BatchLoader is a CAS that loads many blocks at once for less than one by one: BoltCAS, in one
+// read transaction. All and GetMany load a batch of values through it. LoadMany returns one entry
+// per id, in order: the block, which the caller owns, or nil for a block the store does not hold
+// (a present block is never nil, even when empty). An error fails the whole call.
+type BatchLoader interface {
+	LoadMany(ctx context.Context, ids []cid.Cid) ([][]byte, error)
+}
+
+// values loads and decodes the value of keys[i], block ids[i] (none when ids[i] is ""), into
+// vals[i], as value does; through one LoadMany when the store is a BatchLoader. On a failure it
+// returns the index of the key that failed, the values before it loaded.
+func (m *Map[V]) values(ctx context.Context, keys []string, ids []cidBytes, vals []V) (int, error) {
+	bl, ok := m.cas.(BatchLoader)
+	var raw []cid.Cid
+	if ok {
+		for _, id := range ids {
+			if id != "" && !isDagPb(id) { // a UnixFS file is read block by block
+				raw = append(raw, id.cid())
+			}
+		}
+	}
+	if len(raw) < 2 {
+		for i, id := range ids {
+			if id == "" {
+				continue
+			}
+			v, err := m.value(ctx, keys[i], id)
+			if err != nil {
+				return i, err
+			}
+			vals[i] = v
+		}
+		return 0, nil
+	}
+	blocks, err := bl.LoadMany(ctx, raw)
+	if err != nil {
+		i := 0
+		for ids[i] == "" || isDagPb(ids[i]) {
+			i++
+		}
+		return i, fmt.Errorf("get %q and %d more: load values: %w", keys[i], len(raw)-1, err)
+	}
+	j := 0
+	for i, id := range ids {
+		var v V
+		var err error
+		switch {
+		case id == "":
+			continue
+		case isDagPb(id):
+			v, err = m.value(ctx, keys[i], id)
+		default:
+			v, err = m.decodeValue(keys[i], id, blocks[j])
+			j++
+		}
+		if err != nil {
+			return i, err
+		}
+		vals[i] = v
+	}
+	return 0, nil
+}
+
+// decodeValue is the end of value for a raw block b, which LoadMany gave (nil: not in the store).
+func (m *Map[V]) decodeValue(key string, id cidBytes, b []byte) (V, error) {
+	var zero V
+	if b == nil {
+		return zero, fmt.Errorf("get %q: load value %s: %w", key, id, ErrMissingBlock)
+	}
+	if m.opts.verifyBlocks {
+		if err := verifyBlock(id.cid(), b); err != nil {
+			return zero, fmt.Errorf("get %q: %w", key, err)
+		}
 	}
 	v, err := m.codec.Decode(b)
 	if err != nil {
