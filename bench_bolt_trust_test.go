@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/hamt-go/hamt"
+	"github.com/ipfs/go-cid"
 	"github.com/multiformats/go-multicodec"
 )
 
@@ -65,4 +66,62 @@ func BenchmarkBoltMapFlush(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkBoltLargeStore reads a store of 100,000 blocks of 1 KiB (a 3-level B+tree).
+// "open-and-first-load" opens it read-only, loads one block and closes it, per iteration: a
+// cold start, when the pages on the block's path are read and checked before bbolt descends
+// them. "load" loads blocks in a scattered order from a store kept open, each loaded once
+// before: the steady state, when every path is checked already.
+func BenchmarkBoltLargeStore(b *testing.B) {
+	ctx := context.Background()
+	path := boltTempPath(b)
+	cas := boltOpen(b, path)
+	const blocks, chunk = 100_000, 10_000
+	var ids []cid.Cid
+	for from := 0; from < blocks; from += chunk {
+		data := make([][]byte, chunk)
+		for i := range data {
+			data[i] = make([]byte, 1<<10)
+			binary.LittleEndian.PutUint64(data[i], uint64(from+i))
+		}
+		got, err := cas.SaveMany(ctx, data, multicodec.Raw)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ids = append(ids, got...)
+	}
+	if err := cas.CloseStrict(); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("open-and-first-load", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			cas, err := hamt.OpenBoltCAS(path, hamt.WithBoltReadOnly())
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := cas.Load(ctx, ids[i*7919%blocks]); err != nil {
+				b.Fatal(err)
+			}
+			if err := cas.CloseStrict(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("load", func(b *testing.B) {
+		cas := boltOpen(b, path, hamt.WithBoltReadOnly())
+		for _, id := range ids { // not timed: every path checked
+			if _, err := cas.Load(ctx, id); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.SetBytes(1 << 10)
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			if _, err := cas.Load(ctx, ids[i*7919%blocks]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

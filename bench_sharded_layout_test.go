@@ -26,6 +26,17 @@ import (
 	"github.com/ipfs/go-cid"
 )
 
+// loadCountingCAS counts the Loads of the CAS it wraps.
+type loadCountingCAS struct {
+	hamt.CAS
+	loads atomic.Int64
+}
+
+func (c *loadCountingCAS) Load(ctx context.Context, id cid.Cid) ([]byte, error) {
+	c.loads.Add(1)
+	return c.CAS.Load(ctx, id)
+}
+
 // benchLayout is one way to store a Zarr dataset.
 type benchLayout struct {
 	name   string
@@ -216,6 +227,16 @@ func BenchmarkZarrLayouts(b *testing.B) {
 					readAll(b, z)
 				}
 				b.ReportMetric(float64(b.N*len(keys))/b.Elapsed().Seconds(), "chunks/s")
+				// What a cold read costs over a network: the index blocks (nodes or shards and the
+				// root) loaded beside the chunks themselves, counted once, untimed.
+				b.StopTimer()
+				counted := &loadCountingCAS{CAS: cas}
+				z, err := l.open(ctx, counted, root)
+				if err != nil {
+					b.Fatal(err)
+				}
+				readAll(b, z)
+				b.ReportMetric(float64(counted.loads.Load()-int64(len(keys))), "index-blocks-loaded")
 			})
 			b.Run(fmt.Sprintf("%s/chunks=%d/read-warm", l.name, n), func(b *testing.B) {
 				cas, root := dataset(b)

@@ -29,7 +29,8 @@ type BlockPutter interface {
 //   - every block hashes to its CID (ErrCorrupt);
 //   - it names at least one root, and every root is in it (ErrMissingBlock);
 //   - everything a root reaches is in it: a dag-cbor root is read as a map (every node, every
-//     value, and every block of a value stored as a UnixFS file), a dag-pb root as a UnixFS file;
+//     value, and every block of a value stored as a UnixFS file) or, when it is a sharded Zarr
+//     root, as that (metadata values, shards, chunks), a dag-pb root as a UnixFS file;
 //     a block missing is ErrMissingBlock, a node that is not a map node ErrMalformedNode, a file
 //     whose structure does not hold ErrCorrupt.
 //
@@ -213,6 +214,11 @@ func (c *carIndex) checkComplete(ctx context.Context, root cid.Cid) error {
 	}
 	switch root.Prefix().Codec {
 	case uint64(multicodec.DagCbor):
+		if b, err := shardedRootBlock(ctx, c, root); err != nil {
+			return err
+		} else if b != nil {
+			return walkSharded(ctx, c, root, b, nil)
+		}
 		// The shared walker reads every node (rejecting diamonds and keys off their hash path);
 		// a raw value only needs to be in the index, which verified it already, and a file value
 		// is walked for its structure.

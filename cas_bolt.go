@@ -50,10 +50,13 @@ import (
 // LoadRange hashes the whole block in place; a block of 64 KiB or more is hashed on its first
 // read only and then remembered as verified, for up to 4096 blocks, while the store is open, so a
 // Zarr shard read range by range costs one hash. BlockSize and Has read no block bytes and do not
-// verify. A damaged file (truncated, pages overwritten) gives errors wrapping ErrCorrupt, never a
-// panic or a fault: OpenBoltCAS checks the file's length and freelist against its meta page
-// before bbolt maps it, and a panic or memory fault inside bbolt becomes ErrCorrupt and leaves the
-// store broken, every later call failing with that error until it is reopened.
+// verify. A damaged file (truncated, pages overwritten, its B+tree made a cycle) gives errors
+// wrapping ErrCorrupt, never a panic, a fault or a stack overflow: OpenBoltCAS checks the file's
+// length and freelist against its meta page before bbolt maps it; every lookup first walks the
+// pages bbolt will descend to the key, read apart from bbolt's map, checking each once per
+// committed state of the file; and a panic or memory fault inside bbolt becomes ErrCorrupt. Damage
+// on a lookup's path, or a panic or fault, leaves the store broken, every later call failing
+// with that error until it is reopened.
 //
 // A BoltCAS is safe for concurrent use. bbolt locks the file, so one BoltCAS at a time may hold
 // it for writing (in any process), or any number read-only. After Close every method but Path
@@ -62,9 +65,10 @@ type BoltCAS struct {
 	path string
 	opts boltOptions
 	db   *bolt.DB
-	// file is the bbolt file opened a second time, for reading with ReadAt the pages a commit
-	// will free before bbolt trusts them (see checkRewrite); nil if the store is read-only.
-	file *os.File
+	// file is the bbolt file opened a second time, for reading with ReadAt the pages a lookup
+	// will descend before bbolt trusts them (see boltPaths).
+	file  *os.File
+	paths boltPaths
 
 	// life is held for reading by every method while it uses the buffer or the file and for
 	// writing by Close, so once Close holds it no call is inside bbolt and none can start.
@@ -250,31 +254,30 @@ func OpenBoltCAS(path string, opts ...BoltOption) (*BoltCAS, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open bolt store %s: %w", path, err)
 	}
-	err = boltRecover(func() error {
-		if o.readOnly {
-			return db.View(boltCheckFormat)
-		}
-		return db.Update(boltInitFormat)
-	})
+	file, err := os.Open(path)
 	if err != nil {
 		_ = boltRecover(db.Close)
 		return nil, fmt.Errorf("open bolt store %s: %w", path, err)
-	}
-	var file *os.File
-	if !o.readOnly {
-		if file, err = os.Open(path); err != nil {
-			_ = boltRecover(db.Close)
-			return nil, fmt.Errorf("open bolt store %s: %w", path, err)
-		}
 	}
 	b := &BoltCAS{
 		path:    path,
 		opts:    o,
 		db:      db,
 		file:    file,
+		paths:   boltPaths{file: file, pageSize: uint32(db.Info().PageSize)},
 		pending: make(map[string][]byte),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
+	}
+	if o.readOnly {
+		err = b.read(boltTx.checkFormat)
+	} else {
+		err = b.guard(func() error { return db.Update(func(tx *bolt.Tx) error { return b.pathTx(tx).initFormat() }) })
+	}
+	if err != nil {
+		_ = file.Close()
+		_ = boltRecover(db.Close)
+		return nil, fmt.Errorf("open bolt store %s: %w", path, err)
 	}
 	if o.readOnly || o.flushInterval == 0 {
 		close(b.done)
@@ -349,54 +352,70 @@ func (b *BoltCAS) breakWith(err error) error {
 	return err
 }
 
-// boltBuckets returns the two buckets of a block store, or ErrCorrupt.
-func boltBuckets(tx *bolt.Tx) (blocks, meta *bolt.Bucket, err error) {
-	blocks, meta = tx.Bucket(boltBlocksBucket), tx.Bucket(boltMetaBucket)
-	if blocks == nil || meta == nil {
-		return nil, nil, boltCorruptf("the blocks or meta bucket is gone")
+// count returns the block count in meta, or ErrCorrupt.
+func (t boltTx) count(meta *bolt.Bucket) (uint64, error) {
+	c, err := t.get(meta, boltCountKey)
+	if err != nil {
+		return 0, err
 	}
-	return blocks, meta, nil
-}
-
-// boltCount returns the block count in meta, or ErrCorrupt.
-func boltCount(meta *bolt.Bucket) (uint64, error) {
-	c := meta.Get(boltCountKey)
 	if len(c) != 8 {
 		return 0, boltCorruptf("the block count is %d bytes", len(c))
 	}
 	return binary.BigEndian.Uint64(c), nil
 }
 
-// boltCheckFormat checks that tx is a block store's.
-func boltCheckFormat(tx *bolt.Tx) error {
-	meta := tx.Bucket(boltMetaBucket)
-	if meta == nil || tx.Bucket(boltBlocksBucket) == nil {
+// checkFormat checks that the transaction's file is a block store's.
+func (t boltTx) checkFormat() error {
+	meta, err := t.bucket(boltMetaBucket)
+	if err != nil {
+		return err
+	}
+	blocks, err := t.bucket(boltBlocksBucket)
+	if err != nil {
+		return err
+	}
+	if meta == nil || blocks == nil {
 		return errors.New("not a hamt block store: no blocks or meta bucket")
 	}
-	if f := meta.Get(boltFormatKey); len(f) != len(boltFormat) {
+	f, err := t.get(meta, boltFormatKey)
+	if err != nil {
+		return err
+	}
+	if len(f) != len(boltFormat) {
 		return fmt.Errorf("not a hamt block store: a format of %d bytes, want %q", len(f), boltFormat)
 	} else if !bytes.Equal(f, boltFormat) {
 		return fmt.Errorf("not a hamt block store: format %q, want %q", f, boltFormat)
 	}
-	if len(meta.Get(boltCountKey)) != 8 {
+	if c, err := t.get(meta, boltCountKey); err != nil {
+		return err
+	} else if len(c) != 8 {
 		return errors.New("not a hamt block store: no block count")
 	}
 	return nil
 }
 
-// boltInitFormat makes the buckets of a new file, or checks those of an existing one.
-func boltInitFormat(tx *bolt.Tx) error {
-	if tx.Bucket(boltMetaBucket) != nil {
-		return boltCheckFormat(tx)
-	}
-	if err := tx.ForEach(func([]byte, *bolt.Bucket) error { return errors.New("not a hamt block store: it holds other buckets") }); err != nil {
-		return err
-	}
-	meta, err := tx.CreateBucket(boltMetaBucket)
+// initFormat makes the buckets of a new file, or checks those of an existing one.
+func (t boltTx) initFormat() error {
+	meta, err := t.bucket(boltMetaBucket)
 	if err != nil {
 		return err
 	}
-	if _, err := tx.CreateBucket(boltBlocksBucket); err != nil {
+	if meta != nil {
+		return t.checkFormat()
+	}
+	// A new file's root bucket is one empty leaf. (Not tx.ForEach: it would walk the whole
+	// root bucket, along paths no one checked.)
+	h, err := t.st.bf.header(t.rootPage())
+	if err != nil {
+		return t.corrupt(err)
+	}
+	if h.flags != boltLeafPage || h.count != 0 {
+		return errors.New("not a hamt block store: it holds other buckets")
+	}
+	if meta, err = t.tx.CreateBucket(boltMetaBucket); err != nil {
+		return err
+	}
+	if _, err := t.tx.CreateBucket(boltBlocksBucket); err != nil {
 		return err
 	}
 	if err := meta.Put(boltFormatKey, boltFormat); err != nil {
@@ -613,75 +632,49 @@ func (b *BoltCAS) write(ctx context.Context, batch map[string][]byte, extra []bo
 		return err
 	}
 	defer func() { _ = tx.Rollback() }() // after Commit, a no-op
-	blocks, meta, err := boltBuckets(tx)
+	// Every lookup and put checks its path first (boltTx), and so every page the commit will
+	// free: those of the nodes on the paths to what it puts (see treePage).
+	t := b.pathTx(tx)
+	blocks, meta, err := t.buckets()
 	if err != nil {
 		return err
 	}
-	cur := blocks.Cursor()
 	var added uint64
-	var keys [][]byte // put, in order
 	for i, e := range entries {
 		if i%64 == 0 && ctx.Err() != nil {
 			return ctx.Err()
 		}
 		k := []byte(e.key)
-		if got, _ := cur.Seek(k); bytes.Equal(got, k) {
+		if got, err := t.get(blocks, k); err != nil {
+			return err
+		} else if got != nil {
 			continue // immutable: the block (or a duplicate within entries) is there
 		}
 		v := e.data
 		if v == nil {
 			v = []byte{}
 		}
-		if err := blocks.Put(k, v); err != nil {
+		if err := t.put(blocks, k, v); errors.Is(err, bolterrors.ErrIncompatibleValue) {
+			return boltCorruptf("a bucket where block %x should be", k)
+		} else if err != nil {
 			return err
 		}
-		keys = append(keys, k)
 		added++
 	}
 	if added == 0 {
 		return nil
 	}
-	count, err := boltCount(meta)
+	count, err := t.count(meta)
 	if err != nil {
 		return err
 	}
-	if err := meta.Put(boltCountKey, binary.BigEndian.AppendUint64(nil, count+added)); err != nil {
+	if err := t.put(meta, boltCountKey, binary.BigEndian.AppendUint64(nil, count+added)); err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := b.checkRewrite(tx, blocks, meta, keys); err != nil {
-		return b.breakWith(err)
-	}
 	return tx.Commit()
-}
-
-// checkRewrite checks, before tx commits, the pages bbolt will free when it does (see
-// boltFile.checkRewrite): those on the paths to keys in the blocks bucket, to the count in the
-// meta bucket, and to both buckets in the root bucket, as tx found them (puts change only
-// nodes in memory until the commit). An inline bucket (root page 0) has no pages to free.
-func (b *BoltCAS) checkRewrite(tx *bolt.Tx, blocks, meta *bolt.Bucket, keys [][]byte) error {
-	ps := tx.DB().Info().PageSize
-	bf := &boltFile{f: b.file, meta: boltMeta{pageSize: uint32(ps), pgid: uint64(tx.Size() / int64(ps))}}
-	checked := make(map[uint64][]byte)
-	for _, c := range []struct {
-		name string
-		root uint64
-		keys [][]byte
-	}{
-		{"blocks bucket", uint64(blocks.Root()), keys},
-		{"meta bucket", uint64(meta.Root()), [][]byte{boltCountKey}},
-		{"root bucket", uint64(tx.Cursor().Bucket().Root()), [][]byte{boltBlocksBucket, boltMetaBucket}},
-	} {
-		if c.root == 0 {
-			continue
-		}
-		if err := bf.checkRewrite(c.root, c.keys, checked); err != nil {
-			return fmt.Errorf("the pages a commit would free, in the %s: %w", c.name, err)
-		}
-	}
-	return nil
 }
 
 // SaveMany stores every block of data, with the CIDs Save would give them, in one transaction
@@ -777,33 +770,34 @@ func (b *BoltCAS) buffered(key string) ([]byte, bool) {
 }
 
 // read runs fn in a read transaction, guarded (see guard).
-func (b *BoltCAS) read(fn func(*bolt.Tx) error) error {
-	return b.guard(func() error { return b.db.View(fn) })
+func (b *BoltCAS) read(fn func(boltTx) error) error {
+	return b.guard(func() error { return b.db.View(func(tx *bolt.Tx) error { return fn(b.pathTx(tx)) }) })
 }
 
 // value returns the stored bytes of block key in tx (bbolt's, valid only during tx), or nil and
-// false if the file lacks it. cur is a cursor of the blocks bucket. Bytes that a damaged page
-// places outside the file, or a bucket where a block should be, are ErrCorrupt.
-func (b *BoltCAS) value(tx *bolt.Tx, cur *bolt.Cursor, key string) ([]byte, bool, error) {
-	info := b.db.Info()
+// false if the file lacks it. blocks is the blocks bucket. Bytes that a damaged page places
+// outside the file are ErrCorrupt. A nested bucket where a block should be reads as no block
+// (bbolt's Get; opening it to say more would trust its damaged value): Check reports it.
+func (b *BoltCAS) value(t boltTx, blocks *bolt.Bucket, key string) ([]byte, bool, error) {
 	k := []byte(key)
-	got, v := cur.Seek(k)
-	if !bytes.Equal(got, k) {
+	v, err := t.get(blocks, k)
+	if err != nil {
+		return nil, false, err
+	}
+	if v == nil { // a block, even empty, is never nil
 		return nil, false, nil
 	}
-	if v == nil {
-		return nil, false, boltCorruptf("a bucket where block %x should be", k)
-	}
+	info := b.db.Info()
 	// bbolt believes the sizes and offsets it finds in a page: check that the value lies within
 	// the pages the transaction sees before copying or hashing it. The bucket of a small store
 	// is inline, in one page, and bbolt may have copied it from the map.
-	if cur.Bucket().Root() == 0 {
+	if blocks.Root() == 0 {
 		if len(v) > info.PageSize {
 			return nil, false, boltCorruptf("block %x is larger than its inline bucket", k)
 		}
 	} else if len(v) > 0 {
 		start := uintptr(unsafe.Pointer(unsafe.SliceData(v))) - info.Data
-		if size := uintptr(tx.Size()); start >= size || uintptr(len(v)) > size-start {
+		if size := uintptr(t.tx.Size()); start >= size || uintptr(len(v)) > size-start {
 			return nil, false, boltCorruptf("block %x lies outside the file", k)
 		}
 	}
@@ -813,12 +807,12 @@ func (b *BoltCAS) value(tx *bolt.Tx, cur *bolt.Cursor, key string) ([]byte, bool
 // view runs fn with the stored bytes of block key, or nil and false if the file lacks it. The
 // bytes are bbolt's, valid only during fn.
 func (b *BoltCAS) view(key string, fn func(v []byte, ok bool) error) error {
-	return b.read(func(tx *bolt.Tx) error {
-		blocks, _, err := boltBuckets(tx)
+	return b.read(func(t boltTx) error {
+		blocks, _, err := t.buckets()
 		if err != nil {
 			return err
 		}
-		v, ok, err := b.value(tx, blocks.Cursor(), key)
+		v, ok, err := b.value(t, blocks, key)
 		if err != nil {
 			return err
 		}
@@ -896,17 +890,16 @@ func (b *BoltCAS) LoadMany(ctx context.Context, ids []cid.Cid) ([][]byte, error)
 	if len(fromFile) == 0 {
 		return out, nil
 	}
-	err := b.read(func(tx *bolt.Tx) error {
-		blocks, _, err := boltBuckets(tx)
+	err := b.read(func(t boltTx) error {
+		blocks, _, err := t.buckets()
 		if err != nil {
 			return err
 		}
-		cur := blocks.Cursor()
 		for n, i := range fromFile {
 			if n%64 == 0 && ctx.Err() != nil {
 				return ctx.Err()
 			}
-			v, ok, err := b.value(tx, cur, keys[i])
+			v, ok, err := b.value(t, blocks, keys[i])
 			if err != nil {
 				return err
 			}
@@ -1120,18 +1113,18 @@ func (b *BoltCAS) Len(ctx context.Context) (int, error) {
 	}
 	b.mu.RUnlock()
 	var n uint64
-	err := b.read(func(tx *bolt.Tx) error {
-		blocks, meta, err := boltBuckets(tx)
+	err := b.read(func(t boltTx) error {
+		blocks, meta, err := t.buckets()
 		if err != nil {
 			return err
 		}
-		if n, err = boltCount(meta); err != nil {
+		if n, err = t.count(meta); err != nil {
 			return err
 		}
-		cur := blocks.Cursor()
 		for _, key := range keys {
-			k := []byte(key)
-			if got, _ := cur.Seek(k); !bytes.Equal(got, k) {
+			if v, err := t.get(blocks, []byte(key)); err != nil {
+				return err
+			} else if v == nil {
 				n++
 			}
 		}
@@ -1160,9 +1153,10 @@ func (b *BoltCAS) Check(ctx context.Context, verifyBlocks bool) error {
 	// No commit may change the meta page between the structure check and the transaction.
 	b.commitMu.Lock()
 	defer b.commitMu.Unlock()
-	err := b.read(func(tx *bolt.Tx) error {
-		// bbolt's check runs on a goroutine of its own, where a fault is not recoverable:
-		// first make sure it cannot fault or loop.
+	err := b.read(func(t boltTx) error {
+		tx := t.tx
+		// bbolt's check runs on a goroutine of its own, where a fault is not recoverable, and
+		// the cursor below goes through every page: first make sure neither can fault or loop.
 		bf, found, err := openBoltFile(b.path)
 		if err != nil {
 			return err
@@ -1190,14 +1184,14 @@ func (b *BoltCAS) Check(ctx context.Context, verifyBlocks bool) error {
 		if len(errs) > 0 {
 			return fmt.Errorf("%w: damaged bbolt file: bbolt's consistency check: %w", ErrCorrupt, errors.Join(errs...))
 		}
-		if err := boltCheckFormat(tx); err != nil {
+		if err := t.checkFormat(); err != nil {
 			return err
 		}
-		blocks, meta, err := boltBuckets(tx)
+		blocks, meta, err := t.buckets()
 		if err != nil {
 			return err
 		}
-		want, err := boltCount(meta)
+		want, err := t.count(meta)
 		if err != nil {
 			return err
 		}

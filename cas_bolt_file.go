@@ -322,6 +322,26 @@ func (bf *boltFile) checkBucket(v []byte, seen map[uint64]bool, depth int) error
 		return boltCorruptf("buckets nested deeper than %d", boltMaxTreeDepth)
 	}
 	p := v[boltBucketHeader:]
+	if err := boltInlinePage(p); err != nil {
+		return err
+	}
+	for i := range int64(boltEndian.Uint16(p[10:])) {
+		at := boltPageHeaderSize + i*boltElementSize
+		e := p[at:]
+		flags, pos := boltEndian.Uint32(e[0:]), int64(boltEndian.Uint32(e[4:]))
+		ksize, vsize := int64(boltEndian.Uint32(e[8:])), int64(boltEndian.Uint32(e[12:]))
+		if flags&boltBucketLeaf != 0 {
+			if err := bf.checkBucket(p[at+pos+ksize:at+pos+ksize+vsize], seen, depth+1); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// boltInlinePage checks the page of an inline bucket, held in the bucket's value: a leaf whose
+// elements lie within it.
+func boltInlinePage(p []byte) error {
 	if len(p) < boltPageHeaderSize {
 		return boltCorruptf("an inline bucket of %d bytes", len(p))
 	}
@@ -336,58 +356,72 @@ func (bf *boltFile) checkBucket(v []byte, seen map[uint64]bool, depth int) error
 	for i := range n {
 		at := boltPageHeaderSize + i*boltElementSize
 		e := p[at:]
-		flags, pos := boltEndian.Uint32(e[0:]), int64(boltEndian.Uint32(e[4:]))
+		pos := int64(boltEndian.Uint32(e[4:]))
 		ksize, vsize := int64(boltEndian.Uint32(e[8:])), int64(boltEndian.Uint32(e[12:]))
 		if at+pos+ksize+vsize > span {
 			return boltCorruptf("an inline bucket's element %d lies outside it", i)
 		}
-		if flags&boltBucketLeaf != 0 {
-			if err := bf.checkBucket(p[at+pos+ksize:at+pos+ksize+vsize], seen, depth+1); err != nil {
-				return err
-			}
-		}
 	}
 	return nil
 }
 
-// checkRewrite checks the pages a write transaction frees when it commits puts of keys (sorted)
-// into the bucket whose root page is root. bbolt rewrites every node on the path from the
-// bucket's root to the leaf of each key it puts, and frees the node's old page with its overflow
-// run, believing the overflow count in the page's header: a count of billions makes it allocate
-// until the process dies, which no recover catches. So each page on those paths must name
-// itself, be a branch or a leaf, and span no more pages than its elements fill (bbolt writes a
-// node to exactly as many pages as it needs), which bounds what a commit frees by what the
-// file holds. It reads only those paths, so its cost grows with the keys written, not with the
-// file. checked holds the pages already checked, across calls: a branch's bytes, nil for a leaf.
-func (bf *boltFile) checkRewrite(root uint64, keys [][]byte, checked map[uint64][]byte) error {
-	first := make([]byte, bf.meta.pageSize) // each page's first, read in one call
-	for _, key := range keys {
-		id := root
-		for depth := 0; ; depth++ {
-			if depth > boltMaxTreeDepth {
-				return boltCorruptf("tree deeper than %d at page %d", boltMaxTreeDepth, id)
-			}
-			branch, ok := checked[id]
-			if !ok {
-				var err error
-				if branch, err = bf.treePage(id, first); err != nil {
-					return err
-				}
-				checked[id] = branch
-			}
-			if branch == nil {
-				break // a leaf
-			}
-			id = boltBranchChild(branch, key)
+// leafValue returns the value bbolt's cursor finds for key in leaf page id, and whether it is a
+// bucket: that of the element its binary search lands on, if that element's key is key (nil
+// and false otherwise).
+func (bf *boltFile) leafValue(id uint64, key []byte) (v []byte, bucket bool, err error) {
+	h, err := bf.header(id)
+	if err != nil {
+		return nil, false, err
+	}
+	if h.flags != boltLeafPage {
+		return nil, false, boltCorruptf("page %d has flags %#x, not a leaf", id, h.flags)
+	}
+	p, err := bf.bytes(id, 0, (int64(h.overflow)+1)*int64(bf.meta.pageSize))
+	if err != nil {
+		return nil, false, err
+	}
+	n := int(h.count)
+	if boltPageHeaderSize+n*boltElementSize > len(p) {
+		return nil, false, boltCorruptf("page %d counts %d elements, more than it holds", id, n)
+	}
+	// elem returns element i's flags, key and value, or ok false if they lie outside the page.
+	elem := func(i int) (flags uint32, k, v []byte, ok bool) {
+		at := boltPageHeaderSize + i*boltElementSize
+		e := p[at:]
+		pos, ksize, vsize := int(boltEndian.Uint32(e[4:])), int(boltEndian.Uint32(e[8:])), int(boltEndian.Uint32(e[12:]))
+		if at+pos+ksize+vsize > len(p) {
+			return 0, nil, nil, false
+		}
+		return boltEndian.Uint32(e[0:]), p[at+pos : at+pos+ksize], p[at+pos+ksize : at+pos+ksize+vsize], true
+	}
+	for i := range n {
+		if _, _, _, ok := elem(i); !ok {
+			return nil, false, boltCorruptf("leaf page %d: element %d lies outside the page", id, i)
 		}
 	}
-	return nil
+	i := sort.Search(n, func(i int) bool {
+		_, k, _, _ := elem(i)
+		return bytes.Compare(k, key) >= 0
+	})
+	if i == n {
+		return nil, false, nil
+	}
+	flags, k, v, _ := elem(i)
+	if !bytes.Equal(k, key) {
+		return nil, false, nil
+	}
+	return v, flags&boltBucketLeaf != 0, nil
 }
 
-// treePage checks branch or leaf page id as checkRewrite says and returns its bytes up to the
-// end of its last key if it is a branch, nil if it is a leaf. first is a page-sized buffer it
-// reads the page's first page into: that holds the header and, but for a large page, the
-// elements and keys, so most pages take one read.
+// treePage checks branch or leaf page id, on the path of a lookup (see boltPathState.path),
+// and returns its bytes up to the end of its last key if it is a branch, nil if it is a leaf.
+// The page must name itself, be a branch or a leaf, hold its elements and their keys and values,
+// and span no more pages than they fill: bbolt writes a node to exactly as many pages as it
+// needs, and a write frees the old page of every node on the paths to the keys it puts with its
+// overflow run, believing the count in its header (a count of billions makes it allocate until
+// the process dies, which no recover catches); so what a commit frees is bounded by what the
+// file holds. first is a page-sized buffer it reads the page's first page into: that holds the
+// header and, but for a large page, the elements and keys, so most pages take one read.
 func (bf *boltFile) treePage(id uint64, first []byte) ([]byte, error) {
 	if id < 2 || id >= bf.meta.pgid {
 		return nil, boltCorruptf("page %d is outside the file's %d pages", id, bf.meta.pgid)
@@ -441,23 +475,4 @@ func (bf *boltFile) treePage(id uint64, first []byte) ([]byte, error) {
 		return bytes.Clone(first[:end]), nil
 	}
 	return bf.bytes(id, 0, end)
-}
-
-// boltBranchChild returns the child of branch page p that bbolt's cursor descends to for key:
-// the last whose first key is at most key, or the first. p holds every key (see treePage).
-func boltBranchChild(p, key []byte) uint64 {
-	n := int(boltEndian.Uint16(p[10:]))
-	elem := func(i int) []byte { return p[boltPageHeaderSize+i*boltElementSize:] }
-	exact := false
-	i := sort.Search(n, func(i int) bool {
-		e := elem(i)
-		at := boltPageHeaderSize + i*boltElementSize + int(boltEndian.Uint32(e[0:]))
-		c := bytes.Compare(p[at:at+int(boltEndian.Uint32(e[4:]))], key)
-		exact = exact || c == 0
-		return c >= 0
-	})
-	if !exact && i > 0 {
-		i--
-	}
-	return boltEndian.Uint64(elem(i)[8:])
 }

@@ -170,12 +170,45 @@ func fuzzCARSeeds(t testing.TB) [][]byte {
 	}
 	noRoots := testdag.CAR(t, nil, []testdag.Block{{ID: pool.leafA, Data: []byte("0123456789")}})
 	g := good.Bytes()
-	return [][]byte{g, v2.Bytes(), noRoots, g[:len(g)-1], g[:len(g)/2], g[:60]}
+	sh := fuzzShardedCAR(t, pool)
+	return [][]byte{g, v2.Bytes(), noRoots, g[:len(g)-1], g[:len(g)/2], g[:60], sh, sh[:len(sh)-5]}
+}
+
+// fuzzShardedCAR is the CAR of a small sharded Zarr dataset: a group, an array of 2×2 chunks in
+// shards of 3, two chunks stored, one of them a UnixFS file.
+func fuzzShardedCAR(t testing.TB, pool fuzzFilePool) []byte {
+	ctx := context.Background()
+	s, err := NewShardedZarrStore(pool.cas, WithChunksPerShard(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range [][2]string{
+		{"0/zarr.json", `{"zarr_format":3,"node_type":"group","attributes":{}}`},
+		{"0/a/zarr.json", `{"zarr_format":3,"node_type":"array","shape":[4,4],"data_type":"uint8","chunk_grid":{"name":"regular","configuration":{"chunk_shape":[2,2]}},"chunk_key_encoding":{"name":"default"},"fill_value":0,"codecs":[{"name":"bytes"}]}`},
+		{"0/a/c/0/1", "abcd"},
+	} {
+		if err := s.Set(ctx, kv[0], []byte(kv[1])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.SetCID(ctx, "0/a/c/1/1", pool.mid); err != nil {
+		t.Fatal(err)
+	}
+	root, err := s.Flush(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var car bytes.Buffer
+	if _, err := WriteCAR(ctx, pool.cas, root, &car); err != nil {
+		t.Fatal(err)
+	}
+	return car.Bytes()
 }
 
 // FuzzReadCAR feeds arbitrary bytes to ReadCAR on a MemoryCAS: it never panics; when it fails it
 // stores nothing; when it succeeds it stored every distinct block it counted, every root is
-// there, and a dag-cbor root's whole map (nodes, values, file blocks) can be written out again.
+// there, and a dag-cbor root's whole map or sharded Zarr dataset (nodes, root, shards, values,
+// file blocks) can be written out again.
 func FuzzReadCAR(f *testing.F) {
 	for _, s := range fuzzCARSeeds(f) {
 		f.Add(s)

@@ -356,8 +356,14 @@ func (d *differ) compare(ea, eb []entry) error {
 // a value over one chunk on Kubo) is written with every block of its file. Options: WithHash names
 // the map's hash function (default Blake3), which the walk checks every key against; other options
 // are ignored. A node reached twice or a key off its hash path is ErrMalformedNode (see walkTree),
-// and the CAR is then incomplete.
+// and the CAR is then incomplete. A sharded Zarr root (IsShardedRoot) is written with every block
+// it reaches: the root, metadata values, shards and chunks.
 func WriteCAR(ctx context.Context, cas CAS, root cid.Cid, w io.Writer, opts ...Option) (int, error) {
+	if b, err := shardedRootBlock(ctx, cas, root); err != nil {
+		return 0, err
+	} else if b != nil {
+		return writeShardedCAR(ctx, cas, root, b, w)
+	}
 	car, err := storage.NewWritable(w, []cid.Cid{root}, carv2.WriteAsCarV1(true))
 	if err != nil {
 		return 0, err

@@ -1,16 +1,19 @@
 package hamt_test
 
-// Property test of the sharded Zarr store against a model: random arrays (1–3, random shapes,
-// chunk shapes and chunks per shard), random chunk writes, deletes and resizes; after every step,
-// and after Flush and reopen, every chunk of every array reads back as the model says and List
-// yields exactly the model's keys.
+// Property test of the sharded Zarr store against a model: random arrays (1–4, random shapes,
+// chunk shapes and chunks per shard, some registered after chunks of others were written), random
+// chunk writes, deletes and resizes; after every step, and after Flush and reopen, every chunk of
+// every array reads back as the model says and List yields exactly the model's keys.
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
+	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -59,7 +62,7 @@ func (a *shardedModelArray) chunkKey(coords []int64) string {
 	return a.path + "/c/" + strings.Join(parts, "/")
 }
 
-// each calls f with every coordinate of the grid g, in row-major order.
+// eachCoord calls f with every coordinate of the grid g, in row-major order.
 func eachCoord(g []int64, f func([]int64)) {
 	total := int64(1)
 	for _, n := range g {
@@ -83,6 +86,9 @@ type shardedMachine struct {
 	cps    int
 	arrays []*shardedModelArray
 	model  map[string][]byte // every key the store should hold, metadata and chunks
+	// sameJSON marks the metadata keys whose stored bytes are the model's JSON document written
+	// another way (resize_variable's indent=2): they are compared as JSON values.
+	sameJSON map[string]bool
 }
 
 func (m *shardedMachine) setMeta(t *rapid.T, a *shardedModelArray) {
@@ -109,6 +115,29 @@ func (m *shardedMachine) setMeta(t *rapid.T, a *shardedModelArray) {
 		p = parent
 	}
 	m.model[a.path+"/zarr.json"] = a.metadata()
+	delete(m.sameJSON, a.path+"/zarr.json")
+}
+
+// addArray registers a new array of random rank, shape and chunk shape, under the group g or a
+// group nested in it.
+func (m *shardedMachine) addArray(t *rapid.T) {
+	rank := rapid.IntRange(1, 3).Draw(t, "rank")
+	dir := rapid.SampledFrom([]string{"g", "g/sub"}).Draw(t, "group")
+	a := &shardedModelArray{path: fmt.Sprintf("%s/a%d", dir, len(m.arrays)), shape: make([]int64, rank), chunk: make([]int64, rank)}
+	for d := range rank {
+		a.shape[d] = rapid.Int64Range(0, 7).Draw(t, "dim")
+		a.chunk[d] = rapid.Int64Range(1, 3).Draw(t, "chunk dim")
+	}
+	m.arrays = append(m.arrays, a)
+	m.setMeta(t, a)
+}
+
+// AddArray registers another array among chunks already written.
+func (m *shardedMachine) AddArray(t *rapid.T) {
+	if len(m.arrays) >= 4 {
+		t.Skip("enough arrays")
+	}
+	m.addArray(t)
 }
 
 func (m *shardedMachine) array(t *rapid.T) *shardedModelArray {
@@ -198,29 +227,70 @@ func (m *shardedMachine) chunkKeys(a *shardedModelArray) []string {
 	return out
 }
 
+// Resize writes the array's metadata with a new shape, which resizes its index.
 func (m *shardedMachine) Resize(t *rapid.T) {
 	a := m.array(t)
+	m.reshape(t, a)
+	m.setMeta(t, a)
+}
+
+// ResizeIndex resizes only the array's index (py-hamt's resize_store); its metadata is unchanged.
+func (m *shardedMachine) ResizeIndex(t *rapid.T) {
+	a := m.array(t)
+	m.reshape(t, a)
+	if err := m.s.Resize(m.ctx, a.path, a.shape); err != nil {
+		t.Fatalf("resize %s to %v: %v", a.path, a.shape, err)
+	}
+}
+
+// ResizeVariable rewrites the array's metadata with a new shape (as Python's json.dumps with
+// indent=2) and resizes its index (py-hamt's resize_variable).
+func (m *shardedMachine) ResizeVariable(t *rapid.T) {
+	a := m.array(t)
+	key := a.path + "/zarr.json"
+	var doc map[string]any
+	if err := json.Unmarshal(m.model[key], &doc); err != nil {
+		t.Fatalf("model %s: %v", key, err)
+	}
+	m.reshape(t, a)
+	if err := m.s.ResizeVariable(m.ctx, a.path, a.shape); err != nil {
+		t.Fatalf("resize variable %s to %v: %v", a.path, a.shape, err)
+	}
+	shape := make([]any, len(a.shape))
+	for i, n := range a.shape {
+		shape[i] = float64(n)
+	}
+	doc["shape"] = shape
+	b, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.model[key] = b
+	m.sameJSON[key] = true
+}
+
+// reshape gives a a new random shape of the same rank and drops the model's chunks outside the new
+// grid; the others keep their coordinates.
+func (m *shardedMachine) reshape(t *rapid.T, a *shardedModelArray) {
 	shape := make([]int64, len(a.shape))
 	for i := range shape {
 		shape[i] = rapid.Int64Range(0, 7).Draw(t, "dim")
 	}
-	old := a.grid()
 	a.shape = shape
 	g := a.grid()
-	// Chunks outside the new grid are dropped; the others keep their coordinates.
 	for _, k := range m.chunkKeys(a) {
 		parts := strings.Split(strings.TrimPrefix(k, a.path+"/c/"), "/")
 		for i, p := range parts {
-			var c int64
-			fmt.Sscan(p, &c)
+			c, err := strconv.ParseInt(p, 10, 64)
+			if err != nil {
+				t.Fatalf("model key %s: %v", k, err)
+			}
 			if c >= g[i] {
 				delete(m.model, k)
 				break
 			}
 		}
 	}
-	_ = old
-	m.setMeta(t, a)
 }
 
 func (m *shardedMachine) FlushAndReopen(t *rapid.T) {
@@ -261,8 +331,31 @@ func (m *shardedMachine) checkStore(t *rapid.T, s *hamt.ShardedZarrStore) {
 			continue
 		}
 		got, err := s.Get(m.ctx, k, hamt.ByteRange{})
-		if err != nil || string(got) != string(want) {
-			t.Fatalf("get %s: %q, %v; want %q", k, got, err, want)
+		if err != nil {
+			t.Fatalf("get %s: %v", k, err)
+		}
+		if m.sameJSON[k] {
+			var g, w any
+			if json.Unmarshal(got, &g) != nil || json.Unmarshal(want, &w) != nil || !reflect.DeepEqual(g, w) {
+				t.Fatalf("get %s: %s; want the JSON value %s", k, got, want)
+			}
+			continue
+		}
+		if string(got) != string(want) {
+			t.Fatalf("get %s: %q; want %q", k, got, want)
+		}
+	}
+	// A byte range of a stored chunk passes through.
+	if keys := slices.Sorted(maps.Keys(m.model)); len(keys) > 0 {
+		k := keys[len(keys)/2]
+		want := m.model[k]
+		if m.sameJSON[k] {
+			want, _ = s.Get(m.ctx, k, hamt.ByteRange{}) // checked above as JSON
+		}
+		from := int64(len(want) / 3)
+		got, err := s.Get(m.ctx, k, hamt.RangeFrom(from))
+		if err != nil || string(got) != string(want[from:]) {
+			t.Fatalf("get %s from byte %d: %q, %v; want %q", k, from, got, err, want[from:])
 		}
 	}
 	var listed []string
@@ -280,7 +373,7 @@ func (m *shardedMachine) checkStore(t *rapid.T, s *hamt.ShardedZarrStore) {
 
 func TestShardedStoreAgreesWithAModelOfItsChunks(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
-		m := &shardedMachine{ctx: context.Background(), cas: hamt.NewMemoryCAS(), model: map[string][]byte{}}
+		m := &shardedMachine{ctx: context.Background(), cas: hamt.NewMemoryCAS(), model: map[string][]byte{}, sameJSON: map[string]bool{}}
 		m.cps = rapid.IntRange(1, 5).Draw(t, "chunks per shard")
 		var err error
 		m.s, err = hamt.NewShardedZarrStore(m.cas, hamt.WithChunksPerShard(m.cps),
@@ -288,15 +381,8 @@ func TestShardedStoreAgreesWithAModelOfItsChunks(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for i := range rapid.IntRange(1, 3).Draw(t, "arrays") {
-			rank := rapid.IntRange(1, 3).Draw(t, "rank")
-			a := &shardedModelArray{path: fmt.Sprintf("g/a%d", i), shape: make([]int64, rank), chunk: make([]int64, rank)}
-			for d := range rank {
-				a.shape[d] = rapid.Int64Range(0, 7).Draw(t, "dim")
-				a.chunk[d] = rapid.Int64Range(1, 3).Draw(t, "chunk dim")
-			}
-			m.arrays = append(m.arrays, a)
-			m.setMeta(t, a)
+		for range rapid.IntRange(1, 3).Draw(t, "arrays") {
+			m.addArray(t)
 		}
 		t.Repeat(rapid.StateMachineActions(m))
 	})

@@ -494,7 +494,7 @@ func FuzzBoltFile(f *testing.F) {
 	f.Add(append(append([]byte{0x8d}, le(uint32(4*ps+8))...), 0xff, 0xff, 0xff, 0xff))        // flags and count
 	f.Add(append(append([]byte{0x01}, le(uint32(2*ps+16))...), 0x07))                         // an element
 	f.Add(append(append([]byte{0x3d}, le(uint32(ps+16))...), bytes.Repeat([]byte{9}, 16)...)) // meta 1
-	// A branch page's overflow count: a commit frees that many pages (see checkRewrite).
+	// A branch page's overflow count: a commit frees that many pages (see treePage).
 	f.Add(append(append([]byte{0x0d}, le(uint32(trustBranchPage(f, path)+12))...), 0xff, 0xff, 0xff, 0xff))
 	f.Fuzz(func(t *testing.T, edits []byte) {
 		file := bytes.Clone(base)

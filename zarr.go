@@ -9,8 +9,10 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/cespare/xxhash/v2"
+	"github.com/ipfs/go-cid"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -299,6 +301,24 @@ func (s *ZarrStore) set(ctx context.Context, key string, value []byte) error {
 		s.metaMu.Unlock()
 	}
 	return nil
+}
+
+// SetCID points key at the block id, already in the map's store, without loading or saving it:
+// how ConvertZarr moves values between layouts on one store. An encrypted store refuses it
+// (errors.ErrUnsupported): its values are sealed with its own key and header.
+func (s *ZarrStore) SetCID(ctx context.Context, key string, id cid.Cid) error {
+	if s.box != nil {
+		return fmt.Errorf("zarr set %q: a block set by CID in an encrypted store: %w", key, errors.ErrUnsupported)
+	}
+	if !utf8.ValidString(key) {
+		return fmt.Errorf("set %q: %w", key, ErrInvalidKey)
+	}
+	defer s.lockKey(key)()
+	if isMetadataKey(key) {
+		s.dropMeta(key)
+		defer s.dropMeta(key)
+	}
+	return s.m.setPointer(ctx, key, cidKey(id))
 }
 
 // SetIfNotExists stores value under key unless key is present, and reports whether it stored

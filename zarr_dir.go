@@ -1,6 +1,7 @@
 package hamt
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -143,9 +144,39 @@ type importFile struct {
 	info fs.FileInfo
 }
 
+// isZarrMetadataKey reports whether key names a Zarr metadata document, v3 or v2 (zarr.json,
+// .zarray, .zattrs, .zgroup, .zmetadata): what a layout must see before the chunks it describes.
+func isZarrMetadataKey(key string) bool {
+	switch path.Base(key) {
+	case "zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata":
+		return true
+	}
+	return false
+}
+
+// metadataFirst orders keys for a copy: metadata documents first, parents before children
+// (fewer path elements first, then by key), then every other key by key.
+func metadataFirst(a, b string) int {
+	ma, mb := isZarrMetadataKey(a), isZarrMetadataKey(b)
+	switch {
+	case ma && !mb:
+		return -1
+	case mb && !ma:
+		return 1
+	case ma:
+		if c := cmp.Compare(strings.Count(a, "/"), strings.Count(b, "/")); c != 0 {
+			return c
+		}
+	}
+	return strings.Compare(a, b)
+}
+
 // ImportDir stores every regular file under dir in dst, keyed by its slash-separated path
-// relative to dir ("temp/c/0/0"), reading and saving up to WithDirWorkers files at once. Flush the
-// map afterwards to get the dataset's root.
+// relative to dir ("temp/c/0/0"), reading and saving up to WithDirWorkers files at once. Metadata
+// documents (zarr.json, .zarray, .zattrs, .zgroup, .zmetadata) are saved first, one at a time,
+// parents before children, so that a layout that registers arrays from their metadata
+// (ShardedZarrStore) knows each array before its chunks. Flush the map afterwards to get the
+// dataset's root.
 //
 // dir must be a directory; if dir itself is a symbolic link, that one link (which the caller
 // named) is followed. Below it, nothing is followed: symbolic links, devices, sockets and pipes
@@ -189,25 +220,37 @@ func ImportDir(ctx context.Context, dst Setter, dir string, opts ...DirOption) (
 		prog.p.TotalFiles++
 		prog.p.TotalBytes += f.info.Size()
 	}
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(o.workers)
-	for _, f := range files {
-		if gctx.Err() != nil {
+	store := func(ctx context.Context, f importFile) error {
+		b, err := readImportFile(root, f)
+		if err != nil {
+			return err
+		}
+		if err := dst.Set(ctx, f.key, b); err != nil {
+			return err
+		}
+		prog.add(int64(len(b)))
+		return nil
+	}
+	// Metadata documents go first, one at a time, parents before children: a layout that
+	// registers arrays from their metadata (ShardedZarrStore) must know an array before its chunks.
+	slices.SortStableFunc(files, func(a, b importFile) int { return metadataFirst(a.key, b.key) })
+	meta := 0
+	for ; meta < len(files) && isZarrMetadataKey(files[meta].key); meta++ {
+		if err = store(ctx, files[meta]); err != nil {
 			break
 		}
-		g.Go(func() error {
-			b, err := readImportFile(root, f)
-			if err != nil {
-				return err
-			}
-			if err := dst.Set(gctx, f.key, b); err != nil {
-				return err
-			}
-			prog.add(int64(len(b)))
-			return nil
-		})
 	}
-	err = g.Wait()
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(o.workers)
+	for _, f := range files[meta:] {
+		if err != nil || gctx.Err() != nil {
+			break
+		}
+		g.Go(func() error { return store(gctx, f) })
+	}
+	if werr := g.Wait(); err == nil {
+		err = werr
+	}
 	if err == nil {
 		err = ctx.Err() // the loop may have stopped early on a cancelled ctx without a worker failing
 	}

@@ -72,7 +72,7 @@ parse), 3 for an internal error (a bug in hamt: please report it).`,
 		return nil
 	}
 	root.AddCommand(a.importCommand(), a.exportCommand(), a.lsCommand(), a.getCommand(), a.setCommand(),
-		a.rmCommand(), a.serveCommand(), a.statsCommand(), a.diffCommand(), a.carCommand())
+		a.rmCommand(), a.serveCommand(), a.statsCommand(), a.diffCommand(), a.convertCommand(), a.carCommand())
 	return root
 }
 
@@ -201,18 +201,19 @@ func (a *app) openStore(write, create bool) (*store, error) {
 	return a.openBolt(path, write, create)
 }
 
-// onRoot parses arg as a root CID and runs fn on the map at it, as withMap does.
-func (a *app) onRoot(cmd *cobra.Command, arg string, write bool, fn func(cid.Cid, *hamt.Map[[]byte], *store) error, opts ...hamt.Option) error {
+// onRoot parses arg as a root CID and runs fn on the dataset at it, as withZarr does.
+func (a *app) onRoot(cmd *cobra.Command, arg string, write bool, fn func(cid.Cid, hamt.ZarrDataset, *store) error, opts ...hamt.LayoutOption) error {
 	root, err := parseRoot(arg)
 	if err != nil {
 		return err
 	}
-	return a.withMap(cmd.Context(), root, write, func(m *hamt.Map[[]byte], st *store) error { return fn(root, m, st) }, opts...)
+	return a.withZarr(cmd.Context(), root, write, func(z hamt.ZarrDataset, st *store) error { return fn(root, z, st) }, opts...)
 }
 
-// withMap opens the store and the map at root (read-only unless write, with opts), runs fn, and
-// closes the store, reporting the first error. The store must exist: the root is to be found in it.
-func (a *app) withMap(ctx context.Context, root cid.Cid, write bool, fn func(*hamt.Map[[]byte], *store) error, opts ...hamt.Option) (err error) {
+// withZarr opens the store and the dataset at root, in the layout its root block says (a HAMT or
+// a sharded root; read-only unless write; with opts), runs fn, and closes the store, reporting the
+// first error. The store must exist: the root is to be found in it.
+func (a *app) withZarr(ctx context.Context, root cid.Cid, write bool, fn func(hamt.ZarrDataset, *store) error, opts ...hamt.LayoutOption) (err error) {
 	st, err := a.openStore(write, false)
 	if err != nil {
 		return err
@@ -222,21 +223,20 @@ func (a *app) withMap(ctx context.Context, root cid.Cid, write bool, fn func(*ha
 			err = cerr
 		}
 	}()
-	m, err := hamt.Open(ctx, st.cas, hamt.Bytes, root, opts...)
+	if write {
+		opts = append(opts, hamt.WithZarrWrite())
+	}
+	z, err := hamt.OpenZarr(ctx, st.cas, root, opts...)
 	if err != nil {
 		return err
 	}
-	if write {
-		if err := m.EnableWrite(ctx); err != nil {
-			return err
-		}
-	}
-	return fn(m, st)
+	return fn(z, st)
 }
 
 func (a *app) importCommand() *cobra.Command {
-	var workers, bucket int
+	var workers, bucket, perShard int
 	var stats bool
+	var layoutName string
 	cmd := &cobra.Command{
 		Use:   "import DIR",
 		Short: "Import a Zarr directory (every regular file) and print the new root",
@@ -249,10 +249,24 @@ DIR must be a directory (if DIR itself is a symbolic link to one, that link is f
 DIR nothing is followed: symbolic links, devices, sockets and pipes are skipped and counted. Each
 file is opened relative to DIR and checked to be the regular file the listing saw; a file that is
 replaced, removed or written to during the import fails it, naming the file, as does a file name
-that is not valid UTF-8. Nothing is printed and no root is made when the import fails.`,
+that is not valid UTF-8. Nothing is printed and no root is made when the import fails.
+
+--layout picks how the keys are laid out in blocks: hamt (the default: every key in a HAMT, as
+py-hamt's ZarrHAMTStore) or sharded (py-hamt's ShardedZarrStore, sharded_zarr_v2: each array's
+chunk CIDs in flat lists of --chunks-per-shard entries, metadata in the root). Metadata documents
+are stored first, parents before children: the sharded layout registers each array from its
+zarr.json (or .zarray) and refuses a chunk of an array it does not know. As py-hamt's, it wants
+arrays under a group (0/temp, not temp: a directory with arrays beside a root zarr.json is refused;
+put the dataset in a subdirectory 0), adds a group zarr.json for every parent of an array that has
+none, and removes consolidated_metadata from a root zarr.json when every array sits under a group.
+--chunks-per-shard defaults to py-hamt's 6250.`,
 		Args: args(1, 1),
 		RunE: func(cmd *cobra.Command, argv []string) (err error) {
 			ctx := cmd.Context()
+			layout, opts, err := layoutFlags(cmd, layoutName, bucket, perShard)
+			if err != nil {
+				return err
+			}
 			st, err := a.open(true)
 			if err != nil {
 				return err
@@ -262,22 +276,22 @@ that is not valid UTF-8. Nothing is printed and no root is made when the import 
 					err = cerr
 				}
 			}()
-			m, err := hamt.New(ctx, st.cas, hamt.Bytes, hamt.WithBucketSize(bucket))
+			z, err := hamt.NewZarr(ctx, st.cas, layout, opts...)
 			if err != nil {
 				return err
 			}
 			p := newProgress(a.stderr, a.isTerminal(), "import")
-			s, err := hamt.ImportDir(ctx, m, argv[0], hamt.WithDirWorkers(workers), hamt.WithProgress(p.update))
+			s, err := hamt.ImportDir(ctx, z, argv[0], hamt.WithDirWorkers(workers), hamt.WithProgress(p.update))
 			p.finish(s.Files, s.Bytes, s.Skipped, err)
 			if err != nil {
 				return err
 			}
-			root, err := m.Flush(ctx)
+			root, err := z.Flush(ctx)
 			if err != nil {
 				return err
 			}
 			if stats {
-				if err := printStats(ctx, a.stdout, st.cas, root); err != nil {
+				if err := printZarrStats(ctx, a.stdout, st.cas, root, z); err != nil {
 					return err
 				}
 			}
@@ -287,8 +301,8 @@ that is not valid UTF-8. Nothing is printed and no root is made when the import 
 	}
 	cmd.PreRunE = positiveFlags("workers", "bucket-size")
 	cmd.Flags().IntVar(&workers, "workers", 16, "files read and saved at once")
-	cmd.Flags().IntVar(&bucket, "bucket-size", 4, "entries per bucket before a node splits (py-hamt's default is 4)")
-	cmd.Flags().BoolVar(&stats, "stats", false, "print the new map's statistics before its root")
+	addLayoutFlags(cmd, &layoutName, &bucket, &perShard)
+	cmd.Flags().BoolVar(&stats, "stats", false, "print the new dataset's statistics before its root")
 	return cmd
 }
 
@@ -314,17 +328,13 @@ whose entries are moved into place once all are written. An export that fails le
 was; one killed midway can leave the hidden directory, which --replace clears.`,
 		Args: args(2, 2),
 		RunE: func(cmd *cobra.Command, argv []string) error {
-			return a.onRoot(cmd, argv[0], false, func(root cid.Cid, m *hamt.Map[[]byte], _ *store) error {
-				zs, err := hamt.NewZarrStore(m)
-				if err != nil {
-					return err
-				}
+			return a.onRoot(cmd, argv[0], false, func(root cid.Cid, z hamt.ZarrDataset, _ *store) error {
 				p := newProgress(a.stderr, a.isTerminal(), "export")
 				opts := []hamt.DirOption{hamt.WithDirWorkers(workers), hamt.WithProgress(p.update)}
 				if replace {
 					opts = append(opts, hamt.WithReplace())
 				}
-				s, err := hamt.ExportDir(cmd.Context(), zs, argv[1], opts...)
+				s, err := hamt.ExportDir(cmd.Context(), z, argv[1], opts...)
 				p.finish(s.Files, s.Bytes, 0, err)
 				if errors.Is(err, hamt.ErrDirNotEmpty) && !replace {
 					return fmt.Errorf("%w; give --replace to replace its contents", err)
@@ -345,13 +355,13 @@ func (a *app) lsCommand() *cobra.Command {
 		Short: "List the keys of ROOT (that start with PREFIX), sorted",
 		Args:  args(1, 2),
 		RunE: func(cmd *cobra.Command, argv []string) error {
-			return a.onRoot(cmd, argv[0], false, func(root cid.Cid, m *hamt.Map[[]byte], _ *store) error {
+			return a.onRoot(cmd, argv[0], false, func(root cid.Cid, z hamt.ZarrDataset, _ *store) error {
 				prefix := ""
 				if len(argv) == 2 {
 					prefix = argv[1]
 				}
 				var keys []string
-				for k, err := range m.Keys(cmd.Context()) {
+				for k, err := range z.List(cmd.Context()) {
 					if err != nil {
 						return err
 					}
@@ -381,12 +391,11 @@ corrupt) fails before anything is written; should a later piece fail, the comman
 writing a prefix of the value.`,
 		Args: args(2, 2),
 		RunE: func(cmd *cobra.Command, argv []string) error {
-			return a.onRoot(cmd, argv[0], false, func(root cid.Cid, m *hamt.Map[[]byte], _ *store) error {
-				zs, err := hamt.NewZarrStore(m)
-				if err != nil {
-					return err
+			return a.onRoot(cmd, argv[0], false, func(root cid.Cid, z hamt.ZarrDataset, _ *store) error {
+				v, err := z.Open(cmd.Context(), argv[1])
+				if err == nil {
+					_, err = v.WriteTo(cmd.Context(), a.stdout, hamt.ByteRange{})
 				}
-				_, err = zs.WriteValue(cmd.Context(), a.stdout, argv[1], hamt.ByteRange{})
 				if errors.Is(err, hamt.ErrNotFound) {
 					return fmt.Errorf("no key %q in %s", argv[1], root)
 				}
@@ -415,11 +424,11 @@ larger than the store takes (2 GiB - 2 bytes on a bbolt store) is refused before
 			if err != nil {
 				return err
 			}
-			return a.onRoot(cmd, argv[0], true, func(root cid.Cid, m *hamt.Map[[]byte], _ *store) error {
-				if err := m.Set(cmd.Context(), argv[1], v); err != nil {
+			return a.onRoot(cmd, argv[0], true, func(root cid.Cid, z hamt.ZarrDataset, _ *store) error {
+				if err := z.Set(cmd.Context(), argv[1], v); err != nil {
 					return err
 				}
-				return a.printFlushed(cmd.Context(), m)
+				return a.printFlushed(cmd.Context(), z)
 			})
 		},
 	}
@@ -433,22 +442,27 @@ func (a *app) rmCommand() *cobra.Command {
 		Long: `Rm removes KEY and prints the new root. As py-hamt 3.5 does, every node on KEY's path left with
 at most 4 keys (the default bucket size, which rm uses) is folded back into a bucket, so the root is
 the one an import of the remaining keys with the default --bucket-size gives. With --legacy-deletes
-nothing is folded, as in py-hamt 3.3.2, whose roots after deletes this reproduces.`,
+nothing is folded, as in py-hamt 3.3.2, whose roots after deletes this reproduces. (On a sharded
+root, rm clears the chunk's slot or the metadata key; there is nothing to fold.)`,
 		Args: args(2, 2),
 		RunE: func(cmd *cobra.Command, argv []string) error {
-			var opts []hamt.Option
+			var opts []hamt.LayoutOption
 			if legacy {
-				opts = append(opts, hamt.WithLegacyDeletes())
+				opts = append(opts, hamt.WithMapOptions(hamt.WithLegacyDeletes()))
 			}
-			return a.onRoot(cmd, argv[0], true, func(root cid.Cid, m *hamt.Map[[]byte], _ *store) error {
-				err := m.Delete(cmd.Context(), argv[1])
-				if errors.Is(err, hamt.ErrNotFound) {
-					return fmt.Errorf("no key %q in %s", argv[1], root)
-				}
+			return a.onRoot(cmd, argv[0], true, func(root cid.Cid, z hamt.ZarrDataset, _ *store) error {
+				// Zarr's Delete takes a missing key for done; rm says so instead.
+				present, err := z.Exists(cmd.Context(), argv[1])
 				if err != nil {
 					return err
 				}
-				return a.printFlushed(cmd.Context(), m)
+				if !present {
+					return fmt.Errorf("no key %q in %s", argv[1], root)
+				}
+				if err := z.Delete(cmd.Context(), argv[1]); err != nil {
+					return err
+				}
+				return a.printFlushed(cmd.Context(), z)
 			}, opts...)
 		},
 	}
@@ -456,9 +470,9 @@ nothing is folded, as in py-hamt 3.3.2, whose roots after deletes this reproduce
 	return cmd
 }
 
-// printFlushed flushes m and prints its new root.
-func (a *app) printFlushed(ctx context.Context, m *hamt.Map[[]byte]) error {
-	root, err := m.Flush(ctx)
+// printFlushed flushes z and prints its new root.
+func (a *app) printFlushed(ctx context.Context, z hamt.ZarrDataset) error {
+	root, err := z.Flush(ctx)
 	if err != nil {
 		return err
 	}
@@ -499,11 +513,7 @@ closes the connections still open and exits 0.`,
 				return err
 			}
 			ctx := cmd.Context()
-			return a.withMap(ctx, root, false, func(m *hamt.Map[[]byte], _ *store) error {
-				zs, err := hamt.NewZarrStore(m)
-				if err != nil {
-					return err
-				}
+			return a.withZarr(ctx, root, false, func(z hamt.ZarrDataset, _ *store) error {
 				ln, err := net.Listen("tcp", listen)
 				if err != nil {
 					return err
@@ -511,7 +521,7 @@ closes the connections still open and exits 0.`,
 				// The store is closed when this function returns: every handler must be done by then.
 				var inFlight sync.WaitGroup
 				srv := &http.Server{
-					Handler:           counted(&inFlight, logRequests(a.stderr, zs.Handler())),
+					Handler:           counted(&inFlight, logRequests(a.stderr, hamt.NewZarrHandler(z))),
 					ReadHeaderTimeout: 10 * time.Second,
 					ReadTimeout:       readTimeout,
 					WriteTimeout:      writeTimeout,

@@ -46,11 +46,15 @@ links         %d
 func (a *app) statsCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "stats ROOT",
-		Short: "Describe the map at ROOT: keys, nodes, depth histogram, bucket fill, bytes",
-		Args:  args(1, 1),
+		Short: "Describe the dataset at ROOT: keys, nodes, depth, bucket fill (HAMT); arrays, shards, fill (sharded)",
+		Long: `Stats describes the dataset at ROOT. Of a HAMT: its keys, distinct values and their bytes, nodes,
+depth with nodes per depth, buckets and their fill, links. Of a sharded root: its version, then per
+array its path, shape, chunk shape, chunks per shard, shards (total and non-null) and the chunks
+present out of the grid's, then the totals.`,
+		Args: args(1, 1),
 		RunE: func(cmd *cobra.Command, argv []string) error {
-			return a.onRoot(cmd, argv[0], false, func(root cid.Cid, _ *hamt.Map[[]byte], st *store) error {
-				return printStats(cmd.Context(), a.stdout, st.cas, root)
+			return a.onRoot(cmd, argv[0], false, func(root cid.Cid, z hamt.ZarrDataset, st *store) error {
+				return printZarrStats(cmd.Context(), a.stdout, st.cas, root, z)
 			})
 		},
 	}
@@ -59,9 +63,12 @@ func (a *app) statsCommand() *cobra.Command {
 func (a *app) diffCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "diff ROOT ROOT",
-		Short: "List the keys added, removed and changed from the first map to the second",
+		Short: "List the keys added, removed and changed from the first dataset to the second",
 		Long: `Diff prints one line per key that differs, sorted by key: "+ KEY" (added), "- KEY"
-(removed) or "~ KEY" (changed). It walks only the subtrees whose CIDs differ.`,
+(removed) or "~ KEY" (changed: its value is another block). Between two HAMT roots it walks only
+the subtrees whose CIDs differ. A sharded root (on either side) is compared by listing both
+datasets whole, key by key, the value's CID; so a HAMT root and its conversion to the sharded
+layout differ only by the keys the conversion added (parent groups) or rewrote.`,
 		Args: args(2, 2),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			ra, err := parseRoot(argv[0])
@@ -72,9 +79,17 @@ func (a *app) diffCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.withMap(cmd.Context(), ra, false, func(m *hamt.Map[[]byte], st *store) error {
+			return a.withZarr(cmd.Context(), ra, false, func(za hamt.ZarrDataset, st *store) error {
+				zb, err := hamt.OpenZarr(cmd.Context(), st.cas, rb)
+				if err != nil {
+					return err
+				}
+				diff := hamt.DiffZarr(cmd.Context(), za, zb)
+				if isHAMT(za) && isHAMT(zb) {
+					diff = hamt.Diff(cmd.Context(), st.cas, ra, rb)
+				}
 				var changes []hamt.Change
-				for c, err := range hamt.Diff(cmd.Context(), st.cas, ra, rb) {
+				for c, err := range diff {
 					if err != nil {
 						return err
 					}
@@ -109,7 +124,7 @@ and renamed into place only when complete: a failed export (a missing or corrupt
 malformed tree) leaves FILE as it was.`,
 		Args: args(2, 2),
 		RunE: func(cmd *cobra.Command, argv []string) error {
-			return a.onRoot(cmd, argv[0], false, func(root cid.Cid, _ *hamt.Map[[]byte], st *store) error {
+			return a.onRoot(cmd, argv[0], false, func(root cid.Cid, _ hamt.ZarrDataset, st *store) error {
 				var n int
 				err := writeFileAtomically(argv[1], func(w io.Writer) (err error) {
 					n, err = hamt.WriteCAR(cmd.Context(), st.cas, root, w)

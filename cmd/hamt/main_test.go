@@ -248,7 +248,7 @@ func TestErrors(t *testing.T) {
 // TestHelp: every command answers --help with its usage and exit 0.
 func TestHelp(t *testing.T) {
 	store := filepath.Join(t.TempDir(), "s.bolt")
-	for _, cmd := range [][]string{{}, {"import"}, {"export"}, {"ls"}, {"get"}, {"set"}, {"rm"}, {"serve"}, {"stats"}, {"diff"}, {"car"}, {"car", "export"}, {"car", "import"}} {
+	for _, cmd := range [][]string{{}, {"import"}, {"export"}, {"ls"}, {"get"}, {"set"}, {"rm"}, {"serve"}, {"stats"}, {"diff"}, {"convert"}, {"car"}, {"car", "export"}, {"car", "import"}} {
 		r := ok(t, store, nil, append(cmd, "--help")...)
 		if !strings.Contains(r.stdout, "Usage:") {
 			t.Errorf("hamt %v --help:\n%s", cmd, r.stdout)

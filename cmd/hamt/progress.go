@@ -41,11 +41,14 @@ func (p *progress) update(pr hamt.Progress) {
 	}
 	done := int(frac * width)
 	bar := strings.Repeat("=", done) + strings.Repeat(" ", width-done)
-	size := byteSize(pr.Bytes)
+	size := ", " + byteSize(pr.Bytes)
 	if pr.TotalBytes >= 0 {
 		size += " of " + byteSize(pr.TotalBytes)
 	}
-	fmt.Fprintf(p.w, "\r%s [%s] %3.0f%% %d/%d files, %s", p.op, bar, 100*frac, pr.Files, pr.TotalFiles, size)
+	if p.op == "convert" {
+		size = "" // a conversion moves CIDs: it does not know the bytes
+	}
+	fmt.Fprintf(p.w, "\r%s [%s] %3.0f%% %d/%d %s%s", p.op, bar, 100*frac, pr.Files, pr.TotalFiles, p.noun(), size)
 }
 
 // finish clears the bar and, unless the copy failed (its error is then the one line), writes the
@@ -57,12 +60,23 @@ func (p *progress) finish(files int, bytes int64, skipped int, err error) {
 	if err != nil {
 		return
 	}
-	verb := map[string]string{"import": "imported", "export": "exported"}[p.op]
-	line := fmt.Sprintf("%s %d files (%s) in %s", verb, files, byteSize(bytes), time.Since(p.start).Round(time.Millisecond))
+	verb := map[string]string{"import": "imported", "export": "exported", "convert": "converted"}[p.op]
+	line := fmt.Sprintf("%s %d %s (%s) in %s", verb, files, p.noun(), byteSize(bytes), time.Since(p.start).Round(time.Millisecond))
+	if p.op == "convert" {
+		line = fmt.Sprintf("%s %d %s in %s", verb, files, p.noun(), time.Since(p.start).Round(time.Millisecond))
+	}
 	if skipped > 0 {
 		line += fmt.Sprintf(", skipped %d that are not regular files", skipped)
 	}
 	fmt.Fprintln(p.w, line)
+}
+
+// noun is what the operation counts: files, or the keys of a conversion.
+func (p *progress) noun() string {
+	if p.op == "convert" {
+		return "keys"
+	}
+	return "files"
 }
 
 // byteSize writes n in B, kB, MB, GB (powers of 1000).

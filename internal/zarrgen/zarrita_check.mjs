@@ -1,12 +1,14 @@
 // zarrita_check.mjs reads testdata/zarr back with zarrita (https://github.com/manzt/zarrita.js),
 // an independent Zarr v3 reader, and checks every element against the formulas in main.go.
-// It is a development-time check, not part of `go test` (Go ignores .mjs files).
+// cmd/hamt/zarrita_test.go runs it against `hamt serve` of the hierarchy imported in each layout
+// (HAMT, and sharded under group 0) when HAMT_ZARRITA_DIR names a directory where zarrita is
+// installed, as .ci/run does from package.json and package-lock.json beside this file.
 //
-// Run it from a scratch directory outside the repository, so no node_modules lands in it:
+// Run it by hand from a scratch directory outside the repository, so no node_modules lands in it:
 //
 //	mkdir -p /tmp/zarrita-check && cd /tmp/zarrita-check
-//	npm init -y >/dev/null && npm install zarrita @zarrita/storage
-//	cp /path/to/repo/internal/zarrgen/zarrita_check.mjs .
+//	cp /path/to/repo/internal/zarrgen/{package.json,package-lock.json,zarrita_check.mjs} .
+//	npm ci
 //	node zarrita_check.mjs /path/to/repo/testdata/zarr
 //
 // To read it over HTTP from the command-line tool instead (zarrita's FetchStore):
@@ -14,6 +16,9 @@
 //	ROOT=$(go run ./cmd/hamt import testdata/zarr | tail -1)
 //	go run ./cmd/hamt serve $ROOT --listen 127.0.0.1:8000 &
 //	node zarrita_check.mjs http://127.0.0.1:8000/
+//
+// A sharded dataset (hamt import --layout sharded) keeps its arrays under a group: read it at
+// http://127.0.0.1:8000/0/ when it was imported from a directory holding the hierarchy in 0/.
 //
 // It prints every group's attributes and every array in full, and exits 1 on any mismatch.
 // Checked with zarrita 0.7.5 and @zarrita/storage 0.2.0 on Node.js 20.
