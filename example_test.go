@@ -80,6 +80,40 @@ func ExampleMap_Keys() {
 	// Output: 3 keys
 }
 
+// All yields every key with its value in one walk of the tree, reading the values ahead; an error
+// ends the iteration. The order is that of Keys.
+func ExampleMap_All() {
+	ctx := context.Background()
+	m, _ := hamt.New(ctx, hamt.NewMemoryCAS(), hamt.Bytes)
+	for _, k := range []string{"a", "b", "c"} {
+		_ = m.Set(ctx, k, []byte("value of "+k))
+	}
+	values := map[string]string{}
+	for e, err := range m.All(ctx) {
+		if err != nil {
+			log.Fatal(err)
+		}
+		values[e.Key] = string(e.Value)
+	}
+	fmt.Println(values)
+	// Output: map[a:value of a b:value of b c:value of c]
+}
+
+// GetMany looks many keys up at once, overlapping the store's reads; an absent key is reported
+// in found, not as an error.
+func ExampleMap_GetMany() {
+	ctx := context.Background()
+	m, _ := hamt.New(ctx, hamt.NewMemoryCAS(), hamt.Bytes)
+	_ = m.Set(ctx, "temp/c/0", []byte{1})
+	_ = m.Set(ctx, "temp/c/1", []byte{2})
+	values, found, err := m.GetMany(ctx, []string{"temp/c/1", "temp/c/9", "temp/c/0"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(values, found)
+	// Output: [[2] [] [1]] [true false true]
+}
+
 // Changing a published map: open its root, enable writes, change it, flush to a new root.
 func ExampleMap_EnableWrite() {
 	ctx := context.Background()

@@ -66,6 +66,7 @@ type options struct {
 	flushWorkers int
 	verifyBlocks bool
 	legacyDelete bool
+	readAhead    int // 0: DefaultReadAhead (see WithReadAhead)
 }
 
 // DefaultBucketSize is py-hamt's default max_bucket_size.

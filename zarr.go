@@ -193,12 +193,40 @@ type KeyRange struct {
 // GetPartialValues fetches many values or parts of values at once, with at most the store's
 // concurrency (WithZarrConcurrency) in flight. The result has one entry per request, in order: nil
 // for a missing key, otherwise the bytes (non-nil, even when empty). Any other failure stops the
-// fetch and is returned.
+// fetch and is returned. Whole values of chunks are fetched first, together, through the map's
+// GetMany (which loads them in place when the store answers in microseconds); then the rest.
 func (s *ZarrStore) GetPartialValues(ctx context.Context, reqs []KeyRange) ([][]byte, error) {
 	out := make([][]byte, len(reqs))
+	// Whole values of chunks, stored as they are, come from the map in one GetMany; ranges,
+	// metadata (cached by Get) and encrypted values go through Get one by one.
+	var whole []string
+	var at []int
+	for i, req := range reqs {
+		if s.box == nil && req.Range.IsFull() && !isMetadataKey(req.Key) {
+			whole, at = append(whole, req.Key), append(at, i)
+		}
+	}
+	if len(whole) > 0 {
+		vals, found := make([][]byte, len(whole)), make([]bool, len(whole))
+		if err := s.m.getMany(ctx, whole, vals, found, s.workers); err != nil {
+			return nil, err
+		}
+		for j, i := range at {
+			if found[j] {
+				out[i] = vals[j]
+				if out[i] == nil {
+					out[i] = []byte{}
+				}
+			}
+		}
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(s.workers)
 	for i, req := range reqs {
+		if len(at) > 0 && at[0] == i {
+			at = at[1:]
+			continue
+		}
 		g.Go(func() error {
 			b, err := s.Get(gctx, req.Key, req.Range)
 			switch {
