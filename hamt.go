@@ -378,30 +378,12 @@ func (m *Map[V]) pointer(ctx context.Context, key string) (cidBytes, error) {
 // stored as a UnixFS file, whatever size its root claims: for values that may be large (or come from
 // a store you do not control), read them in pieces with ZarrStore.WriteValue or by range.
 func (m *Map[V]) Get(ctx context.Context, key string) (V, error) {
-	var zero V
 	id, err := m.pointer(ctx, key)
 	if err != nil {
+		var zero V
 		return zero, err
 	}
-	var b []byte
-	if isDagPb(id) { // a UnixFS file (a value Kubo split into chunks): its bytes, checked as read
-		b, err = loadValue(ctx, m.cas, id.cid(), ByteRange{}, m.opts.verifyBlocks)
-	} else {
-		b, err = m.cas.Load(ctx, id.view()) // no cid.Cid to allocate
-	}
-	if err != nil {
-		return zero, fmt.Errorf("get %q: load value %s: %w", key, id, missingBlock(err))
-	}
-	if m.opts.verifyBlocks && !isDagPb(id) {
-		if err := verifyBlock(id.view(), b); err != nil {
-			return zero, fmt.Errorf("get %q: %w", key, err)
-		}
-	}
-	v, err := m.codec.Decode(b)
-	if err != nil {
-		return zero, fmt.Errorf("get %q: value %s: %w", key, id, err)
-	}
-	return v, nil
+	return m.value(ctx, key, id)
 }
 
 // Has reports whether key is in the map.

@@ -38,9 +38,20 @@ func (m *Map[V]) readAheadWindow() int {
 // it heads, and blocks are verified when the map was asked to (WithVerifyBlocks).
 func (m *Map[V]) value(ctx context.Context, key string, id cidBytes) (V, error) {
 	var zero V
-	b, err := loadValue(ctx, m.cas, id.cid(), ByteRange{}, m.opts.verifyBlocks)
+	var b []byte
+	var err error
+	if isDagPb(id) { // a UnixFS file (a value Kubo split into chunks): its bytes, checked as read
+		b, err = loadValue(ctx, m.cas, id.cid(), ByteRange{}, m.opts.verifyBlocks)
+	} else {
+		b, err = m.cas.Load(ctx, id.view()) // no cid.Cid to allocate
+	}
 	if err != nil {
 		return zero, fmt.Errorf("get %q: load value %s: %w", key, id, missingBlock(err))
+	}
+	if m.opts.verifyBlocks && !isDagPb(id) {
+		if err := verifyBlock(id.view(), b); err != nil {
+			return zero, fmt.Errorf("get %q: %w", key, err)
+		}
 	}
 	v, err := m.codec.Decode(b)
 	if err != nil {
@@ -119,7 +130,7 @@ func (m *Map[V]) decodeValue(key string, id cidBytes, b []byte) (V, error) {
 		return zero, fmt.Errorf("get %q: load value %s: %w", key, id, ErrMissingBlock)
 	}
 	if m.opts.verifyBlocks {
-		if err := verifyBlock(id.cid(), b); err != nil {
+		if err := verifyBlock(id.view(), b); err != nil {
 			return zero, fmt.Errorf("get %q: %w", key, err)
 		}
 	}
