@@ -15,8 +15,9 @@
 #                   PREFIX.txt (header, per-run log, tables); refuses to overwrite unless -a
 #   -a              append to existing PREFIX.jsonl/.txt (e.g. to add reps or peers later)
 #   -P              instead of timing runs: one run of the project with a CPU profile per phase
-#                   (W,Rc,Rw,Ic,Iw) and `go tool pprof -top` (top 10) of each into PREFIX-profiles.txt;
-#                   the .pprof files and the binary stay in the build dir
+#                   (W,Rc,Rw,Ic,Iw) and `go tool pprof -top` (top 10 flat, top 15 cumulative in the
+#                   library) of each into PREFIX-profiles.txt; the profiles (PHASE.cpu.out) and the
+#                   binary are kept in $PROF_DIR for further `go tool pprof`
 #   -T              only print the table (and target check) of an existing PREFIX.jsonl; no build/run
 #
 # environment:
@@ -28,6 +29,7 @@
 #              If it is missing, go-hamt-ipld peers cannot be run (the script says so and stops).
 #   BUILD_DIR  where the harness is copied and built (default /tmp/perf-sidebyside-<checkout name>,
 #              one per checkout so helpers measuring different checkouts do not collide)
+#   PROF_DIR   where -P keeps profiles and binary (default /tmp/sidebyside-prof-<checkout name>-<UTC time>)
 #
 # examples (from the repository root):
 #   bench/sidebyside.sh -n 1000000 -r 3 -o bench/$(date -u +%F)-sidebyside-1m "$PWD"
@@ -60,6 +62,7 @@ checkout=$(cd "$1" && pwd -P) || { echo "no such checkout: $1" >&2; exit 2; }
 PERF_SRC=${PERF_SRC:-/work/shared/perf}
 GOHAMT=${GOHAMT:-$HOME/gohamt}
 BUILD_DIR=${BUILD_DIR:-/tmp/perf-sidebyside-$(basename "$checkout")}
+PROF_DIR=${PROF_DIR:-/tmp/sidebyside-prof-$(basename "$checkout")-$(date -u +%Y%m%dT%H%M%S)}
 jsonl=$prefix.jsonl txt=$prefix.txt
 IFS=, read -r -a peerlist <<<"$peers"
 
@@ -68,7 +71,12 @@ IFS=, read -r -a peerlist <<<"$peers"
 table() {
 	local ratios=""
 	for p in "${peerlist[@]}"; do [ "$p" = project ] || ratios+="${ratios:+,}project:$p"; done
+	echo "wall time (the harness's main numbers):"
 	python3 "$BUILD_DIR/scripts/table.py" "$jsonl" --n "$n" --peers "$peers" --ratio "$ratios"
+	echo
+	echo "process CPU time of the same runs (all threads incl. GC; less sensitive to other load on the machine):"
+	python3 "$BUILD_DIR/scripts/table.py" "$jsonl" --n "$n" --peers "$peers" --ratio "$ratios" \
+		--fields w_cpu_s,rc_cpu_ns_op,rw_cpu_ns_op,ic_cpu_ns_key,iw_cpu_ns_key,u_cpu_s,uw_cpu_s
 	python3 - "$jsonl" "$n" <<'EOF'
 import json, sys, statistics
 path, n = sys.argv[1], int(sys.argv[2])
@@ -77,11 +85,20 @@ runs = [r for r in runs if r.get("n") == n and not r.get("error") and not r.get(
 by = {}
 for r in runs:
     by.setdefault(r["peer"], {})[r["rep"]] = r
-# (field, label, target vs go-hamt-ipld, target vs boxo at 1M)
-T = [("w_ns_op", "W write+flush ns/key", 0.6, 0.25), ("rc_ns_op", "Rc cold get ns", 0.8, 0.42),
-     ("rw_ns_op", "Rw warm get ns", 0.8, 0.50), ("ic_ns_key", "Ic iterate cold ns/key", 2.0, 0.34),
-     ("iw_ns_key", "Iw iterate warm ns/key", 2.0, 0.24), ("u_s", "U update 1% + flush s", 0.5, None),
-     ("uw_s", "Uw update 1% warm s", None, None), ("w_peak_heap_mib", "peak heap of W MiB", 1.0, None)]
+# (field, label, target vs go-hamt-ipld, target vs boxo at 1M, CPU-time field)
+T = [("w_ns_op", "W write+flush ns/key", 0.6, 0.25, "w_cpu_s"), ("rc_ns_op", "Rc cold get ns", 0.8, 0.42, "rc_cpu_ns_op"),
+     ("rw_ns_op", "Rw warm get ns", 0.8, 0.50, "rw_cpu_ns_op"), ("ic_ns_key", "Ic iterate cold ns/key", 2.0, 0.34, "ic_cpu_ns_key"),
+     ("iw_ns_key", "Iw iterate warm ns/key", 2.0, 0.24, "iw_cpu_ns_key"), ("u_s", "U update 1% + flush s", 0.5, None, "u_cpu_s"),
+     ("uw_s", "Uw update 1% warm s", None, None, "uw_cpu_s"), ("w_peak_heap_mib", "peak heap of W MiB", 1.0, None, None)]
+def pr_median(f, reps):
+    if f is None:
+        return None
+    per = [by["project"][r][f] / by[peer][r][f] for r in reps if by[peer][r].get(f)]
+    return statistics.median(per) if per else None
+def cell(x):
+    return "—" if x is None else f"{x:.2f}"
+def met(x, tgt):
+    return "—" if tgt is None or x is None else ("yes" if x <= tgt else "**no**")
 if "project" not in by:
     sys.exit(0)
 for peer, col in (("go-hamt-ipld", 2), ("boxo-unixfs-hamt", 3)):
@@ -89,20 +106,21 @@ for peer, col in (("go-hamt-ipld", 2), ("boxo-unixfs-hamt", 3)):
         continue
     reps = sorted(set(by["project"]) & set(by[peer]))
     print(f"\nproject / {peer}, N={n}: median over reps {reps} of the per-rep ratio, vs issue 13 target")
-    print("| phase | project median | %s median | ratio of medians | median of per-rep ratios | target | met |" % peer)
-    print("|---|---|---|---|---|---|---|")
+    print("| phase | project median | %s median | ratio of medians | median of per-rep ratios | same, CPU time | target | met (wall) | met (CPU) |" % peer)
+    print("|---|---|---|---|---|---|---|---|---|")
     for t in T:
         f, label, tgt = t[0], t[1], t[col]
         if col == 3 and n != 1000000:
             tgt = None  # boxo targets are stated for 1M only
         a = statistics.median(by["project"][r][f] for r in by["project"])
         b = statistics.median(by[peer][r][f] for r in by[peer])
-        per = [by["project"][r][f] / by[peer][r][f] for r in reps if by[peer][r][f]]
-        pr = statistics.median(per) if per else float("nan")
         fmt = (lambda x: f"{x:.3f}") if f.endswith("_s") else (lambda x: f"{x:,.0f}")
-        met = "—" if tgt is None else ("yes" if b and a / b <= tgt else "**no**")
-        print(f"| {label} | {fmt(a)} | {fmt(b)} | {a / b if b else float('nan'):.2f} | {pr:.2f} | "
-              f"{'—' if tgt is None else '≤ %.2f' % tgt} | {met} |")
+        pw, pc = pr_median(f, reps), pr_median(t[4], reps)
+        if f == "w_peak_heap_mib":
+            pc = pw
+        print(f"| {label} | {fmt(a)} | {fmt(b)} | {a / b if b else float('nan'):.2f} | {cell(pw)} | {cell(pc)} | "
+              f"{'—' if tgt is None else '≤ %.2f' % tgt} | {met(pw, tgt)} | {met(pc, tgt)} |")
+print("\nmet = median over reps of (project / peer) in the same rep, wall time resp. process CPU time (peak heap: same in both)")
 EOF
 }
 
@@ -124,7 +142,10 @@ if [ "$tags" = gohamt ] && [ ! -f "$GOHAMT/go.mod" ]; then
 	exit 2
 fi
 echo "# building harness in $BUILD_DIR against $checkout${tags:+ (-tags $tags)}" >&2
-rm -rf "$BUILD_DIR"
+if [ -e "$BUILD_DIR" ]; then # only ever remove a previous harness copy
+	grep -qs '^module perfcheck$' "$BUILD_DIR/go.mod" || { echo "BUILD_DIR $BUILD_DIR exists and is not a harness copy" >&2; exit 2; }
+	rm -rf "$BUILD_DIR"
+fi
 cp -r "$PERF_SRC" "$BUILD_DIR"
 chmod -R u+w "$BUILD_DIR"
 (
@@ -145,7 +166,8 @@ for p in "${peerlist[@]}"; do
 done
 
 commit=$(git -C "$checkout" rev-parse HEAD 2>/dev/null || echo unknown)
-dirty=$(git -C "$checkout" status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo true || echo false)
+# dirty = uncommitted changes to tracked files outside bench/ (what the harness compiles)
+dirty=$(git -C "$checkout" status --porcelain --untracked-files=no -- . ':!bench' 2>/dev/null | grep -q . && echo true || echo false)
 header() {
 	echo "# side-by-side run, bench/sidebyside.sh $*"
 	echo "# date $(date -u +%FT%TZ)  host $(hostname)  cores $(nproc)  $(go version)"
@@ -160,15 +182,21 @@ if [ "$profile" = 1 ]; then
 	{
 		header "-P -n $n"
 		echo "# uptime before: $(uptime)"
-		(cd "$BUILD_DIR" && ./perf -peer project -n "$n" -rep 0 -phaseprofile W,Rc,Rw,Ic,Iw -phaseprofile-prefix prof) |
+		mkdir -p "$PROF_DIR" && cp "$perf" "$PROF_DIR/perf"
+		echo "# profiles and binary in $PROF_DIR"
+		(cd "$PROF_DIR" && ./perf -peer project -n "$n" -rep 0 -phaseprofile W,Rc,Rw,Ic,Iw -phaseprofile-prefix prof) |
 			sed 's/^/# run: /'
 		echo "# uptime after:  $(uptime)"
 		for ph in W Rc Rw Ic Iw; do
-			f=$BUILD_DIR/prof.$ph.cpu.out
+			f=$PROF_DIR/prof.$ph.cpu.out
 			echo
-			echo "## phase $ph: go tool pprof -top -nodecount=10 $perf $f"
+			echo "## phase $ph: go tool pprof -top -nodecount=10 perf prof.$ph.cpu.out"
 			if [ -f "$f" ]; then
-				go tool pprof -top -nodecount=10 "$perf" "$f" 2>&1 | sed '/^File:/d; /^Build ID:/d'
+				go tool pprof -top -nodecount=10 "$PROF_DIR/perf" "$f" 2>&1 | sed '/^File:/d; /^Build ID:/d; /^Type:/d; /^Time:/d'
+				echo
+				echo "## phase $ph, cumulative, library only: go tool pprof -top -cum -nodecount=15 -focus=hamt-go/hamt -show=hamt-go/hamt perf prof.$ph.cpu.out"
+				go tool pprof -top -cum -nodecount=15 -focus=hamt-go/hamt -show=hamt-go/hamt "$PROF_DIR/perf" "$f" 2>&1 |
+					sed '/^File:/d; /^Build ID:/d; /^Type:/d; /^Time:/d; /^Duration:/d'
 			else
 				echo "(no profile written)"
 			fi
