@@ -29,6 +29,9 @@
 #              If it is missing, go-hamt-ipld peers cannot be run (the script says so and stops).
 #   BUILD_DIR  where the harness is copied and built (default /tmp/perf-sidebyside-<checkout name>,
 #              one per checkout so helpers measuring different checkouts do not collide)
+#   PERF_OVERLAY  optional directory of .go files copied over the harness copy before building (e.g.
+#              an adapter_project.go whose Iterate uses a new Map.All instead of Keys + Get; the
+#              shared adapter cannot be edited). Recorded in the header; say so when you report numbers.
 #   PROF_DIR   where -P keeps profiles and binary (default /tmp/sidebyside-prof-<checkout name>-<UTC time>)
 #
 # examples (from the repository root):
@@ -120,7 +123,8 @@ for peer, col in (("go-hamt-ipld", 2), ("boxo-unixfs-hamt", 3)):
             pc = pw
         print(f"| {label} | {fmt(a)} | {fmt(b)} | {a / b if b else float('nan'):.2f} | {cell(pw)} | {cell(pc)} | "
               f"{'—' if tgt is None else '≤ %.2f' % tgt} | {met(pw, tgt)} | {met(pc, tgt)} |")
-print("\nmet = median over reps of (project / peer) in the same rep, wall time resp. process CPU time (peak heap: same in both)")
+if any(p in by for p in ("go-hamt-ipld", "boxo-unixfs-hamt")):
+    print("\nmet = median over reps of (project / peer) in the same rep, wall time resp. process CPU time (peak heap: same in both)")
 EOF
 }
 
@@ -148,6 +152,10 @@ if [ -e "$BUILD_DIR" ]; then # only ever remove a previous harness copy
 fi
 cp -r "$PERF_SRC" "$BUILD_DIR"
 chmod -R u+w "$BUILD_DIR"
+if [ -n "${PERF_OVERLAY:-}" ]; then
+	echo "# overlay: $(cd "$PERF_OVERLAY" && ls -- *.go | tr '\n' ' ')from $PERF_OVERLAY" >&2
+	cp "$PERF_OVERLAY"/*.go "$BUILD_DIR"/
+fi
 (
 	cd "$BUILD_DIR"
 	go mod edit -replace="github.com/hamt-go/hamt=$checkout"
@@ -173,6 +181,7 @@ header() {
 	echo "# date $(date -u +%FT%TZ)  host $(hostname)  cores $(nproc)  $(go version)"
 	echo "# checkout $checkout  commit $commit  dirty $dirty"
 	echo "# harness $PERF_SRC (built in $BUILD_DIR${tags:+, -tags $tags}, go-hamt-ipld from $GOHAMT)"
+	if [ -n "${PERF_OVERLAY:-}" ]; then echo "# OVERLAY $PERF_OVERLAY: $(cd "$PERF_OVERLAY" && ls -- *.go | tr '\n' ' ')"; fi
 }
 
 # ---- profiles ---------------------------------------------------------------------------------
