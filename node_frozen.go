@@ -136,22 +136,6 @@ func (n *frozenNode) linkAt(k int) cidBytes {
 	return c
 }
 
-// eachKey calls yield with every key of n's buckets, in slot order and each bucket in canonical
-// order, until yield returns false; it reports whether it got to the end.
-func (n *frozenNode) eachKey(yield func(string) bool) bool {
-	s := n.img
-	k := 0
-	for w := 0; w < 4; w++ {
-		for b := n.occupied[w]; b != 0; b &= b - 1 {
-			if n.links[w]&(b&-b) == 0 && !eachEntry(s, n.slotStart(k), func(key string, _ cidBytes) bool { return yield(key) }) {
-				return false
-			}
-			k++
-		}
-	}
-	return true
-}
-
 // memSize is the memory n holds, for cache budgets: the struct, the index and block, and the
 // child short-cuts.
 func (n *frozenNode) memSize() int64 {

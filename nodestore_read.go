@@ -93,24 +93,7 @@ func (r *readStore) lookup(ctx context.Context, key string, h []byte) (cidBytes,
 // is done. The walk is walkTree's, so a node reached twice or a key off its hash path (for hasher)
 // is ErrMalformedNode.
 func (r *readStore) walkKeys(ctx context.Context, hasher keyHasher, yield func(string) bool) error {
-	t, err := newTreeCheck(hasher, int(r.walked.Load()))
-	if err != nil {
-		return err
-	}
-	child := func(ctx context.Context, n *frozenNode, k, depth int) (*frozenNode, cidBytes, error) {
-		c, err := r.child(ctx, n, k, depth)
-		return c, n.linkAt(k), err
-	}
-	err = walkTree(ctx, t, r.rootNode, cidKey(r.root), child, func(n *frozenNode, _ int) error {
-		if !n.eachKey(yield) {
-			return errStop
-		}
-		return nil
-	})
-	if met := int64(len(t.seen)); err == nil && met > r.walked.Load() {
-		r.walked.Store(met)
-	}
-	return err
+	return r.walkEntries(ctx, hasher, func(key string, _ cidBytes) bool { return yield(key) })
 }
 
 // nodeCache holds decoded nodes within a memory budget. It is split into shards, each with its own

@@ -91,36 +91,7 @@ func (w *writeStore) lookup(ctx context.Context, key string, h []byte) (cidBytes
 // must not call back into the map. The walk is walkTree's, so a node reached twice or a key off
 // its hash path (for hasher) is ErrMalformedNode.
 func (w *writeStore) walkKeys(ctx context.Context, hasher keyHasher, yield func(string) bool) error {
-	t, err := newTreeCheck(hasher, 0)
-	if err != nil {
-		return err
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	root, err := w.rootNode(ctx)
-	if err != nil {
-		return err
-	}
-	child := func(ctx context.Context, n *node, k, depth int) (*node, cidBytes, error) {
-		l := n.slots[k].link
-		c, err := w.child(ctx, l, depth)
-		if err != nil || c.dirty {
-			return c, "", err // a changed node's CID is not known until the next flush
-		}
-		return c, l.id, nil
-	}
-	rootID := w.rootID
-	if root.dirty {
-		rootID = ""
-	}
-	return walkTree(ctx, t, root, rootID, child, func(n *node, _ int) error {
-		for i := range n.slots {
-			if b := n.slots[i].bucket; b != "" && !eachEntry(b, 0, func(key string, _ cidBytes) bool { return yield(key) }) {
-				return errStop
-			}
-		}
-		return nil
-	})
+	return w.walkEntries(ctx, hasher, func(key string, _ cidBytes) bool { return yield(key) })
 }
 
 // frozenRoot returns the root in read form for a read store, without going to the store:
