@@ -406,12 +406,15 @@ writing a prefix of the value.`,
 }
 
 func (a *app) setCommand() *cobra.Command {
-	return &cobra.Command{
+	var bucket int
+	cmd := &cobra.Command{
 		Use:   "set ROOT KEY FILE|-",
 		Short: "Set KEY to the bytes of FILE (- for standard input) and print the new root",
 		Long: `Set reads the value whole from FILE (- for standard input) before it opens the store, so a
 slow producer does not hold the store's lock, then sets KEY to it and prints the new root. A value
-larger than the store takes (2 GiB - 2 bytes on a bbolt store) is refused before it is read.`,
+larger than the store takes (2 GiB - 2 bytes on a bbolt store) is refused before it is read. On a
+HAMT root, give the --bucket-size the dataset was imported with (a root does not record it), so
+the new root is the one an import of the same files gives.`,
 		Args: args(3, 3),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			if _, err := parseRoot(argv[0]); err != nil {
@@ -429,24 +432,29 @@ larger than the store takes (2 GiB - 2 bytes on a bbolt store) is refused before
 					return err
 				}
 				return a.printFlushed(cmd.Context(), z)
-			})
+			}, hamt.WithMapOptions(hamt.WithBucketSize(bucket)))
 		},
 	}
+	cmd.Flags().IntVar(&bucket, "bucket-size", hamt.DefaultBucketSize, "hamt layout: the bucket size the dataset was written with")
+	cmd.PreRunE = positiveFlags("bucket-size")
+	return cmd
 }
 
 func (a *app) rmCommand() *cobra.Command {
 	var legacy bool
+	var bucket int
 	cmd := &cobra.Command{
 		Use:   "rm ROOT KEY",
 		Short: "Remove KEY and print the new root",
 		Long: `Rm removes KEY and prints the new root. As py-hamt 3.5 does, every node on KEY's path left with
-at most 4 keys (the default bucket size, which rm uses) is folded back into a bucket, so the root is
-the one an import of the remaining keys with the default --bucket-size gives. With --legacy-deletes
+at most --bucket-size keys (default 4; give the one the dataset was imported with, which a root
+does not record) is folded back into a bucket, so the root is the one an import of the remaining
+keys with that --bucket-size gives. With --legacy-deletes
 nothing is folded, as in py-hamt 3.3.2, whose roots after deletes this reproduces. (On a sharded
 root, rm clears the chunk's slot or the metadata key; there is nothing to fold.)`,
 		Args: args(2, 2),
 		RunE: func(cmd *cobra.Command, argv []string) error {
-			var opts []hamt.LayoutOption
+			opts := []hamt.LayoutOption{hamt.WithMapOptions(hamt.WithBucketSize(bucket))}
 			if legacy {
 				opts = append(opts, hamt.WithMapOptions(hamt.WithLegacyDeletes()))
 			}
@@ -467,6 +475,8 @@ root, rm clears the chunk's slot or the metadata key; there is nothing to fold.)
 		},
 	}
 	cmd.Flags().BoolVar(&legacy, "legacy-deletes", false, "delete as py-hamt 3.3.2 does: never fold nodes back into buckets")
+	cmd.Flags().IntVar(&bucket, "bucket-size", hamt.DefaultBucketSize, "hamt layout: the bucket size the dataset was written with")
+	cmd.PreRunE = positiveFlags("bucket-size")
 	return cmd
 }
 
