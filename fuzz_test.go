@@ -213,7 +213,7 @@ func fuzzCheckFrozenAgrees(t *testing.T, data []byte, n *node, err error) {
 			}
 		}
 	}
-	eachNodeEntry(f, func(k string, _ cidBytes) bool { got = append(got, k); return true })
+	f.eachEntry(func(k string, _ cidBytes) bool { got = append(got, k); return true })
 	if !slices.Equal(got, want) {
 		t.Fatalf("frozen keys %q, want %q", got, want)
 	}

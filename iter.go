@@ -130,7 +130,7 @@ func (r *readStore) walkEntries(ctx context.Context, hasher keyHasher, yield fun
 		return c, n.linkAt(k), err
 	}
 	err = walkTree(ctx, t, r.rootNode, cidKey(r.root), child, func(n *frozenNode, _ int) error {
-		if !eachNodeEntry(n, yield) {
+		if !n.eachEntry(yield) {
 			return errStop
 		}
 		return nil

@@ -136,6 +136,23 @@ func (n *frozenNode) linkAt(k int) cidBytes {
 	return c
 }
 
+// eachEntry calls yield with the key and value CID of every entry of n's buckets, in slot order and
+// each bucket in canonical order, until yield returns false; it reports whether it got to the end.
+// It is eachNodeEntry for a frozen node, walking the occupancy bitmaps instead of searching slot by
+// slot.
+func (n *frozenNode) eachEntry(yield func(key string, id cidBytes) bool) bool {
+	k := 0
+	for w := 0; w < 4; w++ {
+		for b := n.occupied[w]; b != 0; b &= b - 1 {
+			if n.links[w]&(b&-b) == 0 && !eachEntry(n.img, n.slotStart(k), yield) {
+				return false
+			}
+			k++
+		}
+	}
+	return true
+}
+
 // memSize is the memory n holds, for cache budgets: the struct, the index and block, and the
 // child short-cuts.
 func (n *frozenNode) memSize() int64 {
