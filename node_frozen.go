@@ -130,6 +130,16 @@ func (n *frozenNode) bucketFind(k int, key string) cidBytes {
 	return c
 }
 
+// block returns n's block as stored, sharing n's memory: it must not be written.
+func (n *frozenNode) block() []byte {
+	occ := 0
+	for _, w := range n.occupied {
+		occ += bits.OnesCount64(w)
+	}
+	b := n.img[4*occ:]
+	return unsafe.Slice(unsafe.StringData(b), len(b))
+}
+
 // linkAt returns the child CID of the link that is the k-th occupied slot.
 func (n *frozenNode) linkAt(k int) cidBytes {
 	c, _ := readLink(n.img, n.slotStart(k)+1) // skip 81

@@ -36,6 +36,23 @@ func newReadStore(ctx context.Context, load loadFunc, root cid.Cid, rootNode *fr
 	return &readStore{root: root, rootNode: rootNode, cache: newNodeCache(load, budget)}, nil
 }
 
+// warmLoader is load that first looks in what r already holds (its root and cached nodes) and
+// hands over such a node's block without going to the store. EnableWrite uses it so that an
+// update to a map just read does not fetch again the nodes the reads brought in.
+func (r *readStore) warmLoader(load loadFunc) loadFunc {
+	rootID := cidKey(r.root)
+	return func(ctx context.Context, id cidBytes) ([]byte, error) {
+		f := r.cache.peek(id)
+		if f == nil && id == rootID {
+			f = r.rootNode
+		}
+		if f == nil {
+			return load(ctx, id)
+		}
+		return f.block(), nil
+	}
+}
+
 // loadFrozen loads node id and decodes it for reading.
 func loadFrozen(ctx context.Context, load loadFunc, id cidBytes) (*frozenNode, error) {
 	b, err := load(ctx, id)
@@ -235,6 +252,22 @@ func (c *nodeCache) get(ctx context.Context, id cidBytes, depth int) (*frozenNod
 		return v, nil, nil
 	}
 	return nil, nil, res.Err
+}
+
+// peek returns node id if the cache holds it, without loading it or touching its CLOCK bit.
+func (c *nodeCache) peek(id cidBytes) *frozenNode {
+	key := string(id)
+	if key == "" {
+		return nil
+	}
+	s := c.shard(key)
+	s.mu.RLock()
+	e := s.entries[key]
+	s.mu.RUnlock()
+	if e == nil {
+		return nil
+	}
+	return e.node
 }
 
 // insert adds a node found at depth, evicting by CLOCK, deepest level first and never above

@@ -20,7 +20,7 @@ func loadNode(ctx context.Context, load loadFunc, id cidBytes) (*node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n, err := decodeNode(b)
+	n, err := decodeLoadedNode(b)
 	if err != nil {
 		return nil, fmt.Errorf("node %s: %w", id, err)
 	}
@@ -38,6 +38,9 @@ type writeStore struct {
 	root   *node    // nil until first needed when the store starts from a saved root
 	rootID cidBytes // the root's CID while the root is not dirty
 	closed bool     // set when the map switched to read-only; the store must not be used again
+	// coldLoad, when set, replaces load at the next flush: load then holds a read store's cache
+	// (EnableWrite), which is released once the nodes in use are the write store's own.
+	coldLoad loadFunc
 }
 
 func newWriteStore(load loadFunc, root *node, rootID cid.Cid) *writeStore {
@@ -158,6 +161,9 @@ type pendingNode struct {
 // workers goroutines at once. If a save fails, what was saved stays saved and the rest stays
 // dirty, so a later flush finishes the job. Callers hold mu.
 func (w *writeStore) flush(ctx context.Context, cas CAS, workers int) (cid.Cid, error) {
+	if w.coldLoad != nil {
+		w.load, w.coldLoad = w.coldLoad, nil
+	}
 	if w.root == nil || !w.root.dirty {
 		return w.rootID.cid(), nil
 	}
