@@ -36,21 +36,17 @@ func newReadStore(ctx context.Context, load loadFunc, root cid.Cid, rootNode *fr
 	return &readStore{root: root, rootNode: rootNode, cache: newNodeCache(load, budget)}, nil
 }
 
-// warmLoader is load that first looks in what r already holds (its root and cached nodes) and
-// hands over such a node's block without going to the store. EnableWrite uses it so that an
-// update to a map just read does not fetch again the nodes the reads brought in.
-func (r *readStore) warmLoader(load loadFunc) loadFunc {
-	rootID := cidKey(r.root)
-	return func(ctx context.Context, id cidBytes) ([]byte, error) {
-		f := r.cache.peek(id)
-		if f == nil && id == rootID {
-			f = r.rootNode
-		}
-		if f == nil {
-			return load(ctx, id)
-		}
-		return f.block(), nil
+// held returns node id if r holds it (its root, or a cached node) without going to the store,
+// or nil. EnableWrite hands it to the write store, so that an update to a map just read does not
+// fetch again the nodes the reads brought in.
+func (r *readStore) held(id cidBytes) *frozenNode {
+	if f := r.cache.peek(id); f != nil {
+		return f
 	}
+	if id == cidKey(r.root) {
+		return r.rootNode
+	}
+	return nil
 }
 
 // loadFrozen loads node id and decodes it for reading.
