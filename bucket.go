@@ -78,6 +78,16 @@ func bucketSearch(s string, p int, key string) (value cidBytes, at, end int) {
 	return "", p, p
 }
 
+// bucketEnd returns where the bucket encoded at s[p:] ends.
+func bucketEnd(s string, p int) int {
+	count, p := readHead(s, p)
+	for ; count > 0; count-- {
+		kl, q := readHead(s, p)
+		_, p = readLink(s, q+kl)
+	}
+	return p
+}
+
 // eachEntry calls yield with every entry of the bucket encoded at s[p:], in order, until yield
 // returns false; it reports whether it got to the end. Keys and CIDs are substrings of s.
 func eachEntry(s string, p int, yield func(key string, value cidBytes) bool) bool {

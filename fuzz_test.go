@@ -230,6 +230,21 @@ func fuzzCheckFrozenAgrees(t *testing.T, data []byte, n *node, err error) {
 	if !slices.Equal(down, wantDown) {
 		t.Fatalf("frozen links from the top %x, want %x", down, wantDown)
 	}
+	// EnableWrite thaws held frozen nodes instead of decoding their blocks again: the thawed node
+	// is the decoded one, slot for slot, and encodes to the same block.
+	thawed := f.thaw()
+	if thawed.bitmap != n.bitmap || len(thawed.slots) != len(n.slots) {
+		t.Fatalf("thawed bitmap %x (%d slots), decoded %x (%d slots)", thawed.bitmap, len(thawed.slots), n.bitmap, len(n.slots))
+	}
+	for j, s := range thawed.slots {
+		d := n.slots[j]
+		if s.bucket != d.bucket || (s.link == nil) != (d.link == nil) || (s.link != nil && s.link.id != d.link.id) {
+			t.Fatalf("thawed slot %d: %q %v, decoded %q %v", j, s.bucket, s.link, d.bucket, d.link)
+		}
+	}
+	if b, err := thawed.encode(); err != nil || !bytes.Equal(b, data) {
+		t.Fatalf("the thawed node encodes to %x (%v), want %x", b, err, data)
+	}
 }
 
 // fuzzKeyLess is DAG-CBOR's order of text map keys: shorter first, then bytewise.

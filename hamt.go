@@ -525,7 +525,11 @@ func (m *Map[V]) EnableWrite(ctx context.Context) error {
 	if st.w != nil {
 		return nil
 	}
-	m.state.Store(&mapState{w: newWriteStore(m.nodeLoader(), nil, st.r.root)})
+	// The read store's nodes are handed to the write store as it needs them (see readStore.held),
+	// so an update of a map just read does not fetch them again. Its first flush lets them go.
+	w := newWriteStore(m.nodeLoader(), nil, st.r.root)
+	w.held = st.r.held
+	m.state.Store(&mapState{w: w})
 	return nil
 }
 

@@ -416,9 +416,17 @@ func (d *nodeDecoder) scan() (occupied, buckets int, err error) {
 // decodeNode parses a node block. Anything but the exact encoding of a valid node is
 // ErrMalformedNode: wrong shape, non-canonical CBOR, unordered or duplicate keys, empty buckets,
 // links to non-dag-cbor blocks, trailing bytes.
-func decodeNode(b []byte) (*node, error) {
+func decodeNode(b []byte) (*node, error) { return decodeNodeIn(b, false) }
+
+// decodeLoadedNode is decodeNode over a block the caller owns and nobody changes, as CAS.Load
+// returns it: the node's buckets and CIDs are substrings of b itself, not of a copy, which saves
+// a node's worth of allocation (and of the collector's work) per node a write loads.
+func decodeLoadedNode(b []byte) (*node, error) { return decodeNodeIn(b, true) }
+
+// decodeNodeIn is decodeNode, viewing b in place when owned and copying it otherwise.
+func decodeNodeIn(b []byte, owned bool) (*node, error) {
 	// Pass 1 checks the framing and counts, so pass 2 allocates the slots and links once each, at
-	// their final sizes. Buckets are substrings of one copy of the block.
+	// their final sizes. Buckets are substrings of one copy of the block (or of b when owned).
 	d := nodeDecoder{b: b}
 	occupied, buckets, err := d.scan()
 	if err != nil {
@@ -426,7 +434,12 @@ func decodeNode(b []byte) (*node, error) {
 	}
 	n := &node{slots: make([]slot, 0, occupied)}
 	links := make([]link, occupied-buckets)
-	d.s, d.pos = string(b), 3
+	d.pos = 3
+	if owned {
+		d.s = unsafe.String(unsafe.SliceData(b), len(b))
+	} else {
+		d.s = string(b)
+	}
 	for i := 0; i < numSlots; i++ {
 		s, kind, err := d.slot(&links)
 		if err != nil {

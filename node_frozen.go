@@ -130,6 +130,33 @@ func (n *frozenNode) bucketFind(k int, key string) cidBytes {
 	return c
 }
 
+// thaw returns n as a write-mode node, sharing n's bytes: its buckets and CIDs are substrings of
+// n.img, which passed decodeNode's checks when n was made, so nothing is checked again.
+func (n *frozenNode) thaw() *node {
+	occ, nlinks := 0, 0
+	for w := range n.occupied {
+		occ += bits.OnesCount64(n.occupied[w])
+		nlinks += bits.OnesCount64(n.links[w])
+	}
+	t := &node{bitmap: n.occupied, slots: make([]slot, occ)}
+	links := make([]link, nlinks)
+	k := 0
+	for w := 0; w < 4; w++ {
+		for b := n.occupied[w]; b != 0; b &= b - 1 {
+			start := n.slotStart(k)
+			if n.links[w]&(b&-b) != 0 {
+				links[0].id, _ = readLink(n.img, start+1) // skip 81
+				t.slots[k].link = &links[0]
+				links = links[1:]
+			} else {
+				t.slots[k].bucket = n.img[start:bucketEnd(n.img, start)]
+			}
+			k++
+		}
+	}
+	return t
+}
+
 // linkAt returns the child CID of the link that is the k-th occupied slot.
 func (n *frozenNode) linkAt(k int) cidBytes {
 	c, _ := readLink(n.img, n.slotStart(k)+1) // skip 81

@@ -36,6 +36,19 @@ func newReadStore(ctx context.Context, load loadFunc, root cid.Cid, rootNode *fr
 	return &readStore{root: root, rootNode: rootNode, cache: newNodeCache(load, budget)}, nil
 }
 
+// held returns node id if r holds it (its root, or a cached node) without going to the store,
+// or nil. EnableWrite hands it to the write store, so that an update to a map just read does not
+// fetch again the nodes the reads brought in.
+func (r *readStore) held(id cidBytes) *frozenNode {
+	if f := r.cache.peek(id); f != nil {
+		return f
+	}
+	if id == cidKey(r.root) {
+		return r.rootNode
+	}
+	return nil
+}
+
 // loadFrozen loads node id and decodes it for reading.
 func loadFrozen(ctx context.Context, load loadFunc, id cidBytes) (*frozenNode, error) {
 	b, err := load(ctx, id)
@@ -218,6 +231,22 @@ func (c *nodeCache) get(ctx context.Context, id cidBytes, depth int) (*frozenNod
 		return v, nil, nil
 	}
 	return nil, nil, res.Err
+}
+
+// peek returns node id if the cache holds it, without loading it or touching its CLOCK bit.
+func (c *nodeCache) peek(id cidBytes) *frozenNode {
+	key := string(id)
+	if key == "" {
+		return nil
+	}
+	s := c.shard(key)
+	s.mu.RLock()
+	e := s.entries[key]
+	s.mu.RUnlock()
+	if e == nil {
+		return nil
+	}
+	return e.node
 }
 
 // insert adds a node found at depth, evicting by CLOCK, deepest level first and never above

@@ -14,13 +14,18 @@ import (
 // it in its own form: decodeNode for writing, decodeFrozen for reading.
 type loadFunc func(ctx context.Context, id cidBytes) ([]byte, error)
 
-// loadNode loads node id and decodes it for writing.
-func loadNode(ctx context.Context, load loadFunc, id cidBytes) (*node, error) {
-	b, err := load(ctx, id)
+// loadNode returns node id for writing: a node the read store held, or one loaded and decoded.
+func (w *writeStore) loadNode(ctx context.Context, id cidBytes) (*node, error) {
+	if w.held != nil {
+		if f := w.held(id); f != nil {
+			return f.thaw(), nil
+		}
+	}
+	b, err := w.load(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	n, err := decodeNode(b)
+	n, err := decodeLoadedNode(b)
 	if err != nil {
 		return nil, fmt.Errorf("node %s: %w", id, err)
 	}
@@ -38,6 +43,9 @@ type writeStore struct {
 	root   *node    // nil until first needed when the store starts from a saved root
 	rootID cidBytes // the root's CID while the root is not dirty
 	closed bool     // set when the map switched to read-only; the store must not be used again
+	// held, when set, gives the nodes a read store holds, to use instead of loading them
+	// (EnableWrite). The next flush drops it, and with it the read store's cache.
+	held func(id cidBytes) *frozenNode
 }
 
 func newWriteStore(load loadFunc, root *node, rootID cid.Cid) *writeStore {
@@ -47,7 +55,7 @@ func newWriteStore(load loadFunc, root *node, rootID cid.Cid) *writeStore {
 // rootNode returns the root, loading it if needed.
 func (w *writeStore) rootNode(ctx context.Context) (*node, error) {
 	if w.root == nil {
-		n, err := loadNode(ctx, w.load, w.rootID)
+		n, err := w.loadNode(ctx, w.rootID)
 		if err != nil {
 			return nil, fmt.Errorf("root: %w", err)
 		}
@@ -59,7 +67,7 @@ func (w *writeStore) rootNode(ctx context.Context) (*node, error) {
 // child returns the node l points to, loading and keeping it if needed.
 func (w *writeStore) child(ctx context.Context, l *link, depth int) (*node, error) {
 	if l.node == nil {
-		n, err := loadNode(ctx, w.load, l.id)
+		n, err := w.loadNode(ctx, l.id)
 		if err != nil {
 			return nil, fmt.Errorf("depth %d: %w", depth, err)
 		}
@@ -129,6 +137,7 @@ type pendingNode struct {
 // workers goroutines at once. If a save fails, what was saved stays saved and the rest stays
 // dirty, so a later flush finishes the job. Callers hold mu.
 func (w *writeStore) flush(ctx context.Context, cas CAS, workers int) (cid.Cid, error) {
+	w.held = nil
 	if w.root == nil || !w.root.dirty {
 		return w.rootID.cid(), nil
 	}
