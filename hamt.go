@@ -517,7 +517,11 @@ func (m *Map[V]) MakeReadOnly(ctx context.Context) error {
 	return nil
 }
 
-// EnableWrite switches to write mode, starting from the current root. The read cache is dropped.
+// EnableWrite switches to write mode, starting from the current root. The nodes the read cache
+// holds are handed to the write store as it needs them, without loading or decoding them again, so
+// an update of a map just read costs no store reads for them; the cache's memory (at most
+// WithCacheBytes) is therefore kept until the first Flush, MakeReadOnly or CacheVacate, which let
+// it go.
 func (m *Map[V]) EnableWrite(ctx context.Context) error {
 	m.switching.Lock()
 	defer m.switching.Unlock()
