@@ -13,18 +13,7 @@ import (
 func TestRmFoldsAsPyHamt35AndLegacyDeletesDoNot(t *testing.T) {
 	dir := t.TempDir()
 	store := filepath.Join(dir, "store.bolt")
-	write := func(name string, keys ...string) string {
-		d := filepath.Join(dir, name)
-		if err := os.Mkdir(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		for _, k := range keys {
-			if err := os.WriteFile(filepath.Join(d, k), []byte("value of "+k), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-		return d
-	}
+	write := func(name string, keys ...string) string { return keyFiles(t, dir, name, keys...) }
 	five := ok(t, store, nil, "import", write("five", "5", "15", "123", "317", "349")).lastLine()
 	four := ok(t, store, nil, "import", write("four", "5", "15", "123", "317")).lastLine()
 
@@ -47,18 +36,7 @@ func TestRmFoldsAsPyHamt35AndLegacyDeletesDoNot(t *testing.T) {
 func TestSetAndRmTakeTheDatasetsBucketSize(t *testing.T) {
 	dir := t.TempDir()
 	store := filepath.Join(dir, "store.bolt")
-	write := func(name string, keys ...string) string {
-		d := filepath.Join(dir, name)
-		if err := os.Mkdir(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		for _, k := range keys {
-			if err := os.WriteFile(filepath.Join(d, k), []byte("value of "+k), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-		return d
-	}
+	write := func(name string, keys ...string) string { return keyFiles(t, dir, name, keys...) }
 	three := ok(t, store, nil, "import", "--bucket-size", "1", write("three", "5", "15", "123")).lastLine()
 	two := ok(t, store, nil, "import", "--bucket-size", "1", write("two", "5", "15")).lastLine()
 	if got := ok(t, store, nil, "rm", "--bucket-size", "1", three, "123").lastLine(); got != two {
@@ -78,4 +56,19 @@ func TestSetAndRmTakeTheDatasetsBucketSize(t *testing.T) {
 	if got := ok(t, store, nil, "set", one, "15", value).lastLine(); got == two {
 		t.Errorf("set with the default bucket size gave the bucket-size-1 root %s: the test tests nothing", got)
 	}
+}
+
+// keyFiles makes the directory dir/name holding a file per key, its value "value of KEY".
+func keyFiles(t *testing.T, dir, name string, keys ...string) string {
+	t.Helper()
+	d := filepath.Join(dir, name)
+	if err := os.Mkdir(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		if err := os.WriteFile(filepath.Join(d, k), []byte("value of "+k), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return d
 }
