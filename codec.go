@@ -76,15 +76,19 @@ func mustDecMode() cbor.DecMode {
 	dm, err := cbor.DecOptions{
 		DupMapKey:       cbor.DupMapKeyEnforcedAPF,
 		MaxNestedLevels: 1024,
-		IndefLength:     cbor.IndefLengthForbidden,
-		TagsMd:          cbor.TagsAllowed,
-		IntDec:          cbor.IntDecConvertNone,
-		BigIntDec:       cbor.BigIntDecodePointer,
-		DefaultMapType:  reflect.TypeOf(map[string]any(nil)),
-		UTF8:            cbor.UTF8RejectInvalid,
-		NaN:             cbor.NaNDecodeForbidden,
-		Inf:             cbor.InfDecodeForbidden,
-		BignumTag:       cbor.BignumTagForbidden,
+		// As large as the sharded layout's biggest index (MaxShards links in a root, MaxChunksPerShard
+		// in a shard): the library's default, 131,072, refused roots the store had written.
+		MaxArrayElements: 1 << 22,
+		MaxMapPairs:      1 << 22,
+		IndefLength:      cbor.IndefLengthForbidden,
+		TagsMd:           cbor.TagsAllowed,
+		IntDec:           cbor.IntDecConvertNone,
+		BigIntDec:        cbor.BigIntDecodePointer,
+		DefaultMapType:   reflect.TypeOf(map[string]any(nil)),
+		UTF8:             cbor.UTF8RejectInvalid,
+		NaN:              cbor.NaNDecodeForbidden,
+		Inf:              cbor.InfDecodeForbidden,
+		BignumTag:        cbor.BignumTagForbidden,
 	}.DecMode()
 	if err != nil {
 		panic(err) // the options are constants: this cannot fail at run time

@@ -305,21 +305,32 @@ func (s *ShardedZarrStore) listSnapshot() ([]string, []*arraySnapshot) {
 // chunkKeys yields the keys of the chunks an index holds, in linear order.
 func (s *ShardedZarrStore) chunkKeys(ctx context.Context, a *arraySnapshot) iter.Seq2[string, error] {
 	return func(yield func(string, error) bool) {
+		// The slots that hold a chunk, per stored shard: a shard block may stand at many places
+		// (py-hamt's all-null shards after deletes do; a hostile root can list one big shard at
+		// every place), and is scanned once.
+		held := map[cid.Cid][]int32{}
 		for i, id := range a.shards {
-			entries, ok := a.dirty[i]
-			if !ok {
-				if !id.Defined() {
-					continue
-				}
-				var err error
-				if entries, err = s.loadShard(ctx, id, a.cps); err != nil {
+			if err := ctx.Err(); err != nil {
+				yield("", err)
+				return
+			}
+			slots, ok := held[id]
+			if entries, dirty := a.dirty[i]; dirty {
+				slots = definedSlots(entries)
+			} else if !id.Defined() {
+				continue
+			} else if !ok {
+				entries, err := s.loadShard(ctx, id, a.cps)
+				if err != nil {
 					yield("", err)
 					return
 				}
+				slots = definedSlots(entries)
+				held[id] = slots
 			}
-			for k, e := range entries {
+			for _, k := range slots {
 				lin := int64(i)*int64(a.cps) + int64(k)
-				if !e.Defined() || lin >= a.total {
+				if lin >= a.total {
 					continue
 				}
 				key := chunkKeyOf(a.path, coordsIn(lin, a.perDim))
@@ -332,6 +343,17 @@ func (s *ShardedZarrStore) chunkKeys(ctx context.Context, a *arraySnapshot) iter
 			}
 		}
 	}
+}
+
+// definedSlots returns the indexes of the entries that link to a chunk.
+func definedSlots(entries []cid.Cid) []int32 {
+	var out []int32
+	for k, e := range entries {
+		if e.Defined() {
+			out = append(out, int32(k))
+		}
+	}
+	return out
 }
 
 // ChunkCount returns the number of chunks the index of arrayPath holds (a v1 store's only index

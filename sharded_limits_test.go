@@ -1,0 +1,66 @@
+package hamt
+
+import (
+	"context"
+	"errors"
+	"testing"
+)
+
+// TestShardedRootWithManyShardsReopens: an index of 200,000 shards (within MaxShards) is written
+// by Flush and must open again. The DAG-CBOR decoder refused lists over 131,072 items, so such a
+// root was written but never readable.
+func TestShardedRootWithManyShardsReopens(t *testing.T) {
+	ctx := context.Background()
+	cas := NewMemoryCAS()
+	s, err := NewShardedZarrStore(cas, WithChunksPerShard(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const meta = `{"zarr_format":3,"node_type":"array","shape":[200000],"data_type":"uint8","chunk_grid":{"name":"regular","configuration":{"chunk_shape":[1]}},"fill_value":0,"codecs":[{"name":"bytes"}]}`
+	for _, kv := range [][2]string{{"0/zarr.json", `{"zarr_format":3,"node_type":"group"}`}, {"0/a/zarr.json", meta}, {"0/a/c/199999", "last"}} {
+		if err := s.Set(ctx, kv[0], []byte(kv[1])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	root, err := s.Flush(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ro, err := OpenShardedZarrStore(ctx, cas, root, WithShardedReadOnly())
+	if err != nil {
+		t.Fatalf("reopen the root Flush wrote: %v", err)
+	}
+	if b, err := ro.Get(ctx, "0/a/c/199999", ByteRange{}); err != nil || string(b) != "last" {
+		t.Fatalf("get the last chunk: %q, %v", b, err)
+	}
+	if n, err := ro.ChunkCount(ctx, "0/a"); err != nil || n != 1 {
+		t.Fatalf("chunk count %d, %v; want 1", n, err)
+	}
+}
+
+// TestShardedListingStopsWhenCancelled: listing chunks checks its context at every shard, so a
+// command interrupted while it lists an index of many shards (all cached, or a store that ignores
+// contexts, as MemoryCAS does) stops instead of running on.
+func TestShardedListingStopsWhenCancelled(t *testing.T) {
+	ctx := context.Background()
+	s := newV2Store(t, NewMemoryCAS(), "0/zarr.json", `{"zarr_format":3,"node_type":"group"}`, "0/temp/zarr.json", temp4x6,
+		"0/temp/c/0/0", "a", "0/temp/c/1/2", "b")
+	if _, err := s.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	var err error
+	for _, e := range s.List(cancelled) {
+		if e != nil {
+			err = e
+			break
+		}
+	}
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("List with a cancelled context: %v, want context.Canceled", err)
+	}
+	if _, err := s.ChunkCount(cancelled, "0/temp"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("ChunkCount with a cancelled context: %v, want context.Canceled", err)
+	}
+}
