@@ -3,6 +3,9 @@ package hamt
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -62,5 +65,37 @@ func TestShardedListingStopsWhenCancelled(t *testing.T) {
 	}
 	if _, err := s.ChunkCount(cancelled, "0/temp"); !errors.Is(err, context.Canceled) {
 		t.Fatalf("ChunkCount with a cancelled context: %v, want context.Canceled", err)
+	}
+}
+
+// TestImportDirFailsWhenTheLayoutDropsAFile: the sharded layout ignores a chunk outside its
+// array's grid, as py-hamt does; an import of such a file must fail naming it, not report every
+// file imported.
+func TestImportDirFailsWhenTheLayoutDropsAFile(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	files := map[string]string{
+		"zarr.json":        `{"zarr_format":3,"node_type":"group"}`,
+		"0/zarr.json":      `{"zarr_format":3,"node_type":"group"}`,
+		"0/temp/zarr.json": temp4x6,
+		"0/temp/c/0/0":     "in the grid",
+		"0/temp/c/9/9":     "outside the grid",
+	}
+	for k, v := range files {
+		p := filepath.Join(dir, filepath.FromSlash(k))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(v), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := NewShardedZarrStore(NewMemoryCAS())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = ImportDir(ctx, s, dir)
+	if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "0/temp/c/9/9") {
+		t.Fatalf("import with a chunk outside the grid: %v, want ErrNotFound naming 0/temp/c/9/9", err)
 	}
 }

@@ -94,17 +94,25 @@ func copyZarr(ctx context.Context, dst, src Zarr, byCID bool, opts []DirOption) 
 	if err := eachKey(ctx, keys[meta:], o.workers, copyKey); err != nil {
 		return stats(), err
 	}
-	err = eachKey(ctx, keys, o.workers, func(ctx context.Context, key string) error {
+	return stats(), checkStored(ctx, dst, keys, o.workers, "zarr copy")
+}
+
+// checkStored checks that every key arrived in dst, with up to workers checks at once: a layout
+// may drop a key it has no place for, silently, as py-hamt's sharded store drops a chunk outside
+// its array's grid. what names the operation in the error.
+func checkStored(ctx context.Context, dst interface {
+	Exists(ctx context.Context, key string) (bool, error)
+}, keys []string, workers int, what string) error {
+	return eachKey(ctx, keys, workers, func(ctx context.Context, key string) error {
 		ok, err := dst.Exists(ctx, key)
 		if err == nil && !ok {
 			err = fmt.Errorf("%w: the target layout dropped it (a chunk outside its array's grid?)", ErrNotFound)
 		}
 		if err != nil {
-			return fmt.Errorf("zarr copy %q: check: %w", key, err)
+			return fmt.Errorf("%s %q: check: %w", what, key, err)
 		}
 		return nil
 	})
-	return stats(), err
 }
 
 // migrateV1 is ConvertZarr of a sharded_zarr_v1 root to the sharded layout: MigrateToV2 of its

@@ -431,6 +431,14 @@ the new root is the one an import of the same files gives.`,
 				if err := z.Set(cmd.Context(), argv[1], v); err != nil {
 					return err
 				}
+				// The sharded layout ignores a chunk outside its array's grid, as py-hamt does: say
+				// so rather than print an unchanged root.
+				switch ok, err := z.Exists(cmd.Context(), argv[1]); {
+				case err != nil:
+					return err
+				case !ok:
+					return fmt.Errorf("the dataset's layout did not store %q (a chunk outside its array's grid?)", argv[1])
+				}
 				return a.printFlushed(cmd.Context(), z)
 			}, hamt.WithMapOptions(hamt.WithBucketSize(bucket)))
 		},

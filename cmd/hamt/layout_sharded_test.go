@@ -162,3 +162,17 @@ func TestShardedV1Root(t *testing.T) {
 		t.Errorf("convert --to sharded of a v1 root: %s, want py-hamt's migration %s", got, c4)
 	}
 }
+
+// TestSetOfAChunkTheShardedLayoutDropsFails: the sharded layout ignores a chunk outside its
+// array's grid (py-hamt does too); set must say so and fail, not print the unchanged root.
+func TestSetOfAChunkTheShardedLayoutDropsFails(t *testing.T) {
+	store := filepath.Join(t.TempDir(), "store.bolt")
+	root := ok(t, store, nil, "import", "--layout", "sharded", groupedZarr(t)).lastLine()
+	r := hamtRun(t, store, []byte("x"), "set", root, "0/counts/c/99", "-")
+	if r.code != 1 || !strings.Contains(r.stderr, "did not store") {
+		t.Fatalf("set of a chunk outside the grid: exit %d, stdout %q, stderr %q; want exit 1 saying it was not stored", r.code, r.stdout, r.stderr)
+	}
+	if got := ok(t, store, []byte("y"), "set", root, "0/counts/c/1", "-").lastLine(); got == root || !cidLine.MatchString(got) {
+		t.Fatalf("set of a chunk in the grid: %q, want a new root", got)
+	}
+}
