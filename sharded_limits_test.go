@@ -99,3 +99,14 @@ func TestImportDirFailsWhenTheLayoutDropsAFile(t *testing.T) {
 		t.Fatalf("import with a chunk outside the grid: %v, want ErrNotFound naming 0/temp/c/9/9", err)
 	}
 }
+
+// TestLayoutOfAMalformedMapSaysSo: a root map that does not decode (here its keys are out of
+// canonical order) is reported as such, not as a map "without a manifest_version" when it has one.
+func TestLayoutOfAMalformedMapSaysSo(t *testing.T) {
+	b := append([]byte{0xa2, 0x70}, "manifest_version"...)
+	b = append(b, 0x61, 'x', 0x61, 'a', 0x01)
+	_, err := layoutOf(b)
+	if !errors.Is(err, ErrUnknownLayout) || strings.Contains(err.Error(), "without a manifest_version") || !strings.Contains(err.Error(), "not valid DAG-CBOR") {
+		t.Fatalf("layout of a non-canonical sharded root: %v", err)
+	}
+}

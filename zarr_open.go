@@ -84,6 +84,9 @@ func layoutOf(b []byte) (Layout, error) {
 			what = "a DAG-CBOR list that is not 256 slots long"
 		case 5:
 			what = "a DAG-CBOR map without a manifest_version"
+			if _, err := DagCBOR.Decode(b); err != nil { // IsShardedRoot says no to a map it cannot read
+				what = fmt.Sprintf("a map that is not valid DAG-CBOR (%v)", err)
+			}
 		default:
 			what = "neither a list nor a map"
 		}
