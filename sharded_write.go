@@ -1095,3 +1095,7 @@ func (s *ShardedZarrStore) saveShard(ctx context.Context, entries []cid.Cid) (ci
 	}
 	return id, nil
 }
+
+// dropsKeys marks the store as one whose Set ignores a chunk outside its array's grid (see
+// keyDropper), so ImportDir checks that every file arrived.
+func (s *ShardedZarrStore) dropsKeys() {}

@@ -97,6 +97,14 @@ func copyZarr(ctx context.Context, dst, src Zarr, byCID bool, opts []DirOption) 
 	return stats(), checkStored(ctx, dst, keys, o.workers, "zarr copy")
 }
 
+// keyDropper is a Zarr layout whose Set may ignore a key it has no place for, without an error:
+// ShardedZarrStore, for a chunk outside its array's grid (as py-hamt's store does). ImportDir
+// checks what it stored into such a layout; a layout that stores every key pays nothing.
+type keyDropper interface {
+	Exists(ctx context.Context, key string) (bool, error)
+	dropsKeys()
+}
+
 // checkStored checks that every key arrived in dst, with up to workers checks at once: a layout
 // may drop a key it has no place for, silently, as py-hamt's sharded store drops a chunk outside
 // its array's grid. what names the operation in the error.

@@ -176,9 +176,9 @@ func metadataFirst(a, b string) int {
 // documents (zarr.json, .zarray, .zattrs, .zgroup, .zmetadata) are saved first, one at a time,
 // parents before children, so that a layout that registers arrays from their metadata
 // (ShardedZarrStore) knows each array before its chunks. Flush the map afterwards to get the
-// dataset's root. When dst can say whether a key exists (every Zarr layout), each file is then
-// checked to be stored: the sharded layout ignores a chunk outside its array's grid, as py-hamt
-// does, and an import that drops a file fails, naming it (ErrNotFound).
+// dataset's root. Into a layout that may ignore a key (ShardedZarrStore ignores a chunk outside
+// its array's grid, as py-hamt does), each file is then checked to be stored, and an import that
+// dropped one fails, naming it (ErrNotFound); a HAMT stores every key and is not checked.
 //
 // dir must be a directory; if dir itself is a symbolic link, that one link (which the caller
 // named) is followed. Below it, nothing is followed: symbolic links, devices, sockets and pipes
@@ -256,10 +256,8 @@ func ImportDir(ctx context.Context, dst Setter, dir string, opts ...DirOption) (
 	if err == nil {
 		err = ctx.Err() // the loop may have stopped early on a cancelled ctx without a worker failing
 	}
-	if s, ok := dst.(interface {
-		Exists(ctx context.Context, key string) (bool, error)
-	}); ok && err == nil {
-		// A Zarr layout may ignore a key it has no place for (the sharded one, a chunk outside its
+	if s, ok := dst.(keyDropper); ok && err == nil {
+		// The layout may ignore a key it has no place for (the sharded one, a chunk outside its
 		// array's grid, as py-hamt does): an import that reports success has stored every file.
 		keys := make([]string, len(files))
 		for i, f := range files {
