@@ -52,8 +52,9 @@ var (
 	ErrDecrypt = errors.New("cannot decrypt value")
 	// ErrUnflushed: Root was called in write mode with changes not yet flushed.
 	ErrUnflushed = errors.New("map has unflushed changes")
-	// ErrInvalidKey: a key that is not valid UTF-8 (keys are DAG-CBOR text strings).
-	ErrInvalidKey = errors.New("key is not valid UTF-8")
+	// ErrInvalidKey: a key that is not valid UTF-8 (keys are DAG-CBOR text strings), or that a
+	// layout cannot hold (ShardedZarrStore: a key that is not a Zarr path, such as "a/../b").
+	ErrInvalidKey = errors.New("invalid key")
 )
 
 // Option configures New and Open.
@@ -253,7 +254,7 @@ func (m *Map[V]) Set(ctx context.Context, key string, v V) error {
 		return fmt.Errorf("set %q: %w", key, ErrReadOnly)
 	}
 	if !utf8.ValidString(key) {
-		return fmt.Errorf("set %q: %w", key, ErrInvalidKey)
+		return fmt.Errorf("set %q: %w: not valid UTF-8", key, ErrInvalidKey)
 	}
 	data, err := m.codec.Encode(v)
 	if err != nil {

@@ -660,6 +660,28 @@ func chunkKeyOf(path string, coords []int64) string {
 	return b.String()
 }
 
+// zarrKeyProblem says why key is not a key a Zarr store holds ("" if it is one): a Zarr key is a
+// "/"-separated path of non-empty elements, none of them "." or "..", with no NUL byte. (A v1
+// store's chunks may be listed with a leading "/", but are never keys of its root.) A root whose
+// metadata keys or array paths are not Zarr keys was not written by a Zarr client through py-hamt
+// and would be exported or served under names that escape the dataset; it is refused.
+func zarrKeyProblem(key string) string {
+	if key == "" {
+		return "is empty"
+	}
+	for e := range strings.SplitSeq(key, "/") {
+		switch {
+		case e == "":
+			return "has an empty path element (a doubled, leading or trailing slash)"
+		case e == "." || e == "..":
+			return fmt.Sprintf("has a %q path element", e)
+		case strings.IndexByte(e, 0) >= 0:
+			return "contains a NUL byte"
+		}
+	}
+	return ""
+}
+
 // normalizePath is py-hamt's _normalize_array_path: strip("/").
 func normalizePath(p string) string { return strings.Trim(p, "/") }
 
@@ -691,6 +713,9 @@ func decodeShardedRoot(b []byte) (*shardedRoot, error) {
 		id, ok := x.(cid.Cid)
 		if !ok {
 			return nil, malformedRoot("metadata %q is not a CID link", k)
+		}
+		if why := zarrKeyProblem(k); why != "" {
+			return nil, malformedRoot("metadata key %q %s", k, why)
 		}
 		r.metadata[k] = id
 	}
@@ -751,6 +776,9 @@ func (r *shardedRoot) decodeV1(m map[string]any) error {
 		if !ok {
 			return malformedRoot("v1 primary_array_path is not a string")
 		}
+		if why := zarrKeyProblem(normalizePath(s)); normalizePath(s) != "" && why != "" {
+			return malformedRoot("v1 primary_array_path %q %s", s, why)
+		}
 		r.v1Recorded, r.recorded, r.primary = true, s, normalizePath(s)
 	}
 	return nil
@@ -778,6 +806,9 @@ func (r *shardedRoot) decodeV2(m map[string]any) error {
 	for p, x := range arrays {
 		if p != normalizePath(p) {
 			return malformedRoot("array path %q has a leading or trailing slash", p)
+		}
+		if why := zarrKeyProblem(p); p != "" && why != "" {
+			return malformedRoot("array path %q %s", p, why)
 		}
 		am, ok := x.(map[string]any)
 		if !ok {

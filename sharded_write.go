@@ -66,6 +66,9 @@ func (s *ShardedZarrStore) Set(ctx context.Context, key string, value []byte) er
 }
 
 func (s *ShardedZarrStore) set(ctx context.Context, key string, value []byte) error {
+	if err := s.root.checkWriteKey(key); err != nil {
+		return err
+	}
 	data, err := s.stripConsolidated(key, value)
 	if err != nil {
 		return err
@@ -110,6 +113,9 @@ func (s *ShardedZarrStore) SetCID(ctx context.Context, key string, id cid.Cid) e
 }
 
 func (s *ShardedZarrStore) setCID(ctx context.Context, key string, id cid.Cid) error {
+	if err := s.root.checkWriteKey(key); err != nil {
+		return err
+	}
 	ref, err := s.root.parseChunkKey(key)
 	if err != nil {
 		if s.root.version == 1 {
@@ -153,6 +159,27 @@ func (s *ShardedZarrStore) setCID(ctx context.Context, key string, id cid.Cid) e
 	s.root.metadata[key] = id
 	s.dirtyRoot = true
 	s.mu.Unlock()
+	return nil
+}
+
+// checkWriteKey refuses a key whose write would leave a root that decodeShardedRoot refuses: a
+// metadata key, or the array path of a chunk key, that is not a Zarr path (zarrKeyProblem). A
+// chunk key that is not valid is left to the write, which ignores or refuses it as py-hamt does.
+func (r *shardedRoot) checkWriteKey(key string) error {
+	ref, err := r.parseChunkKey(key)
+	if err != nil {
+		return nil
+	}
+	k, what := key, "not a Zarr key"
+	if ref != nil {
+		k, what = ref.path, "its array path is not a Zarr path"
+		if k == "" {
+			return nil
+		}
+	}
+	if why := zarrKeyProblem(k); why != "" {
+		return fmt.Errorf("%w: %s: %q %s", ErrInvalidKey, what, k, why)
+	}
 	return nil
 }
 
@@ -874,6 +901,9 @@ func (s *ShardedZarrStore) migrate(ctx context.Context, primaryPath string) (cid
 	p := normalizePath(primaryPath)
 	if p == "" {
 		return cid.Undef, errors.New("the primary array path must not be empty")
+	}
+	if why := zarrKeyProblem(p); why != "" {
+		return cid.Undef, fmt.Errorf("%w: the primary array path %q %s", ErrInvalidKey, p, why)
 	}
 	if s.root.version != 1 {
 		return cid.Undef, errors.New("only a sharded_zarr_v1 store can be migrated")

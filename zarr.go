@@ -311,7 +311,7 @@ func (s *ZarrStore) SetCID(ctx context.Context, key string, id cid.Cid) error {
 		return fmt.Errorf("zarr set %q: a block set by CID in an encrypted store: %w", key, errors.ErrUnsupported)
 	}
 	if !utf8.ValidString(key) {
-		return fmt.Errorf("set %q: %w", key, ErrInvalidKey)
+		return fmt.Errorf("set %q: %w: not valid UTF-8", key, ErrInvalidKey)
 	}
 	defer s.lockKey(key)()
 	if isMetadataKey(key) {

@@ -324,7 +324,7 @@ func listImport(ctx context.Context, root *os.Root, name, prefix string, info fs
 			}
 		case fi.Mode().IsRegular():
 			if !utf8.ValidString(key) {
-				return fmt.Errorf("file name %q: %w", key, ErrInvalidKey)
+				return fmt.Errorf("file name %q: %w: not valid UTF-8", key, ErrInvalidKey)
 			}
 			*files = append(*files, importFile{key: key, info: fi})
 		default:

@@ -1,0 +1,122 @@
+package hamt
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/multiformats/go-multicodec"
+)
+
+// TestShardedRootWithHostileNamesIsRefused: a root whose metadata keys, array paths or v1
+// primary_array_path are not Zarr paths ("..", "/abs", "a//b") is not what py-hamt writes through
+// a Zarr client, and its names would escape the dataset when exported or converted; opening it
+// is ErrMalformedValue. (It used to open, and `hamt convert --to hamt` copied "../x" with exit 0.)
+func TestShardedRootWithHostileNamesIsRefused(t *testing.T) {
+	ctx := context.Background()
+	cas := NewMemoryCAS()
+	link, err := cas.Save(ctx, []byte("v"), multicodec.Raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	index := func() map[string]any {
+		return map[string]any{"array_shape": []any{int64(4)}, "chunk_shape": []any{int64(2)}, "shard_cids": []any{nil},
+			"sharding_config": map[string]any{"chunks_per_shard": int64(2), "order": "C"}}
+	}
+	v2 := func(meta map[string]any, arrays map[string]any) map[string]any {
+		return map[string]any{"manifest_version": "sharded_zarr_v2", "metadata": meta, "arrays": arrays}
+	}
+	v1 := func(primary string) map[string]any {
+		c := index()
+		c["primary_array_path"] = primary
+		return map[string]any{"manifest_version": "sharded_zarr_v1", "metadata": map[string]any{"zarr.json": link}, "chunks": c}
+	}
+	for name, m := range map[string]map[string]any{
+		"metadata key ..":       v2(map[string]any{"../zarr.json": link}, map[string]any{}),
+		"metadata key /abs":     v2(map[string]any{"/etc/zarr.json": link}, map[string]any{}),
+		"metadata key a//b":     v2(map[string]any{"a//zarr.json": link}, map[string]any{}),
+		"metadata key a/./b":    v2(map[string]any{"a/./zarr.json": link}, map[string]any{}),
+		"metadata key empty":    v2(map[string]any{"": link}, map[string]any{}),
+		"metadata key NUL":      v2(map[string]any{"a\x00/zarr.json": link}, map[string]any{}),
+		"array path 0//a":       v2(map[string]any{}, map[string]any{"0//a": index()}),
+		"array path ../a":       v2(map[string]any{}, map[string]any{"../a": index()}),
+		"v1 primary ../x":       v1("../x"),
+		"v1 primary a//b":       v1("a//b"),
+		"v1 primary with slash": v1("/a/./b/"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			b, err := DagCBOR.Encode(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			root, err := cas.Save(ctx, b, multicodec.DagCbor)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = OpenShardedZarrStore(ctx, cas, root, WithShardedReadOnly())
+			if !errors.Is(err, ErrMalformedValue) {
+				t.Fatalf("open: %v, want ErrMalformedValue", err)
+			}
+		})
+	}
+	// The names py-hamt does write still open: the root array "", a recorded "" or "/" primary.
+	for name, m := range map[string]map[string]any{
+		"root array":       v2(map[string]any{"zarr.json": link}, map[string]any{"": index()}),
+		"v1 primary empty": v1(""),
+		"v1 primary /t/":   v1("/t/"),
+	} {
+		b, err := DagCBOR.Encode(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		root, err := cas.Save(ctx, b, multicodec.DagCbor)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := OpenShardedZarrStore(ctx, cas, root, WithShardedReadOnly()); err != nil {
+			t.Errorf("%s: open: %v", name, err)
+		}
+	}
+}
+
+// TestShardedSetRefusesKeysItCouldNotReopen: a write that would put a non-Zarr path in the root
+// (as a metadata key, an array path or a v1 primary) is ErrInvalidKey, so the store never flushes
+// a root that it, and TestShardedRootWithHostileNamesIsRefused, would refuse.
+func TestShardedSetRefusesKeysItCouldNotReopen(t *testing.T) {
+	ctx := context.Background()
+	cas := NewMemoryCAS()
+	s := newV2Store(t, cas, "0/zarr.json", `{"zarr_format":3,"node_type":"group"}`, "0/temp/zarr.json", temp4x6)
+	id, err := cas.Save(ctx, []byte("x"), multicodec.Raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"../x", "/abs", "0//zarr.json", "0/./temp/zarr.json", "a/../b", "", "0//a/c/0/0", "x\x00y"} {
+		if err := s.Set(ctx, key, []byte("x")); !errors.Is(err, ErrInvalidKey) {
+			t.Errorf("Set(%q): %v, want ErrInvalidKey", key, err)
+		}
+		if err := s.SetCID(ctx, key, id); !errors.Is(err, ErrInvalidKey) {
+			t.Errorf("SetCID(%q): %v, want ErrInvalidKey", key, err)
+		}
+	}
+	if err := s.Set(ctx, "0/temp/c/1/2", []byte("ok")); err != nil {
+		t.Fatal(err)
+	}
+	root, err := s.Flush(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenShardedZarrStore(ctx, cas, root); err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+
+	v1, err := NewShardedZarrStoreV1(cas, []int64{4}, []int64{2}, WithChunksPerShard(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v1.Set(ctx, "a//b/c/0", []byte("x")); !errors.Is(err, ErrInvalidKey) {
+		t.Errorf("v1 Set of a chunk whose path is not a Zarr path: %v, want ErrInvalidKey", err)
+	}
+	if _, err := v1.MigrateToV2(ctx, "a/../b"); !errors.Is(err, ErrInvalidKey) {
+		t.Errorf("MigrateToV2(a/../b): %v, want ErrInvalidKey", err)
+	}
+}
