@@ -3,6 +3,9 @@ package hamt
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/multiformats/go-multicodec"
@@ -118,5 +121,73 @@ func TestShardedSetRefusesKeysItCouldNotReopen(t *testing.T) {
 	}
 	if _, err := v1.MigrateToV2(ctx, "a/../b"); !errors.Is(err, ErrInvalidKey) {
 		t.Errorf("MigrateToV2(a/../b): %v, want ErrInvalidKey", err)
+	}
+}
+
+// TestShardedKeysBesideTheReadGroupRead: a v2 store whose arrays all sit under group "0" reads
+// keys outside it in "0" (py-hamt's redirect); the metadata of another top-level group without
+// arrays ("1/zarr.json") is listed, and must read too. It was listed but unreadable, so a
+// directory imported into the sharded layout could not be exported again.
+func TestShardedKeysBesideTheReadGroupRead(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	group := `{"zarr_format":3,"node_type":"group"}`
+	files := map[string]string{
+		"zarr.json": group, "0/zarr.json": group, "0/temp/zarr.json": temp4x6, "0/temp/c/1/2": "chunk",
+		"1/zarr.json": `{"zarr_format":3,"node_type":"group","attributes":{"other":1}}`,
+	}
+	for k, v := range files {
+		p := filepath.Join(dir, filepath.FromSlash(k))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(v), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cas := NewMemoryCAS()
+	w, err := NewShardedZarrStore(cas)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ImportDir(ctx, w, dir); err != nil {
+		t.Fatal(err)
+	}
+	root, err := w.Flush(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := OpenShardedZarrStore(ctx, cas, root, WithShardedReadOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := s.Get(ctx, "1/zarr.json", ByteRange{}); err != nil || string(b) != files["1/zarr.json"] {
+		t.Fatalf("Get(1/zarr.json) = %q, %v", b, err)
+	}
+	if ok, err := s.Exists(ctx, "1/zarr.json"); !ok || err != nil {
+		t.Fatalf("Exists(1/zarr.json) = %v, %v", ok, err)
+	}
+	if got, err := s.ListDir(ctx, "1"); err != nil || !slices.Equal(got, []string{"zarr.json"}) {
+		t.Fatalf("ListDir(1) = %q, %v", got, err)
+	}
+	// py-hamt's redirect still applies where the group has the key.
+	if b, err := s.Get(ctx, "temp/c/1/2", ByteRange{}); err != nil || string(b) != "chunk" {
+		t.Fatalf("Get(temp/c/1/2) = %q, %v", b, err)
+	}
+	if got, err := s.ListDir(ctx, "temp"); err != nil || !slices.Equal(got, []string{"c", "zarr.json"}) {
+		t.Fatalf("ListDir(temp) = %q, %v", got, err)
+	}
+	if _, err := s.Get(ctx, "2/zarr.json", ByteRange{}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get(2/zarr.json): %v, want ErrNotFound", err)
+	}
+	out := t.TempDir()
+	if _, err := ExportDir(ctx, s, out, WithReplace()); err != nil {
+		t.Fatalf("export: %v", err)
+	}
+	for k, v := range files {
+		b, err := os.ReadFile(filepath.Join(out, filepath.FromSlash(k)))
+		if err != nil || string(b) != v {
+			t.Errorf("exported %s = %q, %v; want %q", k, b, err, v)
+		}
 	}
 }

@@ -19,7 +19,9 @@ import (
 
 // Get returns the bytes of key that r selects (the zero ByteRange for all of them), or an error
 // wrapping ErrNotFound. Keys outside the single top-level group of a v2 store whose arrays all sit
-// under one ("temp/c/0/0" for "0/temp/c/0/0") are read from that group, as py-hamt does. A chunk
+// under one ("temp/c/0/0" for "0/temp/c/0/0") are read from that group, as py-hamt does, and
+// as they are where the group has nothing (py-hamt cannot read those: "1/zarr.json" of a group
+// without arrays beside "0", which it lists). A chunk
 // key of a v1 store that does not fit its chunk grid is ErrInvalidChunkKey; a v2 store reads it as
 // absent.
 func (s *ShardedZarrStore) Get(ctx context.Context, key string, r ByteRange) ([]byte, error) {
@@ -64,11 +66,35 @@ func isInvalidChunkKey(err error) bool { return errors.Is(err, ErrInvalidChunkKe
 // notFound is the error of a key the store does not hold.
 func absent(key string) error { return fmt.Errorf("zarr get %q: %w", key, ErrNotFound) }
 
-// locate returns the CID of the block that holds key's value.
+// locate returns the CID of the block that holds key's value. A key outside the default read
+// group is read in the group first, as py-hamt reads it, and where the group has nothing, as it is:
+// a store may hold keys beside the group (the metadata of a group without arrays, "1/zarr.json"
+// beside "0/temp/..."), which py-hamt lists but cannot read.
 func (s *ShardedZarrStore) locate(ctx context.Context, key string) (cid.Cid, error) {
+	id, redirected, err := s.locateIn(ctx, key, false)
+	if redirected && isNotFound(err) {
+		id, _, err = s.locateIn(ctx, key, true)
+	}
+	return id, err
+}
+
+// locateIn is locate, in the default read group unless direct; redirected says whether the key
+// was looked up elsewhere than as it is.
+func (s *ShardedZarrStore) locateIn(ctx context.Context, key string, direct bool) (id cid.Cid, redirected bool, err error) {
 	s.mu.RLock()
 	r := s.root
-	lookup := r.readKey(key)
+	lookup := key
+	if !direct {
+		lookup = r.readKey(key)
+	}
+	redirected = lookup != key
+	id, err = s.locateUnlock(ctx, r, key, lookup)
+	return id, redirected, err
+}
+
+// locateUnlock finds lookup in r (for key). It is called with mu read-locked, and unlocks it
+// before it loads a shard.
+func (s *ShardedZarrStore) locateUnlock(ctx context.Context, r *shardedRoot, key, lookup string) (cid.Cid, error) {
 	ref, err := r.parseChunkKey(lookup)
 	if err != nil {
 		v1 := r.version == 1
@@ -148,9 +174,23 @@ func (s *ShardedZarrStore) List(ctx context.Context) iter.Seq2[string, error] {
 // ListDir returns the immediate children of the directory prefix, sorted, as py-hamt's list_dir
 // gives them: the v2 read redirect applies ("" lists the single top-level group), and a chunk
 // directory ("0/temp/c", "0/temp/c/1") lists the coordinates that hold chunks. A read-only v2
-// store whose arrays sit under several top-level groups refuses "" with ErrGroupRequired.
+// store whose arrays sit under several top-level groups refuses "" with ErrGroupRequired. A
+// directory outside the group that is empty in the group is listed as it is (the keys beside
+// the group, which Get reads too).
 func (s *ShardedZarrStore) ListDir(ctx context.Context, prefix string) ([]string, error) {
 	prefix = strings.Trim(prefix, "/")
+	s.mu.RLock()
+	eff := s.root.listDirPrefix(prefix)
+	s.mu.RUnlock()
+	out, err := s.listDir(ctx, prefix, eff)
+	if err == nil && len(out) == 0 && eff != prefix && prefix != "" {
+		return s.listDir(ctx, prefix, prefix)
+	}
+	return out, err
+}
+
+// listDir is ListDir of the directory eff (prefix as the caller named it).
+func (s *ShardedZarrStore) listDir(ctx context.Context, prefix, eff string) ([]string, error) {
 	s.mu.RLock()
 	r := s.root
 	if s.readOnly && prefix == "" {
@@ -159,7 +199,6 @@ func (s *ShardedZarrStore) ListDir(ctx context.Context, prefix string) ([]string
 			return nil, fmt.Errorf("zarr list dir %q: the arrays are under several top-level groups: list one: %w", prefix, ErrGroupRequired)
 		}
 	}
-	eff := r.listDirPrefix(prefix)
 	match := ""
 	if eff != "" {
 		match = eff + "/"
