@@ -166,6 +166,10 @@ type ShardedZarrStore struct {
 	// pendingRootGroup is py-hamt's _v2_pending_root_group_write: the last metadata written was
 	// the root group's, so array metadata at the top level now is refused (ErrGroupRequired).
 	pendingRootGroup bool
+
+	// encodings caches the chunk key encoding of array metadata blocks, by CID, for listings.
+	encMu     sync.Mutex
+	encodings map[cid.Cid]chunkEncoding
 }
 
 var _ Zarr = (*ShardedZarrStore)(nil)

@@ -161,3 +161,26 @@ func FuzzPyJSON(f *testing.F) {
 		}
 	})
 }
+
+// FuzzChunkEncodingOf reads random bytes as an array's metadata document for the name of its
+// chunks: it never panics, and gives the default encoding or a v2 one with "." or "/".
+func FuzzChunkEncodingOf(f *testing.F) {
+	for _, s := range []string{
+		arrayDoc(`{"name":"v2","configuration":{"separator":"."}}`), arrayDoc(`{"name":"v2"}`),
+		arrayDoc(`{"name":"v2","configuration":{"separator":"/"}}`), arrayDoc(`{"name":"v2","configuration":{"separator":"-"}}`),
+		arrayDoc(`{"name":"default"}`), `{"dimension_separator":"/"}`, `{"dimension_separator":null}`, `[]`, `{`,
+	} {
+		f.Add([]byte(s), false)
+		f.Add([]byte(s), true)
+	}
+	f.Fuzz(func(t *testing.T, doc []byte, zarray bool) {
+		enc := chunkEncodingOf(zarray, doc)
+		if enc.v2 != (enc.sep == '.' || enc.sep == '/') || (!enc.v2 && enc.sep != 0) {
+			t.Fatalf("encoding %+v", enc)
+		}
+		key := chunkKeyIn("a", []int64{1, 2}, enc)
+		if want := map[byte]string{0: "a/c/1/2", '.': "a/1.2", '/': "a/1/2"}[enc.sep]; key != want {
+			t.Fatalf("key %q, want %q", key, want)
+		}
+	})
+}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/multiformats/go-multicodec"
@@ -189,5 +190,129 @@ func TestShardedKeysBesideTheReadGroupRead(t *testing.T) {
 		if err != nil || string(b) != v {
 			t.Errorf("exported %s = %q, %v; want %q", k, b, err, v)
 		}
+	}
+}
+
+// arrayDoc is the zarr.json of a 4×6 uint8 array in 2×2 chunks with the chunk_key_encoding enc.
+func arrayDoc(enc string) string {
+	return `{"zarr_format":3,"node_type":"array","shape":[4,6],"data_type":"uint8","chunk_grid":{"name":"regular","configuration":{"chunk_shape":[2,2]}},"chunk_key_encoding":` + enc + `,"fill_value":0,"codecs":[{"name":"bytes"}]}`
+}
+
+// TestShardedListsChunksAsTheirArrayNamesThem: chunks of an array whose metadata names them the
+// zarr v2 way ("v2" chunk_key_encoding, or a .zarray) are listed under those names, so that a
+// conversion or an export gives a dataset a Zarr reader finds its chunks in. They were listed as
+// "path/c/i/j" whatever the array's encoding, so a HAMT dataset converted to the sharded layout
+// and back, or exported from it, read as all fill values.
+func TestShardedListsChunksAsTheirArrayNamesThem(t *testing.T) {
+	ctx := context.Background()
+	group := `{"zarr_format":3,"node_type":"group","attributes":{}}`
+	files := map[string]string{
+		"zarr.json": group, "0/zarr.json": group,
+		// What the layout adds for the .zarray arrays' parents, as py-hamt does.
+		".zgroup": `{"zarr_format": 2}`, "0/.zgroup": `{"zarr_format": 2}`,
+		"0/dot/zarr.json":   arrayDoc(`{"name":"v2","configuration":{"separator":"."}}`),
+		"0/dot/1.2":         "dot",
+		"0/dot/0.0":         "dot0",
+		"0/nosep/zarr.json": arrayDoc(`{"name":"v2"}`),
+		"0/nosep/1.1":       "nosep",
+		"0/slash/zarr.json": arrayDoc(`{"name":"v2","configuration":{"separator":"/"}}`),
+		"0/slash/1/2":       "slash",
+		"0/v3/zarr.json":    arrayDoc(`{"name":"default","configuration":{"separator":"/"}}`),
+		"0/v3/c/1/2":        "v3",
+		"0/old/.zarray":     `{"zarr_format":2,"shape":[4,6],"chunks":[2,2],"dtype":"|u1","dimension_separator":"/"}`,
+		"0/old/1/0":         "old",
+		"0/older/.zarray":   `{"zarr_format":2,"shape":[4,6],"chunks":[2,2],"dtype":"|u1"}`,
+		"0/older/0.1":       "older",
+	}
+	cas := NewMemoryCAS()
+	hz, err := NewZarr(ctx, cas, LayoutHAMT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range files {
+		if err := hz.Set(ctx, k, []byte(v)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h, err := hz.Flush(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh, err := ConvertZarr(ctx, cas, h, LayoutSharded, WithShardedOptions(WithChunksPerShard(4)))
+	if err != nil {
+		t.Fatalf("HAMT -> sharded: %v", err)
+	}
+	s, err := OpenShardedZarrStore(ctx, cas, sh, WithShardedReadOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := collectKeys(t, s.List(ctx))
+	slices.Sort(listed)
+	want := make([]string, 0, len(files))
+	for k := range files {
+		want = append(want, k)
+	}
+	slices.Sort(want)
+	if !slices.Equal(listed, want) {
+		t.Fatalf("sharded store lists\n%q\nwant\n%q", listed, want)
+	}
+	for _, k := range listed {
+		if b, err := s.Get(ctx, k, ByteRange{}); err != nil || string(b) != files[k] {
+			t.Errorf("Get(%q) = %q, %v", k, b, err)
+		}
+	}
+	for dir, want := range map[string][]string{
+		"0/dot": {"0.0", "1.2", "zarr.json"}, "0/slash": {"1", "zarr.json"}, "0/slash/1": {"2"},
+		"0/v3": {"c", "zarr.json"}, "0/v3/c/1": {"2"}, "0/old": {".zarray", "1"}, "0/dot/c": nil,
+	} {
+		if got, err := s.ListDir(ctx, dir); err != nil || !slices.Equal(got, want) {
+			t.Errorf("ListDir(%q) = %q, %v; want %q", dir, got, err, want)
+		}
+	}
+	back, err := ConvertZarr(ctx, cas, sh, LayoutHAMT)
+	if err != nil {
+		t.Fatalf("sharded -> HAMT: %v", err)
+	}
+	if back != h {
+		t.Errorf("HAMT -> sharded -> HAMT gave %s, want the original %s", back, h)
+	}
+	out := t.TempDir()
+	if _, err := ExportDir(ctx, s, out, WithReplace()); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range files {
+		if b, err := os.ReadFile(filepath.Join(out, filepath.FromSlash(k))); err != nil || string(b) != v {
+			t.Errorf("exported %s = %q, %v", k, b, err)
+		}
+	}
+}
+
+// TestShardedCopyFailsOnAChunkListedUnderAnotherName: a copy into the sharded layout checks that
+// the new store lists every key it copied, not only that each key reads: a chunk written as
+// "0/t/c/1/2" of an array whose metadata names chunks "0/t/1.2" reads under both names, but the
+// new dataset would list (and export) only the second.
+func TestShardedCopyFailsOnAChunkListedUnderAnotherName(t *testing.T) {
+	ctx := context.Background()
+	cas := NewMemoryCAS()
+	hz, err := NewZarr(ctx, cas, LayoutHAMT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range map[string]string{
+		"0/zarr.json":   `{"zarr_format":3,"node_type":"group","attributes":{}}`,
+		"0/t/zarr.json": arrayDoc(`{"name":"v2","configuration":{"separator":"."}}`),
+		"0/t/c/1/2":     "named the v3 way",
+	} {
+		if err := hz.Set(ctx, k, []byte(v)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h, err := hz.Flush(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = ConvertZarr(ctx, cas, h, LayoutSharded)
+	if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), `"0/t/c/1/2"`) || !strings.Contains(err.Error(), "another name") {
+		t.Fatalf("convert: %v; want ErrNotFound naming 0/t/c/1/2", err)
 	}
 }

@@ -141,12 +141,14 @@ func (s *ShardedZarrStore) locateUnlock(ctx context.Context, r *shardedRoot, key
 	return cid.Undef, absent(key)
 }
 
-// List yields every key once: the metadata keys, then every chunk of every index in v3 form
-// ("path/c/i/j"; a v1 store without a recorded primary writes its chunks as "/c/i/j", as py-hamt
-// does). It reads every stored shard, through the cache.
+// List yields every key once: the metadata keys, then every chunk of every index, named as its
+// array's metadata names chunks (chunkKeys: "path/c/i/j", or "path/i.j" for a v2
+// chunk_key_encoding or a .zarray; py-hamt lists them all in the first form; a v1 store, which
+// reads no other, always in the first, "/c/i/j" without a recorded primary, as py-hamt does). It
+// reads every stored shard, through the cache, and the metadata of each v2 array (once per block).
 func (s *ShardedZarrStore) List(ctx context.Context) iter.Seq2[string, error] {
 	return func(yield func(string, error) bool) {
-		meta, arrays := s.listSnapshot()
+		meta, arrays := s.listSnapshot(nil)
 		seen := make(map[string]bool, len(meta))
 		for _, k := range meta {
 			seen[k] = true
@@ -192,39 +194,17 @@ func (s *ShardedZarrStore) ListDir(ctx context.Context, prefix string) ([]string
 // listDir is ListDir of the directory eff (prefix as the caller named it).
 func (s *ShardedZarrStore) listDir(ctx context.Context, prefix, eff string) ([]string, error) {
 	s.mu.RLock()
-	r := s.root
 	if s.readOnly && prefix == "" {
-		if _, grouped, single := r.topLevelGroups(); grouped && !single {
+		if _, grouped, single := s.root.topLevelGroups(); grouped && !single {
 			s.mu.RUnlock()
 			return nil, fmt.Errorf("zarr list dir %q: the arrays are under several top-level groups: list one: %w", prefix, ErrGroupRequired)
 		}
 	}
+	chunkDir := s.root.isChunkListingPrefix(eff)
+	s.mu.RUnlock()
 	match := ""
 	if eff != "" {
 		match = eff + "/"
-	}
-	if r.isChunkListingPrefix(eff) {
-		s.mu.RUnlock()
-		_, arrays := s.listSnapshot()
-		seen := map[string]bool{}
-		for _, a := range arrays {
-			// Only an index whose chunk keys can start with match has any to give.
-			if p := strings.TrimPrefix(a.chunkPrefix(), "/"); !strings.HasPrefix(p, match) && !strings.HasPrefix(match, p) {
-				continue
-			}
-			for k, err := range s.chunkKeys(ctx, a) {
-				if err != nil {
-					return nil, fmt.Errorf("zarr list dir %q: %w", prefix, err)
-				}
-				k = strings.TrimPrefix(k, "/")
-				if !strings.HasPrefix(k, match) {
-					continue
-				}
-				first, _, _ := strings.Cut(k[len(match):], "/")
-				seen[first] = true
-			}
-		}
-		return sortedKeys(seen), nil
 	}
 	seen := map[string]bool{}
 	add := func(k string) {
@@ -234,25 +214,64 @@ func (s *ShardedZarrStore) listDir(ctx context.Context, prefix, eff string) ([]s
 		first, _, _ := strings.Cut(k[len(match):], "/")
 		seen[first] = true
 	}
-	for k := range r.metadata {
-		add(k)
-	}
-	if r.version == 1 {
-		add(v1ChunkDir(r.primary))
-	} else {
+	if !chunkDir {
+		s.mu.RLock()
+		r := s.root
+		for k := range r.metadata {
+			add(k)
+		}
+		if r.version == 1 {
+			add(v1ChunkDir(r.primary))
+		}
 		for p := range r.arrays {
-			if p != "" {
+			if r.version == 2 && p != "" {
 				for i := 0; i <= len(p); i++ {
 					if i == len(p) || p[i] == '/' {
 						add(p[:i])
 					}
 				}
 			}
-			add(v1ChunkDir(p))
+		}
+		s.mu.RUnlock()
+	}
+	// Only an array whose directory holds the one listed can have chunk names to add.
+	_, arrays := s.listSnapshot(func(path string) bool { return strings.HasPrefix(match, arrayDir(path)) })
+	for _, a := range arrays {
+		enc, err := s.keyEncoding(ctx, a.metaID, a.zarray)
+		if err != nil {
+			return nil, fmt.Errorf("zarr list dir %q: %w", prefix, err)
+		}
+		var list bool
+		switch {
+		case enc.v2:
+			// Its chunks are named "path/i.j" or "path/i/j": listed from the array's directory down.
+			list = strings.HasPrefix(match, arrayDir(a.path))
+		case chunkDir:
+			// Only an index whose chunk keys can start with match has any to give.
+			p := strings.TrimPrefix(a.chunkPrefix(), "/")
+			list = strings.HasPrefix(p, match) || strings.HasPrefix(match, p)
+		default:
+			add(v1ChunkDir(a.path))
+		}
+		if !list {
+			continue
+		}
+		for k, err := range s.chunkKeys(ctx, a) {
+			if err != nil {
+				return nil, fmt.Errorf("zarr list dir %q: %w", prefix, err)
+			}
+			add(strings.TrimPrefix(k, "/"))
 		}
 	}
-	s.mu.RUnlock()
 	return sortedKeys(seen), nil
+}
+
+// arrayDir is the directory an array's keys are under: "" for the root array, else "path/".
+func arrayDir(path string) string {
+	if path == "" {
+		return ""
+	}
+	return path + "/"
 }
 
 // v1ChunkDir is the directory an index's chunk keys are under: "c" or "path/c".
@@ -299,6 +318,10 @@ type arraySnapshot struct {
 	cps    int
 	shards []cid.Cid
 	dirty  map[int][]cid.Cid
+	// metaID is the block of the array's metadata in a v2 store (undefined: none), zarray
+	// whether it is a .zarray (else a zarr.json): it names the array's chunks (keyEncoding).
+	metaID cid.Cid
+	zarray bool
 }
 
 // chunkPrefix is how every chunk key of the index starts.
@@ -310,8 +333,9 @@ func (a *arraySnapshot) chunkPrefix() string {
 	return p
 }
 
-// listSnapshot copies the metadata keys (in canonical order) and the indexes (in py-hamt's order).
-func (s *ShardedZarrStore) listSnapshot() ([]string, []*arraySnapshot) {
+// listSnapshot copies the metadata keys (in canonical order) and the indexes (in py-hamt's order)
+// whose chunk keys' path keep accepts (all when keep is nil).
+func (s *ShardedZarrStore) listSnapshot(keep func(path string) bool) ([]string, []*arraySnapshot) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	r := s.root
@@ -322,11 +346,24 @@ func (s *ShardedZarrStore) listSnapshot() ([]string, []*arraySnapshot) {
 	slices.SortFunc(meta, canonicalKeyOrder)
 	arrays := make([]*arraySnapshot, 0, len(r.order))
 	for _, p := range r.order {
-		idx := r.arrays[p]
-		a := &arraySnapshot{path: p, perDim: idx.perDim, total: idx.total, cps: idx.cps, shards: slices.Clone(idx.shards)}
+		path := p
 		if r.version == 1 {
-			a.path = r.primary
+			path = r.primary
+		}
+		if keep != nil && !keep(path) {
+			continue
+		}
+		idx := r.arrays[p]
+		a := &arraySnapshot{path: path, perDim: idx.perDim, total: idx.total, cps: idx.cps, shards: slices.Clone(idx.shards)}
+		if r.version == 1 {
 			a.slash = a.path == "" && !(r.v1Recorded && normalizePath(r.recorded) == "")
+		} else {
+			v3, v2 := arrayMetadataKeys(p)
+			if id, ok := r.metadata[v3]; ok {
+				a.metaID = id
+			} else if id, ok := r.metadata[v2]; ok {
+				a.metaID, a.zarray = id, true
+			}
 		}
 		for k, d := range s.dirty {
 			if k.path == p {
@@ -341,9 +378,18 @@ func (s *ShardedZarrStore) listSnapshot() ([]string, []*arraySnapshot) {
 	return meta, arrays
 }
 
-// chunkKeys yields the keys of the chunks an index holds, in linear order.
+// chunkKeys yields the keys of the chunks an index holds, in linear order, named as the array's
+// metadata names them (keyEncoding): "path/c/i/j", or "path/i.j" / "path/i/j" for an array whose
+// chunk_key_encoding is "v2". A name that the store would read as another array's (arrays "a" and
+// "a/1", "/"-separated) is given in the v3 form, which names one chunk only.
 func (s *ShardedZarrStore) chunkKeys(ctx context.Context, a *arraySnapshot) iter.Seq2[string, error] {
 	return func(yield func(string, error) bool) {
+		enc, err := s.keyEncoding(ctx, a.metaID, a.zarray)
+		if err != nil {
+			yield("", err)
+			return
+		}
+		var names []chunkName // of one shard, for an encoding whose names are checked
 		// The slots that hold a chunk, per stored shard: a shard block may stand at many places
 		// (py-hamt's all-null shards after deletes do; a hostile root can list one big shard at
 		// every place), and is scanned once.
@@ -367,20 +413,54 @@ func (s *ShardedZarrStore) chunkKeys(ctx context.Context, a *arraySnapshot) iter
 				slots = definedSlots(entries)
 				held[id] = slots
 			}
+			names = names[:0]
 			for _, k := range slots {
 				lin := int64(i)*int64(a.cps) + int64(k)
 				if lin >= a.total {
 					continue
 				}
-				key := chunkKeyOf(a.path, coordsIn(lin, a.perDim))
+				coords := coordsIn(lin, a.perDim)
+				key := chunkKeyIn(a.path, coords, enc)
 				if a.slash {
 					key = "/" + key
 				}
-				if !yield(key, nil) {
-					return
+				if !enc.v2 {
+					if !yield(key, nil) {
+						return
+					}
+					continue
+				}
+				names = append(names, chunkName{key, coords})
+			}
+			if enc.v2 {
+				s.checkChunkNames(a.path, names)
+				for _, n := range names {
+					if !yield(n.key, nil) {
+						return
+					}
 				}
 			}
 		}
+	}
+}
+
+// chunkName is a chunk's key and its coordinates.
+type chunkName struct {
+	key    string
+	coords []int64
+}
+
+// checkChunkNames gives the v3 name to each of names, chunks of the array at path named in a v2
+// encoding, that the store would not read as that chunk.
+func (s *ShardedZarrStore) checkChunkNames(path string, names []chunkName) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for i, n := range names {
+		ref, err := s.root.parseChunkKey(n.key)
+		if err == nil && ref != nil && ref.path == path && slices.Equal(ref.coords, n.coords) {
+			continue
+		}
+		names[i].key = chunkKeyOf(path, n.coords)
 	}
 }
 

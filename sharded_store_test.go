@@ -627,13 +627,15 @@ func TestShardedZarrV2MetadataRegistersAndCreatesZgroups(t *testing.T) {
 			t.Errorf("get %q = %q, %v", k, b, err)
 		}
 	}
-	if keys := collectKeys(t, s.List(ctx)); !slices.Contains(keys, "g/h/a/c/2/1") || slices.Contains(keys, "g/h/a/2.1") {
+	// Listed as the array's metadata names them (a .zarray without dimension_separator: "."),
+	// not in the v3 form py-hamt lists, which a Zarr reader of this array never asks for.
+	if keys := collectKeys(t, s.List(ctx)); !slices.Contains(keys, "g/h/a/2.1") || slices.Contains(keys, "g/h/a/c/2/1") {
 		t.Errorf("list gives chunks in v3 form: %q", keys)
 	}
 	if err := s.Set(ctx, "g/h/a/3.0", []byte("outside")); err != nil { // row 3 of a 3×3 grid
 		t.Errorf("set outside the grid: %v", err)
 	}
-	if got, err := s.ListDir(ctx, "g/h/a/c"); err != nil || !slices.Equal(got, []string{"2"}) {
+	if got, err := s.ListDir(ctx, "g/h/a"); err != nil || !slices.Equal(got, []string{".zarray", "2.1"}) {
 		t.Errorf("list dir = %q, %v", got, err)
 	}
 }

@@ -93,6 +93,9 @@ func (s *ShardedZarrStore) set(ctx context.Context, key string, value []byte) er
 	if err != nil {
 		return fmt.Errorf("save value: %w", err)
 	}
+	if ref == nil {
+		s.wroteMetadata(key, id, data)
+	}
 	return s.setPointer(ctx, key, ref, id)
 }
 
@@ -155,6 +158,7 @@ func (s *ShardedZarrStore) setCID(ctx context.Context, key string, id cid.Cid) e
 	if err := s.ensureParentGroups(ctx, key); err != nil {
 		return err
 	}
+	s.wroteMetadata(key, id, raw)
 	s.mu.Lock()
 	s.root.metadata[key] = id
 	s.dirtyRoot = true

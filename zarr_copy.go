@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"slices"
 
 	"github.com/ipfs/go-cid"
@@ -97,20 +98,28 @@ func copyZarr(ctx context.Context, dst, src Zarr, byCID bool, opts []DirOption) 
 	return stats(), checkStored(ctx, dst, keys, o.workers, "zarr copy")
 }
 
-// keyDropper is a Zarr layout whose Set may ignore a key it has no place for, without an error:
-// ShardedZarrStore, for a chunk outside its array's grid (as py-hamt's store does). ImportDir
-// checks what it stored into such a layout; a layout that stores every key pays nothing.
+// keyDropper is a Zarr layout whose Set may ignore a key it has no place for, without an error,
+// or store it where its listing names it otherwise: ShardedZarrStore, for a chunk outside its
+// array's grid (as py-hamt's store does), and for a chunk whose key is not the name its array's
+// metadata gives it ("a/c/1/1" of an array whose chunk_key_encoding is "v2" is listed as "a/1.1").
+// ImportDir checks what it stored into such a layout; a layout that stores every key pays nothing.
 type keyDropper interface {
 	Exists(ctx context.Context, key string) (bool, error)
+	List(ctx context.Context) iter.Seq2[string, error]
 	dropsKeys()
 }
 
-// checkStored checks that every key arrived in dst, with up to workers checks at once: a layout
-// may drop a key it has no place for, silently, as py-hamt's sharded store drops a chunk outside
-// its array's grid. what names the operation in the error.
+// checkStored checks that every key arrived in dst. A layout may drop a key it has no place for,
+// silently, as py-hamt's sharded store drops a chunk outside its array's grid, or list it under
+// another name: into such a layout (keyDropper), the check is that dst lists every key; into
+// another, that each key exists, up to workers checks at once. what names the operation in the
+// error.
 func checkStored(ctx context.Context, dst interface {
 	Exists(ctx context.Context, key string) (bool, error)
 }, keys []string, workers int, what string) error {
+	if d, ok := dst.(keyDropper); ok {
+		return checkListed(ctx, d, keys, what)
+	}
 	return eachKey(ctx, keys, workers, func(ctx context.Context, key string) error {
 		ok, err := dst.Exists(ctx, key)
 		if err == nil && !ok {
@@ -121,6 +130,28 @@ func checkStored(ctx context.Context, dst interface {
 		}
 		return nil
 	})
+}
+
+// checkListed checks that dst lists every key (memory: a sorted copy of keys and a flag each).
+func checkListed(ctx context.Context, dst keyDropper, keys []string, what string) error {
+	want := slices.Clone(keys)
+	slices.Sort(want)
+	want = slices.Compact(want)
+	found := make([]bool, len(want))
+	for k, err := range dst.List(ctx) {
+		if err != nil {
+			return fmt.Errorf("%s: check: list: %w", what, err)
+		}
+		if i, ok := slices.BinarySearch(want, k); ok {
+			found[i] = true
+		}
+	}
+	for i, ok := range found {
+		if !ok {
+			return fmt.Errorf("%s %q: check: %w: the target layout dropped it (a chunk outside its array's grid?) or lists it under another name (its array's metadata names its chunks otherwise?)", what, want[i], ErrNotFound)
+		}
+	}
+	return nil
 }
 
 // migrateV1 is ConvertZarr of a sharded_zarr_v1 root to the sharded layout: MigrateToV2 of its
