@@ -98,3 +98,68 @@ func TestShardedClassicChunkKeysDoNotSortEveryArray(t *testing.T) {
 		t.Errorf("a Get allocates %d bytes on a root of 20,001 arrays, %d on one of 2", many, few)
 	}
 }
+
+// TestShardedKeyBesideTheGroupReadsItsOwnValue: a store whose arrays sit under one group "0"
+// reads "t/zarr.json" as "0/t/zarr.json" (py-hamt's redirect), but when it holds "t/zarr.json"
+// itself, that key is listed under its own name and must read its own bytes. It read the
+// group's: HAMT -> sharded -> HAMT gave another root, and an export or a serve gave the array's
+// metadata for the other group's, all without an error. ListDir("t") lists what is beside the
+// group too.
+func TestShardedKeyBesideTheGroupReadsItsOwnValue(t *testing.T) {
+	ctx := context.Background()
+	group := `{"zarr_format":3,"node_type":"group","attributes":{}}`
+	files := map[string]string{
+		"zarr.json": group, "0/zarr.json": group, "0/t/zarr.json": arrayDoc(`{"name":"default"}`), "0/t/c/1/2": "chunk",
+		"t/zarr.json": `{"zarr_format":3,"node_type":"group","attributes":{"beside":1}}`, "t/x/zarr.json": group,
+	}
+	cas := NewMemoryCAS()
+	hz, err := NewZarr(ctx, cas, LayoutHAMT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range files {
+		if err := hz.Set(ctx, k, []byte(v)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h, err := hz.Flush(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh, err := ConvertZarr(ctx, cas, h, LayoutSharded)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := OpenShardedZarrStore(ctx, cas, sh, WithShardedReadOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range files {
+		if b, err := s.Get(ctx, k, ByteRange{}); err != nil || string(b) != v {
+			t.Errorf("Get(%q) = %q, %v; want %q", k, b, err, v)
+		}
+	}
+	// The redirect still reads the group's keys the store does not hold beside it.
+	if b, err := s.Get(ctx, "t/c/1/2", ByteRange{}); err != nil || string(b) != "chunk" {
+		t.Errorf("Get(t/c/1/2) = %q, %v", b, err)
+	}
+	if got, want := mustListDir(t, s, "t"), []string{"c", "x", "zarr.json"}; !slices.Equal(got, want) {
+		t.Errorf("ListDir(t) = %q, want %q", got, want)
+	}
+	back, err := ConvertZarr(ctx, cas, sh, LayoutHAMT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back != h {
+		t.Errorf("HAMT -> sharded -> HAMT gave %s, want the original %s", back, h)
+	}
+}
+
+func mustListDir(t *testing.T, z Zarr, prefix string) []string {
+	t.Helper()
+	got, err := z.ListDir(context.Background(), prefix)
+	if err != nil {
+		t.Fatalf("ListDir(%q): %v", prefix, err)
+	}
+	return got
+}
