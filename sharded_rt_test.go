@@ -163,3 +163,39 @@ func mustListDir(t *testing.T, z Zarr, prefix string) []string {
 	}
 	return got
 }
+
+// TestPyJSONWideObjectsAreIndexed: an object's keys were found by a linear search, so decoding
+// an object of n keys made n²/2 comparisons (each converting a key to a string): a hostile
+// zarr.json of 40,000 keys (429 KB) took 22 s to read for its chunk key encoding, on every
+// listing, import or conversion of the dataset (4 MB: over half an hour). Wide objects keep a
+// map of their keys; lookups, replacements and removals agree with the order-keeping list.
+func TestPyJSONWideObjectsAreIndexed(t *testing.T) {
+	const n = 40000
+	var b []byte
+	b = append(b, `{"zarr_format":3`...)
+	for i := range n {
+		b = fmt.Appendf(b, `,"k%d":%d`, i, i)
+	}
+	b = append(b, `,"k7":"again","chunk_key_encoding":{"name":"v2","configuration":{"separator":"/"}}}`...)
+	d, err := decodePyJSONObject(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.idx == nil || len(d.idx) != len(d.keys) {
+		t.Fatalf("an object of %d keys has an index of %d", len(d.keys), len(d.idx))
+	}
+	if len(d.keys) != n+2 || !d.get("k7").isStr("again") || d.index("k7") != 8 || d.get("k39999").num != "39999" {
+		t.Fatalf("%d keys, k7 = %v at %d", len(d.keys), d.get("k7"), d.index("k7"))
+	}
+	if !d.pop("k0") || d.get("k0") != nil || d.index("k7") != 7 || d.pop("k0") {
+		t.Fatalf("after pop(k0): k7 at %d", d.index("k7"))
+	}
+	if enc := chunkEncodingOf(false, b); !enc.v2 || enc.sep != '/' {
+		t.Fatalf("encoding %+v", enc)
+	}
+	// Python's dict: a key given twice keeps its first place and its last value.
+	small, err := decodePyJSONObject([]byte(`{"a":1,"b":2,"a":3}`))
+	if err != nil || small.idx != nil || small.index("a") != 0 || small.get("a").num != "3" || len(small.keys) != 2 {
+		t.Fatalf("small object: %+v, %v", small, err)
+	}
+}
