@@ -199,3 +199,65 @@ func TestPyJSONWideObjectsAreIndexed(t *testing.T) {
 		t.Fatalf("small object: %+v, %v", small, err)
 	}
 }
+
+// TestShardedResizeToALargeGridAllocatesForTheChunksItHolds: a resize that moves chunks (any
+// dimension but the first changes) made every new shard, cps entries each, before placing the
+// few chunks there were: one zarr.json of 218 bytes asking for a 4 × 4e9 grid had `hamt set`,
+// an import or a conversion allocate 256 GB and be killed. Only shards that hold a chunk are
+// made now; here 16,000 shards of 1,000 cost 256 MB before, under 2 MB now.
+func TestShardedResizeToALargeGridAllocatesForTheChunksItHolds(t *testing.T) {
+	ctx := context.Background()
+	cas := NewMemoryCAS()
+	s, err := NewShardedZarrStore(cas, WithChunksPerShard(1000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := func(shape string) []byte {
+		return []byte(`{"zarr_format":3,"node_type":"array","shape":` + shape + `,"data_type":"uint8","chunk_grid":{"name":"regular","configuration":{"chunk_shape":[1,1]}},"fill_value":0,"codecs":[{"name":"bytes"}]}`)
+	}
+	for k, v := range map[string][]byte{"0/t/zarr.json": doc("[4,4]")} {
+		if err := s.Set(ctx, k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Set(ctx, "0/t/c/1/3", []byte("chunk")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	if err := s.Set(ctx, "0/t/zarr.json", doc("[4,4000000]")); err != nil {
+		t.Fatal(err)
+	}
+	runtime.ReadMemStats(&after)
+	if got := after.TotalAlloc - before.TotalAlloc; got > 2<<20 {
+		t.Errorf("the resize allocated %d bytes", got)
+	}
+	if b, err := s.Get(ctx, "0/t/c/1/3", ByteRange{}); err != nil || string(b) != "chunk" {
+		t.Fatalf("Get(0/t/c/1/3) after the resize = %q, %v", b, err)
+	}
+	a := s.Arrays()
+	if len(a) != 1 || a[0].Shards != 16000 || a[0].DirtyShards != 1 {
+		t.Fatalf("arrays %+v", a)
+	}
+	if n, err := s.ChunkCount(ctx, "0/t"); err != nil || n != 1 {
+		t.Fatalf("ChunkCount = %d, %v", n, err)
+	}
+	// And back: the chunk returns to its place, the other shards are null.
+	if err := s.Set(ctx, "0/t/zarr.json", doc("[4,4]")); err != nil {
+		t.Fatal(err)
+	}
+	root, err := s.Flush(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := OpenShardedZarrStore(ctx, cas, root, WithShardedReadOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if keys := collectKeys(t, r.List(ctx)); !slices.Contains(keys, "0/t/c/1/3") {
+		t.Fatalf("after resizing back: %q", keys)
+	}
+}

@@ -689,10 +689,10 @@ func (s *ShardedZarrStore) resizeIndex(ctx context.Context, idx *arrayIndex, sha
 			}
 		}
 	}
-	fresh := make([][]cid.Cid, n)
-	for i := range fresh {
-		fresh[i] = make([]cid.Cid, idx.cps)
-	}
+	// The new shards that hold a chunk, by index: only those are made (a list of every new
+	// shard, each of cps entries, made a resize of a few chunks to a large shape allocate
+	// shards × cps × 16 bytes: 256 GB for a 4 × 4e9 grid from one 218-byte zarr.json).
+	fresh := map[int][]cid.Cid{}
 	for i, entries := range old {
 		for k, e := range entries {
 			lin := int64(i)*int64(idx.cps) + int64(k)
@@ -712,13 +712,30 @@ func (s *ShardedZarrStore) resizeIndex(ctx context.Context, idx *arrayIndex, sha
 				nl += coords[d] * mul
 				mul *= perDim[d]
 			}
-			fresh[nl/int64(idx.cps)][nl%int64(idx.cps)] = e
+			f := fresh[int(nl/int64(idx.cps))]
+			if f == nil {
+				f = make([]cid.Cid, idx.cps)
+				fresh[int(nl/int64(idx.cps))] = f
+			}
+			f[nl%int64(idx.cps)] = e
 		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ids := make([]cid.Cid, n)
-	for i, entries := range fresh {
+	// Only a shard that holds a chunk now or held one (old: every stored or changed shard) can
+	// be other than null.
+	changed := make(map[int]bool, len(fresh)+len(old))
+	for i := range fresh {
+		changed[i] = true
+	}
+	for i := range old {
+		if i < n {
+			changed[i] = true
+		}
+	}
+	for i := range changed {
+		entries := fresh[i]
 		key := shardKey{idx.path, i}
 		prev, had := old[i]
 		var prevID cid.Cid
