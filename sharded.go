@@ -56,7 +56,9 @@ const (
 	// MaxChunksPerShard bounds chunks_per_shard (a full shard of it is about 172 MB), so that a
 	// root cannot make the store allocate without bound.
 	MaxChunksPerShard = 1 << 22
-	// MaxShards bounds the shards of one index (a root listing them is about 172 MB).
+	// MaxShards bounds the shards of one index (a root listing them is about 172 MB), and those
+	// a store's writes register or resize arrays to, all arrays together (each shard costs 16
+	// bytes in memory whether it holds a chunk or not).
 	MaxShards = 1 << 22
 )
 

@@ -2,6 +2,7 @@ package hamt
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"slices"
@@ -259,5 +260,41 @@ func TestShardedResizeToALargeGridAllocatesForTheChunksItHolds(t *testing.T) {
 	}
 	if keys := collectKeys(t, r.List(ctx)); !slices.Contains(keys, "0/t/c/1/3") {
 		t.Fatalf("after resizing back: %q", keys)
+	}
+}
+
+// TestShardedWritesBoundTheShardsOfAllArrays: MaxShards bounded each index, but not how many a
+// store's writes registered: every array's metadata asking for a large grid (a few hundred bytes)
+// cost 64 MB, and an import of ten such documents took 640 MB. The shards of all arrays together
+// are bounded by MaxShards now, for registration and resize alike.
+func TestShardedWritesBoundTheShardsOfAllArrays(t *testing.T) {
+	ctx := context.Background()
+	s, err := NewShardedZarrStore(NewMemoryCAS(), WithChunksPerShard(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := func(n int) []byte {
+		return fmt.Appendf(nil, `{"zarr_format":3,"node_type":"array","shape":[%d],"data_type":"uint8","chunk_grid":{"name":"regular","configuration":{"chunk_shape":[1]}},"fill_value":0,"codecs":[{"name":"bytes"}]}`, n)
+	}
+	for i, k := range []string{"0/a/zarr.json", "0/b/zarr.json"} {
+		if err := s.Set(ctx, k, doc(MaxShards/2)); err != nil {
+			t.Fatalf("array %d of %d shards: %v", i, MaxShards/2, err)
+		}
+	}
+	if err := s.Set(ctx, "0/c/zarr.json", doc(1)); !errors.Is(err, ErrInvalidShape) {
+		t.Fatalf("a third array past MaxShards together: %v, want ErrInvalidShape", err)
+	}
+	if err := s.Resize(ctx, "0/a", []int64{MaxShards/2 + 1}); !errors.Is(err, ErrInvalidShape) {
+		t.Fatalf("growing an array past MaxShards together: %v, want ErrInvalidShape", err)
+	}
+	// Shrinking is always allowed, and makes room.
+	if err := s.Set(ctx, "0/a/zarr.json", doc(10)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Set(ctx, "0/c/zarr.json", doc(10)); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(s.Arrays()); got != 3 {
+		t.Fatalf("%d arrays", got)
 	}
 }

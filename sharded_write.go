@@ -575,6 +575,9 @@ func (s *ShardedZarrStore) registerArray(path string, shape, chunkShape []int64)
 	if err != nil {
 		return fmt.Errorf("register array %q: %w", path, err)
 	}
+	if err := r.checkShardTotal(0, len(idx.shards)); err != nil {
+		return fmt.Errorf("register array %q: %w", path, err)
+	}
 	s.mu.Lock()
 	r.arrays[path] = idx
 	r.order = append(r.order, path)
@@ -583,6 +586,25 @@ func (s *ShardedZarrStore) registerArray(path string, shape, chunkShape []int64)
 	}
 	s.dirtyRoot = true
 	s.mu.Unlock()
+	return nil
+}
+
+// checkShardTotal refuses to grow the shards of the store's arrays, all together, from an index
+// of was to one of now shards when the total would pass MaxShards: each index is bounded, but
+// registering arrays from metadata was not, and every zarr.json of a few hundred bytes asking for
+// a large grid cost 64 MB (ten of them in an import: 640 MB, a hundred: killed). A store that
+// already holds more (a root written elsewhere) can still shrink or keep its arrays.
+func (r *shardedRoot) checkShardTotal(was, now int) error {
+	if now <= was {
+		return nil
+	}
+	total := now - was
+	for _, idx := range r.arrays {
+		total += len(idx.shards)
+	}
+	if total > MaxShards {
+		return fmt.Errorf("%w: the store's arrays would have %d shards together (at most %d)", ErrInvalidShape, total, MaxShards)
+	}
 	return nil
 }
 
@@ -664,6 +686,9 @@ func (s *ShardedZarrStore) resizeIndex(ctx context.Context, idx *arrayIndex, sha
 	}
 	perDim, total, n, err := chunkGrid(shape, idx.chunkShape, idx.cps)
 	if err != nil {
+		return err
+	}
+	if err := s.root.checkShardTotal(len(idx.shards), n); err != nil {
 		return err
 	}
 	apply := func(shards []cid.Cid) {
