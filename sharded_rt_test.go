@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/multiformats/go-multicodec"
+	"pgregory.net/rapid"
 )
 
 // TestShardedOneMetadataBlockUnderBothNamesListsEachArrayByItsOwn: one block may be the .zarray
@@ -297,4 +299,169 @@ func TestShardedWritesBoundTheShardsOfAllArrays(t *testing.T) {
 	if got := len(s.Arrays()); got != 3 {
 		t.Fatalf("%d arrays", got)
 	}
+}
+
+// TestShardedChunksReadUnderTheirArraysNames is a model test of the names chunks are listed
+// under: arrays registered in any encoding (zarr.json default or "v2" with "." or "/", .zarray
+// with either separator), chunks written under any of the names that reach their slot, metadata
+// rewritten to another encoding, chunks deleted; then a Zarr reader, asking each chunk by the
+// name the array's metadata gives it now, reads what the model says both from the store and
+// from its conversion to the HAMT layout (which holds the keys the store lists), and the HAMT
+// converts back to a store holding every key with its value.
+func TestShardedChunksReadUnderTheirArraysNames(t *testing.T) {
+	ctx := context.Background()
+	paths := []string{"0/a", "0/t", "0/b/x", "0/1"}
+	type meta struct {
+		key, doc string
+		v2       bool
+		sep      string
+	}
+	encodings := func(p, shape, chunks string) []meta {
+		arr := func(enc string) string {
+			return `{"zarr_format":3,"node_type":"array","shape":` + shape + `,"data_type":"uint8","chunk_grid":{"name":"regular","configuration":{"chunk_shape":` + chunks + `}},"chunk_key_encoding":` + enc + `,"fill_value":0,"codecs":[{"name":"bytes"}]}`
+		}
+		zarray := func(ds string) string {
+			return `{"zarr_format":2,"shape":` + shape + `,"chunks":` + chunks + `,"dtype":"|u1"` + ds + `}`
+		}
+		return []meta{
+			{p + "/zarr.json", arr(`{"name":"default"}`), false, ""},
+			{p + "/zarr.json", arr(`{"name":"v2","configuration":{"separator":"."}}`), true, "."},
+			{p + "/zarr.json", arr(`{"name":"v2","configuration":{"separator":"/"}}`), true, "/"},
+			{p + "/.zarray", zarray(""), true, "."},
+			{p + "/.zarray", zarray(`,"dimension_separator":"/"`), true, "/"},
+		}
+	}
+	name := func(p string, m meta, coords []string) string {
+		if !m.v2 {
+			return p + "/c/" + strings.Join(coords, "/")
+		}
+		return p + "/" + strings.Join(coords, m.sep)
+	}
+	rapid.Check(t, func(rt *rapid.T) {
+		cas := NewMemoryCAS()
+		s, err := NewShardedZarrStore(cas, WithChunksPerShard(2))
+		if err != nil {
+			rt.Fatal(err)
+		}
+		set := func(k, v string) error { return s.Set(ctx, k, []byte(v)) }
+		group := `{"zarr_format":3,"node_type":"group","attributes":{}}`
+		for _, k := range []string{"zarr.json", "0/zarr.json", "0/b/zarr.json"} {
+			if err := set(k, group); err != nil {
+				rt.Fatal(err)
+			}
+		}
+		rank := map[string]int{}
+		current := map[string]meta{}
+		model := map[string]map[string]string{} // path -> "i,j" -> value
+		grid := func(p string) (string, string) {
+			if rank[p] == 1 {
+				return "[4]", "[2]"
+			}
+			return "[4,4]", "[2,2]"
+		}
+		setMeta := func(p string, m meta) {
+			if old, ok := current[p]; ok && old.key != m.key {
+				if err := s.Delete(ctx, old.key); err != nil {
+					rt.Fatal(err)
+				}
+			}
+			if err := set(m.key, m.doc); err != nil {
+				rt.Fatal(err)
+			}
+			current[p] = m
+		}
+		for _, p := range paths {
+			if rapid.Bool().Draw(rt, "array") {
+				rank[p] = rapid.IntRange(1, 2).Draw(rt, "rank")
+				model[p] = map[string]string{}
+				sh, ch := grid(p)
+				setMeta(p, rapid.SampledFrom(encodings(p, sh, ch)).Draw(rt, "encoding"))
+			}
+		}
+		if len(rank) == 0 {
+			return
+		}
+		arrays := make([]string, 0, len(rank))
+		for _, p := range paths {
+			if _, ok := rank[p]; ok {
+				arrays = append(arrays, p)
+			}
+		}
+		for i := range rapid.IntRange(1, 30).Draw(rt, "ops") {
+			p := rapid.SampledFrom(arrays).Draw(rt, "path")
+			coords := make([]string, rank[p])
+			for d := range coords {
+				coords[d] = fmt.Sprint(rapid.IntRange(0, 1).Draw(rt, "coord"))
+			}
+			sh, ch := grid(p)
+			switch rapid.IntRange(0, 3).Draw(rt, "op") {
+			case 0:
+				setMeta(p, rapid.SampledFrom(encodings(p, sh, ch)).Draw(rt, "encoding"))
+			case 1, 2:
+				// Any name that reaches the slot: the v3 one, or the array's v2 ones.
+				forms := []string{p + "/c/" + strings.Join(coords, "/"), p + "/" + strings.Join(coords, ".")}
+				if current[p].v2 && current[p].sep == "/" {
+					forms = append(forms, p+"/"+strings.Join(coords, "/"))
+				}
+				v := fmt.Sprint("v", i)
+				if err := set(rapid.SampledFrom(forms).Draw(rt, "name"), v); err != nil {
+					rt.Fatal(err)
+				}
+				model[p][strings.Join(coords, ",")] = v
+			case 3:
+				if err := s.Delete(ctx, name(p, current[p], coords)); err != nil && !errors.Is(err, ErrNotFound) {
+					rt.Fatal(err)
+				}
+				delete(model[p], strings.Join(coords, ","))
+			}
+		}
+		root, err := s.Flush(ctx)
+		if err != nil {
+			rt.Fatal(err)
+		}
+		h, err := ConvertZarr(ctx, cas, root, LayoutHAMT)
+		if err != nil {
+			rt.Fatalf("sharded -> HAMT: %v", err)
+		}
+		hz, err := OpenZarr(ctx, cas, h)
+		if err != nil {
+			rt.Fatal(err)
+		}
+		for _, p := range arrays {
+			for _, c := range [][]string{{"0"}, {"1"}, {"0", "0"}, {"0", "1"}, {"1", "0"}, {"1", "1"}} {
+				if len(c) != rank[p] {
+					continue
+				}
+				k := name(p, current[p], c)
+				want, held := model[p][strings.Join(c, ",")]
+				for what, z := range map[string]Zarr{"sharded": s, "HAMT": hz} {
+					b, err := z.Get(ctx, k, ByteRange{})
+					switch {
+					case held && (err != nil || string(b) != want):
+						rt.Fatalf("%s: Get(%q) = %q, %v; want %q", what, k, b, err, want)
+					case !held && !errors.Is(err, ErrNotFound):
+						rt.Fatalf("%s: Get(%q) = %q, %v; want ErrNotFound", what, k, b, err)
+					}
+				}
+			}
+		}
+		back, err := ConvertZarr(ctx, cas, h, LayoutSharded, WithShardedOptions(WithChunksPerShard(2)))
+		if err != nil {
+			rt.Fatalf("HAMT -> sharded: %v", err)
+		}
+		b2, err := OpenShardedZarrStore(ctx, cas, back, WithShardedReadOnly())
+		if err != nil {
+			rt.Fatal(err)
+		}
+		for k, err := range hz.List(ctx) {
+			if err != nil {
+				rt.Fatal(err)
+			}
+			v1, err1 := hz.Get(ctx, k, ByteRange{})
+			v2, err2 := b2.Get(ctx, k, ByteRange{})
+			if err1 != nil || err2 != nil || string(v1) != string(v2) {
+				rt.Fatalf("%q: HAMT %q, %v; back in the sharded layout %q, %v", k, v1, err1, v2, err2)
+			}
+		}
+	})
 }
