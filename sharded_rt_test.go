@@ -465,3 +465,49 @@ func TestShardedChunksReadUnderTheirArraysNames(t *testing.T) {
 		}
 	})
 }
+
+// TestShardedRankZeroChunkInItsIndexReads: a root whose rank-0 array has its one slot set (py-hamt
+// never sets it: it keeps "0/s/c" in the metadata, as we do) lists "0/s/c", which Get reads from
+// the metadata and finds absent, so a conversion or an export fails on it ("zarr copy 0/s/c: not
+// found"). Loud, and only for roots written elsewhere; reading the slot for "0/s/c" would change
+// how a write of that key is stored (py-hamt's roots), so it is left open.
+func TestShardedRankZeroChunkInItsIndexReads(t *testing.T) {
+	t.Skip("open: a rank-0 index's chunk is listed as 'path/c' but not read from the index (see the comment)")
+	ctx := context.Background()
+	cas := NewMemoryCAS()
+	chunk, err := cas.Save(ctx, []byte("x"), multicodec.Raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb, err := DagCBOR.Encode([]any{chunk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	shard, err := cas.Save(ctx, sb, multicodec.DagCbor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta, err := cas.Save(ctx, []byte(`{"zarr_format":3,"node_type":"array","shape":[],"data_type":"uint8","chunk_grid":{"name":"regular","configuration":{"chunk_shape":[]}},"fill_value":0,"codecs":[{"name":"bytes"}]}`), multicodec.Raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx := map[string]any{"array_shape": []any{}, "chunk_shape": []any{}, "shard_cids": []any{shard},
+		"sharding_config": map[string]any{"chunks_per_shard": int64(1), "order": "C"}}
+	root, err := cas.Save(ctx, rootBlock(t, map[string]any{"manifest_version": "sharded_zarr_v2",
+		"metadata": map[string]any{"0/s/zarr.json": meta}, "arrays": map[string]any{"0/s": idx}}), multicodec.DagCbor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := OpenShardedZarrStore(ctx, cas, root, WithShardedReadOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range collectKeys(t, s.List(ctx)) {
+		if _, err := s.Get(ctx, k, ByteRange{}); err != nil {
+			t.Errorf("listed %q does not read: %v", k, err)
+		}
+	}
+	if _, err := ConvertZarr(ctx, cas, root, LayoutHAMT); err != nil {
+		t.Errorf("convert: %v", err)
+	}
+}
