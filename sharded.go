@@ -56,7 +56,9 @@ const (
 	// MaxChunksPerShard bounds chunks_per_shard (a full shard of it is about 172 MB), so that a
 	// root cannot make the store allocate without bound.
 	MaxChunksPerShard = 1 << 22
-	// MaxShards bounds the shards of one index (a root listing them is about 172 MB).
+	// MaxShards bounds the shards of one index (a root listing them is about 172 MB), and those
+	// a store's writes register or resize arrays to, all arrays together (each shard costs 16
+	// bytes in memory whether it holds a chunk or not).
 	MaxShards = 1 << 22
 )
 
@@ -167,9 +169,10 @@ type ShardedZarrStore struct {
 	// the root group's, so array metadata at the top level now is refused (ErrGroupRequired).
 	pendingRootGroup bool
 
-	// encodings caches the chunk key encoding of array metadata blocks, by CID, for listings.
+	// encodings caches the chunk key encoding of array metadata blocks, by CID and kind of
+	// document, for listings.
 	encMu     sync.Mutex
-	encodings map[cid.Cid]chunkEncoding
+	encodings map[encodingKey]chunkEncoding
 }
 
 var _ Zarr = (*ShardedZarrStore)(nil)
@@ -1098,31 +1101,39 @@ func (r *shardedRoot) parseClassicKey(key string) (*chunkRef, error) {
 			}
 		}
 	}
-	paths := slices.Clone(r.order)
-	slices.SortStableFunc(paths, func(a, b string) int { return len(b) - len(a) })
-	for _, p := range paths {
-		idx := r.arrays[p]
-		rest := key
-		if p != "" {
-			if !strings.HasPrefix(key, p+"/") {
-				continue
-			}
-			rest = key[len(p)+1:]
+	// The registered paths that fit are the key's prefixes that end before a "/", then "": each
+	// is looked up, longest first (sorting every registered path for each key made a listing of a
+	// root with many arrays take chunks × arrays·log(arrays) steps).
+	for end := strings.LastIndexByte(key, '/'); end > 0; end = strings.LastIndexByte(key[:end], '/') {
+		if ref, ok, err := r.classicChunk(key, key[:end], key[end+1:]); ok {
+			return ref, err
 		}
-		parts := strings.Split(rest, "/")
-		if len(parts) != len(idx.perDim) {
-			continue
-		}
-		coords, ok := decimalCoords(parts)
-		if !ok {
-			continue
-		}
-		if err := idx.checkCoords(coords); err != nil {
-			return nil, fmt.Errorf("%q: %w", key, err)
-		}
-		return &chunkRef{path: p, coords: coords}, nil
+	}
+	if ref, ok, err := r.classicChunk(key, "", key); ok {
+		return ref, err
 	}
 	return nil, nil
+}
+
+// classicChunk reads rest as the "/"-separated coordinates of a chunk of the array at path; ok
+// says whether path is registered and rest has its rank in decimal numbers.
+func (r *shardedRoot) classicChunk(key, path, rest string) (ref *chunkRef, ok bool, err error) {
+	idx, registered := r.arrays[path]
+	if !registered {
+		return nil, false, nil
+	}
+	parts := strings.Split(rest, "/")
+	if len(parts) != len(idx.perDim) {
+		return nil, false, nil
+	}
+	coords, isNum := decimalCoords(parts)
+	if !isNum {
+		return nil, false, nil
+	}
+	if err := idx.checkCoords(coords); err != nil {
+		return nil, true, fmt.Errorf("%q: %w", key, err)
+	}
+	return &chunkRef{path: path, coords: coords}, true, nil
 }
 
 // index returns the chunk index that serves ref: a v1 store's only one, or a v2 store's index of

@@ -26,6 +26,15 @@ type chunkEncoding struct {
 // maxKeyEncodings bounds the cache of encodings by metadata CID; it is emptied when full.
 const maxKeyEncodings = 4096
 
+// encodingKey is what a cached encoding is the encoding of: a metadata block read as a .zarray
+// (its dimension_separator) or as a zarr.json (its chunk_key_encoding). One block may stand under
+// both names and say different things to each: cached by CID alone, the first array listed named
+// the other's chunks.
+type encodingKey struct {
+	id     cid.Cid
+	zarray bool
+}
+
 // arrayMetadataKeys are the keys that may hold the metadata of the array at path.
 func arrayMetadataKeys(path string) (v3, v2 string) {
 	if path == "" {
@@ -74,7 +83,7 @@ func (s *ShardedZarrStore) keyEncoding(ctx context.Context, metaID cid.Cid, zarr
 		return chunkEncoding{}, nil
 	}
 	s.encMu.Lock()
-	enc, ok := s.encodings[metaID]
+	enc, ok := s.encodings[encodingKey{metaID, zarray}]
 	s.encMu.Unlock()
 	if ok {
 		return enc, nil
@@ -84,25 +93,26 @@ func (s *ShardedZarrStore) keyEncoding(ctx context.Context, metaID cid.Cid, zarr
 		return chunkEncoding{}, fmt.Errorf("load array metadata %s: %w", metaID, missingBlock(err))
 	}
 	enc = chunkEncodingOf(zarray, doc)
-	s.rememberEncoding(metaID, enc)
+	s.rememberEncoding(encodingKey{metaID, zarray}, enc)
 	return enc, nil
 }
 
-// rememberEncoding caches enc as the chunk encoding of the metadata block id.
-func (s *ShardedZarrStore) rememberEncoding(id cid.Cid, enc chunkEncoding) {
+// rememberEncoding caches enc as the chunk encoding of the metadata block k.
+func (s *ShardedZarrStore) rememberEncoding(k encodingKey, enc chunkEncoding) {
 	s.encMu.Lock()
 	defer s.encMu.Unlock()
 	if s.encodings == nil || len(s.encodings) >= maxKeyEncodings {
-		s.encodings = map[cid.Cid]chunkEncoding{}
+		s.encodings = map[encodingKey]chunkEncoding{}
 	}
-	s.encodings[id] = enc
+	s.encodings[k] = enc
 }
 
 // wroteMetadata caches the chunk encoding of doc, the block id just written under key, when key
 // is an array's metadata: a listing after a write (a copy's check) then loads no metadata again.
 func (s *ShardedZarrStore) wroteMetadata(key string, id cid.Cid, doc []byte) {
 	if _, ok := arrayPathOfMetadataKey(key); ok && doc != nil {
-		s.rememberEncoding(id, chunkEncodingOf(strings.HasSuffix(key, ".zarray"), doc))
+		zarray := strings.HasSuffix(key, ".zarray")
+		s.rememberEncoding(encodingKey{id, zarray}, chunkEncodingOf(zarray, doc))
 	}
 }
 

@@ -69,7 +69,10 @@ func absent(key string) error { return fmt.Errorf("zarr get %q: %w", key, ErrNot
 // locate returns the CID of the block that holds key's value. A key outside the default read
 // group is read in the group first, as py-hamt reads it, and where the group has nothing, as it is:
 // a store may hold keys beside the group (the metadata of a group without arrays, "1/zarr.json"
-// beside "0/temp/..."), which py-hamt lists but cannot read.
+// beside "0/temp/..."), which py-hamt lists but cannot read. A key the root's metadata holds as
+// it is reads as it is: it is listed under its own name, and must not read as the group's key of
+// that name ("t/zarr.json" beside "0/t/zarr.json" was copied, exported and served with the
+// latter's bytes, without an error).
 func (s *ShardedZarrStore) locate(ctx context.Context, key string) (cid.Cid, error) {
 	id, redirected, err := s.locateIn(ctx, key, false)
 	if redirected && isNotFound(err) {
@@ -84,7 +87,7 @@ func (s *ShardedZarrStore) locateIn(ctx context.Context, key string, direct bool
 	s.mu.RLock()
 	r := s.root
 	lookup := key
-	if !direct {
+	if _, held := r.metadata[key]; !held && !direct {
 		lookup = r.readKey(key)
 	}
 	redirected = lookup != key
@@ -177,18 +180,24 @@ func (s *ShardedZarrStore) List(ctx context.Context) iter.Seq2[string, error] {
 // gives them: the v2 read redirect applies ("" lists the single top-level group), and a chunk
 // directory ("0/temp/c", "0/temp/c/1") lists the coordinates that hold chunks. A read-only v2
 // store whose arrays sit under several top-level groups refuses "" with ErrGroupRequired. A
-// directory outside the group that is empty in the group is listed as it is (the keys beside
-// the group, which Get reads too).
+// directory outside the group also lists what the store holds as it is (the keys beside the
+// group, which Get reads too, and List yields).
 func (s *ShardedZarrStore) ListDir(ctx context.Context, prefix string) ([]string, error) {
 	prefix = strings.Trim(prefix, "/")
 	s.mu.RLock()
 	eff := s.root.listDirPrefix(prefix)
 	s.mu.RUnlock()
 	out, err := s.listDir(ctx, prefix, eff)
-	if err == nil && len(out) == 0 && eff != prefix && prefix != "" {
-		return s.listDir(ctx, prefix, prefix)
+	if err != nil || eff == prefix || prefix == "" {
+		return out, err
 	}
-	return out, err
+	beside, err := s.listDir(ctx, prefix, prefix)
+	if err != nil || len(beside) == 0 {
+		return out, err
+	}
+	out = append(out, beside...)
+	slices.Sort(out)
+	return slices.Compact(out), nil
 }
 
 // listDir is ListDir of the directory eff (prefix as the caller named it).

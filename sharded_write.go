@@ -575,6 +575,9 @@ func (s *ShardedZarrStore) registerArray(path string, shape, chunkShape []int64)
 	if err != nil {
 		return fmt.Errorf("register array %q: %w", path, err)
 	}
+	if err := r.checkShardTotal(0, len(idx.shards)); err != nil {
+		return fmt.Errorf("register array %q: %w", path, err)
+	}
 	s.mu.Lock()
 	r.arrays[path] = idx
 	r.order = append(r.order, path)
@@ -583,6 +586,25 @@ func (s *ShardedZarrStore) registerArray(path string, shape, chunkShape []int64)
 	}
 	s.dirtyRoot = true
 	s.mu.Unlock()
+	return nil
+}
+
+// checkShardTotal refuses to grow the shards of the store's arrays, all together, from an index
+// of was to one of now shards when the total would pass MaxShards: each index is bounded, but
+// registering arrays from metadata was not, and every zarr.json of a few hundred bytes asking for
+// a large grid cost 64 MB (ten of them in an import: 640 MB, a hundred: killed). A store that
+// already holds more (a root written elsewhere) can still shrink or keep its arrays.
+func (r *shardedRoot) checkShardTotal(was, now int) error {
+	if now <= was {
+		return nil
+	}
+	total := now - was
+	for _, idx := range r.arrays {
+		total += len(idx.shards)
+	}
+	if total > MaxShards {
+		return fmt.Errorf("%w: the store's arrays would have %d shards together (at most %d)", ErrInvalidShape, total, MaxShards)
+	}
 	return nil
 }
 
@@ -666,6 +688,9 @@ func (s *ShardedZarrStore) resizeIndex(ctx context.Context, idx *arrayIndex, sha
 	if err != nil {
 		return err
 	}
+	if err := s.root.checkShardTotal(len(idx.shards), n); err != nil {
+		return err
+	}
 	apply := func(shards []cid.Cid) {
 		idx.shape, idx.perDim, idx.total, idx.shards = slices.Clone(shape), perDim, total, shards
 		s.dirtyRoot = true
@@ -689,10 +714,10 @@ func (s *ShardedZarrStore) resizeIndex(ctx context.Context, idx *arrayIndex, sha
 			}
 		}
 	}
-	fresh := make([][]cid.Cid, n)
-	for i := range fresh {
-		fresh[i] = make([]cid.Cid, idx.cps)
-	}
+	// The new shards that hold a chunk, by index: only those are made (a list of every new
+	// shard, each of cps entries, made a resize of a few chunks to a large shape allocate
+	// shards × cps × 16 bytes: 256 GB for a 4 × 4e9 grid from one 218-byte zarr.json).
+	fresh := map[int][]cid.Cid{}
 	for i, entries := range old {
 		for k, e := range entries {
 			lin := int64(i)*int64(idx.cps) + int64(k)
@@ -712,13 +737,30 @@ func (s *ShardedZarrStore) resizeIndex(ctx context.Context, idx *arrayIndex, sha
 				nl += coords[d] * mul
 				mul *= perDim[d]
 			}
-			fresh[nl/int64(idx.cps)][nl%int64(idx.cps)] = e
+			f := fresh[int(nl/int64(idx.cps))]
+			if f == nil {
+				f = make([]cid.Cid, idx.cps)
+				fresh[int(nl/int64(idx.cps))] = f
+			}
+			f[nl%int64(idx.cps)] = e
 		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ids := make([]cid.Cid, n)
-	for i, entries := range fresh {
+	// Only a shard that holds a chunk now or held one (old: every stored or changed shard) can
+	// be other than null.
+	changed := make(map[int]bool, len(fresh)+len(old))
+	for i := range fresh {
+		changed[i] = true
+	}
+	for i := range old {
+		if i < n {
+			changed[i] = true
+		}
+	}
+	for i := range changed {
+		entries := fresh[i]
 		key := shardKey{idx.path, i}
 		prev, had := old[i]
 		var prevID cid.Cid
