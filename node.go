@@ -425,32 +425,113 @@ func decodeLoadedNode(b []byte) (*node, error) { return decodeNodeIn(b, true) }
 
 // decodeNodeIn is decodeNode, viewing b in place when owned and copying it otherwise.
 func decodeNodeIn(b []byte, owned bool) (*node, error) {
-	// Pass 1 checks the framing and counts, so pass 2 allocates the slots and links once each, at
-	// their final sizes. Buckets are substrings of one copy of the block (or of b when owned).
-	d := nodeDecoder{b: b}
-	occupied, buckets, err := d.scan()
-	if err != nil {
-		return nil, err
+	// One pass: slots and links are gathered on the stack and then copied into one allocation
+	// each, at their final sizes. Buckets are substrings of one copy of the block (or of b when
+	// owned). Runs of empty slots, most of a node, are skipped without decoding each.
+	if len(b) < 3 || b[0] != 0x99 || b[1] != 0x01 || b[2] != 0x00 {
+		return nil, fmt.Errorf("%w: not a list of 256 slots", ErrMalformedNode)
 	}
-	n := &node{slots: make([]slot, 0, occupied)}
-	links := make([]link, occupied-buckets)
-	d.pos = 3
+	d := nodeDecoder{b: b, pos: 3}
 	if owned {
 		d.s = unsafe.String(unsafe.SliceData(b), len(b))
 	} else {
 		d.s = string(b)
 	}
+	var (
+		n       node
+		slots   [numSlots]slot
+		linkIDs [numSlots]cidBytes
+		count   int
+		nlinks  int
+	)
 	for i := 0; i < numSlots; i++ {
-		s, kind, err := d.slot(&links)
+		if d.pos < len(b) && b[d.pos] == 0xa0 {
+			d.pos++
+			continue
+		}
+		s, id, err := d.slotFrame()
 		if err != nil {
 			return nil, fmt.Errorf("slot %d: %w", i, err)
 		}
-		if kind != slotEmpty {
-			n.bitmap[i>>6] |= 1 << uint(i&63)
-			n.slots = append(n.slots, s)
+		n.bitmap[i>>6] |= 1 << uint(i&63)
+		if id != "" {
+			linkIDs[nlinks] = id
+			nlinks++
+		}
+		slots[count] = s
+		count++
+	}
+	if d.pos != len(b) {
+		return nil, d.fail("%d trailing bytes after the node", len(b)-d.pos)
+	}
+	n.slots = make([]slot, count)
+	copy(n.slots, slots[:count])
+	if nlinks > 0 {
+		links := make([]link, nlinks)
+		j := 0
+		for k := range n.slots {
+			if n.slots[k].bucket == "" {
+				links[j].id = linkIDs[j]
+				n.slots[k].link = &links[j]
+				j++
+			}
 		}
 	}
-	return n, nil
+	return &n, nil
+}
+
+// slotFrame decodes one occupied slot at d.pos, checking it as skipSlot and slot do together: a
+// bucket (returned as the substring of d.s that encodes it) or a link (its CID returned as id,
+// the slot left empty for the caller to point at the link).
+func (d *nodeDecoder) slotFrame() (slot, cidBytes, error) {
+	if d.pos >= len(d.b) {
+		return slot{}, "", d.fail("unexpected end of block")
+	}
+	if d.b[d.pos] == 0x81 {
+		d.pos++
+		c, codec, err := d.link()
+		if err != nil {
+			return slot{}, "", err
+		}
+		if codec != uint64(multicodec.DagCbor) {
+			return slot{}, "", d.fail("link to a child node must be dag-cbor, got codec 0x%x", codec)
+		}
+		return slot{}, c, nil
+	}
+	start := d.pos
+	major, n, err := d.head()
+	if err != nil {
+		return slot{}, "", err
+	}
+	if major != majorMap {
+		return slot{}, "", d.fail("a slot must be a map or a one-element list, got major type %d", major)
+	}
+	var prev string
+	for j := uint64(0); j < n; j++ {
+		major, kl, err := d.head()
+		if err != nil {
+			return slot{}, "", err
+		}
+		if major != majorText {
+			return slot{}, "", d.fail("bucket keys must be text strings, got major type %d", major)
+		}
+		ks, err := d.take(kl)
+		if err != nil {
+			return slot{}, "", err
+		}
+		key := d.s[ks : ks+int(kl)]
+		if !utf8.ValidString(key) {
+			return slot{}, "", d.fail("bucket key is not valid UTF-8")
+		}
+		if j > 0 && !keyLess(prev, key) {
+			return slot{}, "", d.fail("bucket keys %q and %q are not in canonical order", prev, key)
+		}
+		prev = key
+		if _, _, err := d.link(); err != nil {
+			return slot{}, "", err
+		}
+	}
+	return slot{bucket: d.s[start:d.pos]}, "", nil
 }
 
 // skipSlot checks the framing of one slot and counts it if occupied.
