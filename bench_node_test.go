@@ -48,3 +48,20 @@ func BenchmarkDecodeLoadedNode(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkEncodeNode: what a flush pays to encode a node (into a reused buffer, as saveNodes
+// does), besides the store's save.
+func BenchmarkEncodeNode(b *testing.B) {
+	n, err := decodeNode(benchBottomNode(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var buf []byte
+	b.ReportAllocs()
+	for b.Loop() {
+		if buf, err = n.appendBlock(buf[:0]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.SetBytes(int64(len(buf)))
+}
