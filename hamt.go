@@ -637,23 +637,39 @@ func (t tree) insert(ctx context.Context, n *node, depth int, e entry, h []byte)
 // bucket holds more entries than the current bucket size. Nothing of insert's entry is kept but
 // copies in merged, so Set's value CID can live on its stack.
 func (t tree) split(n *node, i, depth int, merged string) error {
-	all := appendEntries(make([]entry, 0, bucketCount(merged)), merged)
-	hashes := make([][]byte, len(all))
-	for j, x := range all {
+	// The entries and their hashes stay on the stack for the usual bucket sizes: a split is the
+	// only place a Set allocates besides its bucket and, rarely, a node's slots.
+	var (
+		entryBuf [8]entry
+		hashBuf  [8 * 32]byte
+		spanBuf  [8][2]int
+	)
+	count := bucketCount(merged)
+	all := entryBuf[:0]
+	spans := spanBuf[:0]
+	if count > len(entryBuf) {
+		all = make([]entry, 0, count)
+		spans = make([][2]int, 0, count)
+	}
+	all = appendEntries(all, merged)
+	hashes := hashBuf[:0]
+	for _, x := range all {
 		var buf [32]byte
 		h, err := t.hasher.hash(x.key, &buf)
 		if err != nil {
 			return err
 		}
-		hashes[j] = append([]byte(nil), h...)
+		spans = append(spans, [2]int{len(hashes), len(hashes) + len(h)})
+		hashes = append(hashes, h...)
 	}
+	hashOf := func(j int) []byte { return hashes[spans[j][0]:spans[j][1]:spans[j][1]] }
 	// A group of more than bucket-size keys with identical hashes can never be separated. Check
 	// before changing anything, so ErrMaxDepth leaves the tree as it was; any smaller groups end
 	// up in buckets at or above the last depth, so the re-inserts below cannot fail.
-	for j := range hashes {
+	for j := range all {
 		same := 0
-		for k := range hashes {
-			if string(hashes[j]) == string(hashes[k]) {
+		for k := range all {
+			if string(hashOf(j)) == string(hashOf(k)) {
 				same++
 			}
 		}
@@ -667,7 +683,7 @@ func (t tree) split(n *node, i, depth int, merged string) error {
 	child := &ln.node
 	n.put(i, slot{link: &ln.link})
 	for j, x := range all {
-		if _, err := t.insert(context.Background(), child, depth+1, x, hashes[j]); err != nil {
+		if _, err := t.insert(context.Background(), child, depth+1, x, hashOf(j)); err != nil {
 			return err // unreachable after the check above: child and its descendants are in memory
 		}
 	}

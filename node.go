@@ -1,6 +1,7 @@
 package hamt
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math/bits"
 	"strings"
@@ -382,6 +383,18 @@ func (d *nodeDecoder) linkSpan() (int, int, error) {
 // link reads a CID link and checks the CID strictly: the byte string holds exactly one CID. The
 // CID is a substring of the block.
 func (d *nodeDecoder) link() (cidBytes, uint64, error) {
+	// Fast path for the usual link: d8 2a 58 <n> 00, then a CIDv1 whose version, codec, hash
+	// code and digest length are one byte each and whose digest fills the rest. It accepts
+	// exactly what the general path below accepts for such bytes.
+	if p := d.pos; p+9 <= len(d.b) && d.b[p] == 0xd8 && d.b[p+1] == cidTag && d.b[p+2] == 0x58 &&
+		d.b[p+3] >= 24 && d.b[p+4] == 0 {
+		end := p + 4 + int(d.b[p+3])
+		if c := d.b[p+5 : min(end, len(d.b))]; end <= len(d.b) && c[0] == 1 && c[1] < 0x80 && c[2] < 0x80 &&
+			c[3] < 0x80 && int(c[3]) == len(c)-4 {
+			d.pos = end
+			return cidBytes(d.s[p+5 : end]), uint64(c[1]), nil
+		}
+	}
 	start, end, err := d.linkSpan()
 	if err != nil {
 		return "", 0, err
@@ -425,32 +438,137 @@ func decodeLoadedNode(b []byte) (*node, error) { return decodeNodeIn(b, true) }
 
 // decodeNodeIn is decodeNode, viewing b in place when owned and copying it otherwise.
 func decodeNodeIn(b []byte, owned bool) (*node, error) {
-	// Pass 1 checks the framing and counts, so pass 2 allocates the slots and links once each, at
-	// their final sizes. Buckets are substrings of one copy of the block (or of b when owned).
-	d := nodeDecoder{b: b}
-	occupied, buckets, err := d.scan()
-	if err != nil {
-		return nil, err
+	// One pass checks every slot and notes where the occupied ones are (no pointers, so the
+	// notes cost no write barriers); then slots and links are allocated once each, at their
+	// final sizes. Buckets are substrings of one copy of the block (or of b when owned). Runs of
+	// empty slots, most of a node, are skipped eight at a time.
+	if len(b) < 3 || b[0] != 0x99 || b[1] != 0x01 || b[2] != 0x00 {
+		return nil, fmt.Errorf("%w: not a list of 256 slots", ErrMalformedNode)
 	}
-	n := &node{slots: make([]slot, 0, occupied)}
-	links := make([]link, occupied-buckets)
-	d.pos = 3
+	d := nodeDecoder{b: b, pos: 3}
 	if owned {
 		d.s = unsafe.String(unsafe.SliceData(b), len(b))
 	} else {
 		d.s = string(b)
 	}
-	for i := 0; i < numSlots; i++ {
-		s, kind, err := d.slot(&links)
+	var (
+		n      node
+		spans  [numSlots]struct{ start, end uint32 } // a bucket's bytes, or a link's CID
+		isLink [numSlots / 64]uint64                 // by position among the occupied slots
+		count  int
+		nlinks int
+	)
+	for i := 0; i < numSlots; {
+		if skip := emptyRun(b, d.pos, numSlots-i); skip > 0 {
+			d.pos += skip
+			i += skip
+			continue
+		}
+		start, end, link, err := d.slotFrame()
 		if err != nil {
 			return nil, fmt.Errorf("slot %d: %w", i, err)
 		}
-		if kind != slotEmpty {
-			n.bitmap[i>>6] |= 1 << uint(i&63)
-			n.slots = append(n.slots, s)
+		n.bitmap[i>>6] |= 1 << uint(i&63)
+		if link {
+			isLink[count>>6] |= 1 << uint(count&63)
+			nlinks++
+		}
+		spans[count].start, spans[count].end = uint32(start), uint32(end)
+		count++
+		i++
+	}
+	if d.pos != len(b) {
+		return nil, d.fail("%d trailing bytes after the node", len(b)-d.pos)
+	}
+	n.slots = make([]slot, count)
+	var links []link
+	if nlinks > 0 {
+		links = make([]link, nlinks)
+	}
+	for k := range n.slots {
+		sp := d.s[spans[k].start:spans[k].end]
+		if isLink[k>>6]&(1<<uint(k&63)) == 0 {
+			n.slots[k].bucket = sp
+			continue
+		}
+		l := &links[0]
+		links = links[1:]
+		l.id = cidBytes(sp)
+		n.slots[k].link = l
+	}
+	return &n, nil
+}
+
+// emptyRun counts the empty slots (0xa0 bytes) at b[p:], up to max of them.
+func emptyRun(b []byte, p, max int) int {
+	k := 0
+	for k+8 <= max && p+k+8 <= len(b) {
+		if x := binary.LittleEndian.Uint64(b[p+k:]) ^ 0xa0a0a0a0a0a0a0a0; x != 0 {
+			return k + bits.TrailingZeros64(x)/8
+		}
+		k += 8
+	}
+	for k < max && p+k < len(b) && b[p+k] == 0xa0 {
+		k++
+	}
+	return k
+}
+
+// slotFrame decodes one occupied slot at d.pos, checking it as skipSlot and slot do together, and
+// returns where its bytes are: a bucket's whole encoding, or a link's CID (link true).
+func (d *nodeDecoder) slotFrame() (start, end int, link bool, err error) {
+	if d.pos >= len(d.b) {
+		return 0, 0, false, d.fail("unexpected end of block")
+	}
+	if d.b[d.pos] == 0x81 {
+		d.pos++
+		start, end, err := d.linkSpan()
+		if err != nil {
+			return 0, 0, false, err
+		}
+		codec, err := parseCID(d.b[start:end])
+		if err != nil {
+			return 0, 0, false, d.fail("invalid CID: %v", err)
+		}
+		if codec != uint64(multicodec.DagCbor) {
+			return 0, 0, false, d.fail("link to a child node must be dag-cbor, got codec 0x%x", codec)
+		}
+		return start, end, true, nil
+	}
+	start = d.pos
+	major, n, err := d.head()
+	if err != nil {
+		return 0, 0, false, err
+	}
+	if major != majorMap {
+		return 0, 0, false, d.fail("a slot must be a map or a one-element list, got major type %d", major)
+	}
+	var prev string
+	for j := uint64(0); j < n; j++ {
+		major, kl, err := d.head()
+		if err != nil {
+			return 0, 0, false, err
+		}
+		if major != majorText {
+			return 0, 0, false, d.fail("bucket keys must be text strings, got major type %d", major)
+		}
+		ks, err := d.take(kl)
+		if err != nil {
+			return 0, 0, false, err
+		}
+		key := d.s[ks : ks+int(kl)]
+		if !utf8.ValidString(key) {
+			return 0, 0, false, d.fail("bucket key is not valid UTF-8")
+		}
+		if j > 0 && !keyLess(prev, key) {
+			return 0, 0, false, d.fail("bucket keys %q and %q are not in canonical order", prev, key)
+		}
+		prev = key
+		if _, _, err := d.link(); err != nil {
+			return 0, 0, false, err
 		}
 	}
-	return n, nil
+	return start, d.pos, false, nil
 }
 
 // skipSlot checks the framing of one slot and counts it if occupied.
