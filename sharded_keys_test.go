@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ipfs/go-cid"
 	"github.com/multiformats/go-multicodec"
 )
 
@@ -49,15 +50,7 @@ func TestShardedRootWithHostileNamesIsRefused(t *testing.T) {
 		"v1 primary with slash": v1("/a/./b/"),
 	} {
 		t.Run(name, func(t *testing.T) {
-			b, err := DagCBOR.Encode(m)
-			if err != nil {
-				t.Fatal(err)
-			}
-			root, err := cas.Save(ctx, b, multicodec.DagCbor)
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, err = OpenShardedZarrStore(ctx, cas, root, WithShardedReadOnly())
+			_, err := OpenShardedZarrStore(ctx, cas, saveRoot(t, cas, m), WithShardedReadOnly())
 			if !errors.Is(err, ErrMalformedValue) {
 				t.Fatalf("open: %v, want ErrMalformedValue", err)
 			}
@@ -69,15 +62,7 @@ func TestShardedRootWithHostileNamesIsRefused(t *testing.T) {
 		"v1 primary empty": v1(""),
 		"v1 primary /t/":   v1("/t/"),
 	} {
-		b, err := DagCBOR.Encode(m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		root, err := cas.Save(ctx, b, multicodec.DagCbor)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := OpenShardedZarrStore(ctx, cas, root, WithShardedReadOnly()); err != nil {
+		if _, err := OpenShardedZarrStore(ctx, cas, saveRoot(t, cas, m), WithShardedReadOnly()); err != nil {
 			t.Errorf("%s: open: %v", name, err)
 		}
 	}
@@ -225,19 +210,7 @@ func TestShardedListsChunksAsTheirArrayNamesThem(t *testing.T) {
 		"0/older/0.1":       "older",
 	}
 	cas := NewMemoryCAS()
-	hz, err := NewZarr(ctx, cas, LayoutHAMT)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range files {
-		if err := hz.Set(ctx, k, []byte(v)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	h, err := hz.Flush(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := hamtDataset(t, cas, files)
 	sh, err := ConvertZarr(ctx, cas, h, LayoutSharded, WithShardedOptions(WithChunksPerShard(4)))
 	if err != nil {
 		t.Fatalf("HAMT -> sharded: %v", err)
@@ -294,15 +267,26 @@ func TestShardedListsChunksAsTheirArrayNamesThem(t *testing.T) {
 func TestShardedCopyFailsOnAChunkListedUnderAnotherName(t *testing.T) {
 	ctx := context.Background()
 	cas := NewMemoryCAS()
+	h := hamtDataset(t, cas, map[string]string{
+		"0/zarr.json":   `{"zarr_format":3,"node_type":"group","attributes":{}}`,
+		"0/t/zarr.json": arrayDoc(`{"name":"v2","configuration":{"separator":"."}}`),
+		"0/t/c/1/2":     "named the v3 way",
+	})
+	_, err := ConvertZarr(ctx, cas, h, LayoutSharded)
+	if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), `"0/t/c/1/2"`) || !strings.Contains(err.Error(), "another name") {
+		t.Fatalf("convert: %v; want ErrNotFound naming 0/t/c/1/2", err)
+	}
+}
+
+// hamtDataset writes files (key → value) as a HAMT-layout dataset on cas and returns its root.
+func hamtDataset(t testing.TB, cas CAS, files map[string]string) cid.Cid {
+	t.Helper()
+	ctx := context.Background()
 	hz, err := NewZarr(ctx, cas, LayoutHAMT)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for k, v := range map[string]string{
-		"0/zarr.json":   `{"zarr_format":3,"node_type":"group","attributes":{}}`,
-		"0/t/zarr.json": arrayDoc(`{"name":"v2","configuration":{"separator":"."}}`),
-		"0/t/c/1/2":     "named the v3 way",
-	} {
+	for k, v := range files {
 		if err := hz.Set(ctx, k, []byte(v)); err != nil {
 			t.Fatal(err)
 		}
@@ -311,8 +295,19 @@ func TestShardedCopyFailsOnAChunkListedUnderAnotherName(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = ConvertZarr(ctx, cas, h, LayoutSharded)
-	if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), `"0/t/c/1/2"`) || !strings.Contains(err.Error(), "another name") {
-		t.Fatalf("convert: %v; want ErrNotFound naming 0/t/c/1/2", err)
+	return h
+}
+
+// saveRoot saves m as a DAG-CBOR block on cas and returns its CID.
+func saveRoot(t testing.TB, cas CAS, m map[string]any) cid.Cid {
+	t.Helper()
+	b, err := DagCBOR.Encode(m)
+	if err != nil {
+		t.Fatal(err)
 	}
+	root, err := cas.Save(context.Background(), b, multicodec.DagCbor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
 }

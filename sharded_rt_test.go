@@ -116,19 +116,7 @@ func TestShardedKeyBesideTheGroupReadsItsOwnValue(t *testing.T) {
 		"t/zarr.json": `{"zarr_format":3,"node_type":"group","attributes":{"beside":1}}`, "t/x/zarr.json": group,
 	}
 	cas := NewMemoryCAS()
-	hz, err := NewZarr(ctx, cas, LayoutHAMT)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range files {
-		if err := hz.Set(ctx, k, []byte(v)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	h, err := hz.Flush(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := hamtDataset(t, cas, files)
 	sh, err := ConvertZarr(ctx, cas, h, LayoutSharded)
 	if err != nil {
 		t.Fatal(err)

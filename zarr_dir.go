@@ -436,15 +436,11 @@ func exportPathProblem(key string) string {
 	case len(key) > maxPathBytes:
 		return fmt.Sprintf("is %d bytes long, longer than the %d a path may be", len(key), maxPathBytes)
 	}
+	if why := zarrKeyProblem(key); why != "" {
+		return why
+	}
 	for e := range strings.SplitSeq(key, "/") {
-		switch {
-		case e == "":
-			return "has an empty path element (a doubled, leading or trailing slash)"
-		case e == "." || e == "..":
-			return fmt.Sprintf("has a %q path element", e)
-		case strings.IndexByte(e, 0) >= 0:
-			return "contains a NUL byte"
-		case len(e) > maxNameBytes:
+		if len(e) > maxNameBytes {
 			return fmt.Sprintf("has a path element of %d bytes, longer than the %d file systems allow", len(e), maxNameBytes)
 		}
 		if runtime.GOOS == "windows" {
