@@ -622,7 +622,7 @@ func (t tree) insert(ctx context.Context, n *node, depth int, e entry, h []byte)
 		case count < t.bucketSize:
 			s.bucket = bucketSplice(s.bucket, at, at, &e, count+1)
 		default:
-			if err := t.split(n, i, depth, bucketSplice(s.bucket, at, at, &e, count+1)); err != nil {
+			if err := t.split(n, i, depth, s.bucket, e); err != nil {
 				return false, err
 			}
 		}
@@ -632,26 +632,26 @@ func (t tree) insert(ctx context.Context, n *node, depth int, e entry, h []byte)
 }
 
 // split replaces the full bucket in slot i of n with a link to a new node, into which it inserts
-// the entries of merged (that bucket plus the entry that did not fit), each routed by its own hash
-// (which may split again further down). Unlike py-hamt's queue, this stays correct when the
-// bucket holds more entries than the current bucket size. Nothing of insert's entry is kept but
-// copies in merged, so Set's value CID can live on its stack.
-func (t tree) split(n *node, i, depth int, merged string) error {
-	// The entries and their hashes stay on the stack for the usual bucket sizes: a split is the
-	// only place a Set allocates besides its bucket and, rarely, a node's slots.
+// the entries of full and e (the entry that did not fit), each routed by its own hash (which may
+// split again further down). Unlike py-hamt's queue, this stays correct when the bucket holds
+// more entries than the current bucket size.
+func (t tree) split(n *node, i, depth int, full string, e entry) error {
+	// The entries and their hashes stay on the stack for the usual bucket sizes, and no bucket of
+	// all of them is built: a split is the only place a Set allocates besides its bucket and,
+	// rarely, a node's slots.
 	var (
 		entryBuf [8]entry
 		hashBuf  [8 * 32]byte
 		spanBuf  [8][2]int
 	)
-	count := bucketCount(merged)
+	count := bucketCount(full) + 1
 	all := entryBuf[:0]
 	spans := spanBuf[:0]
 	if count > len(entryBuf) {
 		all = make([]entry, 0, count)
 		spans = make([][2]int, 0, count)
 	}
-	all = appendEntries(all, merged)
+	all = append(appendEntries(all, full), e)
 	hashes := hashBuf[:0]
 	for _, x := range all {
 		var buf [32]byte
