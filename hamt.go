@@ -16,6 +16,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/ipfs/go-cid"
 	"github.com/multiformats/go-multicodec"
@@ -682,12 +683,71 @@ func (t tree) split(n *node, i, depth int, full string, e entry) error {
 	ln.link.node = &ln.node
 	child := &ln.node
 	n.put(i, slot{link: &ln.link})
+	if t.fillChild(child, depth+1, all, hashOf) {
+		return nil
+	}
 	for j, x := range all {
 		if _, err := t.insert(context.Background(), child, depth+1, x, hashOf(j)); err != nil {
 			return err // unreachable after the check above: child and its descendants are in memory
 		}
 	}
 	return nil
+}
+
+// fillChild puts the entries of a split into child, the new empty node at depth, when none of
+// its slots gets more than bucket-size of them (the usual case): the same buckets the re-inserts
+// would build, but all in one allocation instead of one or more each. It reports false, having
+// changed nothing, when the entries need the general path (a further split, or more than eight).
+func (t tree) fillChild(child *node, depth int, all []entry, hashOf func(int) []byte) bool {
+	if len(all) > 8 || depth >= len(hashOf(0)) {
+		return false
+	}
+	// order is all's indices sorted by child slot, then canonical key order within a slot.
+	var orderBuf [8]int
+	order := orderBuf[:len(all)]
+	slotOf := func(j int) int { return int(hashOf(j)[depth]) }
+	for j := range order {
+		order[j] = j
+		for k := j; k > 0; k-- { // insertion sort: at most eight entries
+			a, b := order[k-1], order[k]
+			if sa, sb := slotOf(a), slotOf(b); sa < sb || sa == sb && keyLess(all[a].key, all[b].key) {
+				break
+			}
+			order[k-1], order[k] = b, a
+		}
+	}
+	size := 0
+	for g := 0; g < len(order); {
+		e := g + 1
+		for e < len(order) && slotOf(order[e]) == slotOf(order[g]) {
+			e++
+		}
+		if e-g > t.bucketSize {
+			return false
+		}
+		size += headerLen(uint64(e - g))
+		for _, j := range order[g:e] {
+			size += headerLen(uint64(len(all[j].key))) + len(all[j].key) + linkLen(all[j].value)
+		}
+		g = e
+	}
+	buf := make([]byte, 0, size) // exact: appends below never move it, so each bucket may view it
+	for g := 0; g < len(order); {
+		e := g + 1
+		for e < len(order) && slotOf(order[e]) == slotOf(order[g]) {
+			e++
+		}
+		start := len(buf)
+		buf = appendHeader(buf, majorMap, uint64(e-g))
+		for _, j := range order[g:e] {
+			buf = appendHeader(buf, majorText, uint64(len(all[j].key)))
+			buf = append(buf, all[j].key...)
+			buf = appendLink(buf, all[j].value)
+		}
+		child.put(slotOf(order[g]), slot{bucket: unsafe.String(&buf[start], len(buf)-start)})
+		g = e
+	}
+	return true
 }
 
 // linkedNode is a link and the new node it points to, allocated together by split: following
