@@ -16,6 +16,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/ipfs/go-cid"
 	"github.com/multiformats/go-multicodec"
@@ -622,7 +623,7 @@ func (t tree) insert(ctx context.Context, n *node, depth int, e entry, h []byte)
 		case count < t.bucketSize:
 			s.bucket = bucketSplice(s.bucket, at, at, &e, count+1)
 		default:
-			if err := t.split(n, i, depth, bucketSplice(s.bucket, at, at, &e, count+1)); err != nil {
+			if err := t.split(n, i, depth, s.bucket, e); err != nil {
 				return false, err
 			}
 		}
@@ -632,26 +633,26 @@ func (t tree) insert(ctx context.Context, n *node, depth int, e entry, h []byte)
 }
 
 // split replaces the full bucket in slot i of n with a link to a new node, into which it inserts
-// the entries of merged (that bucket plus the entry that did not fit), each routed by its own hash
-// (which may split again further down). Unlike py-hamt's queue, this stays correct when the
-// bucket holds more entries than the current bucket size. Nothing of insert's entry is kept but
-// copies in merged, so Set's value CID can live on its stack.
-func (t tree) split(n *node, i, depth int, merged string) error {
-	// The entries and their hashes stay on the stack for the usual bucket sizes: a split is the
-	// only place a Set allocates besides its bucket and, rarely, a node's slots.
+// the entries of full and e (the entry that did not fit), each routed by its own hash (which may
+// split again further down). Unlike py-hamt's queue, this stays correct when the bucket holds
+// more entries than the current bucket size.
+func (t tree) split(n *node, i, depth int, full string, e entry) error {
+	// The entries and their hashes stay on the stack for the usual bucket sizes, and no bucket of
+	// all of them is built: a split is the only place a Set allocates besides its bucket and,
+	// rarely, a node's slots.
 	var (
 		entryBuf [8]entry
 		hashBuf  [8 * 32]byte
 		spanBuf  [8][2]int
 	)
-	count := bucketCount(merged)
+	count := bucketCount(full) + 1
 	all := entryBuf[:0]
 	spans := spanBuf[:0]
 	if count > len(entryBuf) {
 		all = make([]entry, 0, count)
 		spans = make([][2]int, 0, count)
 	}
-	all = appendEntries(all, merged)
+	all = append(appendEntries(all, full), e)
 	hashes := hashBuf[:0]
 	for _, x := range all {
 		var buf [32]byte
@@ -682,12 +683,71 @@ func (t tree) split(n *node, i, depth int, merged string) error {
 	ln.link.node = &ln.node
 	child := &ln.node
 	n.put(i, slot{link: &ln.link})
+	if t.fillChild(child, depth+1, all, hashOf) {
+		return nil
+	}
 	for j, x := range all {
 		if _, err := t.insert(context.Background(), child, depth+1, x, hashOf(j)); err != nil {
 			return err // unreachable after the check above: child and its descendants are in memory
 		}
 	}
 	return nil
+}
+
+// fillChild puts the entries of a split into child, the new empty node at depth, when none of
+// its slots gets more than bucket-size of them (the usual case): the same buckets the re-inserts
+// would build, but all in one allocation instead of one or more each. It reports false, having
+// changed nothing, when the entries need the general path (a further split, or more than eight).
+func (t tree) fillChild(child *node, depth int, all []entry, hashOf func(int) []byte) bool {
+	if len(all) > 8 || depth >= len(hashOf(0)) {
+		return false
+	}
+	// order is all's indices sorted by child slot, then canonical key order within a slot.
+	var orderBuf [8]int
+	order := orderBuf[:len(all)]
+	slotOf := func(j int) int { return int(hashOf(j)[depth]) }
+	for j := range order {
+		order[j] = j
+		for k := j; k > 0; k-- { // insertion sort: at most eight entries
+			a, b := order[k-1], order[k]
+			if sa, sb := slotOf(a), slotOf(b); sa < sb || sa == sb && keyLess(all[a].key, all[b].key) {
+				break
+			}
+			order[k-1], order[k] = b, a
+		}
+	}
+	size := 0
+	for g := 0; g < len(order); {
+		e := g + 1
+		for e < len(order) && slotOf(order[e]) == slotOf(order[g]) {
+			e++
+		}
+		if e-g > t.bucketSize {
+			return false
+		}
+		size += headerLen(uint64(e - g))
+		for _, j := range order[g:e] {
+			size += headerLen(uint64(len(all[j].key))) + len(all[j].key) + linkLen(all[j].value)
+		}
+		g = e
+	}
+	buf := make([]byte, 0, size) // exact: appends below never move it, so each bucket may view it
+	for g := 0; g < len(order); {
+		e := g + 1
+		for e < len(order) && slotOf(order[e]) == slotOf(order[g]) {
+			e++
+		}
+		start := len(buf)
+		buf = appendHeader(buf, majorMap, uint64(e-g))
+		for _, j := range order[g:e] {
+			buf = appendHeader(buf, majorText, uint64(len(all[j].key)))
+			buf = append(buf, all[j].key...)
+			buf = appendLink(buf, all[j].value)
+		}
+		child.put(slotOf(order[g]), slot{bucket: unsafe.String(&buf[start], len(buf)-start)})
+		g = e
+	}
+	return true
 }
 
 // linkedNode is a link and the new node it points to, allocated together by split: following
