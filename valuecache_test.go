@@ -310,3 +310,88 @@ func TestKeptValuesRaceWithEvictions(t *testing.T) {
 		t.Fatalf("CacheSize %d exceeds the 24 KiB budget", size)
 	}
 }
+
+// FuzzKeptValuesOverAnyRoot opens any block that decodes as a node as a read-only root, over a
+// store holding the values a small map links to, and reads it the ways that keep values (Gets
+// twice, All three times, under a small budget and the default one): nothing may panic, and
+// every value read again must equal the first read.
+func FuzzKeptValuesOverAnyRoot(f *testing.F) {
+	ctx := context.Background()
+	seedCAS := NewMemoryCAS()
+	for _, bucket := range []int{1, 3} {
+		w, err := New(ctx, seedCAS, Bytes, WithBucketSize(bucket))
+		if err != nil {
+			f.Fatal(err)
+		}
+		for i := range 40 {
+			if err := w.Set(ctx, fmt.Sprint(i), []byte(fmt.Sprint("v", i%7))); err != nil {
+				f.Fatal(err)
+			}
+		}
+		root, err := w.Flush(ctx)
+		if err != nil {
+			f.Fatal(err)
+		}
+		b, err := seedCAS.Load(ctx, root)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b, uint8(0))
+		f.Add(b, uint8(1))
+	}
+	f.Fuzz(func(t *testing.T, block []byte, small uint8) {
+		cas := NewMemoryCAS()
+		for i := range 7 { // the values the seeds link to
+			if _, err := cas.Save(ctx, []byte(fmt.Sprint("v", i)), 0x55); err != nil {
+				t.Fatal(err)
+			}
+		}
+		root, err := cas.Save(ctx, block, 0x71)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts := []Option{}
+		if small%2 == 1 {
+			opts = append(opts, WithCacheBytes(2<<10))
+		}
+		m, err := Open(ctx, cas, Bytes, root, opts...)
+		if err != nil {
+			return
+		}
+		first := map[string]string{}
+		for e, err := range m.All(ctx) {
+			if err != nil {
+				break
+			}
+			first[e.Key] = string(e.Value)
+			if len(first) > 200 {
+				break
+			}
+		}
+		for round := range 2 {
+			for k, want := range first {
+				v, err := m.Get(ctx, k)
+				if err == nil && string(v) != want {
+					t.Fatalf("round %d: Get(%q) = %q, All gave %q", round, k, v, want)
+				}
+				if err == nil && len(v) > 0 {
+					v[0] ^= 0xff
+				}
+			}
+			for e, err := range m.All(ctx) {
+				if err != nil {
+					break
+				}
+				if want, ok := first[e.Key]; ok && string(e.Value) != want {
+					t.Fatalf("round %d: All: %q = %q, first gave %q", round, e.Key, e.Value, want)
+				}
+				if len(e.Value) > 0 {
+					e.Value[0] ^= 0xff
+				}
+			}
+		}
+		if small%2 == 1 && m.CacheSize() > 2<<10 {
+			t.Fatalf("CacheSize %d over the 2 KiB budget", m.CacheSize())
+		}
+	})
+}
