@@ -42,7 +42,7 @@ func (m *Map[V]) getMany(ctx context.Context, keys []string, values []V, found [
 				break
 			}
 		}
-		if i, verr := m.values(ctx, b.keys[:n], ids[:n], b.vals[:n]); verr != nil {
+		if i, verr := m.values(ctx, b.keys[:n], ids[:n], b.vals[:n], nil); verr != nil {
 			err, n = verr, i
 		}
 		if err != nil {

@@ -79,6 +79,7 @@ const DefaultBucketSize = 4
 // 84 MiB at 1M keys, 250 MiB at 4M), so that the maps users have are read with their whole tree
 // cached. It is a ceiling, not an allocation: a map holds only the nodes it has read. When a tree
 // is larger, the cache keeps its upper levels and the deepest nodes take turns (see nodeCache).
+// Small values read count against it too, in the room the nodes leave (see WithCacheBytes).
 const DefaultCacheBytes = 512 << 20
 
 // DefaultFlushWorkers is how many nodes a flush encodes and saves at once by default. Saves of
@@ -110,6 +111,11 @@ func WithBucketSize(n int) Option {
 
 // WithCacheBytes sets the approximate memory budget of the read-only node cache (default 512 MiB,
 // DefaultCacheBytes). Zero keeps no nodes but the root. Nodes nearer the root are kept first.
+// The cache also keeps, beside each cached node, the value blocks of up to 4 KiB that Get and All
+// read through it (not UnixFS files), so that reading them again touches no store: they count
+// against the same budget (each value's length plus 4 bytes, rounded up to 8, and a table of 4
+// bytes per entry of the node), only in the room the nodes leave, and are the first to go when a
+// node needs room. Get and All hand out copies: the kept bytes never change.
 func WithCacheBytes(n int64) Option {
 	return func(o *options) error {
 		if n < 0 {
@@ -378,8 +384,13 @@ func (m *Map[V]) pointer(ctx context.Context, key string) (cidBytes, error) {
 
 // Get returns key's value, or ErrNotFound. The value is read whole into memory, including a value
 // stored as a UnixFS file, whatever size its root claims: for values that may be large (or come from
-// a store you do not control), read them in pieces with ZarrStore.WriteValue or by range.
+// a store you do not control), read them in pieces with ZarrStore.WriteValue or by range. In
+// read-only mode a value block of up to 4 KiB is kept in the read cache once read (see
+// WithCacheBytes), and the value decoded from a copy of it the next time.
 func (m *Map[V]) Get(ctx context.Context, key string) (V, error) {
+	if r := m.state.Load().r; r != nil {
+		return m.getRead(ctx, r, key) // through the values the read cache keeps
+	}
 	id, err := m.pointer(ctx, key)
 	if err != nil {
 		var zero V
@@ -550,7 +561,7 @@ func (m *Map[V]) Root() (cid.Cid, error) {
 }
 
 // CacheSize returns the approximate memory, in bytes, of the nodes the map holds: the read cache
-// in read-only mode, the in-memory tree in write mode.
+// (with the values it keeps) in read-only mode, the in-memory tree in write mode.
 func (m *Map[V]) CacheSize() int64 {
 	st := m.state.Load()
 	if st.r != nil {

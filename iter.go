@@ -20,6 +20,12 @@ type Entry[V any] struct {
 // than it saves. Values are read as Get reads them (a UnixFS file whole, blocks verified when
 // asked).
 //
+// In read-only mode, values the read cache keeps (see WithCacheBytes) are not loaded again: after
+// Gets of the keys, or a first walk of the whole map, the next All reads no value block from the
+// store. A first All over a map not walked before keeps nothing: a map iterated once (the common
+// case) does not pay to copy values it will not read again. Small kept values yielded in one
+// iteration may share an allocation; each is its own copy, which the caller may change.
+//
 // In read-only mode the walk goes on as entries are yielded. In write mode, as Keys does, All
 // takes a snapshot of the keys and their value CIDs when iteration starts (under the tree lock,
 // which it then releases, so the loop body may use the map) and yields that snapshot's values:
@@ -34,7 +40,16 @@ func (m *Map[V]) All(ctx context.Context) iter.Seq2[Entry[V], error] {
 		ra := newReadAhead[V](ctx, m.readAheadWindow())
 		defer ra.stop()
 		load := func(ctx context.Context, b *valueBatch[V]) {
-			if i, err := m.values(ctx, b.keys, b.ids, b.vals); err != nil {
+			var keep func(i int, raw []byte)
+			if b.refs != nil {
+				keep = func(i int, raw []byte) {
+					if vt := b.refs[i].vt; vt != nil {
+						vt.keep(b.refs[i].n, b.refs[i].j, raw, 0)
+					}
+				}
+			}
+			i, err := m.values(ctx, b.keys, b.ids, b.vals, keep)
+			if err != nil && (b.err == nil || i < b.errAt) {
 				b.err, b.errAt = err, i
 			}
 		}
@@ -52,35 +67,99 @@ func (m *Map[V]) All(ctx context.Context) iter.Seq2[Entry[V], error] {
 			return true
 		}
 		var cur *valueBatch[V]
-		// send starts loading cur, first yielding the oldest batches to make room for it.
-		send := func() bool {
+		// done: the caller stopped, or a failure was yielded; halt: the walk must stop (done, or a
+		// failure is queued).
+		done, halt := false, false
+		// send starts loading cur, first yielding the oldest batches to make room for it; a batch
+		// loaded in place is yielded at once, once those before it are.
+		send := func() {
 			for ra.full(len(cur.keys)) {
 				if !emit(ra.take()) {
-					return false
+					done, halt = true, true
+					return
 				}
 			}
-			cur.vals = make([]V, len(cur.keys))
-			ra.start(cur, load)
+			b := cur
 			cur = nil
-			return true
+			if b.err != nil {
+				halt = true
+			}
+			ra.start(b, load)
+			if b.done == nil {
+				for ra.pending() && ra.queue[0].done == nil {
+					if !emit(ra.take()) {
+						done, halt = true, true
+						return
+					}
+				}
+			}
 		}
-		stopped := false
-		add := func(key string, id cidBytes) bool {
+		var copies []byte // where kept values are copied for the caller, a chunk at a time
+		// add queues key for loading, or decodes its kept value (raw, not nil) from a copy.
+		add := func(key string, id cidBytes, ref valueRef, raw []byte) bool {
+			var v V
+			var err error
+			if raw != nil {
+				if len(copies) < len(raw) {
+					copies = make([]byte, max(len(raw), 1<<10))
+				}
+				c := copies[:len(raw):len(raw)]
+				copies = copies[len(raw):]
+				copy(c, raw)
+				if v, err = m.decode(key, id, c); err == nil && cur == nil && !ra.pending() {
+					if !yield(Entry[V]{Key: key, Value: v}, nil) {
+						done, halt = true, true
+					}
+					return !halt
+				}
+				id = "" // nothing to load
+			}
 			if cur == nil {
 				n := ra.batchLen()
-				cur = &valueBatch[V]{keys: make([]string, 0, n), ids: make([]cidBytes, 0, n)}
+				cur = &valueBatch[V]{keys: make([]string, 0, n), ids: make([]cidBytes, 0, n), vals: make([]V, 0, n)}
+				if ref.vt != nil || raw != nil {
+					cur.refs = make([]valueRef, 0, n)
+				}
+			}
+			if err != nil && cur.err == nil {
+				cur.err, cur.errAt = err, len(cur.keys)
 			}
 			cur.keys = append(cur.keys, key)
 			cur.ids = append(cur.ids, id)
-			if len(cur.keys) >= cap(cur.keys) && !send() {
-				stopped = true
+			cur.vals = append(cur.vals, v)
+			if cur.refs != nil {
+				cur.refs = append(cur.refs, ref)
 			}
-			return !stopped
+			if len(cur.keys) >= cap(cur.keys) || cur.err != nil {
+				send()
+			}
+			return !halt
 		}
 
 		var err error
 		if st := m.state.Load(); st.r != nil {
-			err = st.r.walkEntries(ctx, m.hasher, add)
+			// Values are kept for the next reader once the map has been walked whole before:
+			// one walk over a map (the common case) does not pay to keep what it never reads
+			// again, nor reads each value's bytes to copy them.
+			again := st.r.walked.Load() > 0
+			err = st.r.walkNodes(ctx, m.hasher, func(n *frozenNode) bool {
+				vt := n.vals.Load()
+				if again {
+					vt = n.valueTable()
+				} else if vt == valuesLeft {
+					vt = nil
+				}
+				j := 0
+				return n.eachEntry(func(key string, id cidBytes) bool {
+					ref := valueRef{n, vt, j}
+					var raw []byte
+					if vt != nil {
+						raw = vt.get(j)
+					}
+					j++
+					return add(key, id, ref, raw)
+				})
+			})
 		} else {
 			var snapshot []entry
 			err = st.w.walkEntries(ctx, m.hasher, func(key string, id cidBytes) bool {
@@ -88,12 +167,15 @@ func (m *Map[V]) All(ctx context.Context) iter.Seq2[Entry[V], error] {
 				return true
 			})
 			for _, e := range snapshot {
-				if !add(e.key, e.value) {
+				if !add(e.key, e.value, valueRef{}, nil) {
 					break
 				}
 			}
 		}
-		if stopped || (cur != nil && !send()) {
+		if !halt && cur != nil {
+			send()
+		}
+		if done {
 			return
 		}
 		for ra.pending() {
@@ -121,6 +203,12 @@ func eachNodeEntry[N walkable](n N, yield func(key string, id cidBytes) bool) bo
 // walkEntries is walkKeys with each key's value CID: every entry in keys() order, through
 // walkTree and its checks. It stops when yield returns false or ctx is done.
 func (r *readStore) walkEntries(ctx context.Context, hasher keyHasher, yield func(key string, id cidBytes) bool) error {
+	return r.walkNodes(ctx, hasher, func(n *frozenNode) bool { return n.eachEntry(yield) })
+}
+
+// walkNodes visits every node in keys() order, through walkTree and its checks. It stops when
+// visit returns false or ctx is done.
+func (r *readStore) walkNodes(ctx context.Context, hasher keyHasher, visit func(n *frozenNode) bool) error {
 	t, err := newTreeCheck(hasher, int(r.walked.Load()))
 	if err != nil {
 		return err
@@ -130,7 +218,7 @@ func (r *readStore) walkEntries(ctx context.Context, hasher keyHasher, yield fun
 		return c, n.linkAt(k), err
 	}
 	err = walkTree(ctx, t, r.rootNode, cidKey(r.root), child, func(n *frozenNode, _ int) error {
-		if !n.eachEntry(yield) {
+		if !visit(n) {
 			return errStop
 		}
 		return nil

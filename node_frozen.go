@@ -31,17 +31,25 @@ type frozenNode struct {
 	// used is the read cache's CLOCK bit: set on every read, cleared as the hand passes. It lives
 	// here, not in the cache entry, so a warm read touches no memory but the node's.
 	used atomic.Bool
-	// checkedAt is the position (treeCheck.position) at which a walk found the node's keys on
-	// their hash paths, or zero.
-	checkedAt atomic.Uint64
+	// valsFull is set once vals keeps the value of every entry: a Get then has nothing to record.
+	// (Beside used, on a line every read touches, in what was padding.)
+	valsFull atomic.Bool
+	// vals is the node's value table (see valuecache.go), nil until made.
+	vals atomic.Pointer[nodeValues]
 	// near repeats the first nearSlots entries of img's index, as uint16, when every offset fits
 	// (nearLen of them are valid): a lookup in a small node then finds its slot's bytes without
 	// reading the index in img, one dependent memory access fewer.
 	near    [nearSlots]uint16
 	nearLen uint8
+	// checkedAt is the position (treeCheck.position) at which a walk found the node's keys on
+	// their hash paths, or zero.
+	checkedAt atomic.Uint64
 	// kids[k] short-cuts the k-th occupied slot's link to its child while the child is cached; see
 	// cacheEntry.attach. nil means "ask the cache".
 	kids []atomic.Pointer[frozenNode]
+	// home is the cache shard that holds the node (nil if none), against whose budget its kept
+	// values count.
+	home *cacheShard
 }
 
 // nearSlots is how many slot offsets a frozenNode keeps in its struct. At 1M keys with bucket

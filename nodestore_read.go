@@ -19,6 +19,8 @@ type readStore struct {
 	cache    *nodeCache
 	// walked is the most nodes a walk has had to check, to size the next walk's set of them.
 	walked atomic.Int64
+	// valueNs is a moving average of the time the store takes to load a value (see getRead).
+	valueNs atomic.Int64
 }
 
 // newReadStore opens root. rootNode, when the caller has it (just flushed), saves loading it.
@@ -33,7 +35,9 @@ func newReadStore(ctx context.Context, load loadFunc, root cid.Cid, rootNode *fr
 		}
 		rootNode = n
 	}
-	return &readStore{root: root, rootNode: rootNode, cache: newNodeCache(load, budget)}, nil
+	c := newNodeCache(load, budget)
+	rootNode.home = c.shard(string(cidKey(root))) // the root's kept values count there
+	return &readStore{root: root, rootNode: rootNode, cache: c}, nil
 }
 
 // held returns node id if r holds it (its root, or a cached node) without going to the store,
@@ -82,21 +86,30 @@ func (r *readStore) child(ctx context.Context, n *frozenNode, k, depth int) (*fr
 
 // lookup finds key's value CID ("" when absent). It takes no lock but a cache shard's on a miss.
 func (r *readStore) lookup(ctx context.Context, key string, h []byte) (cidBytes, error) {
-	n := r.rootNode
-	for depth := 0; ; depth++ {
+	id, _, _, _, _, err := r.lookupAt(ctx, key, h)
+	return id, err
+}
+
+// lookupAt is lookup that also says where it found key: in the bucket in the k-th occupied slot of
+// node n at depth, its entry starting at offset at of n's img.
+func (r *readStore) lookupAt(ctx context.Context, key string, h []byte) (id cidBytes, n *frozenNode, k, at, depth int, err error) {
+	n = r.rootNode
+	for depth = 0; ; depth++ {
 		i, err := slotAt(h, depth)
 		if err != nil {
-			return "", err
+			return "", nil, 0, 0, 0, err
 		}
-		k, kind := n.find(i)
+		var kind slotKind
+		k, kind = n.find(i)
 		switch kind {
 		case slotEmpty:
-			return "", nil
+			return "", nil, 0, 0, 0, nil
 		case slotBucket:
-			return n.bucketFind(k, key), nil
+			id, at, _ = bucketSearch(n.img, n.slotStart(k), key)
+			return id, n, k, at, depth, nil
 		}
 		if n, err = r.child(ctx, n, k, depth+1); err != nil {
-			return "", err
+			return "", nil, 0, 0, 0, err
 		}
 	}
 }
@@ -133,9 +146,17 @@ const cacheEntryOverhead = int64(unsafe.Sizeof(cacheEntry{})) + 48
 type cacheShard struct {
 	mu      sync.RWMutex
 	entries map[string]*cacheEntry
-	levels  []cacheLevel // by depth
-	bytes   int64
+	levels  []cacheLevel  // by depth
+	bytes   atomic.Int64  // of the cached nodes; written under mu
+	values  atomic.Int64  // of the value tables and values kept with them (valuecache.go)
+	tabled  []*frozenNode // nodes given a value table, oldest first, for dropValues; under mu
+	budget  int64
 	loads   singleflight.Group
+}
+
+// roomFor reports whether size more bytes of values fit in s's budget beside what it holds.
+func (s *cacheShard) roomFor(size int64) bool {
+	return s.bytes.Load()+s.values.Load()+size <= s.budget
 }
 
 // cacheLevel is the CLOCK ring of one depth's cached nodes; hand sweeps it to pick victims.
@@ -178,6 +199,7 @@ func newNodeCache(load loadFunc, budget int64) *nodeCache {
 	c := &nodeCache{load: load, budget: budget / cacheShards}
 	for i := range c.shards {
 		c.shards[i].entries = make(map[string]*cacheEntry)
+		c.shards[i].budget = c.budget
 	}
 	return c
 }
@@ -261,10 +283,18 @@ func (c *nodeCache) insert(s *cacheShard, key string, n *frozenNode, size int64,
 	if e, ok := s.entries[key]; ok {
 		return e
 	}
-	for d := len(s.levels) - 1; s.bytes+size > c.budget && d >= depth; d-- {
-		s.evict(&s.levels[d], s.bytes+size-c.budget)
+	used := func() int64 { return s.bytes.Load() + s.values.Load() + size }
+	// Kept values are the first to go: they only fill the room nodes leave.
+	for used() > c.budget && len(s.tabled) > 0 {
+		f := s.tabled[0]
+		s.tabled[0] = nil
+		s.tabled = s.tabled[1:]
+		f.dropValues(s, false)
 	}
-	if s.bytes+size > c.budget {
+	for d := len(s.levels) - 1; used() > c.budget && d >= depth; d-- {
+		s.evict(&s.levels[d], used()-c.budget)
+	}
+	if used() > c.budget {
 		return nil
 	}
 	for len(s.levels) <= depth {
@@ -274,7 +304,8 @@ func (c *nodeCache) insert(s *cacheShard, key string, n *frozenNode, size int64,
 	l := &s.levels[depth]
 	l.ring = append(l.ring, e)
 	s.entries[key] = e
-	s.bytes += size
+	s.bytes.Add(size)
+	n.home = s
 	return e
 }
 
@@ -295,20 +326,22 @@ func (s *cacheShard) evict(l *cacheLevel, need int64) {
 		l.ring[len(l.ring)-1] = nil
 		l.ring = l.ring[:len(l.ring)-1]
 		delete(s.entries, victim.key)
-		s.bytes -= victim.size
+		s.bytes.Add(-victim.size)
 		need -= victim.size
+		if vt := victim.node.vals.Load(); vt != nil && vt != valuesLeft {
+			need -= max(vt.bytes.Load(), 0)
+		}
+		victim.node.dropValues(s, true)
 		victim.detach()
 	}
 }
 
-// size is the approximate memory of the cached nodes.
+// size is the approximate memory of the cached nodes and the values kept with them.
 func (c *nodeCache) size() int64 {
 	var total int64
 	for i := range c.shards {
 		s := &c.shards[i]
-		s.mu.RLock()
-		total += s.bytes
-		s.mu.RUnlock()
+		total += s.bytes.Load() + s.values.Load()
 	}
 	return total
 }
@@ -320,11 +353,13 @@ func (c *nodeCache) clear() {
 		s.mu.Lock()
 		for _, l := range s.levels {
 			for _, e := range l.ring {
+				e.node.dropValues(s, true)
 				e.detach()
 			}
 		}
 		s.entries = make(map[string]*cacheEntry)
-		s.levels, s.bytes = nil, 0
+		s.levels, s.tabled = nil, nil
+		s.bytes.Store(0)
 		s.mu.Unlock()
 	}
 }

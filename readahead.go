@@ -37,7 +37,16 @@ func (m *Map[V]) readAheadWindow() int {
 // value loads and decodes the value block id of key, as Get does: a dag-pb block is the UnixFS file
 // it heads, and blocks are verified when the map was asked to (WithVerifyBlocks).
 func (m *Map[V]) value(ctx context.Context, key string, id cidBytes) (V, error) {
-	var zero V
+	b, err := m.valueBlock(ctx, key, id)
+	if err != nil {
+		var zero V
+		return zero, err
+	}
+	return m.decode(key, id, b)
+}
+
+// valueBlock is value up to the decoding: the value's bytes (a UnixFS file's whole content).
+func (m *Map[V]) valueBlock(ctx context.Context, key string, id cidBytes) ([]byte, error) {
 	var b []byte
 	var err error
 	if isDagPb(id) { // a UnixFS file (a value Kubo split into chunks): its bytes, checked as read
@@ -46,15 +55,21 @@ func (m *Map[V]) value(ctx context.Context, key string, id cidBytes) (V, error) 
 		b, err = m.cas.Load(ctx, id.view()) // no cid.Cid to allocate
 	}
 	if err != nil {
-		return zero, fmt.Errorf("get %q: load value %s: %w", key, id, missingBlock(err))
+		return nil, fmt.Errorf("get %q: load value %s: %w", key, id, missingBlock(err))
 	}
 	if m.opts.verifyBlocks && !isDagPb(id) {
 		if err := verifyBlock(id.view(), b); err != nil {
-			return zero, fmt.Errorf("get %q: %w", key, err)
+			return nil, fmt.Errorf("get %q: %w", key, err)
 		}
 	}
+	return b, nil
+}
+
+// decode is the end of value: the codec's value of key's block id, b.
+func (m *Map[V]) decode(key string, id cidBytes, b []byte) (V, error) {
 	v, err := m.codec.Decode(b)
 	if err != nil {
+		var zero V
 		return zero, fmt.Errorf("get %q: value %s: %w", key, id, err)
 	}
 	return v, nil
@@ -69,9 +84,10 @@ type BatchLoader interface {
 }
 
 // values loads and decodes the value of keys[i], block ids[i] (none when ids[i] is ""), into
-// vals[i], as value does; through one LoadMany when the store is a BatchLoader. On a failure it
-// returns the index of the key that failed, the values before it loaded.
-func (m *Map[V]) values(ctx context.Context, keys []string, ids []cidBytes, vals []V) (int, error) {
+// vals[i], as value does; through one LoadMany when the store is a BatchLoader. keep, when not nil,
+// is given each raw value block (not a UnixFS file's) before it is decoded. On a failure it returns
+// the index of the key that failed, the values before it loaded.
+func (m *Map[V]) values(ctx context.Context, keys []string, ids []cidBytes, vals []V, keep func(i int, b []byte)) (int, error) {
 	bl, ok := m.cas.(BatchLoader)
 	var raw []cid.Cid
 	if ok {
@@ -86,11 +102,16 @@ func (m *Map[V]) values(ctx context.Context, keys []string, ids []cidBytes, vals
 			if id == "" {
 				continue
 			}
-			v, err := m.value(ctx, keys[i], id)
+			b, err := m.valueBlock(ctx, keys[i], id)
 			if err != nil {
 				return i, err
 			}
-			vals[i] = v
+			if keep != nil && !isDagPb(id) {
+				keep(i, b)
+			}
+			if vals[i], err = m.decode(keys[i], id, b); err != nil {
+				return i, err
+			}
 		}
 		return 0, nil
 	}
@@ -112,7 +133,13 @@ func (m *Map[V]) values(ctx context.Context, keys []string, ids []cidBytes, vals
 		case isDagPb(id):
 			v, err = m.value(ctx, keys[i], id)
 		default:
-			v, err = m.decodeValue(keys[i], id, blocks[j])
+			var b []byte
+			if b, err = m.checkedBlock(keys[i], id, blocks[j]); err == nil {
+				if keep != nil {
+					keep(i, b)
+				}
+				v, err = m.decode(keys[i], id, b)
+			}
 			j++
 		}
 		if err != nil {
@@ -123,22 +150,17 @@ func (m *Map[V]) values(ctx context.Context, keys []string, ids []cidBytes, vals
 	return 0, nil
 }
 
-// decodeValue is the end of value for a raw block b, which LoadMany gave (nil: not in the store).
-func (m *Map[V]) decodeValue(key string, id cidBytes, b []byte) (V, error) {
-	var zero V
+// checkedBlock is valueBlock for a raw block b, which LoadMany gave (nil: not in the store).
+func (m *Map[V]) checkedBlock(key string, id cidBytes, b []byte) ([]byte, error) {
 	if b == nil {
-		return zero, fmt.Errorf("get %q: load value %s: %w", key, id, ErrMissingBlock)
+		return nil, fmt.Errorf("get %q: load value %s: %w", key, id, ErrMissingBlock)
 	}
 	if m.opts.verifyBlocks {
 		if err := verifyBlock(id.view(), b); err != nil {
-			return zero, fmt.Errorf("get %q: %w", key, err)
+			return nil, fmt.Errorf("get %q: %w", key, err)
 		}
 	}
-	v, err := m.codec.Decode(b)
-	if err != nil {
-		return zero, fmt.Errorf("get %q: value %s: %w", key, id, err)
-	}
-	return v, nil
+	return b, nil
 }
 
 // valueBatch is a run of consecutive keys whose values one goroutine loads, in order. All knows
@@ -147,12 +169,21 @@ type valueBatch[V any] struct {
 	keys  []string
 	ids   []cidBytes
 	vals  []V
-	found []bool // GetMany: whether keys[i] is in the map; nil for All
+	found []bool     // GetMany: whether keys[i] is in the map; nil for All
+	refs  []valueRef // All in read-only mode: where to keep each loaded value
 	// err is the failure that stopped the batch at errAt: the values before errAt are loaded,
 	// those from errAt on are not.
 	err   error
 	errAt int
 	done  chan struct{} // closed when the batch is finished; nil for a batch loaded in place
+}
+
+// valueRef is the entry of a cached node n whose value All loads: entry j of n's value table vt
+// (nil when the node's values are not kept).
+type valueRef struct {
+	n  *frozenNode
+	vt *nodeValues
+	j  int
 }
 
 // readAhead loads the values of batches of keys while its caller goes on (walking the tree,

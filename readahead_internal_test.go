@@ -148,7 +148,7 @@ func TestValuesLoadsABatchThroughLoadMany(t *testing.T) {
 				t.Fatal(err)
 			}
 			vals := make([][]byte, len(keys))
-			at, err := r.values(ctx, keys, ids, vals)
+			at, err := r.values(ctx, keys, ids, vals, nil)
 			if c.calls != 1 {
 				t.Errorf("%d LoadMany calls, want 1", c.calls)
 			}
