@@ -29,21 +29,8 @@ func (c *loadCounter) Load(ctx context.Context, id cid.Cid) ([]byte, error) {
 // loaded once each, however many leaves come and go below them.
 func TestReadCacheNeverEvictsUpperLevelsForLeaves(t *testing.T) {
 	ctx := context.Background()
-	cas := &loadCounter{MemoryCAS: NewMemoryCAS(), loads: map[string]int{}}
-	w, err := New(ctx, cas, Bytes, WithBucketSize(1))
-	if err != nil {
-		t.Fatal(err)
-	}
 	const keys = 6000
-	for i := range keys {
-		if err := w.Set(ctx, fmt.Sprint(i), []byte(fmt.Sprint("v", i))); err != nil {
-			t.Fatal(err)
-		}
-	}
-	root, err := w.Flush(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cas, root := countedMap(t, keys)
 	// The budget holds every depth-1 node with room for only a few deeper ones in each shard.
 	rootBlock, err := cas.MemoryCAS.Load(ctx, root)
 	if err != nil {

@@ -31,22 +31,8 @@ func isRawCID(id cidBytes) bool { return id.cid().Prefix().Codec == 0x55 }
 // over a load counter, with opts.
 func keptValuesMap(t *testing.T, keys int, opts ...Option) (*Map[[]byte], *loadCounter) {
 	t.Helper()
-	ctx := context.Background()
-	cas := &loadCounter{MemoryCAS: NewMemoryCAS(), loads: map[string]int{}}
-	w, err := New(ctx, cas, Bytes, WithBucketSize(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range keys {
-		if err := w.Set(ctx, fmt.Sprint(i), []byte(fmt.Sprint("v", i))); err != nil {
-			t.Fatal(err)
-		}
-	}
-	root, err := w.Flush(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := Open(ctx, cas, Bytes, root, opts...)
+	cas, root := countedMap(t, keys)
+	m, err := Open(context.Background(), cas, Bytes, root, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -394,4 +380,26 @@ func FuzzKeptValuesOverAnyRoot(f *testing.F) {
 			t.Fatalf("CacheSize %d over the 2 KiB budget", m.CacheSize())
 		}
 	})
+}
+
+// countedMap writes keys keys (value "v<i>") with bucket size 1 on a MemoryCAS that counts loads,
+// and returns it and the root.
+func countedMap(t *testing.T, keys int) (*loadCounter, cid.Cid) {
+	t.Helper()
+	ctx := context.Background()
+	cas := &loadCounter{MemoryCAS: NewMemoryCAS(), loads: map[string]int{}}
+	w, err := New(ctx, cas, Bytes, WithBucketSize(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range keys {
+		if err := w.Set(ctx, fmt.Sprint(i), []byte(fmt.Sprint("v", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	root, err := w.Flush(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cas, root
 }
