@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -39,19 +40,7 @@ func TestShardedRootsRoundTripThroughCARs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		keys := 0
-		for k, err := range src.List(ctx) {
-			if err != nil {
-				t.Fatal(err)
-			}
-			want, err1 := src.Get(ctx, k, hamt.ByteRange{})
-			have, err2 := dst.Get(ctx, k, hamt.ByteRange{})
-			if err1 != nil || err2 != nil || !bytes.Equal(want, have) {
-				t.Errorf("step %d: %q: %v %v", i+1, k, err1, err2)
-			}
-			keys++
-		}
-		if keys == 0 {
+		if sameValues(t, fmt.Sprintf("step %d", i+1), src, dst) == 0 {
 			t.Errorf("step %d: no keys", i+1)
 		}
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/hamt-go/hamt"
 	"github.com/ipfs/go-cid"
-	carv2 "github.com/ipld/go-car/v2"
 )
 
 // The b_sharded_v2 vector (testdata/pyhamt35, copied unchanged from the shared py-hamt 3.5
@@ -23,29 +21,7 @@ import (
 // the roots of the vector's steps.
 func shardedVectorCAS(t *testing.T) (*hamt.MemoryCAS, []cid.Cid) {
 	t.Helper()
-	ctx := context.Background()
-	f, err := os.Open(filepath.Join("testdata", "pyhamt35", "b_sharded_v2_8f8f13cd.car"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	br, err := carv2.NewBlockReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cas := hamt.NewMemoryCAS()
-	for {
-		b, err := br.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cas.Put(ctx, b.Cid(), b.RawData()); err != nil {
-			t.Fatal(err)
-		}
-	}
+	cas := vectorCAS(t, "b_sharded_v2_8f8f13cd.car")
 	raw, err := os.ReadFile(filepath.Join("testdata", "pyhamt35", "b_sharded_v2_8f8f13cd.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -191,28 +167,7 @@ func TestConvertMovesCIDsNotBytes(t *testing.T) {
 // convert to the HAMT layout with every key and value, and to the sharded layout by migration.
 func TestConvertPyHamtV1Roots(t *testing.T) {
 	ctx := context.Background()
-	cas := hamt.NewMemoryCAS()
-	f, err := os.Open(filepath.Join("testdata", "pyhamt35", "c_sharded_v1_8f8f13cd.car"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	br, err := carv2.NewBlockReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		b, err := br.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cas.Put(ctx, b.Cid(), b.RawData()); err != nil {
-			t.Fatal(err)
-		}
-	}
+	cas := vectorCAS(t, "c_sharded_v1_8f8f13cd.car")
 	raw, err := os.ReadFile(filepath.Join("testdata", "pyhamt35", "c_sharded_v1_8f8f13cd.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -243,19 +198,7 @@ func TestConvertPyHamtV1Roots(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		n := 0
-		for k, err := range src.List(ctx) {
-			if err != nil {
-				t.Fatal(err)
-			}
-			want, err1 := src.Get(ctx, k, hamt.ByteRange{})
-			got, err2 := hz.Get(ctx, k, hamt.ByteRange{})
-			if err1 != nil || err2 != nil || !bytes.Equal(got, want) {
-				t.Errorf("%s: %q: %v %v", st.Step, k, err1, err2)
-			}
-			n++
-		}
-		if n == 0 {
+		if sameValues(t, st.Step, src, hz) == 0 {
 			t.Errorf("%s: no keys", st.Step)
 		}
 	}
@@ -268,4 +211,40 @@ func TestConvertPyHamtV1Roots(t *testing.T) {
 	if _, err := hamt.ConvertZarr(ctx, cas, c3a, hamt.LayoutSharded); err == nil || !strings.Contains(err.Error(), "MigrateToV2") {
 		t.Errorf("c3a converted to sharded: %v", err)
 	}
+}
+
+// vectorCAS stores every block of the CAR testdata/pyhamt35/name in a new MemoryCAS (with ReadCAR,
+// which also checks each block against its CID).
+func vectorCAS(t *testing.T, name string) *hamt.MemoryCAS {
+	t.Helper()
+	f, err := os.Open(filepath.Join("testdata", "pyhamt35", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cas := hamt.NewMemoryCAS()
+	if _, _, err := hamt.ReadCAR(context.Background(), cas, f); err != nil {
+		t.Fatal(err)
+	}
+	return cas
+}
+
+// sameValues checks that every key src lists reads the same from dst, and returns how many keys
+// src listed; what names the case in errors.
+func sameValues(t *testing.T, what string, src, dst hamt.Zarr) int {
+	t.Helper()
+	ctx := context.Background()
+	n := 0
+	for k, err := range src.List(ctx) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err1 := src.Get(ctx, k, hamt.ByteRange{})
+		got, err2 := dst.Get(ctx, k, hamt.ByteRange{})
+		if err1 != nil || err2 != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s: %q: %v %v", what, k, err1, err2)
+		}
+		n++
+	}
+	return n
 }
