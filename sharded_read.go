@@ -67,32 +67,20 @@ func isInvalidChunkKey(err error) bool { return errors.Is(err, ErrInvalidChunkKe
 func absent(key string) error { return fmt.Errorf("zarr get %q: %w", key, ErrNotFound) }
 
 // locate returns the CID of the block that holds key's value. A key outside the default read
-// group is read in the group first, as py-hamt reads it, and where the group has nothing, as it is:
-// a store may hold keys beside the group (the metadata of a group without arrays, "1/zarr.json"
-// beside "0/temp/..."), which py-hamt lists but cannot read. A key the root's metadata holds as
-// it is reads as it is: it is listed under its own name, and must not read as the group's key of
+// group is read in the group, as py-hamt reads it, unless the root's metadata holds it as it is:
+// it is then listed under its own name and must read as itself, whether the group has a key of
 // that name ("t/zarr.json" beside "0/t/zarr.json" was copied, exported and served with the
-// latter's bytes, without an error).
+// latter's bytes, without an error) or not ("1/zarr.json" of a group without arrays beside
+// "0/temp/...", which py-hamt lists but cannot read). A key outside the group that the metadata
+// does not hold cannot be a chunk either: every array is in the group.
 func (s *ShardedZarrStore) locate(ctx context.Context, key string) (cid.Cid, error) {
-	id, redirected, err := s.locateIn(ctx, key, false)
-	if redirected && isNotFound(err) {
-		id, _, err = s.locateIn(ctx, key, true)
-	}
-	return id, err
-}
-
-// locateIn is locate, in the default read group unless direct; redirected says whether the key
-// was looked up elsewhere than as it is.
-func (s *ShardedZarrStore) locateIn(ctx context.Context, key string, direct bool) (id cid.Cid, redirected bool, err error) {
 	s.mu.RLock()
 	r := s.root
 	lookup := key
-	if _, held := r.metadata[key]; !held && !direct {
+	if _, held := r.metadata[key]; !held {
 		lookup = r.readKey(key)
 	}
-	redirected = lookup != key
-	id, err = s.locateUnlock(ctx, r, key, lookup)
-	return id, redirected, err
+	return s.locateUnlock(ctx, r, key, lookup)
 }
 
 // locateUnlock finds lookup in r (for key). It is called with mu read-locked, and unlocks it
