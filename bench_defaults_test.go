@@ -194,21 +194,7 @@ func BenchmarkDefaults(b *testing.B) {
 
 // buildDefault sets every key into New(cas) with default options and flushes.
 func buildDefault(b *testing.B, cas hamt.CAS, keys []string, vals [][]byte) (*hamt.Map[[]byte], cid.Cid) {
-	ctx := context.Background()
-	m, err := hamt.New(ctx, cas, hamt.Bytes)
-	if err != nil {
-		b.Fatal(err)
-	}
-	for i, k := range keys {
-		if err := m.Set(ctx, k, vals[i]); err != nil {
-			b.Fatal(err)
-		}
-	}
-	root, err := m.Flush(ctx)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return m, root
+	return buildMapOpts(b, cas, keys, vals)
 }
 
 // openDefault opens the fixture's root with default options.

@@ -89,8 +89,13 @@ func getFixture(b *testing.B, n, bucket int) *fixture {
 
 // buildMap sets every key in a new map on cas and flushes it.
 func buildMap(b *testing.B, cas hamt.CAS, bucket int, keys []string, vals [][]byte) (*hamt.Map[[]byte], cid.Cid) {
+	return buildMapOpts(b, cas, keys, vals, hamt.WithBucketSize(bucket))
+}
+
+// buildMapOpts sets every key in New(cas, opts...) and flushes it.
+func buildMapOpts(b *testing.B, cas hamt.CAS, keys []string, vals [][]byte, opts ...hamt.Option) (*hamt.Map[[]byte], cid.Cid) {
 	ctx := context.Background()
-	m, err := hamt.New(ctx, cas, hamt.Bytes, hamt.WithBucketSize(bucket))
+	m, err := hamt.New(ctx, cas, hamt.Bytes, opts...)
 	if err != nil {
 		b.Fatal(err)
 	}
