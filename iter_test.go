@@ -577,12 +577,7 @@ func TestAllAndGetManyStopOnACancelledContext(t *testing.T) {
 // otherwise yields every key once with its value; it never yields a key twice. GetMany of the
 // tree's keys agrees with Get, whatever the tree.
 func FuzzAllHostileTrees(f *testing.F) {
-	op := func(node, slotKind, a, b, c, d byte) []byte { return []byte{node, slotKind, a, b, c, d} }
-	f.Add(testdag.Cat([]byte{0}, op(0, 5, 0x80, 1, 2, 3)))                                                                            // one key on its path
-	f.Add(testdag.Cat([]byte{0}, op(0, 5, 6, 1, 2, 3)))                                                                               // one key off it
-	f.Add(testdag.Cat([]byte{1}, op(0, 0x85, 0, 0, 0, 0), op(1, 7, 0x80, 0, 0, 0)))                                                   // two levels
-	f.Add(testdag.Cat([]byte{2}, op(0, 0x85, 1, 0, 0, 0), op(0, 0x86, 0, 0, 0, 0), op(1, 0x87, 0, 0, 0, 0), op(2, 3, 0x80, 0, 0, 0))) // a shared node
-	f.Add(testdag.Cat([]byte{1}, op(0, 0x85, 0, 0, 0, 0)))                                                                            // an empty child
+	addHostileTreeSeeds(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) == 0 || len(data) > 600 {
 			return

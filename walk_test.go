@@ -526,13 +526,7 @@ func (t walkFuzzTree) store(tb testing.TB, cas *hamt.MemoryCAS) cid.Cid {
 // a HAMT, and otherwise lists every key once, each of which Get finds; no traversal panics or
 // reports a key twice.
 func FuzzWalkHostileTrees(f *testing.F) {
-	op := func(node, slotKind, a, b, c, d byte) []byte { return []byte{node, slotKind, a, b, c, d} }
-	f.Add(testdag.Cat([]byte{0}, op(0, 5, 0x80, 1, 2, 3)))                                                                            // one key on its path
-	f.Add(testdag.Cat([]byte{0}, op(0, 5, 6, 1, 2, 3)))                                                                               // one key off it
-	f.Add(testdag.Cat([]byte{1}, op(0, 0x85, 0, 0, 0, 0), op(1, 7, 0x80, 0, 0, 0)))                                                   // two levels
-	f.Add(testdag.Cat([]byte{2}, op(0, 0x85, 1, 0, 0, 0), op(0, 0x86, 0, 0, 0, 0), op(1, 0x87, 0, 0, 0, 0), op(2, 3, 0x80, 0, 0, 0))) // a shared node
-	f.Add(testdag.Cat([]byte{2}, op(0, 0x85, 0, 0, 0, 0), op(1, 0x86, 0, 0, 0, 0), op(2, 9, 0x80, 0, 0, 0)))                          // three levels
-	f.Add(testdag.Cat([]byte{1}, op(0, 0x85, 0, 0, 0, 0)))                                                                            // an empty child
+	addHostileTreeSeeds(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) == 0 || len(data) > 600 {
 			return
@@ -632,4 +626,15 @@ func walkFuzzVerdict(t *testing.T, what string, valid bool, err error) {
 	case !valid && !errors.Is(err, hamt.ErrMalformedNode):
 		t.Fatalf("%s of a tree that is not a HAMT: %v; want ErrMalformedNode", what, err)
 	}
+}
+
+// addHostileTreeSeeds adds the seeds of the hostile-tree fuzz targets (walkParseFuzzTree's format).
+func addHostileTreeSeeds(f *testing.F) {
+	op := func(node, slotKind, a, b, c, d byte) []byte { return []byte{node, slotKind, a, b, c, d} }
+	f.Add(testdag.Cat([]byte{0}, op(0, 5, 0x80, 1, 2, 3)))                                                                            // one key on its path
+	f.Add(testdag.Cat([]byte{0}, op(0, 5, 6, 1, 2, 3)))                                                                               // one key off it
+	f.Add(testdag.Cat([]byte{1}, op(0, 0x85, 0, 0, 0, 0), op(1, 7, 0x80, 0, 0, 0)))                                                   // two levels
+	f.Add(testdag.Cat([]byte{2}, op(0, 0x85, 1, 0, 0, 0), op(0, 0x86, 0, 0, 0, 0), op(1, 0x87, 0, 0, 0, 0), op(2, 3, 0x80, 0, 0, 0))) // a shared node
+	f.Add(testdag.Cat([]byte{2}, op(0, 0x85, 0, 0, 0, 0), op(1, 0x86, 0, 0, 0, 0), op(2, 9, 0x80, 0, 0, 0)))                          // three levels
+	f.Add(testdag.Cat([]byte{1}, op(0, 0x85, 0, 0, 0, 0)))                                                                            // an empty child
 }
