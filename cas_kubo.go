@@ -253,7 +253,9 @@ func WithKuboChunker(spec string) KuboOption {
 }
 
 // WithKuboPinOnAdd makes every Save pin what it adds (pin=true); by default nothing is pinned, and
-// a user pins a flushed root with Pin.
+// a user pins a flushed root with Pin. Each block saved so becomes a recursive pin of its own:
+// thousands of pins for one map, left behind as it changes. One Pin of the flushed root (PinUpdate
+// from the previous one) keeps the same blocks with one pin.
 func WithKuboPinOnAdd(pin bool) KuboOption {
 	return func(o *kuboOptions) error { o.pin = pin; return nil }
 }

@@ -25,6 +25,10 @@ type app struct {
 	storePath   string
 	kuboRPC     string
 	kuboGateway []string
+	kubo        bool            // --kubo: the daemon ipfs would use
+	kuboAPI     string          // --api: the daemon's RPC API multiaddr
+	pin         bool            // --pin: pin each new root made through Kubo
+	ctx         context.Context // the run's, for the requests that find the daemon (openStore)
 	stdin       io.Reader
 	stdout      io.Writer
 	stderr      io.Writer
@@ -65,14 +69,22 @@ parse), 3 for an internal error (a bug in hamt: please report it).`,
 	pf.StringVar(&a.storePath, "store", "", "bbolt store file (default $HAMT_STORE or the user's data directory)")
 	pf.StringVar(&a.kuboRPC, "kubo-rpc", "", "Kubo RPC API URL, e.g. http://127.0.0.1:5001 (use IPFS instead of a bbolt file)")
 	pf.StringArrayVar(&a.kuboGateway, "kubo-gateway", nil, "Kubo gateway URL, e.g. http://127.0.0.1:8080 (repeat for several, in order of preference)")
-	root.PersistentPreRunE = func(*cobra.Command, []string) error {
-		if a.storePath != "" && (a.kuboRPC != "" || len(a.kuboGateway) > 0) {
-			return &usageError{errors.New("--store names a bbolt file and --kubo-rpc/--kubo-gateway a daemon: give one or the other")}
+	pf.BoolVar(&a.kubo, "kubo", false, "use the Kubo daemon ipfs uses: the RPC API in $IPFS_PATH/api (default ~/.ipfs/api), the gateway in its config")
+	pf.StringVar(&a.kuboAPI, "api", "", "Kubo RPC API multiaddr, as ipfs --api takes it, e.g. /ip4/127.0.0.1/tcp/5001 (implies --kubo)")
+	pf.BoolVar(&a.pin, "pin", true, "through Kubo, pin each new root recursively (set, rm, convert move the old root's pin); --pin=false leaves pins alone")
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		a.ctx = cmd.Context()
+		if a.storePath != "" && a.usesKubo() {
+			return &usageError{errors.New("--store names a bbolt file and --kubo/--api/--kubo-rpc/--kubo-gateway a daemon: give one or the other")}
+		}
+		if a.kuboRPC != "" && a.kuboAPI != "" {
+			return &usageError{errors.New("--api and --kubo-rpc both name the RPC API: give one")}
 		}
 		return nil
 	}
 	root.AddCommand(a.importCommand(), a.exportCommand(), a.lsCommand(), a.getCommand(), a.setCommand(),
-		a.rmCommand(), a.serveCommand(), a.statsCommand(), a.diffCommand(), a.convertCommand(), a.carCommand())
+		a.rmCommand(), a.serveCommand(), a.statsCommand(), a.diffCommand(), a.convertCommand(), a.carCommand(),
+		a.pinCommand())
 	return root
 }
 
@@ -177,19 +189,8 @@ func (a *app) open(write bool) (*store, error) {
 // openStore opens the store the flags name, for writing or read-only; a missing bbolt file is
 // created only if create.
 func (a *app) openStore(write, create bool) (*store, error) {
-	if a.kuboRPC != "" || len(a.kuboGateway) > 0 {
-		var opts []hamt.KuboOption
-		if a.kuboRPC != "" {
-			opts = append(opts, hamt.WithKuboRPC(a.kuboRPC))
-		}
-		if len(a.kuboGateway) > 0 {
-			opts = append(opts, hamt.WithKuboGateways(a.kuboGateway...))
-		}
-		k, err := hamt.NewKuboCAS(opts...)
-		if err != nil {
-			return nil, err
-		}
-		return &store{cas: k, close: k.Close}, nil
+	if a.usesKubo() {
+		return a.openKubo(a.ctx, true)
 	}
 	path := a.storePath
 	if path == "" {
@@ -288,6 +289,9 @@ none, and removes consolidated_metadata from a root zarr.json when every array s
 			}
 			root, err := z.Flush(ctx)
 			if err != nil {
+				return err
+			}
+			if err := a.pinRoot(ctx, st, cid.Undef, root); err != nil {
 				return err
 			}
 			if stats {
@@ -427,7 +431,7 @@ the new root is the one an import of the same files gives.`,
 			if err != nil {
 				return err
 			}
-			return a.onRoot(cmd, argv[0], true, func(root cid.Cid, z hamt.ZarrDataset, _ *store) error {
+			return a.onRoot(cmd, argv[0], true, func(root cid.Cid, z hamt.ZarrDataset, st *store) error {
 				if err := z.Set(cmd.Context(), argv[1], v); err != nil {
 					return err
 				}
@@ -439,7 +443,7 @@ the new root is the one an import of the same files gives.`,
 				case !ok:
 					return fmt.Errorf("the dataset's layout did not store %q (a chunk outside its array's grid?)", argv[1])
 				}
-				return a.printFlushed(cmd.Context(), z)
+				return a.printFlushed(cmd.Context(), z, st, root)
 			}, hamt.WithMapOptions(hamt.WithBucketSize(bucket)))
 		},
 	}
@@ -466,7 +470,7 @@ root, rm clears the chunk's slot or the metadata key; there is nothing to fold.)
 			if legacy {
 				opts = append(opts, hamt.WithMapOptions(hamt.WithLegacyDeletes()))
 			}
-			return a.onRoot(cmd, argv[0], true, func(root cid.Cid, z hamt.ZarrDataset, _ *store) error {
+			return a.onRoot(cmd, argv[0], true, func(root cid.Cid, z hamt.ZarrDataset, st *store) error {
 				// Zarr's Delete takes a missing key for done; rm says so instead.
 				present, err := z.Exists(cmd.Context(), argv[1])
 				if err != nil {
@@ -478,7 +482,7 @@ root, rm clears the chunk's slot or the metadata key; there is nothing to fold.)
 				if err := z.Delete(cmd.Context(), argv[1]); err != nil {
 					return err
 				}
-				return a.printFlushed(cmd.Context(), z)
+				return a.printFlushed(cmd.Context(), z, st, root)
 			}, opts...)
 		},
 	}
@@ -488,10 +492,14 @@ root, rm clears the chunk's slot or the metadata key; there is nothing to fold.)
 	return cmd
 }
 
-// printFlushed flushes z and prints its new root.
-func (a *app) printFlushed(ctx context.Context, z hamt.ZarrDataset) error {
+// printFlushed flushes z, made from the dataset at old on st, pins its new root (pinRoot) and
+// prints it.
+func (a *app) printFlushed(ctx context.Context, z hamt.ZarrDataset, st *store, old cid.Cid) error {
 	root, err := z.Flush(ctx)
 	if err != nil {
+		return err
+	}
+	if err := a.pinRoot(ctx, st, old, root); err != nil {
 		return err
 	}
 	_, err = fmt.Fprintln(a.stdout, root)

@@ -157,6 +157,9 @@ its one index becomes its primary array's, shards kept.`,
 			if err != nil {
 				return err
 			}
+			if err := a.pinRoot(cmd.Context(), st, root, nroot); err != nil {
+				return err
+			}
 			_, err = fmt.Fprintln(a.stdout, nroot)
 			return err
 		},
