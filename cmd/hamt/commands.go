@@ -42,14 +42,25 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *app {
 
 func (a *app) rootCommand() *cobra.Command {
 	root := &cobra.Command{
-		Use:   "hamt [--store PATH | --kubo-rpc URL --kubo-gateway URL] COMMAND",
+		Use:   "hamt [--store PATH | --kubo | --api MULTIADDR | --kubo-rpc URL] [--kubo-gateway URL] COMMAND",
 		Short: "Store Zarr v3 datasets in a HAMT on bbolt or IPFS",
 		Long: `hamt stores Zarr v3 datasets (and any key-value map) in a Hash Array Mapped Trie on a
 content-addressed store, byte-compatible with py-hamt.
 
 The store is an embedded bbolt file (--store, default $HAMT_STORE or store.bolt in the user's data
-directory), or IPFS through a Kubo daemon (--kubo-rpc to write, --kubo-gateway to read; give
---kubo-gateway several times and reads fail over and are hedged across the gateways, in order).
+directory), or IPFS through a Kubo daemon, found as ipfs finds it: --kubo uses the daemon whose
+RPC API address is in $IPFS_PATH/api (default ~/.ipfs/api; a running daemon writes it), --api
+MULTIADDR names the API as ipfs --api does (/ip4/127.0.0.1/tcp/5001, /dns/HOST/tcp/PORT/https,
+/unix/PATH), --kubo-rpc URL by URL. Writes go to the RPC API; reads go to the gateway the node's
+config names (Addresses.Gateway: from $IPFS_PATH/config with --kubo, else asked of the daemon),
+or to --kubo-gateway URL (give it several times and reads fail over and are hedged across the
+gateways, in order). A gateway that cannot be found is an error, never a guess.
+
+Through Kubo, blocks are added unpinned and every root a command prints is pinned recursively
+(one pin per dataset): import pins its root; set, rm and convert move the old root's pin to the
+new one (pin update, which unpins the old root), or pin the new root when the old one was not
+pinned. --pin=false leaves pins as they are; hamt pin ls|add|rm shows and changes them.
+
 import and car import create a missing bbolt file (and its directory), and remove it again when
 they fail without storing a block; the other commands refuse a missing one ("no store at PATH").
 Commands that make a new root print its CID as the last line of standard output.
@@ -242,9 +253,14 @@ func (a *app) importCommand() *cobra.Command {
 		Use:   "import DIR",
 		Short: "Import a Zarr directory (every regular file) and print the new root",
 		Long: `Import stores every regular file under DIR in a new map, keyed by its slash-separated path
-relative to DIR, flushes it, and prints the root CID as the last line. Progress goes to standard
-error: a progress bar on a terminal, one summary line otherwise. With --stats the new map's
-statistics are printed before the root.
+relative to DIR, flushes it, and prints the root CID as the last line. With --stats the new map's
+statistics are printed before the root. Through Kubo the root is pinned (recursively: the blocks
+are added unpinned) unless --pin=false.
+
+Progress goes to standard error, never to standard output: on a terminal (or with --progress) a
+bar counts the files and bytes found while DIR is listed, then the files and bytes copied, with
+the rate since the copy began and the time left at that rate; then one summary line, the only
+output without a terminal or with --no-progress.
 
 DIR must be a directory (if DIR itself is a symbolic link to one, that link is followed). Below
 DIR nothing is followed: symbolic links, devices, sockets and pipes are skipped and counted. Each
@@ -281,7 +297,7 @@ none, and removes consolidated_metadata from a root zarr.json when every array s
 			if err != nil {
 				return err
 			}
-			p := newProgress(a.stderr, a.isTerminal(), "import")
+			p := newProgress(a.stderr, a.showBar(cmd), "import")
 			s, err := hamt.ImportDir(ctx, z, argv[0], hamt.WithDirWorkers(workers), hamt.WithProgress(p.update))
 			p.finish(s.Files, s.Bytes, s.Skipped, err)
 			if err != nil {
@@ -306,6 +322,7 @@ none, and removes consolidated_metadata from a root zarr.json when every array s
 	cmd.PreRunE = positiveFlags("workers", "bucket-size")
 	cmd.Flags().IntVar(&workers, "workers", 16, "files read and saved at once")
 	addLayoutFlags(cmd, &layoutName, &bucket, &perShard)
+	addProgressFlags(cmd)
 	cmd.Flags().BoolVar(&stats, "stats", false, "print the new dataset's statistics before its root")
 	return cmd
 }
@@ -329,11 +346,15 @@ relative path, a NUL byte, an element over 255 bytes, a name the system refuses,
 another key needs as a directory) fails the export, naming the key and the reason. Files are
 written inside DIR only, never through a symbolic link, into a hidden .hamt-export-* directory
 whose entries are moved into place once all are written. An export that fails leaves DIR as it
-was; one killed midway can leave the hidden directory, which --replace clears.`,
+was; one killed midway can leave the hidden directory, which --replace clears.
+
+Progress goes to standard error: on a terminal (or with --progress) a bar counts the keys listed,
+then the files and bytes written, with the rate and the time left (by files: sizes are not known
+ahead); then one summary line, the only output without a terminal or with --no-progress.`,
 		Args: args(2, 2),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			return a.onRoot(cmd, argv[0], false, func(root cid.Cid, z hamt.ZarrDataset, _ *store) error {
-				p := newProgress(a.stderr, a.isTerminal(), "export")
+				p := newProgress(a.stderr, a.showBar(cmd), "export")
 				opts := []hamt.DirOption{hamt.WithDirWorkers(workers), hamt.WithProgress(p.update)}
 				if replace {
 					opts = append(opts, hamt.WithReplace())
@@ -349,6 +370,7 @@ was; one killed midway can leave the hidden directory, which --replace clears.`,
 	}
 	cmd.PreRunE = positiveFlags("workers")
 	cmd.Flags().IntVar(&workers, "workers", 16, "values loaded and written at once")
+	addProgressFlags(cmd)
 	cmd.Flags().BoolVar(&replace, "replace", false, "replace the contents of a non-empty DIR (deleted once the new export is written)")
 	return cmd
 }

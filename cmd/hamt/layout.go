@@ -148,7 +148,7 @@ its one index becomes its primary array's, shards kept.`,
 					err = cerr
 				}
 			}()
-			p := newProgress(a.stderr, a.isTerminal(), "convert")
+			p := newProgress(a.stderr, a.showBar(cmd), "convert")
 			var copied hamt.Progress
 			update := func(pr hamt.Progress) { copied = pr; p.update(pr) }
 			opts = append(opts, hamt.WithCopyOptions(hamt.WithDirWorkers(workers), hamt.WithProgress(update)))
@@ -165,6 +165,7 @@ its one index becomes its primary array's, shards kept.`,
 		},
 	}
 	cmd.PreRunE = positiveFlags("workers", "bucket-size")
+	addProgressFlags(cmd)
 	cmd.Flags().StringVar(&to, "to", "", "the layout to convert to: hamt or sharded")
 	cmd.Flags().IntVar(&workers, "workers", 16, "keys copied at once")
 	addLayoutFlags(cmd, nil, &bucket, &perShard)
