@@ -3,7 +3,6 @@ package kubotest
 import (
 	"net"
 	"net/http"
-	"strings"
 )
 
 // WithGatewayConfig sets what the config command answers for Addresses.Gateway: a multiaddr
@@ -44,9 +43,8 @@ func (s *Server) rpcConfig(w http.ResponseWriter, _ *http.Request, c *cmdRequest
 		}
 	}
 	if v == nil {
-		key := args[0]
-		key = key[strings.LastIndex(key, ".")+1:]
-		writeCmdsError(w, "failed to get config value: key has no attribute "+key)
+		// Kubo v0.42.0's answer, checked against the daemon.
+		writeCmdsError(w, `failed to get config value: "`+args[0]+` not found"`)
 		return
 	}
 	emitOnce(w, configEntry{Key: args[0], Value: v})
