@@ -193,3 +193,54 @@ func TestWithKuboAPIOnAUnixSocket(t *testing.T) {
 		t.Error("a Unix socket API with the caller's client was accepted")
 	}
 }
+
+// TestKuboRealDaemonFoundThroughIPFSPath checks discovery and pins against a real daemon: its
+// api file and config name the RPC API and gateway given, the daemon answers the same, and a
+// root's pin moves with PinUpdate.
+func TestKuboRealDaemonFoundThroughIPFSPath(t *testing.T) {
+	rpc, gw, repo := os.Getenv("HAMT_KUBO_RPC"), os.Getenv("HAMT_KUBO_GATEWAY"), os.Getenv("IPFS_PATH")
+	if rpc == "" || gw == "" || repo == "" {
+		t.Skip("no real daemon: run with HAMT_KUBO_RPC, HAMT_KUBO_GATEWAY and the daemon's IPFS_PATH (start.sh's state file has it)")
+	}
+	ctx := context.Background()
+	api, err := hamt.KuboRepoAPI(repo)
+	if err != nil || api != kuboMaddr(t, rpc) {
+		t.Fatalf("api file: %q, %v; want %s", api, err, kuboMaddr(t, rpc))
+	}
+	if gws, err := hamt.KuboRepoGateways(repo); err != nil || !slices.Equal(gws, []string{gw}) {
+		t.Errorf("config gateways: %q, %v; want [%s]", gws, err, gw)
+	}
+	k, err := hamt.NewKuboCAS(hamt.WithKuboAPI(api), hamt.WithKuboGateway(gw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	if gws, err := k.DaemonGateways(ctx); err != nil || !slices.Equal(gws, []string{gw}) {
+		t.Errorf("daemon's gateways: %q, %v; want [%s]", gws, err, gw)
+	}
+	a, err := k.Save(ctx, []byte("real pin a"), multicodec.Raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := k.Save(ctx, []byte("real pin b"), multicodec.Raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Pin(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.PinUpdate(ctx, a, b); err != nil {
+		t.Fatal(err)
+	}
+	pins, err := k.ListPins(ctx)
+	if err != nil || slices.Contains(pins, a) || !slices.Contains(pins, b) {
+		t.Errorf("pins after moving a's to b: %v, %v", pins, err)
+	}
+	var ke *hamt.KuboError
+	if err := k.PinUpdate(ctx, a, b); !errors.As(err, &ke) {
+		t.Errorf("pin update from an unpinned root: %v, want a KuboError (the CLI then pins)", err)
+	}
+	if err := k.Unpin(ctx, b); err != nil {
+		t.Error(err)
+	}
+}
