@@ -191,7 +191,16 @@ func kuboAddrURL(s string) (base, socket string, err error) {
 			h = "::1"
 		}
 	}
-	return scheme + "://" + net.JoinHostPort(h, port), "", nil
+	if i := strings.IndexByte(h, '%'); i >= 0 {
+		h = h[:i] + "%25" + url.PathEscape(h[i+1:]) // an IPv6 zone, escaped in a URL (RFC 6874)
+	}
+	base = scheme + "://" + net.JoinHostPort(h, port)
+	// A DNS name may hold what a URL's host cannot (a space, a slash, an @).
+	if p, err := url.Parse(base); err != nil || p.Hostname() == "" || p.Port() != port || p.User != nil ||
+		p.Path != "" || p.RawQuery != "" || p.Fragment != "" {
+		return "", "", fmt.Errorf("%q: %q is no URL's host", s, h)
+	}
+	return base, "", nil
 }
 
 // dialUnixRPC makes a transport dial the Unix socket for the host of an RPC API on one, and
