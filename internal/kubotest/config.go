@@ -22,7 +22,7 @@ type configEntry struct {
 // rpcConfig answers Kubo's config command for the keys a client looks up to find the node:
 // Addresses.API and Addresses.Gateway. Setting a value is refused; any other key is answered as
 // Kubo answers a key its config lacks.
-func (s *Server) rpcConfig(w http.ResponseWriter, _ *http.Request, c *cmdRequest) {
+func (s *Server) rpcConfig(w http.ResponseWriter, r *http.Request, c *cmdRequest) {
 	args := c.args("key")
 	if c.err != nil {
 		badRequest(w, c.err)
@@ -35,7 +35,10 @@ func (s *Server) rpcConfig(w http.ResponseWriter, _ *http.Request, c *cmdRequest
 	var v any
 	switch args[0] {
 	case "Addresses.API":
-		v = maddr(s.rpc.addr)
+		// The address this request came in on (s.rpc is set once the server already runs).
+		if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+			v = maddr(a.String())
+		}
 	case "Addresses.Gateway":
 		v = maddr(s.gateway.addr)
 		if s.cfg.gatewayConfigSet {

@@ -174,8 +174,9 @@ func New(t testing.TB, opts ...Option) *Server {
 	if err != nil {
 		t.Fatalf("kubotest: gateway: %v", err)
 	}
-	s.rpc = startEndpoint(s.account(RPC, s.withFaults(RPC, s.withAuth(RPC, http.HandlerFunc(s.serveRPC)))))
+	// The gateway first: the RPC's config command reads its address.
 	s.gateway = startEndpoint(s.account(Gateway, s.withFaults(Gateway, s.withAuth(Gateway, gw))))
+	s.rpc = startEndpoint(s.account(RPC, s.withFaults(RPC, s.withAuth(RPC, http.HandlerFunc(s.serveRPC)))))
 	t.Cleanup(s.Close)
 	return s
 }
