@@ -440,7 +440,8 @@ func (a *app) setCommand() *cobra.Command {
 slow producer does not hold the store's lock, then sets KEY to it and prints the new root. A value
 larger than the store takes (2 GiB - 2 bytes on a bbolt store) is refused before it is read. On a
 HAMT root, give the --bucket-size the dataset was imported with (a root does not record it), so
-the new root is the one an import of the same files gives.`,
+the new root is the one an import of the same files gives. Through Kubo the pin of ROOT moves to
+the new root (pin update; the new root is pinned if ROOT was not) unless --pin=false.`,
 		Args: args(3, 3),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			if _, err := parseRoot(argv[0]); err != nil {
@@ -485,7 +486,9 @@ at most --bucket-size keys (default 4; give the one the dataset was imported wit
 does not record) is folded back into a bucket, so the root is the one an import of the remaining
 keys with that --bucket-size gives. With --legacy-deletes
 nothing is folded, as in py-hamt 3.3.2, whose roots after deletes this reproduces. (On a sharded
-root, rm clears the chunk's slot or the metadata key; there is nothing to fold.)`,
+root, rm clears the chunk's slot or the metadata key; there is nothing to fold.) Through Kubo the
+pin of ROOT moves to the new root (pin update; the new root is pinned if ROOT was not) unless
+--pin=false.`,
 		Args: args(2, 2),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			opts := []hamt.LayoutOption{hamt.WithMapOptions(hamt.WithBucketSize(bucket))}

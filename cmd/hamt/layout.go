@@ -125,7 +125,11 @@ sharded -> HAMT -> sharded gives back the original root with the same --chunks-p
 the original holds an all-null shard block (py-hamt leaves one where a delete emptied a shard). A
 root converted to the layout it has is laid out again with the flags given, but for a sharded v1
 root (py-hamt before 3.5), which --to sharded migrates to v2 as py-hamt's migrate_v1_to_v2 does:
-its one index becomes its primary array's, shards kept.`,
+its one index becomes its primary array's, shards kept.
+
+Through Kubo the pin of ROOT moves to the new root (pin update; the new root is pinned if ROOT was
+not) unless --pin=false: the values stay pinned through the new root, ROOT's own nodes do not.
+On a terminal (or with --progress) a bar counts the keys copied, with the rate and the time left.`,
 		Args: args(1, 1),
 		RunE: func(cmd *cobra.Command, argv []string) (err error) {
 			root, err := parseRoot(argv[0])
