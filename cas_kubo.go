@@ -80,6 +80,7 @@ type KuboOption func(*kuboOptions) error
 
 type kuboOptions struct {
 	rpc                    string
+	rpcSocket              string // a Unix socket the RPC API listens on (WithKuboAPI)
 	gateways               []string
 	client                 *http.Client
 	header                 http.Header
@@ -108,9 +109,10 @@ const (
 	DefaultKuboHash    = "blake3"
 )
 
-// WithKuboRPC sets the RPC API's base URL (default DefaultKuboRPC).
+// WithKuboRPC sets the RPC API's base URL (default DefaultKuboRPC). WithKuboAPI sets it by
+// multiaddr instead.
 func WithKuboRPC(u string) KuboOption {
-	return func(o *kuboOptions) error { o.rpc = u; return nil }
+	return func(o *kuboOptions) error { o.rpc, o.rpcSocket = u, ""; return nil }
 }
 
 // WithKuboGateway sets the gateway's base URL (default DefaultKuboGateway): the same as
@@ -251,7 +253,9 @@ func WithKuboChunker(spec string) KuboOption {
 }
 
 // WithKuboPinOnAdd makes every Save pin what it adds (pin=true); by default nothing is pinned, and
-// a user pins a flushed root with Pin.
+// a user pins a flushed root with Pin. Each block saved so becomes a recursive pin of its own:
+// thousands of pins for one map, left behind as it changes. One Pin of the flushed root (PinUpdate
+// from the previous one) keeps the same blocks with one pin.
 func WithKuboPinOnAdd(pin bool) KuboOption {
 	return func(o *kuboOptions) error { o.pin = pin; return nil }
 }
@@ -334,6 +338,9 @@ func NewKuboCAS(opts ...KuboOption) (*KuboCAS, error) {
 	if !ok {
 		return nil, fmt.Errorf("hamt: kubo hash %q is not a multihash name", o.hash)
 	}
+	if o.rpcSocket != "" && o.client != nil {
+		return nil, errors.New("hamt: kubo: an RPC API on a Unix socket needs the store's own HTTP client, not WithKuboHTTPClient's")
+	}
 	if o.basicSet && o.bearer != "" {
 		return nil, errors.New("hamt: kubo: basic auth and a bearer token both set")
 	}
@@ -359,6 +366,9 @@ func NewKuboCAS(opts ...KuboOption) (*KuboCAS, error) {
 	if k.client == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.MaxIdleConnsPerHost = o.concurrency
+		if o.rpcSocket != "" {
+			dialUnixRPC(tr, o.rpcSocket)
+		}
 		k.client, k.ownClient = &http.Client{Transport: tr}, true
 	}
 	if len(scoped) > 0 {

@@ -51,10 +51,12 @@ type Setter interface {
 
 // Progress is what ImportDir and ExportDir report after each file: how far they are of the
 // totals, known from the listing made before any file is copied. An export does not know its
-// TotalBytes (sizes are not fetched ahead): it is -1 there.
+// TotalBytes (sizes are not fetched ahead): it is -1 there. While the listing runs they report
+// each file it finds, with Scanning set and the totals so far (Files and Bytes 0).
 type Progress struct {
 	Files, TotalFiles int
 	Bytes, TotalBytes int64
+	Scanning          bool
 }
 
 // DirStats sums up an ImportDir or ExportDir: the files copied and their bytes, and (import only)
@@ -128,6 +130,20 @@ func (c *progressCounter) add(n int64) {
 	defer c.mu.Unlock()
 	c.p.Files++
 	c.p.Bytes += n
+	if c.fn != nil {
+		c.fn(c.p)
+	}
+}
+
+// found counts a file the listing found, before any is copied (Progress.Scanning).
+func (c *progressCounter) found(size int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.p.Scanning = true
+	c.p.TotalFiles++
+	if c.p.TotalBytes >= 0 {
+		c.p.TotalBytes += size
+	}
 	if c.fn != nil {
 		c.fn(c.p)
 	}
@@ -215,13 +231,10 @@ func ImportDir(ctx context.Context, dst Setter, dir string, opts ...DirOption) (
 	var stats DirStats
 	prog := progressCounter{fn: o.progress}
 	var files []importFile
-	if err := listImport(ctx, root, ".", "", info, &files, &stats); err != nil {
+	if err := listImport(ctx, root, ".", "", info, &files, &stats, &prog); err != nil {
 		return fail(stats, err)
 	}
-	for _, f := range files {
-		prog.p.TotalFiles++
-		prog.p.TotalBytes += f.info.Size()
-	}
+	prog.p.Scanning = false // the totals are the listing's
 	store := func(ctx context.Context, f importFile) error {
 		b, err := readImportFile(root, f)
 		if err != nil {
@@ -276,7 +289,7 @@ func ImportDir(ctx context.Context, dst Setter, dir string, opts ...DirOption) (
 // was info), keys prefixed by prefix, in lexical order, and counts what it skips. Each directory
 // is opened as its own root, so that its entries are examined with one lstat relative to the open
 // directory, never through a path that a concurrent rename could redirect.
-func listImport(ctx context.Context, root *os.Root, name, prefix string, info fs.FileInfo, files *[]importFile, stats *DirStats) error {
+func listImport(ctx context.Context, root *os.Root, name, prefix string, info fs.FileInfo, files *[]importFile, stats *DirStats, prog *progressCounter) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -319,7 +332,7 @@ func listImport(ctx context.Context, root *os.Root, name, prefix string, info fs
 		}
 		switch {
 		case fi.IsDir():
-			if err := listImport(ctx, d, n, key+"/", fi, files, stats); err != nil {
+			if err := listImport(ctx, d, n, key+"/", fi, files, stats, prog); err != nil {
 				return err
 			}
 		case fi.Mode().IsRegular():
@@ -327,6 +340,7 @@ func listImport(ctx context.Context, root *os.Root, name, prefix string, info fs
 				return fmt.Errorf("file name %q: %w: not valid UTF-8", key, ErrInvalidKey)
 			}
 			*files = append(*files, importFile{key: key, info: fi})
+			prog.found(fi.Size())
 		default:
 			stats.Skipped++
 		}
@@ -459,8 +473,8 @@ func exportPathProblem(key string) string {
 }
 
 // exportKeys lists src's keys, sorted, after checking that every one can be written as a file
-// and that no key is a directory of another.
-func exportKeys(ctx context.Context, src Zarr) ([]string, error) {
+// and that no key is a directory of another, calling found for each key listed.
+func exportKeys(ctx context.Context, src Zarr, found func()) ([]string, error) {
 	var keys []string
 	for k, err := range src.List(ctx) {
 		if err != nil {
@@ -470,6 +484,7 @@ func exportKeys(ctx context.Context, src Zarr) ([]string, error) {
 			return nil, fmt.Errorf("key %q %s: %w", k, why, ErrUnexportableKey)
 		}
 		keys = append(keys, k)
+		found()
 	}
 	slices.Sort(keys)
 	for i, k := range keys {
@@ -518,7 +533,8 @@ func ExportDir(ctx context.Context, src Zarr, dir string, opts ...DirOption) (Di
 	if err != nil {
 		return fail(DirStats{}, err)
 	}
-	keys, err := exportKeys(ctx, src)
+	scan := progressCounter{fn: o.progress, p: Progress{TotalBytes: -1}}
+	keys, err := exportKeys(ctx, src, func() { scan.found(0) })
 	if err != nil {
 		return fail(DirStats{}, err)
 	}

@@ -159,16 +159,28 @@ func TestImportExportManyFiles(t *testing.T) {
 		want[key] = b
 		total += int64(len(b))
 	}
-	var calls int
+	var calls, scans int
+	var found int64
 	var last hamt.Progress
 	cas := hamt.NewMemoryCAS()
 	store, stats := importTree(t, cas, dir, hamt.WithDirWorkers(8), hamt.WithProgress(func(p hamt.Progress) {
+		if p.Scanning { // the listing, file by file, before any copy
+			scans++
+			if calls > 0 || p.TotalFiles != scans || p.TotalBytes < found || p.Files != 0 {
+				t.Errorf("scanning progress %+v at scan %d after %d copies", p, scans, calls)
+			}
+			found = p.TotalBytes
+			return
+		}
 		calls++ // serialized by ImportDir: -race would catch a concurrent call
 		if p.TotalFiles != n || p.TotalBytes != total || p.Files != calls {
 			t.Errorf("progress %+v at call %d, want totals %d files %d bytes", p, calls, n, total)
 		}
 		last = p
 	}))
+	if scans != n || found != total {
+		t.Errorf("scanning reported %d files, %d bytes; want %d, %d", scans, found, n, total)
+	}
 	if calls != n || last.Files != n || last.Bytes != total || stats.Files != n {
 		t.Errorf("%d progress calls, last %+v, stats %+v; want %d files, %d bytes", calls, last, stats, n, total)
 	}
@@ -176,8 +188,21 @@ func TestImportExportManyFiles(t *testing.T) {
 		t.Errorf("map holds %d keys, want %d", got, n)
 	}
 	out := filepath.Join(t.TempDir(), "new", "dir")
-	if _, err := hamt.ExportDir(context.Background(), reopen(t, cas, store), out, hamt.WithDirWorkers(4)); err != nil {
+	var listed, written int
+	if _, err := hamt.ExportDir(context.Background(), reopen(t, cas, store), out, hamt.WithDirWorkers(4), hamt.WithProgress(func(p hamt.Progress) {
+		if p.Scanning {
+			listed++
+			if written > 0 || p.TotalFiles != listed || p.TotalBytes != -1 {
+				t.Errorf("export scanning progress %+v at key %d", p, listed)
+			}
+		} else {
+			written++
+		}
+	})); err != nil {
 		t.Fatal(err)
+	}
+	if listed != n || written != n {
+		t.Errorf("export reported %d keys listed, %d written; want %d", listed, written, n)
 	}
 	assertSameTree(t, readTree(t, out), want)
 }

@@ -25,6 +25,10 @@ type app struct {
 	storePath   string
 	kuboRPC     string
 	kuboGateway []string
+	kubo        bool            // --kubo: the daemon ipfs would use
+	kuboAPI     string          // --api: the daemon's RPC API multiaddr
+	pin         bool            // --pin: pin each new root made through Kubo
+	ctx         context.Context // the run's, for the requests that find the daemon (openStore)
 	stdin       io.Reader
 	stdout      io.Writer
 	stderr      io.Writer
@@ -38,14 +42,25 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *app {
 
 func (a *app) rootCommand() *cobra.Command {
 	root := &cobra.Command{
-		Use:   "hamt [--store PATH | --kubo-rpc URL --kubo-gateway URL] COMMAND",
+		Use:   "hamt [--store PATH | --kubo | --api MULTIADDR | --kubo-rpc URL] [--kubo-gateway URL] COMMAND",
 		Short: "Store Zarr v3 datasets in a HAMT on bbolt or IPFS",
 		Long: `hamt stores Zarr v3 datasets (and any key-value map) in a Hash Array Mapped Trie on a
 content-addressed store, byte-compatible with py-hamt.
 
 The store is an embedded bbolt file (--store, default $HAMT_STORE or store.bolt in the user's data
-directory), or IPFS through a Kubo daemon (--kubo-rpc to write, --kubo-gateway to read; give
---kubo-gateway several times and reads fail over and are hedged across the gateways, in order).
+directory), or IPFS through a Kubo daemon, found as ipfs finds it: --kubo uses the daemon whose
+RPC API address is in $IPFS_PATH/api (default ~/.ipfs/api; a running daemon writes it), --api
+MULTIADDR names the API as ipfs --api does (/ip4/127.0.0.1/tcp/5001, /dns/HOST/tcp/PORT/https,
+/unix/PATH), --kubo-rpc URL by URL. Writes go to the RPC API; reads go to the gateway the node's
+config names (Addresses.Gateway: from $IPFS_PATH/config with --kubo, else asked of the daemon),
+or to --kubo-gateway URL (give it several times and reads fail over and are hedged across the
+gateways, in order). A gateway that cannot be found is an error, never a guess.
+
+Through Kubo, blocks are added unpinned and every root a command prints is pinned recursively
+(one pin per dataset): import pins its root; set, rm and convert move the old root's pin to the
+new one (pin update, which unpins the old root), or pin the new root when the old one was not
+pinned. --pin=false leaves pins as they are; hamt pin ls|add|rm shows and changes them.
+
 import and car import create a missing bbolt file (and its directory), and remove it again when
 they fail without storing a block; the other commands refuse a missing one ("no store at PATH").
 Commands that make a new root print its CID as the last line of standard output.
@@ -65,14 +80,22 @@ parse), 3 for an internal error (a bug in hamt: please report it).`,
 	pf.StringVar(&a.storePath, "store", "", "bbolt store file (default $HAMT_STORE or the user's data directory)")
 	pf.StringVar(&a.kuboRPC, "kubo-rpc", "", "Kubo RPC API URL, e.g. http://127.0.0.1:5001 (use IPFS instead of a bbolt file)")
 	pf.StringArrayVar(&a.kuboGateway, "kubo-gateway", nil, "Kubo gateway URL, e.g. http://127.0.0.1:8080 (repeat for several, in order of preference)")
-	root.PersistentPreRunE = func(*cobra.Command, []string) error {
-		if a.storePath != "" && (a.kuboRPC != "" || len(a.kuboGateway) > 0) {
-			return &usageError{errors.New("--store names a bbolt file and --kubo-rpc/--kubo-gateway a daemon: give one or the other")}
+	pf.BoolVar(&a.kubo, "kubo", false, "use the Kubo daemon ipfs uses: the RPC API in $IPFS_PATH/api (default ~/.ipfs/api), the gateway in its config")
+	pf.StringVar(&a.kuboAPI, "api", "", "Kubo RPC API multiaddr, as ipfs --api takes it, e.g. /ip4/127.0.0.1/tcp/5001 (implies --kubo)")
+	pf.BoolVar(&a.pin, "pin", true, "through Kubo, pin each new root recursively (set, rm, convert move the old root's pin); --pin=false leaves pins alone")
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		a.ctx = cmd.Context()
+		if a.storePath != "" && a.usesKubo() {
+			return &usageError{errors.New("--store names a bbolt file and --kubo/--api/--kubo-rpc/--kubo-gateway a daemon: give one or the other")}
+		}
+		if a.kuboRPC != "" && a.kuboAPI != "" {
+			return &usageError{errors.New("--api and --kubo-rpc both name the RPC API: give one")}
 		}
 		return nil
 	}
 	root.AddCommand(a.importCommand(), a.exportCommand(), a.lsCommand(), a.getCommand(), a.setCommand(),
-		a.rmCommand(), a.serveCommand(), a.statsCommand(), a.diffCommand(), a.convertCommand(), a.carCommand())
+		a.rmCommand(), a.serveCommand(), a.statsCommand(), a.diffCommand(), a.convertCommand(), a.carCommand(),
+		a.pinCommand())
 	return root
 }
 
@@ -177,19 +200,8 @@ func (a *app) open(write bool) (*store, error) {
 // openStore opens the store the flags name, for writing or read-only; a missing bbolt file is
 // created only if create.
 func (a *app) openStore(write, create bool) (*store, error) {
-	if a.kuboRPC != "" || len(a.kuboGateway) > 0 {
-		var opts []hamt.KuboOption
-		if a.kuboRPC != "" {
-			opts = append(opts, hamt.WithKuboRPC(a.kuboRPC))
-		}
-		if len(a.kuboGateway) > 0 {
-			opts = append(opts, hamt.WithKuboGateways(a.kuboGateway...))
-		}
-		k, err := hamt.NewKuboCAS(opts...)
-		if err != nil {
-			return nil, err
-		}
-		return &store{cas: k, close: k.Close}, nil
+	if a.usesKubo() {
+		return a.openKubo(a.ctx, true)
 	}
 	path := a.storePath
 	if path == "" {
@@ -241,9 +253,14 @@ func (a *app) importCommand() *cobra.Command {
 		Use:   "import DIR",
 		Short: "Import a Zarr directory (every regular file) and print the new root",
 		Long: `Import stores every regular file under DIR in a new map, keyed by its slash-separated path
-relative to DIR, flushes it, and prints the root CID as the last line. Progress goes to standard
-error: a progress bar on a terminal, one summary line otherwise. With --stats the new map's
-statistics are printed before the root.
+relative to DIR, flushes it, and prints the root CID as the last line. With --stats the new map's
+statistics are printed before the root. Through Kubo the root is pinned (recursively: the blocks
+are added unpinned) unless --pin=false.
+
+Progress goes to standard error, never to standard output: on a terminal (or with --progress) a
+bar counts the files and bytes found while DIR is listed, then the files and bytes copied, with
+the rate since the copy began and the time left at that rate; then one summary line, the only
+output without a terminal or with --no-progress.
 
 DIR must be a directory (if DIR itself is a symbolic link to one, that link is followed). Below
 DIR nothing is followed: symbolic links, devices, sockets and pipes are skipped and counted. Each
@@ -280,7 +297,7 @@ none, and removes consolidated_metadata from a root zarr.json when every array s
 			if err != nil {
 				return err
 			}
-			p := newProgress(a.stderr, a.isTerminal(), "import")
+			p := newProgress(a.stderr, a.showBar(cmd), "import")
 			s, err := hamt.ImportDir(ctx, z, argv[0], hamt.WithDirWorkers(workers), hamt.WithProgress(p.update))
 			p.finish(s.Files, s.Bytes, s.Skipped, err)
 			if err != nil {
@@ -288,6 +305,9 @@ none, and removes consolidated_metadata from a root zarr.json when every array s
 			}
 			root, err := z.Flush(ctx)
 			if err != nil {
+				return err
+			}
+			if err := a.pinRoot(ctx, st, cid.Undef, root); err != nil {
 				return err
 			}
 			if stats {
@@ -302,6 +322,7 @@ none, and removes consolidated_metadata from a root zarr.json when every array s
 	cmd.PreRunE = positiveFlags("workers", "bucket-size")
 	cmd.Flags().IntVar(&workers, "workers", 16, "files read and saved at once")
 	addLayoutFlags(cmd, &layoutName, &bucket, &perShard)
+	addProgressFlags(cmd)
 	cmd.Flags().BoolVar(&stats, "stats", false, "print the new dataset's statistics before its root")
 	return cmd
 }
@@ -325,11 +346,15 @@ relative path, a NUL byte, an element over 255 bytes, a name the system refuses,
 another key needs as a directory) fails the export, naming the key and the reason. Files are
 written inside DIR only, never through a symbolic link, into a hidden .hamt-export-* directory
 whose entries are moved into place once all are written. An export that fails leaves DIR as it
-was; one killed midway can leave the hidden directory, which --replace clears.`,
+was; one killed midway can leave the hidden directory, which --replace clears.
+
+Progress goes to standard error: on a terminal (or with --progress) a bar counts the keys listed,
+then the files and bytes written, with the rate and the time left (by files: sizes are not known
+ahead); then one summary line, the only output without a terminal or with --no-progress.`,
 		Args: args(2, 2),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			return a.onRoot(cmd, argv[0], false, func(root cid.Cid, z hamt.ZarrDataset, _ *store) error {
-				p := newProgress(a.stderr, a.isTerminal(), "export")
+				p := newProgress(a.stderr, a.showBar(cmd), "export")
 				opts := []hamt.DirOption{hamt.WithDirWorkers(workers), hamt.WithProgress(p.update)}
 				if replace {
 					opts = append(opts, hamt.WithReplace())
@@ -345,6 +370,7 @@ was; one killed midway can leave the hidden directory, which --replace clears.`,
 	}
 	cmd.PreRunE = positiveFlags("workers")
 	cmd.Flags().IntVar(&workers, "workers", 16, "values loaded and written at once")
+	addProgressFlags(cmd)
 	cmd.Flags().BoolVar(&replace, "replace", false, "replace the contents of a non-empty DIR (deleted once the new export is written)")
 	return cmd
 }
@@ -414,7 +440,8 @@ func (a *app) setCommand() *cobra.Command {
 slow producer does not hold the store's lock, then sets KEY to it and prints the new root. A value
 larger than the store takes (2 GiB - 2 bytes on a bbolt store) is refused before it is read. On a
 HAMT root, give the --bucket-size the dataset was imported with (a root does not record it), so
-the new root is the one an import of the same files gives.`,
+the new root is the one an import of the same files gives. Through Kubo the pin of ROOT moves to
+the new root (pin update; the new root is pinned if ROOT was not) unless --pin=false.`,
 		Args: args(3, 3),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			if _, err := parseRoot(argv[0]); err != nil {
@@ -427,7 +454,7 @@ the new root is the one an import of the same files gives.`,
 			if err != nil {
 				return err
 			}
-			return a.onRoot(cmd, argv[0], true, func(root cid.Cid, z hamt.ZarrDataset, _ *store) error {
+			return a.onRoot(cmd, argv[0], true, func(root cid.Cid, z hamt.ZarrDataset, st *store) error {
 				if err := z.Set(cmd.Context(), argv[1], v); err != nil {
 					return err
 				}
@@ -439,7 +466,7 @@ the new root is the one an import of the same files gives.`,
 				case !ok:
 					return fmt.Errorf("the dataset's layout did not store %q (a chunk outside its array's grid?)", argv[1])
 				}
-				return a.printFlushed(cmd.Context(), z)
+				return a.printFlushed(cmd.Context(), z, st, root)
 			}, hamt.WithMapOptions(hamt.WithBucketSize(bucket)))
 		},
 	}
@@ -459,14 +486,16 @@ at most --bucket-size keys (default 4; give the one the dataset was imported wit
 does not record) is folded back into a bucket, so the root is the one an import of the remaining
 keys with that --bucket-size gives. With --legacy-deletes
 nothing is folded, as in py-hamt 3.3.2, whose roots after deletes this reproduces. (On a sharded
-root, rm clears the chunk's slot or the metadata key; there is nothing to fold.)`,
+root, rm clears the chunk's slot or the metadata key; there is nothing to fold.) Through Kubo the
+pin of ROOT moves to the new root (pin update; the new root is pinned if ROOT was not) unless
+--pin=false.`,
 		Args: args(2, 2),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			opts := []hamt.LayoutOption{hamt.WithMapOptions(hamt.WithBucketSize(bucket))}
 			if legacy {
 				opts = append(opts, hamt.WithMapOptions(hamt.WithLegacyDeletes()))
 			}
-			return a.onRoot(cmd, argv[0], true, func(root cid.Cid, z hamt.ZarrDataset, _ *store) error {
+			return a.onRoot(cmd, argv[0], true, func(root cid.Cid, z hamt.ZarrDataset, st *store) error {
 				// Zarr's Delete takes a missing key for done; rm says so instead.
 				present, err := z.Exists(cmd.Context(), argv[1])
 				if err != nil {
@@ -478,7 +507,7 @@ root, rm clears the chunk's slot or the metadata key; there is nothing to fold.)
 				if err := z.Delete(cmd.Context(), argv[1]); err != nil {
 					return err
 				}
-				return a.printFlushed(cmd.Context(), z)
+				return a.printFlushed(cmd.Context(), z, st, root)
 			}, opts...)
 		},
 	}
@@ -488,10 +517,14 @@ root, rm clears the chunk's slot or the metadata key; there is nothing to fold.)
 	return cmd
 }
 
-// printFlushed flushes z and prints its new root.
-func (a *app) printFlushed(ctx context.Context, z hamt.ZarrDataset) error {
+// printFlushed flushes z, made from the dataset at old on st, pins its new root (pinRoot) and
+// prints it.
+func (a *app) printFlushed(ctx context.Context, z hamt.ZarrDataset, st *store, old cid.Cid) error {
 	root, err := z.Flush(ctx)
 	if err != nil {
+		return err
+	}
+	if err := a.pinRoot(ctx, st, old, root); err != nil {
 		return err
 	}
 	_, err = fmt.Fprintln(a.stdout, root)

@@ -125,7 +125,11 @@ sharded -> HAMT -> sharded gives back the original root with the same --chunks-p
 the original holds an all-null shard block (py-hamt leaves one where a delete emptied a shard). A
 root converted to the layout it has is laid out again with the flags given, but for a sharded v1
 root (py-hamt before 3.5), which --to sharded migrates to v2 as py-hamt's migrate_v1_to_v2 does:
-its one index becomes its primary array's, shards kept.`,
+its one index becomes its primary array's, shards kept.
+
+Through Kubo the pin of ROOT moves to the new root (pin update; the new root is pinned if ROOT was
+not) unless --pin=false: the values stay pinned through the new root, ROOT's own nodes do not.
+On a terminal (or with --progress) a bar counts the keys copied, with the rate and the time left.`,
 		Args: args(1, 1),
 		RunE: func(cmd *cobra.Command, argv []string) (err error) {
 			root, err := parseRoot(argv[0])
@@ -148,7 +152,7 @@ its one index becomes its primary array's, shards kept.`,
 					err = cerr
 				}
 			}()
-			p := newProgress(a.stderr, a.isTerminal(), "convert")
+			p := newProgress(a.stderr, a.showBar(cmd), "convert")
 			var copied hamt.Progress
 			update := func(pr hamt.Progress) { copied = pr; p.update(pr) }
 			opts = append(opts, hamt.WithCopyOptions(hamt.WithDirWorkers(workers), hamt.WithProgress(update)))
@@ -157,11 +161,15 @@ its one index becomes its primary array's, shards kept.`,
 			if err != nil {
 				return err
 			}
+			if err := a.pinRoot(cmd.Context(), st, root, nroot); err != nil {
+				return err
+			}
 			_, err = fmt.Fprintln(a.stdout, nroot)
 			return err
 		},
 	}
 	cmd.PreRunE = positiveFlags("workers", "bucket-size")
+	addProgressFlags(cmd)
 	cmd.Flags().StringVar(&to, "to", "", "the layout to convert to: hamt or sharded")
 	cmd.Flags().IntVar(&workers, "workers", 16, "keys copied at once")
 	addLayoutFlags(cmd, nil, &bucket, &perShard)

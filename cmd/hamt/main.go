@@ -1,7 +1,7 @@
 // Command hamt stores Zarr v3 datasets (and any key-value map) in a HAMT on a content-addressed
 // store: an embedded bbolt file by default, or IPFS through a Kubo daemon.
 //
-//	hamt [--store PATH | --kubo-rpc URL --kubo-gateway URL [--kubo-gateway URL ...]] COMMAND
+//	hamt [--store PATH | --kubo | --api MULTIADDR | --kubo-rpc URL] [--kubo-gateway URL ...] COMMAND
 //
 // Commands that make a new root print its CID as the last line of standard output; errors are
 // one line on standard error and a non-zero exit status: 1 for a failure, 2 for a usage error

@@ -58,7 +58,7 @@ func (a *app) openBolt(path string, write, create bool) (*store, error) {
 
 // requireStore refuses a missing bbolt store before a command that needs one reads its input.
 func (a *app) requireStore() error {
-	if a.kuboRPC != "" || len(a.kuboGateway) > 0 {
+	if a.usesKubo() {
 		return nil
 	}
 	path := a.storePath

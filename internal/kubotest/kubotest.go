@@ -18,7 +18,8 @@
 //     POST with "Allow: OPTIONS, POST", 403 "403 - Forbidden" for any request with an Origin
 //     header, 404 "404 page not found" for an unknown command, option-type errors as 400
 //     text/plain, command errors as 500 {"Message","Code":0,"Type":"error"}), the commands add,
-//     pin/add, pin/rm, pin/update, pin/ls and version with Kubo's option defaults and reply shapes,
+//     pin/add, pin/rm, pin/update, pin/ls, version and config (Addresses.API and
+//     Addresses.Gateway, read only) with Kubo's option defaults and reply shapes,
 //     and Kubo's API.Authorizations check (403 "Kubo RPC Access Denied: ..."). Kubo has no gateway
 //     authentication; with WithBasicAuth or WithBearerToken the gateway answers 401 like a
 //     reverse proxy in front of it would.
@@ -98,6 +99,9 @@ type config struct {
 	online         time.Duration // 0: offline node
 	blocks         blockstore.Blockstore
 	bodies         bool
+
+	gatewayConfig    any // Addresses.Gateway's value, when gatewayConfigSet (WithGatewayConfig)
+	gatewayConfigSet bool
 }
 
 // WithBlockstore makes the server keep its blocks in bs instead of a blockstore of its own. Give
@@ -170,8 +174,9 @@ func New(t testing.TB, opts ...Option) *Server {
 	if err != nil {
 		t.Fatalf("kubotest: gateway: %v", err)
 	}
-	s.rpc = startEndpoint(s.account(RPC, s.withFaults(RPC, s.withAuth(RPC, http.HandlerFunc(s.serveRPC)))))
+	// The gateway first: the RPC's config command reads its address.
 	s.gateway = startEndpoint(s.account(Gateway, s.withFaults(Gateway, s.withAuth(Gateway, gw))))
+	s.rpc = startEndpoint(s.account(RPC, s.withFaults(RPC, s.withAuth(RPC, http.HandlerFunc(s.serveRPC)))))
 	t.Cleanup(s.Close)
 	return s
 }
