@@ -614,9 +614,9 @@ func (t tree) insert(ctx context.Context, n *node, depth int, e entry, h []byte)
 	s := n.slot(i)
 	switch {
 	case s == nil:
-		n.put(i, slot{bucket: newBucket(e)})
-	case s.link != nil:
-		child, err := t.w.child(ctx, s.link, depth+1)
+		n.put(i, bucketSlot(newBucket(e)))
+	case s.link() != nil:
+		child, err := t.w.child(ctx, s.link(), depth+1)
 		if err != nil {
 			return false, err
 		}
@@ -625,16 +625,16 @@ func (t tree) insert(ctx context.Context, n *node, depth int, e entry, h []byte)
 			return false, err
 		}
 	default:
-		old, at, end := bucketSearch(s.bucket, 0, e.key)
-		switch count := bucketCount(s.bucket); {
+		old, at, end := bucketSearch(s.bucket(), 0, e.key)
+		switch count := bucketCount(s.bucket()); {
 		case old == e.value:
 			return false, nil
 		case old != "":
-			s.bucket = bucketSplice(s.bucket, at, end, &e, count)
+			s.setBucket(bucketSplice(s.bucket(), at, end, &e, count))
 		case count < t.bucketSize:
-			s.bucket = bucketSplice(s.bucket, at, at, &e, count+1)
+			s.setBucket(bucketSplice(s.bucket(), at, at, &e, count+1))
 		default:
-			if err := t.split(n, i, depth, s.bucket, e); err != nil {
+			if err := t.split(n, i, depth, s.bucket(), e); err != nil {
 				return false, err
 			}
 		}
@@ -693,7 +693,7 @@ func (t tree) split(n *node, i, depth int, full string, e entry) error {
 	ln.node.slots = ln.inline[:0]
 	ln.link.node = &ln.node
 	child := &ln.node
-	n.put(i, slot{link: &ln.link})
+	n.put(i, linkSlot(&ln.link))
 	if t.fillChild(child, depth+1, all, hashOf) {
 		return nil
 	}
@@ -755,7 +755,7 @@ func (t tree) fillChild(child *node, depth int, all []entry, hashOf func(int) []
 			buf = append(buf, all[j].key...)
 			buf = appendLink(buf, all[j].value)
 		}
-		child.put(slotOf(order[g]), slot{bucket: unsafe.String(&buf[start], len(buf)-start)})
+		child.put(slotOf(order[g]), bucketSlot(unsafe.String(&buf[start], len(buf)-start)))
 		g = e
 	}
 	return true
@@ -790,8 +790,8 @@ func (t tree) remove(ctx context.Context, n *node, depth int, key string, h []by
 	switch {
 	case s == nil:
 		return false, nil
-	case s.link != nil:
-		child, err := t.w.child(ctx, s.link, depth+1)
+	case s.link() != nil:
+		child, err := t.w.child(ctx, s.link(), depth+1)
 		if err != nil {
 			return false, err
 		}
@@ -803,14 +803,14 @@ func (t tree) remove(ctx context.Context, n *node, depth int, key string, h []by
 			n.clear(i)
 		}
 	default:
-		old, at, end := bucketSearch(s.bucket, 0, key)
-		switch count := bucketCount(s.bucket); {
+		old, at, end := bucketSearch(s.bucket(), 0, key)
+		switch count := bucketCount(s.bucket()); {
 		case old == "":
 			return false, nil
 		case count == 1:
 			n.clear(i)
 		default:
-			s.bucket = bucketSplice(s.bucket, at, end, nil, count-1)
+			s.setBucket(bucketSplice(s.bucket(), at, end, nil, count-1))
 		}
 	}
 	n.dirty = true
@@ -827,9 +827,9 @@ func find(n *node, key string, h []byte, depth int) (cidBytes, *link, error) {
 	switch {
 	case s == nil:
 		return "", nil, nil
-	case s.link != nil:
-		return "", s.link, nil
+	case s.link() != nil:
+		return "", s.link(), nil
 	}
-	c, _, _ := bucketSearch(s.bucket, 0, key)
+	c, _, _ := bucketSearch(s.bucket(), 0, key)
 	return c, nil, nil
 }
