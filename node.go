@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/bits"
+	"slices"
 	"strings"
 	"unicode/utf8"
 	"unsafe"
@@ -181,11 +182,12 @@ func (n *node) put(i int, s slot) {
 	}
 	n.bitmap[i>>6] |= 1 << uint(i&63)
 	if len(n.slots) == cap(n.slots) {
-		// Grow by hand rather than by append, to clear the old array: it may be a linkedNode's
-		// inline slots, which must not keep buckets alive.
+		// Grow by a quarter and four, rounded up to the allocator's size class (slices.Grow), not
+		// by doubling: a node at the bottom of a large tree ends with some 55 occupied slots,
+		// which doubling leaves in room for 64 or 128. Copy by hand, to clear the old array: it
+		// may be a linkedNode's inline slots, which must not keep buckets alive.
 		old := n.slots
-		n.slots = make([]slot, len(old), max(4, 2*cap(old)))
-		copy(n.slots, old)
+		n.slots = append(slices.Grow([]slot(nil), min(numSlots, cap(old)+cap(old)/4+4)), old...)
 		clear(old)
 	}
 	n.slots = n.slots[:len(n.slots)+1]
