@@ -689,8 +689,7 @@ func (t tree) split(n *node, i, depth int, full string, e entry) error {
 			return fmt.Errorf("%w: %d keys share the hash of %q", ErrMaxDepth, same, all[j].key)
 		}
 	}
-	ln := &linkedNode{node: node{dirty: true, checked: true}}
-	ln.node.slots = ln.inline[:0]
+	ln := &linkedNode{node: node{dirty: true, checked: true, slots: make([]slot, 0, splitSlots)}}
 	ln.link.node = &ln.node
 	child := &ln.node
 	n.put(i, linkSlot(&ln.link))
@@ -764,18 +763,16 @@ func (t tree) fillChild(child *node, depth int, all []entry, hashOf func(int) []
 // linkedNode is a link and the new node it points to, allocated together by split: following
 // the link then touches one place in memory instead of two, which is most of what an insert into
 // a large tree costs. As long as the link is referenced the node's memory is too; see vacate.
+// The node's slots are a separate allocation: kept inline, they stayed allocated with the node
+// after it outgrew them (16 MiB of a 4M-key tree, where every bottom node outgrows them).
 type linkedNode struct {
 	link link
 	node node
-	// inline backs node.slots until the node outgrows it, so a small node's slots are in the
-	// same allocation too. Once node.slots moves to the heap, inline is cleared (see put), so it
-	// never keeps a bucket alive.
-	inline [inlineSlots]slot
 }
 
-// inlineSlots is how many slots a node made by split holds before its slots move to the heap. At
-// 1M keys with bucket size 4 the nodes at the bottom of the tree have about 14 occupied slots.
-const inlineSlots = 16
+// splitSlots is how many slots a node made by split has room for before they grow. At 1M keys
+// with bucket size 4 the nodes at the bottom of the tree have about 14 occupied slots.
+const splitSlots = 16
 
 // remove is the legacy delete (WithLegacyDeletes): it deletes key (hashing to h) from n at depth
 // and reports whether it was there. A child left empty is unlinked, so emptiness cascades up to

@@ -184,11 +184,8 @@ func (n *node) put(i int, s slot) {
 	if len(n.slots) == cap(n.slots) {
 		// Grow by a quarter and four, rounded up to the allocator's size class (slices.Grow), not
 		// by doubling: a node at the bottom of a large tree ends with some 55 occupied slots,
-		// which doubling leaves in room for 64 or 128. Copy by hand, to clear the old array: it
-		// may be a linkedNode's inline slots, which must not keep buckets alive.
-		old := n.slots
-		n.slots = append(slices.Grow([]slot(nil), min(numSlots, cap(old)+cap(old)/4+4)), old...)
-		clear(old)
+		// which doubling leaves in room for 64 or 128. Nothing else refers to the old array.
+		n.slots = append(slices.Grow([]slot(nil), min(numSlots, cap(n.slots)+cap(n.slots)/4+4)), n.slots...)
 	}
 	n.slots = n.slots[:len(n.slots)+1]
 	copy(n.slots[pos+1:], n.slots[pos:])

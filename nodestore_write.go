@@ -237,10 +237,9 @@ func (w *writeStore) vacate() {
 	}
 	for i := range w.root.slots {
 		if l := w.root.slots[i].link(); l != nil && l.node != nil {
-			// The node may share its link's allocation (linkedNode), which outlives it: empty it
-			// and its slots (which may be the linkedNode's inline ones), so its subtree does not
-			// stay reachable. Nothing else refers to a write-mode node.
-			clear(l.node.slots[:cap(l.node.slots)])
+			// The node may share its link's allocation (linkedNode), which outlives it: empty it,
+			// so its subtree does not stay reachable. Nothing else refers to a write-mode node
+			// or its slots.
 			*l.node = node{}
 			l.node = nil
 		}
