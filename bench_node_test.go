@@ -26,7 +26,7 @@ func benchBottomNode(b *testing.B) []byte {
 		key := fmt.Sprintf("key-%d", i)
 		h, _ := m.hasher.hash(key, &buf)
 		if n.slot(int(h[0])) == nil {
-			n.put(int(h[0]), slot{bucket: newBucket(entry{key: key, value: cidKey(c)})})
+			n.put(int(h[0]), bucketSlot(newBucket(entry{key: key, value: cidKey(c)})))
 		}
 	}
 	blk, err := n.encode()

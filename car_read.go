@@ -225,11 +225,11 @@ func (c *carIndex) checkComplete(ctx context.Context, root cid.Cid) error {
 		return walkStored(ctx, c, root, nil, func(n *blockNode, _ int) error {
 			for i := range n.slots {
 				s := &n.slots[i]
-				if s.link != nil {
+				if s.link() != nil {
 					continue
 				}
 				var err error
-				eachEntry(s.bucket, 0, func(key string, value cidBytes) bool {
+				eachEntry(s.bucket(), 0, func(key string, value cidBytes) bool {
 					err = c.checkValue(ctx, key, value)
 					return err == nil
 				})

@@ -41,13 +41,13 @@ func (t tree) removeFolding(ctx context.Context, root *node, key string, h []byt
 			return false, nil
 		}
 		path = append(path, pathStep{n, i})
-		if s.link == nil {
-			if old, _, _ := bucketSearch(s.bucket, 0, key); old == "" {
+		if s.link() == nil {
+			if old, _, _ := bucketSearch(s.bucket(), 0, key); old == "" {
 				return false, nil
 			}
 			break
 		}
-		if n, err = t.w.child(ctx, s.link, depth+1); err != nil {
+		if n, err = t.w.child(ctx, s.link(), depth+1); err != nil {
 			return false, err
 		}
 	}
@@ -58,7 +58,7 @@ func (t tree) removeFolding(ctx context.Context, root *node, key string, h []byt
 	for d := len(path) - 1; d >= 1; d-- {
 		var skip *link // the path's own link, whose subtree is already counted
 		if d < len(path)-1 {
-			skip = path[d].n.slot(path[d].i).link
+			skip = path[d].n.slot(path[d].i).link()
 		}
 		c, err := t.countKeys(ctx, path[d].n, d, skip, t.bucketSize-left)
 		if err != nil {
@@ -76,11 +76,11 @@ func (t tree) removeFolding(ctx context.Context, root *node, key string, h []byt
 		}
 		last := path[len(path)-1]
 		s := last.n.slot(last.i)
-		_, at, end := bucketSearch(s.bucket, 0, key)
-		if count := bucketCount(s.bucket); count == 1 {
+		_, at, end := bucketSearch(s.bucket(), 0, key)
+		if count := bucketCount(s.bucket()); count == 1 {
 			last.n.clear(last.i) // below the root the node keeps more than bucket-size keys
 		} else {
-			s.bucket = bucketSplice(s.bucket, at, end, nil, count-1)
+			s.setBucket(bucketSplice(s.bucket(), at, end, nil, count-1))
 		}
 		return true, nil
 	}
@@ -97,7 +97,7 @@ func (t tree) removeFolding(ctx context.Context, root *node, key string, h []byt
 	if folded == "" {
 		parent.n.clear(parent.i)
 	} else {
-		parent.n.put(parent.i, slot{bucket: folded})
+		parent.n.put(parent.i, bucketSlot(folded))
 	}
 	return true, nil
 }
@@ -143,14 +143,14 @@ func foldBuckets(buckets []string, key string) string {
 func (t tree) countKeys(ctx context.Context, n *node, depth int, skip *link, limit int) (int, error) {
 	count := 0
 	for i := range n.slots {
-		if b := n.slots[i].bucket; b != "" {
+		if b := n.slots[i].bucket(); b != "" {
 			if count += bucketCount(b); count > limit {
 				return count, nil
 			}
 		}
 	}
 	for i := range n.slots {
-		l := n.slots[i].link
+		l := n.slots[i].link()
 		if l == nil || l == skip {
 			continue
 		}
@@ -173,11 +173,11 @@ func (t tree) countKeys(ctx context.Context, n *node, depth int, skip *link, lim
 func (t tree) collectBuckets(ctx context.Context, n *node, depth int, dst []string) ([]string, error) {
 	for i := range n.slots {
 		s := &n.slots[i]
-		if s.link == nil {
-			dst = append(dst, s.bucket)
+		if s.link() == nil {
+			dst = append(dst, s.bucket())
 			continue
 		}
-		child, err := t.w.child(ctx, s.link, depth+1)
+		child, err := t.w.child(ctx, s.link(), depth+1)
 		if err != nil {
 			return nil, fmt.Errorf("fold at depth %d: %w", depth, err)
 		}

@@ -148,16 +148,16 @@ func fuzzCheckNode(t *testing.T, n *node) {
 		t.Fatal("a decoded node is dirty")
 	}
 	for i, s := range n.slots {
-		if (s.link == nil) == (s.bucket == "") {
+		if (s.link() == nil) == (s.bucket() == "") {
 			t.Fatalf("slot %d: want exactly one of bucket and link", i)
 		}
-		if s.link != nil {
-			if s.link.node != nil {
+		if s.link() != nil {
+			if s.link().node != nil {
 				t.Fatalf("slot %d: a decoded link already has a child node", i)
 			}
 			continue
 		}
-		entries := appendEntries(nil, s.bucket)
+		entries := appendEntries(nil, s.bucket())
 		if len(entries) == 0 {
 			t.Fatalf("slot %d: empty bucket", i)
 		}
@@ -192,21 +192,21 @@ func fuzzCheckFrozenAgrees(t *testing.T, data []byte, n *node, err error) {
 			if kind != slotEmpty {
 				t.Fatalf("slot %d: empty, but frozen kind %d", i, kind)
 			}
-		case s.link != nil:
-			if kind != slotLink || f.linkAt(k) != s.link.id {
-				t.Fatalf("slot %d: link %x, but frozen kind %d", i, s.link.id, kind)
+		case s.link() != nil:
+			if kind != slotLink || f.linkAt(k) != s.link().id {
+				t.Fatalf("slot %d: link %x, but frozen kind %d", i, s.link().id, kind)
 			}
 		default:
 			if kind != slotBucket {
 				t.Fatalf("slot %d: bucket, but frozen kind %d", i, kind)
 			}
-			for _, e := range appendEntries(nil, s.bucket) {
+			for _, e := range appendEntries(nil, s.bucket()) {
 				want = append(want, e.key)
 				if c := f.bucketFind(k, e.key); c != e.value {
 					t.Fatalf("slot %d key %q: frozen value %x, want %x", i, e.key, c, e.value)
 				}
 				for _, other := range []string{e.key + "\x00", e.key[:len(e.key)/2], e.key + "~"} {
-					if c, _, _ := bucketSearch(s.bucket, 0, other); c == "" && f.bucketFind(k, other) != "" {
+					if c, _, _ := bucketSearch(s.bucket(), 0, other); c == "" && f.bucketFind(k, other) != "" {
 						t.Fatalf("slot %d: frozen bucket finds %q, which it does not hold", i, other)
 					}
 				}
@@ -223,7 +223,7 @@ func fuzzCheckFrozenAgrees(t *testing.T, data []byte, n *node, err error) {
 	}
 	var wantDown []cidBytes
 	for j := len(n.slots) - 1; j >= 0; j-- {
-		if l := n.slots[j].link; l != nil {
+		if l := n.slots[j].link(); l != nil {
 			wantDown = append(wantDown, l.id)
 		}
 	}
@@ -238,8 +238,8 @@ func fuzzCheckFrozenAgrees(t *testing.T, data []byte, n *node, err error) {
 	}
 	for j, s := range thawed.slots {
 		d := n.slots[j]
-		if s.bucket != d.bucket || (s.link == nil) != (d.link == nil) || (s.link != nil && s.link.id != d.link.id) {
-			t.Fatalf("thawed slot %d: %q %v, decoded %q %v", j, s.bucket, s.link, d.bucket, d.link)
+		if s.bucket() != d.bucket() || (s.link() == nil) != (d.link() == nil) || (s.link() != nil && s.link().id != d.link().id) {
+			t.Fatalf("thawed slot %d: %q %v, decoded %q %v", j, s.bucket(), s.link(), d.bucket(), d.link())
 		}
 	}
 	if b, err := thawed.encode(); err != nil || !bytes.Equal(b, data) {

@@ -614,9 +614,9 @@ func (t tree) insert(ctx context.Context, n *node, depth int, e entry, h []byte)
 	s := n.slot(i)
 	switch {
 	case s == nil:
-		n.put(i, slot{bucket: newBucket(e)})
-	case s.link != nil:
-		child, err := t.w.child(ctx, s.link, depth+1)
+		n.put(i, bucketSlot(newBucket(e)))
+	case s.link() != nil:
+		child, err := t.w.child(ctx, s.link(), depth+1)
 		if err != nil {
 			return false, err
 		}
@@ -625,16 +625,16 @@ func (t tree) insert(ctx context.Context, n *node, depth int, e entry, h []byte)
 			return false, err
 		}
 	default:
-		old, at, end := bucketSearch(s.bucket, 0, e.key)
-		switch count := bucketCount(s.bucket); {
+		old, at, end := bucketSearch(s.bucket(), 0, e.key)
+		switch count := bucketCount(s.bucket()); {
 		case old == e.value:
 			return false, nil
 		case old != "":
-			s.bucket = bucketSplice(s.bucket, at, end, &e, count)
+			s.setBucket(bucketSplice(s.bucket(), at, end, &e, count))
 		case count < t.bucketSize:
-			s.bucket = bucketSplice(s.bucket, at, at, &e, count+1)
+			s.setBucket(bucketSplice(s.bucket(), at, at, &e, count+1))
 		default:
-			if err := t.split(n, i, depth, s.bucket, e); err != nil {
+			if err := t.split(n, i, depth, s.bucket(), e); err != nil {
 				return false, err
 			}
 		}
@@ -689,11 +689,10 @@ func (t tree) split(n *node, i, depth int, full string, e entry) error {
 			return fmt.Errorf("%w: %d keys share the hash of %q", ErrMaxDepth, same, all[j].key)
 		}
 	}
-	ln := &linkedNode{node: node{dirty: true, checked: true}}
-	ln.node.slots = ln.inline[:0]
+	ln := &linkedNode{node: node{dirty: true, checked: true, slots: make([]slot, 0, splitSlots)}}
 	ln.link.node = &ln.node
 	child := &ln.node
-	n.put(i, slot{link: &ln.link})
+	n.put(i, linkSlot(&ln.link))
 	if t.fillChild(child, depth+1, all, hashOf) {
 		return nil
 	}
@@ -755,7 +754,7 @@ func (t tree) fillChild(child *node, depth int, all []entry, hashOf func(int) []
 			buf = append(buf, all[j].key...)
 			buf = appendLink(buf, all[j].value)
 		}
-		child.put(slotOf(order[g]), slot{bucket: unsafe.String(&buf[start], len(buf)-start)})
+		child.put(slotOf(order[g]), bucketSlot(unsafe.String(&buf[start], len(buf)-start)))
 		g = e
 	}
 	return true
@@ -764,18 +763,16 @@ func (t tree) fillChild(child *node, depth int, all []entry, hashOf func(int) []
 // linkedNode is a link and the new node it points to, allocated together by split: following
 // the link then touches one place in memory instead of two, which is most of what an insert into
 // a large tree costs. As long as the link is referenced the node's memory is too; see vacate.
+// The node's slots are a separate allocation: kept inline, they stayed allocated with the node
+// after it outgrew them (16 MiB of a 4M-key tree, where every bottom node outgrows them).
 type linkedNode struct {
 	link link
 	node node
-	// inline backs node.slots until the node outgrows it, so a small node's slots are in the
-	// same allocation too. Once node.slots moves to the heap, inline is cleared (see put), so it
-	// never keeps a bucket alive.
-	inline [inlineSlots]slot
 }
 
-// inlineSlots is how many slots a node made by split holds before its slots move to the heap. At
-// 1M keys with bucket size 4 the nodes at the bottom of the tree have about 14 occupied slots.
-const inlineSlots = 16
+// splitSlots is how many slots a node made by split has room for before they grow. At 1M keys
+// with bucket size 4 the nodes at the bottom of the tree have about 14 occupied slots.
+const splitSlots = 16
 
 // remove is the legacy delete (WithLegacyDeletes): it deletes key (hashing to h) from n at depth
 // and reports whether it was there. A child left empty is unlinked, so emptiness cascades up to
@@ -790,8 +787,8 @@ func (t tree) remove(ctx context.Context, n *node, depth int, key string, h []by
 	switch {
 	case s == nil:
 		return false, nil
-	case s.link != nil:
-		child, err := t.w.child(ctx, s.link, depth+1)
+	case s.link() != nil:
+		child, err := t.w.child(ctx, s.link(), depth+1)
 		if err != nil {
 			return false, err
 		}
@@ -803,14 +800,14 @@ func (t tree) remove(ctx context.Context, n *node, depth int, key string, h []by
 			n.clear(i)
 		}
 	default:
-		old, at, end := bucketSearch(s.bucket, 0, key)
-		switch count := bucketCount(s.bucket); {
+		old, at, end := bucketSearch(s.bucket(), 0, key)
+		switch count := bucketCount(s.bucket()); {
 		case old == "":
 			return false, nil
 		case count == 1:
 			n.clear(i)
 		default:
-			s.bucket = bucketSplice(s.bucket, at, end, nil, count-1)
+			s.setBucket(bucketSplice(s.bucket(), at, end, nil, count-1))
 		}
 	}
 	n.dirty = true
@@ -827,9 +824,9 @@ func find(n *node, key string, h []byte, depth int) (cidBytes, *link, error) {
 	switch {
 	case s == nil:
 		return "", nil, nil
-	case s.link != nil:
-		return "", s.link, nil
+	case s.link() != nil:
+		return "", s.link(), nil
 	}
-	c, _, _ := bucketSearch(s.bucket, 0, key)
+	c, _, _ := bucketSearch(s.bucket(), 0, key)
 	return c, nil, nil
 }

@@ -73,7 +73,7 @@ func toolCheck(opts []Option) (*treeCheck, error) {
 // blockChild is walkTree's child for blockNodes: it loads the link in n's k-th occupied slot.
 func blockChild(cas CAS) func(ctx context.Context, n *blockNode, k, depth int) (*blockNode, cidBytes, error) {
 	return func(ctx context.Context, n *blockNode, k, depth int) (*blockNode, cidBytes, error) {
-		id := n.slots[k].link.id
+		id := n.slots[k].link().id
 		c, err := loadNodeBlock(ctx, cas, id.cid())
 		if err != nil {
 			return nil, id, fmt.Errorf("depth %d: %w", depth, err)
@@ -115,11 +115,11 @@ func Inspect(ctx context.Context, cas CAS, root cid.Cid, valueSizes bool, opts .
 		st.NodesAtDepth[depth]++
 		for i := range n.slots {
 			s := &n.slots[i]
-			if s.link != nil {
+			if s.link() != nil {
 				st.Links++
 				continue
 			}
-			count := bucketCount(s.bucket)
+			count := bucketCount(s.bucket())
 			st.Buckets++
 			st.Keys += count
 			for len(st.BucketFill) <= count {
@@ -127,7 +127,7 @@ func Inspect(ctx context.Context, cas CAS, root cid.Cid, valueSizes bool, opts .
 			}
 			st.BucketFill[count]++
 			st.MaxBucket = max(st.MaxBucket, count)
-			eachEntry(s.bucket, 0, func(_ string, value cidBytes) bool {
+			eachEntry(s.bucket(), 0, func(_ string, value cidBytes) bool {
 				values[value] = struct{}{}
 				return true
 			})
@@ -259,15 +259,15 @@ func (d *differ) nodes(na, nb *blockNode, depth, slot int) error {
 		switch {
 		case sa == nil && sb == nil:
 			continue
-		case sa != nil && sb != nil && sa.link != nil && sb.link != nil:
-			if sa.link.id == sb.link.id {
+		case sa != nil && sb != nil && sa.link() != nil && sb.link() != nil:
+			if sa.link().id == sb.link().id {
 				continue // the same subtree
 			}
-			ca, err := d.child(sa.link, depth+1)
+			ca, err := d.child(sa.link(), depth+1)
 			if err != nil {
 				return err
 			}
-			cb, err := d.child(sb.link, depth+1)
+			cb, err := d.child(sb.link(), depth+1)
 			if err != nil {
 				return err
 			}
@@ -297,17 +297,17 @@ func (d *differ) entries(t *treeCheck, s *slot, depth, i int) ([]entry, error) {
 	if s == nil {
 		return nil, nil
 	}
-	if s.link == nil {
-		return slices.SortedFunc(slices.Values(appendEntries(nil, s.bucket)), func(a, b entry) int { return cmp.Compare(a.key, b.key) }), nil
+	if s.link() == nil {
+		return slices.SortedFunc(slices.Values(appendEntries(nil, s.bucket())), func(a, b entry) int { return cmp.Compare(a.key, b.key) }), nil
 	}
-	c, err := d.child(s.link, depth+1)
+	c, err := d.child(s.link(), depth+1)
 	if err != nil {
 		return nil, err
 	}
 	var out []entry
-	err = walkFrom(d.ctx, t, c, s.link.id, depth+1, i, blockChild(d.cas), func(n *blockNode, _ int) error {
+	err = walkFrom(d.ctx, t, c, s.link().id, depth+1, i, blockChild(d.cas), func(n *blockNode, _ int) error {
 		for j := range n.slots {
-			if b := n.slots[j].bucket; b != "" {
+			if b := n.slots[j].bucket(); b != "" {
 				out = appendEntries(out, b)
 			}
 		}
@@ -389,10 +389,10 @@ func WriteCAR(ctx context.Context, cas CAS, root cid.Cid, w io.Writer, opts ...O
 func writeValues(ctx context.Context, cas CAS, n *node, seen map[cidBytes]struct{}, put func(cidBytes, []byte) error) error {
 	for i := range numSlots {
 		s := n.slot(i)
-		if s == nil || s.link != nil {
+		if s == nil || s.link() != nil {
 			continue
 		}
-		for _, e := range appendEntries(nil, s.bucket) {
+		for _, e := range appendEntries(nil, s.bucket()) {
 			if err := writeValueBlocks(ctx, cas, e, seen, put); err != nil {
 				return err
 			}

@@ -243,7 +243,7 @@ func (w *writeStore) walkEntries(ctx context.Context, hasher keyHasher, yield fu
 		return err
 	}
 	child := func(ctx context.Context, n *node, k, depth int) (*node, cidBytes, error) {
-		l := n.slots[k].link
+		l := n.slots[k].link()
 		c, err := w.child(ctx, l, depth)
 		if err != nil || c.dirty {
 			return c, "", err // a changed node's CID is not known until the next flush

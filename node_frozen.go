@@ -154,10 +154,10 @@ func (n *frozenNode) thaw() *node {
 			start := n.slotStart(k)
 			if n.links[w]&(b&-b) != 0 {
 				links[0].id, _ = readLink(n.img, start+1) // skip 81
-				t.slots[k].link = &links[0]
+				t.slots[k].setLink(&links[0])
 				links = links[1:]
 			} else {
-				t.slots[k].bucket = n.img[start:bucketEnd(n.img, start)]
+				t.slots[k].setBucket(n.img[start:bucketEnd(n.img, start)])
 			}
 			k++
 		}

@@ -25,7 +25,7 @@ func TestFrozenNodeFindsWhatDecodeNodeFindsInSmallAndLargeNodes(t *testing.T) {
 			n := &node{}
 			for _, i := range r.Perm(numSlots)[:tc.occupied] {
 				if i%5 == 0 {
-					n.put(i, slot{link: &link{id: child}})
+					n.put(i, linkSlot(&link{id: child}))
 					continue
 				}
 				var entries []entry
@@ -33,7 +33,7 @@ func TestFrozenNodeFindsWhatDecodeNodeFindsInSmallAndLargeNodes(t *testing.T) {
 					key := fmt.Sprintf("%03d-%d-%s", i, j, strings.Repeat("k", tc.keyLen))
 					entries = append(entries, entry{key: key[:max(len(key)-j, 1)], value: value})
 				}
-				n.put(i, slot{bucket: makeBucket(entries...)})
+				n.put(i, bucketSlot(makeBucket(entries...)))
 			}
 			b, err := n.encode()
 			if err != nil {

@@ -149,7 +149,7 @@ func (w *writeStore) flush(ctx context.Context, cas CAS, workers int) (cid.Cid, 
 		}
 		levels[depth] = append(levels[depth], pendingNode{n, up})
 		for i := range n.slots {
-			if l := n.slots[i].link; l != nil && l.node != nil && l.node.dirty {
+			if l := n.slots[i].link(); l != nil && l.node != nil && l.node.dirty {
 				collect(l.node, l, depth+1)
 			}
 		}
@@ -236,11 +236,10 @@ func (w *writeStore) vacate() {
 		return
 	}
 	for i := range w.root.slots {
-		if l := w.root.slots[i].link; l != nil && l.node != nil {
-			// The node may share its link's allocation (linkedNode), which outlives it: empty it
-			// and its slots (which may be the linkedNode's inline ones), so its subtree does not
-			// stay reachable. Nothing else refers to a write-mode node.
-			clear(l.node.slots[:cap(l.node.slots)])
+		if l := w.root.slots[i].link(); l != nil && l.node != nil {
+			// The node may share its link's allocation (linkedNode), which outlives it: empty it,
+			// so its subtree does not stay reachable. Nothing else refers to a write-mode node
+			// or its slots.
 			*l.node = node{}
 			l.node = nil
 		}
@@ -256,7 +255,7 @@ func (w *writeStore) size() int64 {
 	add = func(n *node) {
 		total += n.memSize()
 		for i := range n.slots {
-			if l := n.slots[i].link; l != nil && l.node != nil {
+			if l := n.slots[i].link(); l != nil && l.node != nil {
 				add(l.node)
 			}
 		}

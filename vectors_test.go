@@ -221,12 +221,12 @@ func walkBlocks(t testing.TB, ctx context.Context, cas CAS, root cid.Cid) treeSt
 		st.nodes++
 		st.maxDepth = max(st.maxDepth, depth)
 		for _, s := range n.slots {
-			if s.link != nil {
-				visit(s.link.id.cid(), depth+1)
+			if s.link() != nil {
+				visit(s.link().id.cid(), depth+1)
 				continue
 			}
-			st.largestBucket = max(st.largestBucket, bucketCount(s.bucket))
-			for _, e := range appendEntries(nil, s.bucket) {
+			st.largestBucket = max(st.largestBucket, bucketCount(s.bucket()))
+			for _, e := range appendEntries(nil, s.bucket()) {
 				v, err := cas.Load(ctx, e.value.cid())
 				if err != nil {
 					t.Fatalf("load value %s of %q: %v", e.value, e.key, err)
@@ -463,7 +463,7 @@ func TestFormatFactsOfPyHamt(t *testing.T) {
 			t.Fatal(err)
 		}
 		n := &node{}
-		n.put(0, slot{link: &link{id: cidKey(id)}})
+		n.put(0, linkSlot(&link{id: cidKey(id)}))
 		b, _ := n.encode()
 		if !bytes.Equal(b[3:3+len(ls)], ls) {
 			t.Fatalf("link slot %x, want %x", b[3:3+len(ls)], ls)
@@ -474,7 +474,7 @@ func TestFormatFactsOfPyHamt(t *testing.T) {
 			t.Fatal(err)
 		}
 		n = &node{}
-		n.put(0, slot{bucket: newBucket(entry{key: "foo", value: cidKey(vid)})})
+		n.put(0, bucketSlot(newBucket(entry{key: "foo", value: cidKey(vid)})))
 		b, _ = n.encode()
 		if !bytes.Equal(b[3:3+len(bucket)], bucket) {
 			t.Fatalf("bucket %x, want %x", b[3:3+len(bucket)], bucket)

@@ -204,8 +204,8 @@ func (n *node) bucketFrom(slot int) (int, string, int) {
 	for i := slot; i < numSlots; i = (i | 63) + 1 {
 		for b := n.bitmap[i>>6] &^ (upTo(i) >> 1); b != 0; b &= b - 1 {
 			j := i&^63 | bits.TrailingZeros64(b)
-			if pos, _ := n.index(j); n.slots[pos].link == nil {
-				return j, n.slots[pos].bucket, 0
+			if pos, _ := n.index(j); n.slots[pos].link() == nil {
+				return j, n.slots[pos].bucket(), 0
 			}
 		}
 	}
@@ -218,7 +218,7 @@ func (n *node) linkBelow(slot int) (int, int) {
 			top := 63 - bits.LeadingZeros64(b)
 			b &^= 1 << uint(top)
 			j := i&^63 | top
-			if pos, _ := n.index(j); n.slots[pos].link != nil {
+			if pos, _ := n.index(j); n.slots[pos].link() != nil {
 				return j, pos
 			}
 		}
