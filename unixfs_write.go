@@ -53,36 +53,51 @@ func saveValue(ctx context.Context, cas CAS, data []byte) (cid.Cid, error) {
 		chunk = fs.FileChunkSize()
 	}
 	if chunk <= 0 || len(data) <= chunk {
-		return cas.Save(ctx, data, multicodec.Raw)
+		id, err := cas.Save(ctx, data, multicodec.Raw)
+		if err == nil && saver && chunk > 0 && id.Prefix().Codec != uint64(multicodec.Raw) {
+			return cid.Undef, fmt.Errorf("%w: store answered %s for a %d-byte value, which its %d-byte chunk keeps as one raw block", ErrCorrupt, id, len(data), chunk)
+		}
+		return id, err
 	}
 	if !saver {
 		return writeFile(ctx, data, chunk, cas.Save)
 	}
+	// The local layout is hashed while the store works (Kubo's add is a request over the
+	// network), with the store's usual hash; the answer's own decides in the rare other case.
+	local := make(chan cid.Cid, 1)
+	go func() {
+		id, _ := writeFile(ctx, data, chunk, hashOnly(multihash.BLAKE3))
+		local <- id
+	}()
 	root, err := fs.SaveFile(ctx, data)
+	want := <-local
 	if err != nil {
 		return cid.Undef, err
 	}
-	if err := checkFileRoot(ctx, root, data, chunk); err != nil {
+	if err := checkFileRoot(ctx, root, want, data, chunk); err != nil {
 		return cid.Undef, err
 	}
 	return root, nil
 }
 
 // checkFileRoot checks that root, which a FileSaver answered for data, is the root of data's
-// balanced layout with chunk-byte leaves, computed locally with root's hash function when
-// go-multihash can compute it. A mismatch (another chunker, another layout, a proxy answering
-// for other bytes) is ErrCorrupt.
-func checkFileRoot(ctx context.Context, root cid.Cid, data []byte, chunk int) error {
+// balanced layout with chunk-byte leaves (blake3, the layout computed as the store worked, when
+// root's hash is blake3), computed with root's hash function when go-multihash can compute it. A
+// mismatch (another chunker, another layout, a proxy answering for other bytes) is ErrCorrupt.
+func checkFileRoot(ctx context.Context, root, blake3Root cid.Cid, data []byte, chunk int) error {
 	p := root.Prefix()
 	if p.Version != 1 || p.Codec != uint64(multicodec.DagPb) {
 		return fmt.Errorf("%w: store answered %s for a %d-byte value, want a CIDv1 dag-pb file root", ErrCorrupt, root, len(data))
 	}
-	if _, err := multihash.Sum(nil, p.MhType, -1); err != nil {
-		return nil // a hash function we cannot compute: the store's answer stands
-	}
-	want, err := writeFile(ctx, data, chunk, hashOnly(p.MhType))
-	if err != nil {
-		return err
+	want := blake3Root
+	if p.MhType != multihash.BLAKE3 || !want.Defined() {
+		if _, err := multihash.Sum(nil, p.MhType, -1); err != nil {
+			return nil // a hash function we cannot compute: the store's answer stands
+		}
+		var err error
+		if want, err = writeFile(ctx, data, chunk, hashOnly(p.MhType)); err != nil {
+			return err
+		}
 	}
 	if !want.Equals(root) {
 		return fmt.Errorf("%w: store answered %s for a %d-byte value, its balanced UnixFS file with %d-byte leaves is %s", ErrCorrupt, root, len(data), chunk, want)
