@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
@@ -320,5 +321,35 @@ func TestKuboRealDaemonRootsMatchLocalStores(t *testing.T) {
 			t.Errorf("174 MiB + 1: Kubo's %s, memory's %s", id, want)
 		}
 		t.Logf("174 MiB + 1 in %T: %s", cas, id)
+	}
+}
+
+// TestZarrHTTPVerifyingMapNeverServesRotInAFile: a value now kept as a UnixFS file in a MemoryCAS
+// is served in pieces leaf by leaf; with a byte flipped in its first, second or last leaf, a map
+// that verifies blocks never sends it as a complete 200.
+func TestZarrHTTPVerifyingMapNeverServesRotInAFile(t *testing.T) {
+	const size = 3<<20 + 5
+	ctx := context.Background()
+	mem := hamt.NewMemoryCAS()
+	store := zarrNewStore(t, mem)
+	val := patterned(size)
+	if err := store.Set(ctx, "big/c/0", val); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Map().Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, leaf := range [][]byte{val[:1<<20], val[1<<20 : 2<<20], val[3<<20:]} {
+		rs := reopen(t, &rottenCAS{MemoryCAS: mem, id: blake3CID(multicodec.Raw, leaf), at: 3}, store, hamt.WithVerifyBlocks())
+		srv := startServer(t, rs.Handler(), 0, 0)
+		resp, err := srv.Client().Get(srv.URL + "/big/c/0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == 200 && err == nil {
+			t.Errorf("rot in a %d-byte leaf: 200 with %d of %d bytes; want a 500 or a cut answer", len(leaf), len(body), size)
+		}
 	}
 }
