@@ -210,3 +210,31 @@ func TestFileSaverRootIsChecked(t *testing.T) {
 		t.Errorf("a store without fixed-size leaves: %s, %v, %d SaveFile calls; want the value saved whole", id, err, whole.calls)
 	}
 }
+
+// TestFilesRoundTripAtAnySize: for any value longer than its chunk (tiny chunks, so files of one
+// or two levels), the file writeFile stores is boxo's and reads back whole and by any range.
+func TestFilesRoundTripAtAnySize(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		ctx := context.Background()
+		chunk := rapid.IntRange(1, 64).Draw(t, "chunk")
+		data := rapid.SliceOfN(rapid.Byte(), chunk+1, 12_000).Draw(t, "data")
+		cas := NewMemoryCAS()
+		root, err := writeFile(ctx, data, chunk, cas.Save)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want, _, err := testdag.ImportFile(ctx, data, int64(chunk), fileMaxLinks); err != nil || !root.Equals(want) {
+			t.Fatalf("%d bytes in %d-byte leaves: %s, boxo's %s (%v)", len(data), chunk, root, want, err)
+		}
+		got, err := readFile(ctx, cas, root, ByteRange{}, true)
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("readFile: %d bytes, %v", len(got), err)
+		}
+		from := rapid.IntRange(0, len(data)).Draw(t, "from")
+		to := rapid.IntRange(from, len(data)).Draw(t, "to")
+		r := RangeBetween(int64(from), int64(to))
+		if got, err := readFile(ctx, cas, root, r, true); err != nil || !bytes.Equal(got, data[from:to]) {
+			t.Fatalf("readFile %s: %d bytes, %v", r, len(got), err)
+		}
+	})
+}
