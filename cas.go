@@ -15,8 +15,9 @@ import (
 // CAS is a content-addressed block store: the only thing a Map needs to persist itself. Every
 // implementation must be safe for concurrent use.
 //
-// Save stores data and returns its CID with the given codec (raw for values, dag-cbor for nodes);
-// it must not keep data after it returns. Load returns the bytes of the block id names, its own
+// Save stores data and returns its CID with the given codec (raw for values and the leaves of a
+// value over one chunk, dag-pb for that value's UnixFS file nodes, dag-cbor for map nodes); it
+// must not keep data after it returns. Load returns the bytes of the block id names, its own
 // bytes whatever its codec (a dag-pb CID gives the node, not the UnixFS file it heads: the map
 // reads such a value's file itself, through Load); the caller owns them and the store must not
 // change them afterwards. A block the store does not hold is ErrNotFound.

@@ -255,7 +255,9 @@ func (m *Map[V]) nodeLoader() loadFunc {
 func (m *Map[V]) ReadOnly() bool { return m.state.Load().r != nil }
 
 // Set saves v's block to the CAS and points key at it. Value blocks are saved outside the tree lock,
-// so concurrent Sets overlap their I/O.
+// so concurrent Sets overlap their I/O. A value over one chunk (DefaultFileChunk, or the store's
+// FileSaver size) is saved as the UnixFS file Kubo's add makes of it, so its CID is the same in
+// every store.
 func (m *Map[V]) Set(ctx context.Context, key string, v V) error {
 	if m.ReadOnly() {
 		return fmt.Errorf("set %q: %w", key, ErrReadOnly)
@@ -267,7 +269,7 @@ func (m *Map[V]) Set(ctx context.Context, key string, v V) error {
 	if err != nil {
 		return fmt.Errorf("set %q: %w", key, err)
 	}
-	c, err := m.cas.Save(ctx, data, multicodec.Raw)
+	c, err := saveValue(ctx, m.cas, data)
 	if err != nil {
 		return fmt.Errorf("set %q: save value: %w", key, err)
 	}

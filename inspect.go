@@ -353,7 +353,7 @@ func (d *differ) compare(ea, eb []entry) error {
 // WriteCAR writes the flushed map at root as a CARv1 (root in the header, then every reachable
 // block once: nodes, then the values of each node's buckets), which `ipfs dag import` and
 // ReadCAR load. It returns the number of blocks written. A value stored as a UnixFS file (dag-pb,
-// a value over one chunk on Kubo) is written with every block of its file. Options: WithHash names
+// a value over one chunk) is written with every block of its file. Options: WithHash names
 // the map's hash function (default Blake3), which the walk checks every key against; other options
 // are ignored. A node reached twice or a key off its hash path is ErrMalformedNode (see walkTree),
 // and the CAR is then incomplete. A sharded Zarr root (IsShardedRoot) is written with every block

@@ -89,7 +89,7 @@ func (s *ShardedZarrStore) set(ctx context.Context, key string, value []byte) er
 		}
 		return nil
 	}
-	id, err := s.cas.Save(ctx, data, multicodec.Raw)
+	id, err := saveValue(ctx, s.cas, data)
 	if err != nil {
 		return fmt.Errorf("save value: %w", err)
 	}
@@ -139,7 +139,7 @@ func (s *ShardedZarrStore) setCID(ctx context.Context, key string, id cid.Cid) e
 			return err
 		}
 		if !bytes.Equal(stripped, raw) {
-			if id, err = s.cas.Save(ctx, stripped, multicodec.Raw); err != nil {
+			if id, err = saveValue(ctx, s.cas, stripped); err != nil {
 				return fmt.Errorf("save value: %w", err)
 			}
 			raw = stripped
@@ -645,7 +645,7 @@ func (s *ShardedZarrStore) ensureParentGroups(ctx context.Context, key string) e
 		if _, ok := r.metadata[k]; ok {
 			continue
 		}
-		id, err := s.cas.Save(ctx, doc, multicodec.Raw)
+		id, err := saveValue(ctx, s.cas, doc)
 		if err != nil {
 			return fmt.Errorf("save group metadata %q: %w", k, err)
 		}
@@ -822,7 +822,7 @@ func (s *ShardedZarrStore) resizeVariable(ctx context.Context, name string, shap
 	}
 	doc.put([]rune("shape"), pyJSONInts(shape))
 	nb := encodePyJSONIndent(doc, 2)
-	nid, err := s.cas.Save(ctx, nb, multicodec.Raw)
+	nid, err := saveValue(ctx, s.cas, nb)
 	if err != nil {
 		return fmt.Errorf("save %q: %w", key, err)
 	}
@@ -1071,7 +1071,7 @@ func (s *ShardedZarrStore) addMissingGroups(ctx context.Context, meta map[string
 			}
 			doc = encodePyJSON(d)
 		}
-		id, err := s.cas.Save(ctx, doc, multicodec.Raw)
+		id, err := saveValue(ctx, s.cas, doc)
 		if err != nil {
 			return fmt.Errorf("save %q: %w", key, err)
 		}

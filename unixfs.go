@@ -13,7 +13,8 @@ import (
 )
 
 // This file reads a value stored as a UnixFS file: Kubo keeps a value larger than one chunk as a
-// DAG of dag-pb nodes over raw leaves and the map points at its dag-pb root. The file is read
+// DAG of dag-pb nodes over raw leaves and the map points at its dag-pb root, and every store gets
+// the same file (unixfs_write.go writes it). The file is read
 // through any CAS, block by block (CAS.Load gives each block's own bytes, verified by the store),
 // and its structure is checked on the way: links are raw or dag-pb, the tree is at most
 // maxFileDepth deep, every node's filesize is its data plus its children's blocksizes, every child
