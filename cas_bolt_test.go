@@ -17,7 +17,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -880,31 +879,6 @@ func TestBoltMethodsFailAfterClose(t *testing.T) {
 	}
 	if b.Path() != path {
 		t.Errorf("Path = %q", b.Path())
-	}
-}
-
-func TestBoltCloseStopsTheFlusher(t *testing.T) {
-	flushers := func() int {
-		buf := make([]byte, 1<<20)
-		return strings.Count(string(buf[:runtime.Stack(buf, true)]), "(*BoltCAS).flushEvery")
-	}
-	before := flushers()
-	b, err := hamt.OpenBoltCAS(boltTempPath(t), hamt.WithBoltFlushInterval(time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.Save(context.Background(), []byte("x"), multicodec.Raw); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(5 * time.Millisecond)
-	if n := flushers(); n != before+1 {
-		t.Errorf("%d flusher goroutines while open, want %d", n, before+1)
-	}
-	if err := b.CloseStrict(); err != nil {
-		t.Fatal(err)
-	}
-	if n := flushers(); n != before {
-		t.Errorf("%d flusher goroutines after Close, want %d", n, before)
 	}
 }
 
