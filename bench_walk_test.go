@@ -21,10 +21,12 @@ import (
 	"github.com/multiformats/go-multicodec"
 )
 
-// nodeRecorder keeps a copy of every node block (dag-cbor) loaded through it.
+// nodeRecorder keeps the CID and a copy of every node block (dag-cbor) loaded through it, in the
+// order they were loaded.
 type nodeRecorder struct {
 	hamt.CAS
 	mu     sync.Mutex
+	ids    []cid.Cid
 	blocks [][]byte
 }
 
@@ -32,6 +34,7 @@ func (c *nodeRecorder) Load(ctx context.Context, id cid.Cid) ([]byte, error) {
 	b, err := c.CAS.Load(ctx, id)
 	if err == nil && id.Type() == uint64(multicodec.DagCbor) {
 		c.mu.Lock()
+		c.ids = append(c.ids, id)
 		c.blocks = append(c.blocks, bytes.Clone(b))
 		c.mu.Unlock()
 	}

@@ -15,47 +15,66 @@ import (
 )
 
 // latencyCAS is a store with latency, as a remote gateway is: every Load of a node block (dag-cbor)
-// waits nodeDelay, every other Load valueDelay, before it is answered; a wait ends early when the
-// caller's context does. Loads of the blocks in fail fail (errLatencyLost) after their wait. It
-// counts the loads it answered, the most it served at once, and the loads in progress, so a test
-// can see what a walk had in flight.
+// waits nodeDelay, every other Load valueDelay, before it is answered; with jitter, each wait is
+// drawn uniformly from [0, twice the delay), so loads finish out of the order they started. A wait
+// ends early when the caller's context does. Loads of the blocks in fail fail (errLatencyLost,
+// or ErrNotFound for a block marked lost) after their wait. It counts the loads it answered, the
+// failures it gave, and the node loads in progress and the most it served at once.
 type latencyCAS struct {
 	hamt.CAS
 	nodeDelay, valueDelay time.Duration
 
-	mu   sync.Mutex
-	fail map[cid.Cid]bool
+	mu     sync.Mutex
+	fail   map[cid.Cid]error
+	jitter *rand.Rand
 
-	loads, inFlight, maxInFlight atomic.Int64
+	loads, failed, inFlight, maxInFlight atomic.Int64
 }
 
-// errLatencyLost is the failure latencyCAS gives for a block in its fail set.
+// errLatencyLost is the failure latencyCAS gives for a block failOn names.
 var errLatencyLost = errors.New("latencyCAS: injected failure")
 
 func newLatencyCAS(inner hamt.CAS, nodeDelay, valueDelay time.Duration) *latencyCAS {
-	return &latencyCAS{CAS: inner, nodeDelay: nodeDelay, valueDelay: valueDelay, fail: map[cid.Cid]bool{}}
+	return &latencyCAS{CAS: inner, nodeDelay: nodeDelay, valueDelay: valueDelay, fail: map[cid.Cid]error{}}
 }
 
-// failOn makes every later Load of id fail.
-func (c *latencyCAS) failOn(id cid.Cid) {
+// withJitter makes every wait random, from a source seeded with seed.
+func (c *latencyCAS) withJitter(seed uint64) *latencyCAS {
+	c.jitter = rand.New(rand.NewPCG(seed, 14))
+	return c
+}
+
+// failOn makes every later Load of id fail with errLatencyLost.
+func (c *latencyCAS) failOn(id cid.Cid) { c.failWith(id, errLatencyLost) }
+
+// lose makes every later Load of id answer that the store does not hold it.
+func (c *latencyCAS) lose(id cid.Cid) { c.failWith(id, hamt.ErrNotFound) }
+
+func (c *latencyCAS) failWith(id cid.Cid, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.fail[id] = true
+	c.fail[id] = err
 }
 
 func (c *latencyCAS) Load(ctx context.Context, id cid.Cid) ([]byte, error) {
-	n := c.inFlight.Add(1)
-	defer c.inFlight.Add(-1)
-	for {
-		m := c.maxInFlight.Load()
-		if n <= m || c.maxInFlight.CompareAndSwap(m, n) {
-			break
-		}
-	}
 	d := c.valueDelay
 	if id.Type() == uint64(multicodec.DagCbor) {
 		d = c.nodeDelay
+		n := c.inFlight.Add(1)
+		defer c.inFlight.Add(-1)
+		for {
+			m := c.maxInFlight.Load()
+			if n <= m || c.maxInFlight.CompareAndSwap(m, n) {
+				break
+			}
+		}
 	}
+	c.mu.Lock()
+	if c.jitter != nil && d > 0 {
+		d = time.Duration(c.jitter.Int64N(2 * int64(d)))
+	}
+	failure := c.fail[id]
+	c.mu.Unlock()
 	if d > 0 {
 		t := time.NewTimer(d)
 		select {
@@ -65,35 +84,10 @@ func (c *latencyCAS) Load(ctx context.Context, id cid.Cid) ([]byte, error) {
 			return nil, ctx.Err()
 		}
 	}
-	c.mu.Lock()
-	lost := c.fail[id]
-	c.mu.Unlock()
-	if lost {
-		return nil, fmt.Errorf("load %s: %w", id, errLatencyLost)
+	if failure != nil {
+		c.failed.Add(1)
+		return nil, fmt.Errorf("load %s: %w", id, failure)
 	}
 	c.loads.Add(1)
-	return c.CAS.Load(ctx, id)
-}
-
-// jitterCAS is latencyCAS with a random delay per Load, uniform in [0, max), from its own source:
-// loads finish out of the order they started.
-type jitterCAS struct {
-	hamt.CAS
-	max time.Duration
-	mu  sync.Mutex
-	rnd *rand.Rand
-}
-
-func (c *jitterCAS) Load(ctx context.Context, id cid.Cid) ([]byte, error) {
-	c.mu.Lock()
-	d := time.Duration(c.rnd.Int64N(int64(c.max)))
-	c.mu.Unlock()
-	t := time.NewTimer(d)
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-		t.Stop()
-		return nil, ctx.Err()
-	}
 	return c.CAS.Load(ctx, id)
 }

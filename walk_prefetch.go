@@ -65,11 +65,14 @@ const prefetchDepth = 4
 // A race between two updates loses a sample, which is harmless.
 type latency struct{ ns atomic.Int64 }
 
-// add folds one load's duration d into the average.
+// add folds one load's duration d into the average. A sample counts for at most 8 times the
+// average: on a busy machine a load from memory now and then takes a millisecond (the goroutine
+// was not running), which must not make a fast store look slow; a store that is slow (a round
+// trip) shows it in its first load, which sets the average, or within a few.
 func (l *latency) add(d time.Duration) {
 	ns := max(d.Nanoseconds(), 1)
 	if old := l.ns.Load(); old > 0 {
-		ns = (3*old + ns) / 4
+		ns = (3*old + min(ns, 8*old)) / 4
 	}
 	l.ns.Store(ns)
 }
