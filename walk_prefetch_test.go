@@ -476,5 +476,3 @@ func TestParallelWalksOfHostileTreesStayBounded(t *testing.T) {
 		})
 	}
 }
-
-
