@@ -19,7 +19,7 @@ import (
 // drawn uniformly from [0, twice the delay), so loads finish out of the order they started. A wait
 // ends early when the caller's context does. Loads of the blocks in fail fail (errLatencyLost,
 // or ErrNotFound for a block marked lost) after their wait. It counts the loads it answered, the
-// failures it gave, and the node loads in progress and the most it served at once.
+// failures it gave, and the loads in progress and the most it served at once (nodes apart).
 type latencyCAS struct {
 	hamt.CAS
 	nodeDelay, valueDelay time.Duration
@@ -28,7 +28,9 @@ type latencyCAS struct {
 	fail   map[cid.Cid]error
 	jitter *rand.Rand
 
-	loads, failed, inFlight, maxInFlight atomic.Int64
+	loads, failed atomic.Int64
+	// Node loads in progress and the most at once; the same for other blocks.
+	inFlight, maxInFlight, valuesInFlight, maxValuesInFlight atomic.Int64
 }
 
 // errLatencyLost is the failure latencyCAS gives for a block failOn names.
@@ -57,16 +59,16 @@ func (c *latencyCAS) failWith(id cid.Cid, err error) {
 }
 
 func (c *latencyCAS) Load(ctx context.Context, id cid.Cid) ([]byte, error) {
-	d := c.valueDelay
+	d, in, most := c.valueDelay, &c.valuesInFlight, &c.maxValuesInFlight
 	if id.Type() == uint64(multicodec.DagCbor) {
-		d = c.nodeDelay
-		n := c.inFlight.Add(1)
-		defer c.inFlight.Add(-1)
-		for {
-			m := c.maxInFlight.Load()
-			if n <= m || c.maxInFlight.CompareAndSwap(m, n) {
-				break
-			}
+		d, in, most = c.nodeDelay, &c.inFlight, &c.maxInFlight
+	}
+	n := in.Add(1)
+	defer in.Add(-1)
+	for {
+		m := most.Load()
+		if n <= m || most.CompareAndSwap(m, n) {
+			break
 		}
 	}
 	c.mu.Lock()

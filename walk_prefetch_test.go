@@ -9,11 +9,13 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/hamt-go/hamt"
 	"github.com/ipfs/go-cid"
+	"github.com/multiformats/go-multicodec"
 	"pgregory.net/rapid"
 )
 
@@ -475,4 +477,95 @@ func TestParallelWalksOfHostileTreesStayBounded(t *testing.T) {
 			}
 		})
 	}
+}
+
+// shardedListingStore writes a sharded store with one array of 64 × 64 chunks, 4 chunks per shard
+// (1,024 shards), every fifth chunk written, and returns its root.
+func shardedListingStore(t *testing.T, cas hamt.CAS) cid.Cid {
+	t.Helper()
+	ctx := context.Background()
+	s, err := hamt.NewShardedZarrStore(cas, hamt.WithChunksPerShard(4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, value := range map[string]string{
+		"0/zarr.json": `{"zarr_format":3,"node_type":"group"}`,
+		"0/temp/zarr.json": `{"zarr_format":3,"node_type":"array","shape":[64,64],"data_type":"uint8",` +
+			`"chunk_grid":{"name":"regular","configuration":{"chunk_shape":[1,1]}},` +
+			`"chunk_key_encoding":{"name":"default"},"fill_value":0,"codecs":[{"name":"bytes"}]}`,
+	} {
+		if err := s.Set(ctx, key, []byte(value)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 64*64; i += 5 {
+		if err := s.Set(ctx, fmt.Sprintf("0/temp/c/%d/%d", i/64, i%64), []byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	root, err := s.Flush(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+// TestShardedListingsLoadShardsAheadInTheirOrder: a sharded store's List over a store with
+// latency loads shards several at once, and yields what it yields on the store without latency; a
+// shard that cannot be loaded fails the listing where it is reached, after the same keys.
+func TestShardedListingsLoadShardsAheadInTheirOrder(t *testing.T) {
+	ctx := context.Background()
+	mem := hamt.NewMemoryCAS()
+	root := shardedListingStore(t, mem)
+	list := func(cas hamt.CAS) walkOutcome {
+		s, err := hamt.OpenShardedZarrStore(ctx, cas, root, hamt.WithShardedReadOnly())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return collectKeys(s.List(ctx))
+	}
+	want := list(mem)
+	if len(want.items) < 820 || want.err != "" { // 820 chunks and the metadata
+		t.Fatalf("List on memory: %v", want)
+	}
+	slow := newLatencyCAS(mem, 200*time.Microsecond, 200*time.Microsecond)
+	if got := list(slow); !got.equal(want) {
+		t.Fatalf("List over latency: %v, want %v", got, want)
+	}
+	if max := slow.maxInFlight.Load(); max < 2 || max > hamt.DefaultWalkParallelism+1 {
+		t.Errorf("%d shard loads at once", max)
+	}
+	// Lose one shard: the listing ends at it, after the keys before it.
+	var shards []cid.Cid
+	rec := &blockRecorder{CAS: mem}
+	if got := list(rec); got.err != "" {
+		t.Fatal(got.err)
+	}
+	for _, id := range rec.ids {
+		if id.Type() == uint64(multicodec.DagCbor) && !id.Equals(root) {
+			shards = append(shards, id)
+		}
+	}
+	lost := shards[len(shards)/2]
+	slow.lose(lost)
+	mem2 := newLatencyCAS(mem, 0, 0)
+	mem2.lose(lost)
+	got, seq := list(slow), list(mem2)
+	if !got.equal(seq) || !strings.Contains(got.err, hamt.ErrMissingBlock.Error()) || len(got.items) == 0 {
+		t.Fatalf("List with a lost shard: %v; on memory: %v", got, seq)
+	}
+}
+
+// blockRecorder records the CID of every block loaded through it, in order.
+type blockRecorder struct {
+	hamt.CAS
+	mu  sync.Mutex
+	ids []cid.Cid
+}
+
+func (c *blockRecorder) Load(ctx context.Context, id cid.Cid) ([]byte, error) {
+	c.mu.Lock()
+	c.ids = append(c.ids, id)
+	c.mu.Unlock()
+	return c.CAS.Load(ctx, id)
 }
