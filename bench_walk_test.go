@@ -9,6 +9,7 @@ package hamt_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"path/filepath"
 	"sync"
@@ -166,13 +167,14 @@ func BenchmarkWalkLocal(b *testing.B) {
 }
 
 // BenchmarkKuboWalkLatency: Keys of the 60k-key map through KuboCAS on the Kubo look-alike (a real
-// HTTP server on 127.0.0.1) whose gateway answers every read after 10 ms.
+// HTTP server on 127.0.0.1, sharing the machine's cores with the client), its gateway answering
+// every read at once or after 10 ms, one node at a time (WithWalkParallelism(1)) and by default.
 func BenchmarkKuboWalkLatency(b *testing.B) {
 	mem, root := walkBenchOnce()
 	ctx := context.Background()
 	srv := kubotest.New(b)
 	k := newKubo(b, srv)
-	// Keys reads nodes only: the look-alike gets the 408 node blocks, not the 60k values.
+	// Keys reads nodes only: the look-alike gets the node blocks, not the 60k values.
 	nodes := &nodeRecorder{CAS: mem}
 	if _, err := walkKeysOf(mustOpen(b, ctx, nodes, root).Keys(ctx)); err != nil {
 		b.Fatal(err)
@@ -182,11 +184,21 @@ func BenchmarkKuboWalkLatency(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	srv.Inject(kubotest.Fault{Endpoint: kubotest.Gateway, Path: "/ipfs/", Times: -1, Delay: walkBenchLatency})
-	b.ReportAllocs()
-	for b.Loop() {
-		if n, err := walkBenchRuns[0].run(ctx, k, root); err != nil || n != walkBenchKeys {
-			b.Fatalf("Keys: %d keys, %v", n, err)
+	for _, delay := range []time.Duration{0, walkBenchLatency} {
+		for _, par := range []int{1, hamt.DefaultWalkParallelism} {
+			b.Run(fmt.Sprintf("delay=%v/parallelism=%d", delay, par), func(b *testing.B) {
+				srv.ClearFaults()
+				if delay > 0 {
+					srv.Inject(kubotest.Fault{Endpoint: kubotest.Gateway, Path: "/ipfs/", Times: -1, Delay: delay})
+				}
+				b.ReportAllocs()
+				for b.Loop() {
+					m := mustOpen(b, ctx, k, root, hamt.WithWalkParallelism(par))
+					if n, err := walkKeysOf(m.Keys(ctx)); err != nil || n != walkBenchKeys {
+						b.Fatalf("Keys: %d keys, %v", n, err)
+					}
+				}
+			})
 		}
 	}
 }

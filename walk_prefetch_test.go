@@ -211,7 +211,7 @@ func TestParallelWalksYieldExactlyWhatTheSequentialWalkYields(t *testing.T) {
 			rt.Fatal(err)
 		}
 
-		delay := rapid.SampledFrom([]time.Duration{0, 25 * time.Microsecond, 100 * time.Microsecond}).Draw(rt, "delay")
+		delay := rapid.SampledFrom([]time.Duration{0, 30 * time.Microsecond, 100 * time.Microsecond}).Draw(rt, "delay")
 		par := rapid.SampledFrom([]int{2, 3, 32}).Draw(rt, "parallelism")
 		seq := newLatencyCAS(mem, 0, 0)
 		fast := newLatencyCAS(mem, delay, delay/4).withJitter(rapid.Uint64().Draw(rt, "seed"))
@@ -461,7 +461,7 @@ func TestParallelWalksOfHostileTreesStayBounded(t *testing.T) {
 				if tv.name == "Diff" {
 					continue // the trust tests diff hostile trees; here one root is enough
 				}
-				slow := newLatencyCAS(mem, 50*time.Microsecond, 0)
+				slow := newLatencyCAS(mem, 100*time.Microsecond, 0)
 				got := tv.run(ctx, slow, tr.root, tr.root, nil)
 				if !strings.Contains(got.err, hamt.ErrMalformedNode.Error()) {
 					t.Fatalf("%s: %v, want ErrMalformedNode", tv.name, got)
