@@ -15,6 +15,8 @@ import (
 // loaded and not yet listed. A load ahead that fails is reported where the listing reaches that
 // shard, never before; stop cancels what is in flight and waits for it.
 type shardsAhead struct {
+	parent context.Context
+	// ctx, derived from parent, is what loads ahead run under; made with the first of them.
 	ctx    context.Context
 	cancel context.CancelFunc
 	load   func(ctx context.Context, id cid.Cid) ([]cid.Cid, error)
@@ -42,9 +44,8 @@ type shardFetch struct {
 
 func newShardsAhead(ctx context.Context, n, cps int, want func(i int) (cid.Cid, bool),
 	load func(ctx context.Context, id cid.Cid) ([]cid.Cid, error)) *shardsAhead {
-	ctx, cancel := context.WithCancel(ctx)
 	w := min(DefaultWalkParallelism, max(1, shardsAheadEntries/max(cps, 1)))
-	return &shardsAhead{ctx: ctx, cancel: cancel, load: load, want: want, n: n, window: w, queued: map[cid.Cid]bool{}}
+	return &shardsAhead{parent: ctx, load: load, want: want, n: n, window: w}
 }
 
 // get returns the entries of shard id, which the listing needs at position i: loaded ahead, or
@@ -67,9 +68,13 @@ func (a *shardsAhead) get(ctx context.Context, i int, id cid.Cid) ([]cid.Cid, er
 			a.lat.since(t)
 		}
 	}
-	a.queued[id] = true
 	a.started = max(a.started, i+1)
-	if a.lat.ns.Load() >= int64(walkSlowLoad) {
+	if a.lat.slow() {
+		if a.ctx == nil {
+			a.ctx, a.cancel = context.WithCancel(a.parent)
+			a.queued = map[cid.Cid]bool{}
+		}
+		a.queued[id] = true
 		for len(a.queue) < a.window && a.started < a.n {
 			j := a.started
 			a.started++
@@ -93,6 +98,8 @@ func (a *shardsAhead) get(ctx context.Context, i int, id cid.Cid) ([]cid.Cid, er
 
 // stop cancels the loads ahead still in flight and waits for them.
 func (a *shardsAhead) stop() {
-	a.cancel()
+	if a.cancel != nil {
+		a.cancel()
+	}
 	a.wg.Wait()
 }

@@ -164,15 +164,20 @@ func walkFrom[N walkable](ctx context.Context, t *treeCheck, n N, id cidBytes, d
 		return err
 	}
 	// The children's loads start before the visit, so they overlap what the caller does with
-	// this node's keys.
-	if kids == nil {
-		kids = pre.plan(n, depth, key)
+	// this node's keys; or, when loads are found slow only later (the first loads of a walk
+	// decide), from the child the walk has reached then.
+	planned := kids != nil
+	if !planned && pre.slow() {
+		kids, planned = pre.plan(n, depth, key, 0), true
 	}
 	if err := visit(n, depth); err != nil {
 		return err
 	}
 	i := 0
 	for slot, k := n.linkBelow(numSlots); slot >= 0; slot, k = n.linkBelow(slot) {
+		if !planned && pre.slow() {
+			kids, planned = pre.plan(n, depth, key, i), true
+		}
 		var c N
 		var cid cidBytes
 		var grandkids []*fetch[N]

@@ -65,23 +65,28 @@ const prefetchDepth = 4
 
 // latency is a moving average of how long a store takes to answer a load, safe for concurrent use.
 // A race between two updates loses a sample, which is harmless.
-type latency struct{ ns atomic.Int64 }
+type latency struct {
+	ns      atomic.Int64
+	samples atomic.Int64
+}
 
-// add folds one load's duration d into the average: it follows a faster load halfway, a slower one
-// a quarter of the way and by at most 4 times the average. On a busy machine a load from memory now
+// add folds one load's duration d into the average: a faster load sets it, a slower one moves it a
+// quarter of the way, and by at most 4 times the average. On a busy machine a load from memory now
 // and then takes a millisecond (the goroutine was not running), and the first load of a local file
-// can be slow; neither must make a fast store look slow for long. A store that is slow (a round
-// trip) shows it in its first load, which sets the average, or within a few.
+// can be slow; neither must make a fast store look slow. A store that is slow (a round trip) is so
+// at every load.
 func (l *latency) add(d time.Duration) {
+	l.samples.Add(1)
 	ns := max(d.Nanoseconds(), 1)
-	switch old := l.ns.Load(); {
-	case old == 0:
-	case ns < old:
-		ns = (old + ns) / 2
-	default:
+	if old := l.ns.Load(); old > 0 && ns > old {
 		ns = (3*old + min(ns, 4*old)) / 4
 	}
 	l.ns.Store(ns)
+}
+
+// slow reports whether loads take walkSlowLoad or more, judged on two loads at least.
+func (l *latency) slow() bool {
+	return l.samples.Load() >= 2 && l.ns.Load() >= int64(walkSlowLoad)
 }
 
 // since folds the time since t, when a load started, into the average.
@@ -115,13 +120,16 @@ func toolAhead(opts []Option) walkAhead {
 
 // slow reports whether loads are slow enough to load ahead.
 func (a walkAhead) slow() bool {
-	return a.workers > 1 && a.lat != nil && a.lat.ns.Load() >= int64(walkSlowLoad)
+	return a.workers > 1 && a.lat != nil && a.lat.slow()
 }
 
 // prefetcher loads a walk's nodes ahead of it (see the top of this file). Only the walk's
 // goroutine calls plan, queue, take and stop; the loads' goroutines touch only their own fetch and
 // the fields under mu.
 type prefetcher[N walkable] struct {
+	parent context.Context
+	// ctx, derived from the walk's parent, is what loads run under, cancelled by stop; made with
+	// the first load, so that a walk that never loads ahead pays nothing for it. Under mu.
 	ctx    context.Context
 	cancel context.CancelFunc
 	ahead  walkAhead
@@ -190,33 +198,31 @@ func newPrefetcher[N walkable](ctx context.Context, ahead walkAhead,
 	if ahead.workers <= 1 || ahead.lat == nil {
 		return nil
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	return &prefetcher[N]{ctx: ctx, cancel: cancel, ahead: ahead, load: load, held: held, adopt: adopt}
+	return &prefetcher[N]{parent: ctx, ahead: ahead, load: load, held: held, adopt: adopt}
 }
 
 // slow reports whether p loads ahead now (the store's loads are slow). p may be nil.
 func (p *prefetcher[N]) slow() bool { return p != nil && p.ahead.slow() }
 
-// plan queues the children of n, a node at depth whose key is key, for loading ahead (each
-// expanded in turn once loaded), if loads are slow, and returns them in the walk's order (from the
-// highest slot down), nil for a child held in memory; nil when nothing is queued. p may be nil.
-func (p *prefetcher[N]) plan(n N, depth int, key string) []*fetch[N] {
-	if !p.slow() {
-		return nil
-	}
-	kids := p.children(n, depth, key)
+// plan queues the children of n, a node at depth whose key is key, from the from-th in the walk's
+// order on, for loading ahead (each expanded in turn once loaded), and returns them in the walk's
+// order (from the highest slot down), nil for a child held in memory or before from; nil when
+// nothing is queued. Callers check p.slow first.
+func (p *prefetcher[N]) plan(n N, depth int, key string, from int) []*fetch[N] {
+	kids := p.children(n, depth, key, from)
 	p.queue(kids)
 	return kids
 }
 
-// children makes the fetches of n's children that are not held, in the walk's order.
-func (p *prefetcher[N]) children(n N, depth int, key string) []*fetch[N] {
+// children makes the fetches of n's children that are not held, from the from-th on, in the
+// walk's order.
+func (p *prefetcher[N]) children(n N, depth int, key string, from int) []*fetch[N] {
 	links, queued := 0, 0
 	for slot, k := n.linkBelow(numSlots); slot >= 0; slot, k = n.linkBelow(slot) {
-		links++
-		if p.held == nil || !p.held(n, k) {
+		if links >= from && (p.held == nil || !p.held(n, k)) {
 			queued++
 		}
+		links++
 	}
 	if queued == 0 {
 		return nil
@@ -225,7 +231,7 @@ func (p *prefetcher[N]) children(n N, depth int, key string) []*fetch[N] {
 	order := make([]*fetch[N], links)
 	i, j := 0, 0
 	for slot, k := n.linkBelow(numSlots); slot >= 0; slot, k = n.linkBelow(slot) {
-		if p.held == nil || !p.held(n, k) {
+		if i >= from && (p.held == nil || !p.held(n, k)) {
 			all[j] = fetch[N]{parent: n, k: k, depth: depth + 1, key: childKey(key, numSlots-1-slot), expand: true}
 			order[i] = &all[j]
 			j++
@@ -296,8 +302,11 @@ func (p *prefetcher[N]) startLocked() {
 		if f == nil {
 			return
 		}
+		if p.ctx == nil {
+			p.ctx, p.cancel = context.WithCancel(p.parent)
+		}
 		p.wg.Add(1)
-		go p.run(f)
+		go p.run(p.ctx, f)
 	}
 }
 
@@ -321,14 +330,14 @@ func (p *prefetcher[N]) nextLocked() *fetch[N] {
 	return nil
 }
 
-// run loads f (and queues its children), then the next fetches in the heap while there are some
-// to load.
-func (p *prefetcher[N]) run(f *fetch[N]) {
+// run loads f (and queues its children) under ctx, then the next fetches in the heap while there
+// are some to load.
+func (p *prefetcher[N]) run(ctx context.Context, f *fetch[N]) {
 	defer p.wg.Done()
 	for f != nil {
-		f.node, f.err = p.load(p.ctx, f.parent, f.k, f.depth)
+		f.node, f.err = p.load(ctx, f.parent, f.k, f.depth)
 		if f.err == nil && f.expand {
-			f.kids = p.children(f.node, f.depth, f.key)
+			f.kids = p.children(f.node, f.depth, f.key, 0)
 		}
 		p.mu.Lock()
 		p.queueLocked(f.kids)
@@ -345,8 +354,10 @@ func (p *prefetcher[N]) stop() {
 	if p == nil {
 		return
 	}
-	p.cancel()
 	p.mu.Lock()
+	if p.cancel != nil {
+		p.cancel()
+	}
 	p.stopped = true
 	clear(p.queued)
 	p.queued = nil

@@ -299,7 +299,7 @@ func TestParallelWalksLoadNodesAheadOnASlowStoreOnly(t *testing.T) {
 // failed load each end a walk whose loads ahead are in flight; once they settle, no goroutine is
 // left, in every traversal.
 func TestStoppingAParallelWalkLeavesNoGoroutine(t *testing.T) {
-	_, slow, root := walkLatencyMap(t, 3000, time.Millisecond)
+	_, slow, root := walkLatencyMap(t, 20000, time.Millisecond)
 	ctx := context.Background()
 	before := runtime.NumGoroutine()
 	ways := []struct {
@@ -307,13 +307,19 @@ func TestStoppingAParallelWalkLeavesNoGoroutine(t *testing.T) {
 		stop func()
 	}{
 		{"break out of Keys", func() {
+			n := 0
 			for range mustOpen(t, ctx, slow, root).Keys(ctx) {
-				break
+				if n++; n == 2000 {
+					break
+				}
 			}
 		}},
 		{"break out of All", func() {
+			n := 0
 			for range mustOpen(t, ctx, slow, root).All(ctx) {
-				break
+				if n++; n == 2000 {
+					break
+				}
 			}
 		}},
 		{"break out of Diff", func() {
@@ -335,14 +341,14 @@ func TestStoppingAParallelWalkLeavesNoGoroutine(t *testing.T) {
 			}
 		}},
 		{"cancel Len", func() {
-			ctx, cancel := context.WithTimeout(ctx, 3*time.Millisecond)
+			ctx, cancel := context.WithTimeout(ctx, 6*time.Millisecond)
 			defer cancel()
 			if _, err := mustOpen(t, context.Background(), slow, root).Len(ctx); !errors.Is(err, context.DeadlineExceeded) {
 				t.Errorf("Len: %v, want the deadline", err)
 			}
 		}},
 		{"cancel WriteCAR", func() {
-			ctx, cancel := context.WithTimeout(ctx, 3*time.Millisecond)
+			ctx, cancel := context.WithTimeout(ctx, 6*time.Millisecond)
 			defer cancel()
 			if _, err := hamt.WriteCAR(ctx, slow, root, &bytes.Buffer{}); !errors.Is(err, context.DeadlineExceeded) {
 				t.Errorf("WriteCAR: %v, want the deadline", err)
