@@ -15,13 +15,14 @@ import (
 // once, while the walk goes on. The order of the visits, and so of everything a walk yields, is
 // the same; only the loads are speculative.
 //
-// What is loaded ahead is chosen as the walk's own order would need it: the children of the node
-// visited last, first child on top, above those of the nodes visited before (a stack), which is
-// the depth-first order of the nodes known so far. It is bounded twice: at most walkAhead.workers
-// loads run at once, and at most prefetchDepth × workers nodes are loaded or loading and not yet
-// reached by the walk, so a walk holds a bounded number of nodes beyond those on its path, however
-// wide the tree. The stack itself holds only the links still to follow of the nodes on the walk's
-// path (at most 256 per depth).
+// What is loaded ahead is what the walk will need first: the children of every node reached, and
+// of every node loaded ahead (so a walk is not held up a round trip per level), are queued in a
+// heap by their place in the walk's depth-first order (fetch.key), and the loads take the first
+// of them. It is bounded twice: at most walkAhead.workers loads run at once, and at most
+// prefetchDepth × workers nodes are loaded or loading and not yet reached by the walk, so a walk
+// holds a bounded number of nodes beyond those on its path, however wide or hostile the tree (a
+// node linked from every slot is loaded at most that many times more). The heap holds the links
+// still to follow of those nodes and of the nodes on the walk's path: at most 256 for each.
 //
 // A load ahead that fails is not an error of the walk: its error is kept with the node and given
 // where the walk reaches that node, exactly as a load in place would fail there; a walk that stops
