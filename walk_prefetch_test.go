@@ -299,7 +299,7 @@ func TestParallelWalksLoadNodesAheadOnASlowStoreOnly(t *testing.T) {
 // failed load each end a walk whose loads ahead are in flight; once they settle, no goroutine is
 // left, in every traversal.
 func TestStoppingAParallelWalkLeavesNoGoroutine(t *testing.T) {
-	_, slow, root := walkLatencyMap(t, 20000, time.Millisecond)
+	_, slow, root := walkLatencyMap(t, 10000, 500*time.Microsecond)
 	ctx := context.Background()
 	before := runtime.NumGoroutine()
 	ways := []struct {
@@ -309,7 +309,7 @@ func TestStoppingAParallelWalkLeavesNoGoroutine(t *testing.T) {
 		{"break out of Keys", func() {
 			n := 0
 			for range mustOpen(t, ctx, slow, root).Keys(ctx) {
-				if n++; n == 2000 {
+				if n++; n == 1000 {
 					break
 				}
 			}
@@ -317,7 +317,7 @@ func TestStoppingAParallelWalkLeavesNoGoroutine(t *testing.T) {
 		{"break out of All", func() {
 			n := 0
 			for range mustOpen(t, ctx, slow, root).All(ctx) {
-				if n++; n == 2000 {
+				if n++; n == 1000 {
 					break
 				}
 			}
@@ -341,17 +341,20 @@ func TestStoppingAParallelWalkLeavesNoGoroutine(t *testing.T) {
 			}
 		}},
 		{"cancel Len", func() {
-			ctx, cancel := context.WithTimeout(ctx, 6*time.Millisecond)
+			ctx, cancel := context.WithCancel(ctx)
 			defer cancel()
-			if _, err := mustOpen(t, context.Background(), slow, root).Len(ctx); !errors.Is(err, context.DeadlineExceeded) {
-				t.Errorf("Len: %v, want the deadline", err)
+			m := mustOpen(t, ctx, slow, root)
+			go cancelWhenAhead(slow, cancel)
+			if _, err := m.Len(ctx); !errors.Is(err, context.Canceled) {
+				t.Errorf("Len: %v, want the cancellation", err)
 			}
 		}},
 		{"cancel WriteCAR", func() {
-			ctx, cancel := context.WithTimeout(ctx, 6*time.Millisecond)
+			ctx, cancel := context.WithCancel(ctx)
 			defer cancel()
-			if _, err := hamt.WriteCAR(ctx, slow, root, &bytes.Buffer{}); !errors.Is(err, context.DeadlineExceeded) {
-				t.Errorf("WriteCAR: %v, want the deadline", err)
+			go cancelWhenAhead(slow, cancel)
+			if _, err := hamt.WriteCAR(ctx, slow, root, &bytes.Buffer{}); !errors.Is(err, context.Canceled) {
+				t.Errorf("WriteCAR: %v, want the cancellation", err)
 			}
 		}},
 	}
@@ -379,6 +382,16 @@ func TestStoppingAParallelWalkLeavesNoGoroutine(t *testing.T) {
 			t.Errorf("%s: %d goroutines left, %d before", tv.name, left, before)
 		}
 	}
+}
+
+// cancelWhenAhead calls cancel once slow serves two node loads at once (a walk loading ahead), or
+// after 5 s.
+func cancelWhenAhead(slow *latencyCAS, cancel context.CancelFunc) {
+	deadline := time.Now().Add(5 * time.Second)
+	for slow.inFlight.Load() < 2 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Microsecond)
+	}
+	cancel()
 }
 
 // TestAMissingNodeIsReportedWhereTheWalkNeedsIt: a node block missing deep in the tree is
