@@ -122,7 +122,8 @@ type TreeStats struct {
 // distinct values, asking the CAS for each (cheap when it is a BlockSizer); a value stored as a
 // UnixFS file (dag-pb) counts its file's size, read from its root node. Options: WithHash names the
 // hash function the map was written with (default Blake3), which the walk checks every key
-// against; other options are ignored. A node reached twice or a key off its hash path is
+// against, and WithWalkParallelism how many nodes it loads at once from a store with latency;
+// other options are ignored. A node reached twice or a key off its hash path is
 // ErrMalformedNode (see walkTree).
 func Inspect(ctx context.Context, cas CAS, root cid.Cid, valueSizes bool, opts ...Option) (TreeStats, error) {
 	st := TreeStats{ValueBytes: -1}
@@ -206,7 +207,8 @@ type Change struct {
 }
 
 // Diff yields the keys that differ between the flushed maps at a and b, both on cas and hashed
-// with the same function: Blake3, unless WithHash names another (other options are ignored). It
+// with the same function: Blake3, unless WithHash names another (WithWalkParallelism bounds the
+// nodes loaded at once from a store with latency; other options are ignored). It
 // walks only the subtrees whose CIDs differ, so two versions of a large dataset compare in time
 // proportional to what changed. Changes come in slot order, each node's in key order. On the
 // paths it walks, a node reached twice in one tree or a key off its hash path is ErrMalformedNode
@@ -420,7 +422,8 @@ func (d *differ) compare(ea, eb []entry) error {
 // block once: nodes, then the values of each node's buckets), which `ipfs dag import` and
 // ReadCAR load. It returns the number of blocks written. A value stored as a UnixFS file (dag-pb,
 // a value over one chunk on Kubo) is written with every block of its file. Options: WithHash names
-// the map's hash function (default Blake3), which the walk checks every key against; other options
+// the map's hash function (default Blake3), which the walk checks every key against, and
+// WithWalkParallelism how many nodes it loads at once from a store with latency; other options
 // are ignored. A node reached twice or a key off its hash path is ErrMalformedNode (see walkTree),
 // and the CAR is then incomplete. A sharded Zarr root (IsShardedRoot) is written with every block
 // it reaches: the root, metadata values, shards and chunks.
