@@ -15,6 +15,7 @@ import (
 	"iter"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unicode/utf8"
 	"unsafe"
 
@@ -69,6 +70,8 @@ type options struct {
 	verifyBlocks bool
 	legacyDelete bool
 	readAhead    int // 0: DefaultReadAhead (see WithReadAhead)
+	// walkParallelism is WithWalkParallelism; 0: DefaultWalkParallelism.
+	walkParallelism int
 }
 
 // DefaultBucketSize is py-hamt's default max_bucket_size.
@@ -170,6 +173,9 @@ type Map[V any] struct {
 	// switching serializes mode changes (MakeReadOnly, EnableWrite) with each other.
 	switching sync.Mutex
 	state     atomic.Pointer[mapState]
+	// nodeLatency is how long the store takes to load a node, which decides whether walks load
+	// nodes ahead (walkAhead).
+	nodeLatency latency
 }
 
 // mapState is the mode of a map: exactly one of w and r is set. A state is replaced, never
@@ -238,10 +244,12 @@ func (m *Map[V]) nodeLoader() loadFunc {
 		if id.Type() != uint64(multicodec.DagCbor) {
 			return nil, fmt.Errorf("%w: node %s is not dag-cbor", ErrMalformedNode, id)
 		}
+		t := time.Now()
 		b, err := m.cas.Load(ctx, id)
 		if err != nil {
 			return nil, fmt.Errorf("load node %s: %w", id, missingBlock(err))
 		}
+		m.nodeLatency.since(t)
 		if m.opts.verifyBlocks {
 			if err := verifyBlock(id, b); err != nil {
 				return nil, err
@@ -459,9 +467,9 @@ func (m *Map[V]) Len(ctx context.Context) (int, error) {
 func (m *Map[V]) walkKeys(ctx context.Context, yield func(string) bool) error {
 	st := m.state.Load()
 	if st.w != nil {
-		return st.w.walkKeys(ctx, m.hasher, yield)
+		return st.w.walkKeys(ctx, m.hasher, m.walkAhead(), yield)
 	}
-	return st.r.walkKeys(ctx, m.hasher, yield)
+	return st.r.walkKeys(ctx, m.hasher, m.walkAhead(), yield)
 }
 
 // Flush saves every changed node reachable from the root (children before parents, siblings

@@ -8,6 +8,7 @@ import (
 	"io"
 	"iter"
 	"slices"
+	"time"
 
 	"github.com/ipfs/go-cid"
 	carv2 "github.com/ipld/go-car/v2"
@@ -25,14 +26,19 @@ type blockNode struct {
 	block []byte
 }
 
-// loadNodeBlock loads, verifies (unless the store does) and decodes the node block id.
-func loadNodeBlock(ctx context.Context, cas CAS, id cid.Cid) (*blockNode, error) {
+// loadNodeBlock loads, verifies (unless the store does) and decodes the node block id. lat, when
+// not nil, learns how long the store took.
+func loadNodeBlock(ctx context.Context, cas CAS, id cid.Cid, lat *latency) (*blockNode, error) {
 	if id.Prefix().Codec != uint64(multicodec.DagCbor) {
 		return nil, fmt.Errorf("%w: node %s is not dag-cbor", ErrMalformedNode, id)
 	}
+	t := time.Now()
 	b, err := cas.Load(ctx, id)
 	if err != nil {
 		return nil, fmt.Errorf("node %s: %w", id, missingBlock(err))
+	}
+	if lat != nil {
+		lat.since(t)
 	}
 	if !storeVerifies(cas) {
 		if err := verifyBlock(id, b); err != nil {
@@ -47,18 +53,32 @@ func loadNodeBlock(ctx context.Context, cas CAS, id cid.Cid) (*blockNode, error)
 }
 
 // walkStored is walkTree over the flushed tree at root, read straight from cas with every block
-// verified. The hash function is the one opts give (WithHash; Blake3 by default); other options
-// are ignored.
+// verified, loading nodes ahead on a store with latency. The hash function is the one opts give
+// (WithHash; Blake3 by default), the parallelism WithWalkParallelism's; other options are ignored.
 func walkStored(ctx context.Context, cas CAS, root cid.Cid, opts []Option, visit func(n *blockNode, depth int) error) error {
 	t, err := toolCheck(opts)
 	if err != nil {
 		return err
 	}
-	n, err := loadNodeBlock(ctx, cas, root)
+	ahead := toolAhead(opts)
+	n, err := loadNodeBlock(ctx, cas, root, ahead.lat)
 	if err != nil {
 		return err
 	}
-	return walkTree(ctx, t, n, cidKey(root), blockChild(cas), visit)
+	pre := blockPrefetcher(ctx, cas, ahead)
+	defer pre.stop()
+	return walkTree(ctx, t, n, cidKey(root), blockChild(cas, ahead.lat), visit, pre)
+}
+
+// blockPrefetcher loads blockNodes ahead of a tool's walk (see walk_prefetch.go), or is nil.
+func blockPrefetcher(ctx context.Context, cas CAS, ahead walkAhead) *prefetcher[*blockNode] {
+	load := blockChild(cas, ahead.lat)
+	return newPrefetcher(ctx, ahead,
+		func(ctx context.Context, n *blockNode, k, depth int) (*blockNode, error) {
+			c, _, err := load(ctx, n, k, depth)
+			return c, err
+		}, nil,
+		func(n *blockNode, k int, c *blockNode) (*blockNode, cidBytes) { return c, n.slots[k].link().id })
 }
 
 // toolCheck is the tree check for a tool's options.
@@ -70,11 +90,12 @@ func toolCheck(opts []Option) (*treeCheck, error) {
 	return newTreeCheck(keyHasher{custom: o.hash}, 0)
 }
 
-// blockChild is walkTree's child for blockNodes: it loads the link in n's k-th occupied slot.
-func blockChild(cas CAS) func(ctx context.Context, n *blockNode, k, depth int) (*blockNode, cidBytes, error) {
+// blockChild is walkTree's child for blockNodes: it loads the link in n's k-th occupied slot,
+// timing the store with lat (nil: not timed).
+func blockChild(cas CAS, lat *latency) func(ctx context.Context, n *blockNode, k, depth int) (*blockNode, cidBytes, error) {
 	return func(ctx context.Context, n *blockNode, k, depth int) (*blockNode, cidBytes, error) {
 		id := n.slots[k].link().id
-		c, err := loadNodeBlock(ctx, cas, id.cid())
+		c, err := loadNodeBlock(ctx, cas, id.cid(), lat)
 		if err != nil {
 			return nil, id, fmt.Errorf("depth %d: %w", depth, err)
 		}
@@ -101,7 +122,8 @@ type TreeStats struct {
 // distinct values, asking the CAS for each (cheap when it is a BlockSizer); a value stored as a
 // UnixFS file (dag-pb) counts its file's size, read from its root node. Options: WithHash names the
 // hash function the map was written with (default Blake3), which the walk checks every key
-// against; other options are ignored. A node reached twice or a key off its hash path is
+// against, and WithWalkParallelism how many nodes it loads at once from a store with latency;
+// other options are ignored. A node reached twice or a key off its hash path is
 // ErrMalformedNode (see walkTree).
 func Inspect(ctx context.Context, cas CAS, root cid.Cid, valueSizes bool, opts ...Option) (TreeStats, error) {
 	st := TreeStats{ValueBytes: -1}
@@ -185,7 +207,8 @@ type Change struct {
 }
 
 // Diff yields the keys that differ between the flushed maps at a and b, both on cas and hashed
-// with the same function: Blake3, unless WithHash names another (other options are ignored). It
+// with the same function: Blake3, unless WithHash names another (WithWalkParallelism bounds the
+// nodes loaded at once from a store with latency; other options are ignored). It
 // walks only the subtrees whose CIDs differ, so two versions of a large dataset compare in time
 // proportional to what changed. Changes come in slot order, each node's in key order. On the
 // paths it walks, a node reached twice in one tree or a key off its hash path is ErrMalformedNode
@@ -196,6 +219,7 @@ func Diff(ctx context.Context, cas CAS, a, b cid.Cid, opts ...Option) iter.Seq2[
 			return
 		}
 		d := differ{ctx: ctx, cas: cas, yield: yield}
+		defer func() { d.pre.stop() }()
 		err := d.start(a, b, opts)
 		if err != nil && !errors.Is(err, errStop) {
 			yield(Change{}, err)
@@ -206,12 +230,15 @@ func Diff(ctx context.Context, cas CAS, a, b cid.Cid, opts ...Option) iter.Seq2[
 // errStop ends a walk whose consumer stopped asking.
 var errStop = errors.New("stopped")
 
-// differ walks two trees side by side, one treeCheck each.
+// differ walks two trees side by side, one treeCheck each, loading the nodes it will compare
+// ahead on a store with latency (pre, nil otherwise).
 type differ struct {
 	ctx   context.Context
 	cas   CAS
 	yield func(Change, error) bool
 	a, b  *treeCheck
+	load  func(ctx context.Context, n *blockNode, k, depth int) (*blockNode, cidBytes, error)
+	pre   *prefetcher[*blockNode]
 }
 
 // start compares the trees at roots a and b.
@@ -223,34 +250,70 @@ func (d *differ) start(a, b cid.Cid, opts []Option) error {
 	if d.b, err = toolCheck(opts); err != nil {
 		return err
 	}
-	na, err := loadNodeBlock(d.ctx, d.cas, a)
+	ahead := toolAhead(opts)
+	d.load = blockChild(d.cas, ahead.lat)
+	na, err := loadNodeBlock(d.ctx, d.cas, a, ahead.lat)
 	if err != nil {
 		return err
 	}
-	nb, err := loadNodeBlock(d.ctx, d.cas, b)
+	nb, err := loadNodeBlock(d.ctx, d.cas, b, ahead.lat)
 	if err != nil {
 		return err
 	}
-	return d.nodes(na, nb, 0, 0)
+	d.pre = blockPrefetcher(d.ctx, d.cas, ahead)
+	return d.nodes(na, nb, 0, 0, "")
 }
 
-// child loads the node l links to from slot of a node at depth-1.
-func (d *differ) child(l *link, depth int) (*blockNode, error) {
-	c, err := loadNodeBlock(d.ctx, d.cas, l.id.cid())
-	if err != nil {
-		return nil, fmt.Errorf("depth %d: %w", depth, err)
+// child loads the node linked from n's k-th occupied slot, at depth: the next of the loads queued
+// ahead (*ahead), when it is that one. It also gives the loads of the node's children, if queued,
+// and the node's key.
+func (d *differ) child(n *blockNode, k, depth int, ahead *[]*fetch[*blockNode]) (*blockNode, []*fetch[*blockNode], string, error) {
+	if fs := *ahead; len(fs) > 0 && fs[0].parent == n && fs[0].k == k {
+		*ahead = fs[1:]
+		c, _, kids, err := d.pre.take(d.ctx, fs[0], d.load)
+		return c, kids, fs[0].key, err
 	}
-	return c, nil
+	c, _, err := d.load(d.ctx, n, k, depth)
+	return c, nil, "", err
 }
 
-// nodes compares two nodes at the same position, at depth through slot, slot by slot.
-func (d *differ) nodes(na, nb *blockNode, depth, slot int) error {
+// plan queues ahead the children nodes will load under na and nb, at depth, whose pair has key,
+// in the order it loads them: by slot, na's before nb's, skipping the subtrees the two share. A
+// child compared with a bucket is walked whole, so its subtree is loaded ahead too. nil when
+// loads are fast.
+func (d *differ) plan(na, nb *blockNode, depth int, key string) []*fetch[*blockNode] {
+	if !d.pre.slow() {
+		return nil
+	}
+	var fs []*fetch[*blockNode]
+	for i := range numSlots {
+		ka, oka := na.index(i)
+		kb, okb := nb.index(i)
+		la, lb := oka && na.slots[ka].link() != nil, okb && nb.slots[kb].link() != nil
+		if la && lb && na.slots[ka].link().id == nb.slots[kb].link().id {
+			continue
+		}
+		if la {
+			fs = append(fs, &fetch[*blockNode]{parent: na, k: ka, depth: depth + 1, key: childKey(childKey(key, i), 0), expand: !lb})
+		}
+		if lb {
+			fs = append(fs, &fetch[*blockNode]{parent: nb, k: kb, depth: depth + 1, key: childKey(childKey(key, i), 1), expand: !la})
+		}
+	}
+	d.pre.queue(fs)
+	return fs
+}
+
+// nodes compares two nodes at the same position, at depth through slot, slot by slot. key orders
+// the loads ahead of the pair's children after the pair (see fetch.key).
+func (d *differ) nodes(na, nb *blockNode, depth, slot int, key string) error {
 	if err := d.a.check(na, cidKey(na.id), depth, slot); err != nil {
 		return err
 	}
 	if err := d.b.check(nb, cidKey(nb.id), depth, slot); err != nil {
 		return err
 	}
+	ahead := d.plan(na, nb, depth, key)
 	for i := range numSlots {
 		if err := d.ctx.Err(); err != nil {
 			return err
@@ -263,24 +326,27 @@ func (d *differ) nodes(na, nb *blockNode, depth, slot int) error {
 			if sa.link().id == sb.link().id {
 				continue // the same subtree
 			}
-			ca, err := d.child(sa.link(), depth+1)
+			ka, _ := na.index(i)
+			ca, _, _, err := d.child(na, ka, depth+1, &ahead)
 			if err != nil {
 				return err
 			}
-			cb, err := d.child(sb.link(), depth+1)
+			kb, _ := nb.index(i)
+			cb, _, kbKey, err := d.child(nb, kb, depth+1, &ahead)
 			if err != nil {
 				return err
 			}
-			if err := d.nodes(ca, cb, depth+1, i); err != nil {
+			// The pair's children come after cb, the later of the two.
+			if err := d.nodes(ca, cb, depth+1, i, kbKey); err != nil {
 				return err
 			}
 			continue
 		}
-		ea, err := d.entries(d.a, sa, depth, i)
+		ea, err := d.entries(d.a, na, depth, i, &ahead)
 		if err != nil {
 			return err
 		}
-		eb, err := d.entries(d.b, sb, depth, i)
+		eb, err := d.entries(d.b, nb, depth, i, &ahead)
 		if err != nil {
 			return err
 		}
@@ -291,28 +357,30 @@ func (d *differ) nodes(na, nb *blockNode, depth, slot int) error {
 	return nil
 }
 
-// entries returns every key under slot i of a node at depth in t's tree (its bucket, or its
-// whole subtree), sorted by key.
-func (d *differ) entries(t *treeCheck, s *slot, depth, i int) ([]entry, error) {
-	if s == nil {
+// entries returns every key under slot i of n, a node at depth in t's tree (its bucket, or its
+// whole subtree), sorted by key. ahead is nodes' queue of loads.
+func (d *differ) entries(t *treeCheck, n *blockNode, depth, i int, ahead *[]*fetch[*blockNode]) ([]entry, error) {
+	k, ok := n.index(i)
+	if !ok {
 		return nil, nil
 	}
+	s := &n.slots[k]
 	if s.link() == nil {
 		return slices.SortedFunc(slices.Values(appendEntries(nil, s.bucket())), func(a, b entry) int { return cmp.Compare(a.key, b.key) }), nil
 	}
-	c, err := d.child(s.link(), depth+1)
+	c, kids, key, err := d.child(n, k, depth+1, ahead)
 	if err != nil {
 		return nil, err
 	}
 	var out []entry
-	err = walkFrom(d.ctx, t, c, s.link().id, depth+1, i, blockChild(d.cas), func(n *blockNode, _ int) error {
+	err = walkFrom(d.ctx, t, c, s.link().id, depth+1, i, d.load, func(n *blockNode, _ int) error {
 		for j := range n.slots {
 			if b := n.slots[j].bucket(); b != "" {
 				out = appendEntries(out, b)
 			}
 		}
 		return nil
-	})
+	}, d.pre, key, kids)
 	if err != nil {
 		return nil, err
 	}
@@ -353,8 +421,9 @@ func (d *differ) compare(ea, eb []entry) error {
 // WriteCAR writes the flushed map at root as a CARv1 (root in the header, then every reachable
 // block once: nodes, then the values of each node's buckets), which `ipfs dag import` and
 // ReadCAR load. It returns the number of blocks written. A value stored as a UnixFS file (dag-pb,
-// a value over one chunk) is written with every block of its file. Options: WithHash names
-// the map's hash function (default Blake3), which the walk checks every key against; other options
+// a value over one chunk on Kubo) is written with every block of its file. Options: WithHash names
+// the map's hash function (default Blake3), which the walk checks every key against, and
+// WithWalkParallelism how many nodes it loads at once from a store with latency; other options
 // are ignored. A node reached twice or a key off its hash path is ErrMalformedNode (see walkTree),
 // and the CAR is then incomplete. A sharded Zarr root (IsShardedRoot) is written with every block
 // it reaches: the root, metadata values, shards and chunks.

@@ -2,6 +2,7 @@ package hamt
 
 import (
 	"context"
+	"fmt"
 	"iter"
 )
 
@@ -142,7 +143,7 @@ func (m *Map[V]) All(ctx context.Context) iter.Seq2[Entry[V], error] {
 			// one walk over a map (the common case) does not pay to keep what it never reads
 			// again, nor reads each value's bytes to copy them.
 			again := st.r.walked.Load() > 0
-			err = st.r.walkNodes(ctx, m.hasher, func(n *frozenNode) bool {
+			err = st.r.walkNodes(ctx, m.hasher, m.walkAhead(), func(n *frozenNode) bool {
 				vt := n.vals.Load()
 				if again {
 					vt = n.valueTable()
@@ -162,7 +163,7 @@ func (m *Map[V]) All(ctx context.Context) iter.Seq2[Entry[V], error] {
 			})
 		} else {
 			var snapshot []entry
-			err = st.w.walkEntries(ctx, m.hasher, func(key string, id cidBytes) bool {
+			err = st.w.walkEntries(ctx, m.hasher, m.walkAhead(), func(key string, id cidBytes) bool {
 				snapshot = append(snapshot, entry{key: key, value: id})
 				return true
 			})
@@ -202,13 +203,13 @@ func eachNodeEntry[N walkable](n N, yield func(key string, id cidBytes) bool) bo
 
 // walkEntries is walkKeys with each key's value CID: every entry in keys() order, through
 // walkTree and its checks. It stops when yield returns false or ctx is done.
-func (r *readStore) walkEntries(ctx context.Context, hasher keyHasher, yield func(key string, id cidBytes) bool) error {
-	return r.walkNodes(ctx, hasher, func(n *frozenNode) bool { return n.eachEntry(yield) })
+func (r *readStore) walkEntries(ctx context.Context, hasher keyHasher, ahead walkAhead, yield func(key string, id cidBytes) bool) error {
+	return r.walkNodes(ctx, hasher, ahead, func(n *frozenNode) bool { return n.eachEntry(yield) })
 }
 
-// walkNodes visits every node in keys() order, through walkTree and its checks. It stops when
-// visit returns false or ctx is done.
-func (r *readStore) walkNodes(ctx context.Context, hasher keyHasher, visit func(n *frozenNode) bool) error {
+// walkNodes visits every node in keys() order, through walkTree and its checks, loading nodes
+// ahead as ahead allows. It stops when visit returns false or ctx is done.
+func (r *readStore) walkNodes(ctx context.Context, hasher keyHasher, ahead walkAhead, visit func(n *frozenNode) bool) error {
 	t, err := newTreeCheck(hasher, int(r.walked.Load()))
 	if err != nil {
 		return err
@@ -217,12 +218,18 @@ func (r *readStore) walkNodes(ctx context.Context, hasher keyHasher, visit func(
 		c, err := r.child(ctx, n, k, depth)
 		return c, n.linkAt(k), err
 	}
+	// Loads ahead go through the cache as the walk's own do (r.child is safe for concurrent use),
+	// so a node loaded ahead is also kept for later walks, within the budget.
+	pre := newPrefetcher(ctx, ahead, r.child,
+		func(n *frozenNode, k int) bool { return n.kids[k].Load() != nil },
+		func(n *frozenNode, k int, c *frozenNode) (*frozenNode, cidBytes) { return c, n.linkAt(k) })
+	defer pre.stop()
 	err = walkTree(ctx, t, r.rootNode, cidKey(r.root), child, func(n *frozenNode, _ int) error {
 		if !visit(n) {
 			return errStop
 		}
 		return nil
-	})
+	}, pre)
 	if met := int64(len(t.seen)); err == nil && met > r.walked.Load() {
 		r.walked.Store(met)
 	}
@@ -231,7 +238,7 @@ func (r *readStore) walkNodes(ctx context.Context, hasher keyHasher, visit func(
 
 // walkEntries is walkKeys with each key's value CID, under the lock: yield must not call back
 // into the map.
-func (w *writeStore) walkEntries(ctx context.Context, hasher keyHasher, yield func(key string, id cidBytes) bool) error {
+func (w *writeStore) walkEntries(ctx context.Context, hasher keyHasher, ahead walkAhead, yield func(key string, id cidBytes) bool) error {
 	t, err := newTreeCheck(hasher, 0)
 	if err != nil {
 		return err
@@ -250,6 +257,29 @@ func (w *writeStore) walkEntries(ctx context.Context, hasher keyHasher, yield fu
 		}
 		return c, l.id, nil
 	}
+	// A node not in memory (never loaded, or dropped by vacate) is clean and its link's CID is
+	// all it needs: loads ahead decode it on their goroutines (w.loadNode touches nothing the
+	// walk holds the lock for), and the walk, under the lock, hangs it on its link.
+	pre := newPrefetcher(ctx, ahead,
+		func(ctx context.Context, n *node, k, depth int) (*node, error) {
+			c, err := w.loadNode(ctx, n.slots[k].link().id)
+			if err != nil {
+				return nil, fmt.Errorf("depth %d: %w", depth, err)
+			}
+			return c, nil
+		},
+		func(n *node, k int) bool { return n.slots[k].link().node != nil },
+		func(n *node, k int, c *node) (*node, cidBytes) {
+			l := n.slots[k].link()
+			if l.node == nil {
+				l.node = c
+			}
+			if l.node.dirty {
+				return l.node, ""
+			}
+			return l.node, l.id
+		})
+	defer pre.stop()
 	rootID := w.rootID
 	if root.dirty {
 		rootID = ""
@@ -259,5 +289,5 @@ func (w *writeStore) walkEntries(ctx context.Context, hasher keyHasher, yield fu
 			return errStop
 		}
 		return nil
-	})
+	}, pre)
 }

@@ -117,9 +117,9 @@ func (r *readStore) lookupAt(ctx context.Context, key string, h []byte) (id cidB
 // walkKeys yields every key in keys() order: depth first from the root, a node's buckets in slot
 // order, then its children from the highest slot down. It stops when yield returns false or ctx
 // is done. The walk is walkTree's, so a node reached twice or a key off its hash path (for hasher)
-// is ErrMalformedNode.
-func (r *readStore) walkKeys(ctx context.Context, hasher keyHasher, yield func(string) bool) error {
-	return r.walkEntries(ctx, hasher, func(key string, _ cidBytes) bool { return yield(key) })
+// is ErrMalformedNode. ahead says how it may load nodes ahead.
+func (r *readStore) walkKeys(ctx context.Context, hasher keyHasher, ahead walkAhead, yield func(string) bool) error {
+	return r.walkEntries(ctx, hasher, ahead, func(key string, _ cidBytes) bool { return yield(key) })
 }
 
 // nodeCache holds decoded nodes within a memory budget. It is split into shards, each with its own

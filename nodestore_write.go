@@ -98,8 +98,8 @@ func (w *writeStore) lookup(ctx context.Context, key string, h []byte) (cidBytes
 // walkKeys yields every key in keys() order under the lock, loading what is not in memory. yield
 // must not call back into the map. The walk is walkTree's, so a node reached twice or a key off
 // its hash path (for hasher) is ErrMalformedNode.
-func (w *writeStore) walkKeys(ctx context.Context, hasher keyHasher, yield func(string) bool) error {
-	return w.walkEntries(ctx, hasher, func(key string, _ cidBytes) bool { return yield(key) })
+func (w *writeStore) walkKeys(ctx context.Context, hasher keyHasher, ahead walkAhead, yield func(string) bool) error {
+	return w.walkEntries(ctx, hasher, ahead, func(key string, _ cidBytes) bool { return yield(key) })
 }
 
 // frozenRoot returns the root in read form for a read store, without going to the store:

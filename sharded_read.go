@@ -391,6 +391,13 @@ func (s *ShardedZarrStore) chunkKeys(ctx context.Context, a *arraySnapshot) iter
 		// (py-hamt's all-null shards after deletes do; a hostile root can list one big shard at
 		// every place), and is scanned once.
 		held := map[cid.Cid][]int32{}
+		ahead := newShardsAhead(ctx, len(a.shards), a.cps, func(i int) (cid.Cid, bool) {
+			id := a.shards[i]
+			_, dirty := a.dirty[i]
+			_, ok := held[id]
+			return id, !dirty && !ok && id.Defined()
+		}, func(ctx context.Context, id cid.Cid) ([]cid.Cid, error) { return s.loadShard(ctx, id, a.cps) })
+		defer ahead.stop()
 		for i, id := range a.shards {
 			if err := ctx.Err(); err != nil {
 				yield("", err)
@@ -402,7 +409,7 @@ func (s *ShardedZarrStore) chunkKeys(ctx context.Context, a *arraySnapshot) iter
 			} else if !id.Defined() {
 				continue
 			} else if !ok {
-				entries, err := s.loadShard(ctx, id, a.cps)
+				entries, err := ahead.get(ctx, i, id)
 				if err != nil {
 					yield("", err)
 					return

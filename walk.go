@@ -141,34 +141,61 @@ func (t *treeCheck) checkKey(key string, id cidBytes, depth, slot int) error {
 // node (visit), then its children from the highest slot down, each checked as the top of this
 // file says before it is visited. child resolves the link in the k-th occupied slot of a node at
 // depth-1 and gives the child's CID ("" for a node made in memory). visit returning errStop ends
-// the walk without an error. Every error but errStop is returned as it is.
+// the walk without an error. Every error but errStop is returned as it is. pre, when not nil,
+// loads children ahead of the walk (see walk_prefetch.go); the caller stops it.
 func walkTree[N walkable](ctx context.Context, t *treeCheck, root N, rootID cidBytes,
-	child func(ctx context.Context, parent N, k, depth int) (N, cidBytes, error), visit func(n N, depth int) error) error {
-	err := walkFrom(ctx, t, root, rootID, 0, 0, child, visit)
+	child func(ctx context.Context, parent N, k, depth int) (N, cidBytes, error), visit func(n N, depth int) error, pre *prefetcher[N]) error {
+	err := walkFrom(ctx, t, root, rootID, 0, 0, child, visit, pre, "", nil)
 	if errors.Is(err, errStop) {
 		return nil
 	}
 	return err
 }
 
-// walkFrom is walkTree from node n (CID id), reached at depth through slot.
+// walkFrom is walkTree from node n (CID id), reached at depth through slot. With pre, key is n's
+// place in the walk (fetch.key), and kids the loads of n's children already queued (nil: none).
 func walkFrom[N walkable](ctx context.Context, t *treeCheck, n N, id cidBytes, depth, slot int,
-	child func(ctx context.Context, parent N, k, depth int) (N, cidBytes, error), visit func(n N, depth int) error) error {
+	child func(ctx context.Context, parent N, k, depth int) (N, cidBytes, error), visit func(n N, depth int) error,
+	pre *prefetcher[N], key string, kids []*fetch[N]) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	if err := t.check(n, id, depth, slot); err != nil {
 		return err
 	}
+	// The children's loads start before the visit, so they overlap what the caller does with
+	// this node's keys; or, when loads are found slow only later (the first loads of a walk
+	// decide), from the child the walk has reached then.
+	planned := kids != nil
+	if !planned && pre.slow() {
+		kids, planned = pre.plan(n, depth, key, 0), true
+	}
 	if err := visit(n, depth); err != nil {
 		return err
 	}
+	i := 0
 	for slot, k := n.linkBelow(numSlots); slot >= 0; slot, k = n.linkBelow(slot) {
-		c, cid, err := child(ctx, n, k, depth+1)
+		if !planned && pre.slow() {
+			kids, planned = pre.plan(n, depth, key, i), true
+		}
+		var c N
+		var cid cidBytes
+		var grandkids []*fetch[N]
+		var err error
+		if kids != nil && kids[i] != nil {
+			c, cid, grandkids, err = pre.take(ctx, kids[i], child)
+		} else {
+			c, cid, err = child(ctx, n, k, depth+1)
+		}
+		i++
 		if err != nil {
 			return err
 		}
-		if err := walkFrom(ctx, t, c, cid, depth+1, slot, child, visit); err != nil {
+		var ckey string
+		if pre.slow() {
+			ckey = childKey(key, numSlots-1-slot)
+		}
+		if err := walkFrom(ctx, t, c, cid, depth+1, slot, child, visit, pre, ckey, grandkids); err != nil {
 			return err
 		}
 	}
