@@ -276,7 +276,12 @@ none, and removes consolidated_metadata from a root zarr.json when every array s
 					err = cerr
 				}
 			}()
-			z, err := hamt.NewZarr(ctx, st.cas, layout, opts...)
+			bw, err := bulkWriter(ctx, st)
+			if err != nil {
+				return err
+			}
+			defer bw.close()
+			z, err := hamt.NewZarr(ctx, bw.cas, layout, opts...)
 			if err != nil {
 				return err
 			}
@@ -288,6 +293,9 @@ none, and removes consolidated_metadata from a root zarr.json when every array s
 			}
 			root, err := z.Flush(ctx)
 			if err != nil {
+				return err
+			}
+			if err := bw.commit(ctx, root); err != nil {
 				return err
 			}
 			if stats {

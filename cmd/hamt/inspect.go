@@ -161,12 +161,20 @@ that fails a check stores nothing.`,
 					err = cerr
 				}
 			}()
-			bp, ok := st.cas.(hamt.BlockPutter)
+			bw, err := bulkWriter(cmd.Context(), st)
+			if err != nil {
+				return err
+			}
+			defer bw.close()
+			bp, ok := bw.cas.(hamt.BlockPutter)
 			if !ok {
-				return fmt.Errorf("this store cannot import blocks by CID (use ipfs dag import with Kubo)")
+				return fmt.Errorf("this store cannot import blocks by CID")
 			}
 			roots, n, err := hamt.ReadCAR(cmd.Context(), bp, f)
 			if err != nil {
+				return err
+			}
+			if err := bw.commit(cmd.Context(), roots...); err != nil {
 				return err
 			}
 			fmt.Fprintf(a.stderr, "imported %d blocks\n", n)

@@ -1,0 +1,227 @@
+package hamt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/multiformats/go-multicodec"
+)
+
+// This file reads a whole DAG from the gateways as one trustless CAR stream, instead of a
+// request per block.
+
+// kuboCARAccept asks a trustless gateway for a CARv1 in depth-first order without duplicates
+// (IPIP-412), which is also what Kubo sends by default.
+const kuboCARAccept = "application/vnd.ipld.car; version=1; order=dfs; dups=n"
+
+// ExportCAR writes the DAG at root, every block it reaches, to w as a CARv1 in one request: the
+// gateway's trustless CAR (?format=car&dag-scope=all), copied to w as it arrives and checked
+// block by block meanwhile (see ErrUnexpectedBlock): every block hashes to its CID (ErrCorrupt),
+// is the root or linked from a block before it and comes once, and nothing the DAG links to is
+// missing when the stream ends (ErrMissingBlock). Memory stays bounded whatever the DAG's size:
+// block data is never held, only what is still expected and about 100 bytes per block read. It
+// returns the number of blocks.
+//
+// It works for any DAG (dag-cbor, dag-pb and raw blocks), whatever the size of its values. The
+// gateways are tried in the order of their health until one begins to answer; after that a
+// failure is the export's. On error w holds the answer so far, whose last bytes were not checked:
+// write to a temporary file and keep it only on success, as the hamt command does.
+func (k *KuboCAS) ExportCAR(ctx context.Context, root cid.Cid, w io.Writer) (int, error) {
+	s, err := k.streamDAG(ctx, root, w)
+	if err != nil {
+		return 0, err
+	}
+	return len(s.order), nil
+}
+
+// streamDAG reads the DAG at root from the gateways as one CAR stream, copying the bytes to w,
+// and returns the stream read to its verified end.
+func (k *KuboCAS) streamDAG(ctx context.Context, root cid.Cid, w io.Writer) (*dagStream, error) {
+	if k.closed.Load() {
+		return nil, errors.New("kubo car: store closed")
+	}
+	turns := k.gatewayOrder()
+	var errs, raw []error
+	for i, t := range turns {
+		sink := &startedWriter{w: w}
+		s, err := k.streamFrom(ctx, t.g, root, sink)
+		if err == nil {
+			k.report(t, succeeded)
+			for _, rest := range turns[i+1:] {
+				k.report(rest, abandoned)
+			}
+			return s, nil
+		}
+		if ctx.Err() != nil || sink.started.Load() {
+			for _, rest := range turns[i:] {
+				k.report(rest, abandoned)
+			}
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("kubo car %s: %w", root, context.Cause(ctx))
+			}
+			return nil, fmt.Errorf("kubo car %s from %s: %w", root, t.g.base, err)
+		}
+		k.report(t, failed)
+		errs = append(errs, fmt.Errorf("gateway %s: %w", t.g.base, err))
+		raw = append(raw, err)
+	}
+	if len(turns) == 1 {
+		return nil, fmt.Errorf("kubo car: %w", notFound(root, raw[0]))
+	}
+	return nil, allGatewaysFailed("car", root, errs, raw)
+}
+
+// startedWriter notes whether anything was written through it.
+type startedWriter struct {
+	w       io.Writer
+	started atomic.Bool
+}
+
+func (s *startedWriter) Write(p []byte) (int, error) {
+	if len(p) > 0 {
+		s.started.Store(true)
+	}
+	return s.w.Write(p)
+}
+
+// streamFrom reads the CAR of the DAG at root from gateway g into w. The request has no deadline,
+// a stream of terabytes taking what it takes, but it fails when no byte arrives for the store's
+// timeout (WithKuboTimeout).
+func (k *KuboCAS) streamFrom(ctx context.Context, g *kuboGateway, root cid.Cid, w io.Writer) (*dagStream, error) {
+	select {
+	case k.sem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, context.Cause(ctx)
+	}
+	defer func() { <-k.sem }()
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	u := g.base + "/ipfs/" + root.String() + "?format=car&dag-scope=all"
+	req, err := http.NewRequestWithContext(rctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", kuboCARAccept)
+	for name, vs := range g.header {
+		req.Header[name] = append(req.Header[name], vs...)
+	}
+	var idle *time.Timer
+	if k.timeout > 0 {
+		idle = time.AfterFunc(k.timeout, cancel)
+		defer idle.Stop()
+	}
+	resp, err := k.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer closeBody(resp.Body, cancel)
+	if resp.StatusCode != http.StatusOK {
+		return nil, &KuboError{Op: "car", URL: req.URL.Redacted(), Status: resp.StatusCode, Message: kuboMessage(resp.Body)}
+	}
+	body := io.Reader(resp.Body)
+	if idle != nil {
+		body = &idleReader{r: body, t: idle, d: k.timeout}
+	}
+	s, err := newDAGStream(io.TeeReader(body, w), root)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		if _, _, err := s.next(); errors.Is(err, io.EOF) {
+			return s, nil
+		} else if err != nil {
+			if rctx.Err() != nil && ctx.Err() == nil {
+				return nil, fmt.Errorf("%w (no byte for %s)", err, k.timeout)
+			}
+			return nil, err
+		}
+	}
+}
+
+// idleReader pushes a timer back on every read that returns bytes: the timer fires only when the
+// stream stalls.
+type idleReader struct {
+	r io.Reader
+	t *time.Timer
+	d time.Duration
+}
+
+func (r *idleReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if n > 0 {
+		r.t.Reset(r.d)
+	}
+	return n, err
+}
+
+// FetchedDAG is a verified local copy of a DAG read from Kubo's gateways in one CAR stream (see
+// KuboCAS.FetchDAG): a read-only CAS over a temporary file, safe for concurrent use. Close
+// removes the file.
+type FetchedDAG struct {
+	idx *carIndex
+	f   *os.File
+}
+
+// FetchDAG copies the DAG at root into a temporary file in dir (the system's when dir is empty)
+// through ExportCAR, checked block by block as it arrives, and returns a read-only CAS over it:
+// the way to read a whole dataset from Kubo or any trustless gateway in one request (an export,
+// a clone into another store) rather than a request per block. It holds about 100 bytes of
+// memory per block, and the DAG's size on disk until Close.
+func (k *KuboCAS) FetchDAG(ctx context.Context, root cid.Cid, dir string) (*FetchedDAG, error) {
+	f, err := os.CreateTemp(dir, "hamt-fetch-*.car")
+	if err != nil {
+		return nil, fmt.Errorf("kubo fetch: %w", err)
+	}
+	fail := func(err error) (*FetchedDAG, error) {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, err
+	}
+	s, err := k.streamDAG(ctx, root, f)
+	if err != nil {
+		return fail(err)
+	}
+	size, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		return fail(fmt.Errorf("kubo fetch: %w", err))
+	}
+	idx := &carIndex{src: io.NewSectionReader(f, 0, size), roots: []cid.Cid{root}, locs: s.locs, order: s.order}
+	return &FetchedDAG{idx: idx, f: f}, nil
+}
+
+// Load returns block id of the copy, or ErrNotFound.
+func (d *FetchedDAG) Load(ctx context.Context, id cid.Cid) ([]byte, error) {
+	return d.idx.Load(ctx, id)
+}
+
+// BlockSize returns the size of block id of the copy, or ErrNotFound.
+func (d *FetchedDAG) BlockSize(ctx context.Context, id cid.Cid) (int64, error) {
+	return d.idx.BlockSize(ctx, id)
+}
+
+// Save is not supported: a FetchedDAG is read only.
+func (d *FetchedDAG) Save(context.Context, []byte, multicodec.Code) (cid.Cid, error) {
+	return cid.Undef, fmt.Errorf("fetched DAG: %w", ErrReadOnly)
+}
+
+// Blocks returns the number of blocks of the copy.
+func (d *FetchedDAG) Blocks() int { return len(d.idx.order) }
+
+// Close removes the temporary file.
+func (d *FetchedDAG) Close() error {
+	err := d.f.Close()
+	if rerr := os.Remove(d.f.Name()); err == nil {
+		err = rerr
+	}
+	return err
+}
+
+// verifiesLoads marks a FetchedDAG as verified: every block was hashed as it arrived.
+func (d *FetchedDAG) verifiesLoads() {}
