@@ -77,7 +77,9 @@ func (s *dagStream) next() (cid.Cid, []byte, error) {
 		return cid.Undef, nil, io.EOF
 	}
 	if err != nil {
-		return cid.Undef, nil, fmt.Errorf("block %d: %w", len(s.order), carError(err))
+		// A stream that does not parse where linked blocks are still due broke off before them
+		// (boxo's gateway ends a stream it cannot finish with an error text in place of a block).
+		return cid.Undef, nil, fmt.Errorf("block %d: %w (%w: %d linked blocks not sent)", len(s.order), carError(err), ErrMissingBlock, len(s.pending))
 	}
 	id, data := blk.Cid(), blk.RawData()
 	key := cidKey(id)

@@ -1,12 +1,14 @@
 package hamt
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -125,24 +127,50 @@ func (k *KuboCAS) streamFrom(ctx context.Context, g *kuboGateway, root cid.Cid, 
 	if resp.StatusCode != http.StatusOK {
 		return nil, &KuboError{Op: "car", URL: req.URL.Redacted(), Status: resp.StatusCode, Message: kuboMessage(resp.Body)}
 	}
-	body := io.Reader(resp.Body)
+	body := &tailReader{r: resp.Body}
+	var r io.Reader = body
 	if idle != nil {
-		body = &idleReader{r: body, t: idle, d: k.timeout}
+		r = &idleReader{r: body, t: idle, d: k.timeout}
 	}
-	s, err := newDAGStream(io.TeeReader(body, w), root)
-	if err != nil {
-		return nil, err
-	}
-	for {
-		if _, _, err := s.next(); errors.Is(err, io.EOF) {
+	s, err := newDAGStream(io.TeeReader(r, w), root)
+	for err == nil {
+		if _, _, err = s.next(); errors.Is(err, io.EOF) {
 			return s, nil
-		} else if err != nil {
-			if rctx.Err() != nil && ctx.Err() == nil {
-				return nil, fmt.Errorf("%w (no byte for %s)", err, k.timeout)
-			}
-			return nil, err
 		}
 	}
+	if rctx.Err() != nil && ctx.Err() == nil {
+		return nil, fmt.Errorf("%w (no byte for %s)", err, k.timeout)
+	}
+	// A gateway that fails mid-stream says why in an X-Stream-Error trailer, and boxo's also in
+	// text at the end of the body.
+	_, _ = io.Copy(io.Discard, io.LimitReader(body, drainLimit))
+	if msg := resp.Trailer.Get("X-Stream-Error"); msg != "" {
+		return nil, fmt.Errorf("%w; the gateway says: %s", err, msg)
+	}
+	if _, msg, ok := bytes.Cut(body.tail, []byte("[Gateway Error:")); ok {
+		return nil, fmt.Errorf("%w; the gateway says: %s", err, strings.TrimSuffix(strings.TrimSpace(string(msg)), "]"))
+	}
+	return nil, err
+}
+
+// tailReader keeps the last bytes read through it, for an error message a gateway appends.
+type tailReader struct {
+	r    io.Reader
+	tail []byte
+}
+
+func (t *tailReader) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	const keep = 256
+	if n >= keep {
+		t.tail = append(t.tail[:0], p[n-keep:n]...)
+	} else {
+		t.tail = append(t.tail, p[:n]...)
+		if len(t.tail) > keep {
+			t.tail = append(t.tail[:0], t.tail[len(t.tail)-keep:]...)
+		}
+	}
+	return n, err
 }
 
 // idleReader pushes a timer back on every read that returns bytes: the timer fires only when the
