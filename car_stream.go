@@ -41,7 +41,7 @@ type dagStream struct {
 // newDAGStream reads the header of the CAR stream r, which must be a CARv1 naming root as its
 // only root.
 func newDAGStream(r io.Reader, root cid.Cid) (*dagStream, error) {
-	cr := &countingReader{r: bufio.NewReaderSize(r, 1<<20)}
+	cr := &countingReader{r: bufio.NewReaderSize(r, 64<<10)}
 	br, err := carv2.NewBlockReader(cr, carv2.WithTrustedCAR(true)) // hashed below, as ErrCorrupt
 	if err != nil {
 		return nil, fmt.Errorf("CAR header: %w", carError(err))
