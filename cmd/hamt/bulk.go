@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 
 	"github.com/hamt-go/hamt"
 	"github.com/ipfs/go-cid"
@@ -41,4 +42,33 @@ func (w *bulkWrite) close() {
 	if w.bulk != nil {
 		_ = w.bulk.Close()
 	}
+}
+
+// fetchedZarr is the dataset at root to read whole: on a Kubo store, a local copy fetched in one
+// verified CAR stream from the gateways (hamt.KuboCAS.FetchDAG, in a temporary file that done
+// removes) instead of a request per block; on any other store z itself.
+func fetchedZarr(ctx context.Context, root cid.Cid, z hamt.ZarrDataset, st *store) (hamt.ZarrDataset, func(), error) {
+	k, ok := st.cas.(*hamt.KuboCAS)
+	if !ok {
+		return z, func() {}, nil
+	}
+	d, err := k.FetchDAG(ctx, root, "")
+	if err != nil {
+		return nil, nil, err
+	}
+	fz, err := hamt.OpenZarr(ctx, d, root)
+	if err != nil {
+		d.Close()
+		return nil, nil, err
+	}
+	return fz, func() { d.Close() }, nil
+}
+
+// writeCAR writes the CAR of the DAG at root: on Kubo the gateway's own, streamed in one request
+// and checked block by block (hamt.KuboCAS.ExportCAR), elsewhere hamt.WriteCAR's.
+func writeCAR(ctx context.Context, st *store, root cid.Cid, w io.Writer) (int, error) {
+	if k, ok := st.cas.(*hamt.KuboCAS); ok {
+		return k.ExportCAR(ctx, root, w)
+	}
+	return hamt.WriteCAR(ctx, st.cas, root, w)
 }

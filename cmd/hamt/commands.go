@@ -333,10 +333,18 @@ relative path, a NUL byte, an element over 255 bytes, a name the system refuses,
 another key needs as a directory) fails the export, naming the key and the reason. Files are
 written inside DIR only, never through a symbolic link, into a hidden .hamt-export-* directory
 whose entries are moved into place once all are written. An export that fails leaves DIR as it
-was; one killed midway can leave the hidden directory, which --replace clears.`,
+was; one killed midway can leave the hidden directory, which --replace clears.
+
+From Kubo the dataset is fetched first in one request, a CAR stream checked block by block as it
+arrives, into a temporary file ($TMPDIR) as large as the dataset, removed when the export ends.`,
 		Args: args(2, 2),
 		RunE: func(cmd *cobra.Command, argv []string) error {
-			return a.onRoot(cmd, argv[0], false, func(root cid.Cid, z hamt.ZarrDataset, _ *store) error {
+			return a.onRoot(cmd, argv[0], false, func(root cid.Cid, z hamt.ZarrDataset, st *store) error {
+				z, done, err := fetchedZarr(cmd.Context(), root, z, st)
+				if err != nil {
+					return err
+				}
+				defer done()
 				p := newProgress(a.stderr, a.isTerminal(), "export")
 				opts := []hamt.DirOption{hamt.WithDirWorkers(workers), hamt.WithProgress(p.update)}
 				if replace {
