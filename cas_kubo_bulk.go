@@ -188,6 +188,9 @@ func (b *KuboBulk) Put(ctx context.Context, id cid.Cid, data []byte) error {
 	if err := verifyBlock(id, data); err != nil {
 		return fmt.Errorf("kubo bulk: put: %w", err)
 	}
+	if id.Prefix().MhType == multihash.IDENTITY {
+		return nil // its data is its CID: Kubo needs no block
+	}
 	if b.stream {
 		return b.send(ctx, id, data)
 	}
