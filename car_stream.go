@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/ipfs/boxo/ipld/merkledag"
 	"github.com/ipfs/go-cid"
@@ -36,6 +37,11 @@ type dagStream struct {
 	locs    map[cidBytes]carBlockLoc // read: where in the stream
 	order   []cidBytes               // read, in stream order
 	pos     int64                    // the end of the last whole section
+
+	// For readers on other goroutines (FetchedDAG): locs and order change under mu, and
+	// arrived is called, under mu, after each block.
+	mu      *sync.RWMutex
+	arrived func()
 }
 
 // newDAGStream reads the header of the CAR stream r, which must be a CARv1 naming root as its
@@ -99,8 +105,15 @@ func (s *dagStream) next() (cid.Cid, []byte, error) {
 	}
 	delete(s.pending, key)
 	s.pos = s.cr.n
+	if s.mu != nil {
+		s.mu.Lock()
+	}
 	s.locs[key] = carBlockLoc{off: s.pos - int64(len(data)), n: int64(len(data))}
 	s.order = append(s.order, key)
+	if s.mu != nil {
+		s.arrived()
+		s.mu.Unlock()
+	}
 	for _, l := range links {
 		if l.Prefix().MhType == multihash.IDENTITY {
 			continue // its data is in the CID: never a block of its own

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -36,7 +37,7 @@ const kuboCARAccept = "application/vnd.ipld.car; version=1; order=dfs; dups=n"
 // failure is the export's. On error w holds the answer so far, whose last bytes were not checked:
 // write to a temporary file and keep it only on success, as the hamt command does.
 func (k *KuboCAS) ExportCAR(ctx context.Context, root cid.Cid, w io.Writer) (int, error) {
-	s, err := k.streamDAG(ctx, root, w)
+	s, err := k.streamDAG(ctx, root, w, nil)
 	if err != nil {
 		return 0, err
 	}
@@ -44,8 +45,9 @@ func (k *KuboCAS) ExportCAR(ctx context.Context, root cid.Cid, w io.Writer) (int
 }
 
 // streamDAG reads the DAG at root from the gateways as one CAR stream, copying the bytes to w,
-// and returns the stream read to its verified end.
-func (k *KuboCAS) streamDAG(ctx context.Context, root cid.Cid, w io.Writer) (*dagStream, error) {
+// and returns the stream read to its verified end. share, when not nil, is given each attempt's
+// stream before its first block, for readers on other goroutines.
+func (k *KuboCAS) streamDAG(ctx context.Context, root cid.Cid, w io.Writer, share func(*dagStream)) (*dagStream, error) {
 	if k.closed.Load() {
 		return nil, errors.New("kubo car: store closed")
 	}
@@ -53,7 +55,7 @@ func (k *KuboCAS) streamDAG(ctx context.Context, root cid.Cid, w io.Writer) (*da
 	var errs, raw []error
 	for i, t := range turns {
 		sink := &startedWriter{w: w}
-		s, err := k.streamFrom(ctx, t.g, root, sink)
+		s, err := k.streamFrom(ctx, t.g, root, sink, share)
 		if err == nil {
 			k.report(t, succeeded)
 			for _, rest := range turns[i+1:] {
@@ -96,7 +98,7 @@ func (s *startedWriter) Write(p []byte) (int, error) {
 // streamFrom reads the CAR of the DAG at root from gateway g into w. The request has no deadline,
 // a stream of terabytes taking what it takes, but it fails when no byte arrives for the store's
 // timeout (WithKuboTimeout).
-func (k *KuboCAS) streamFrom(ctx context.Context, g *kuboGateway, root cid.Cid, w io.Writer) (*dagStream, error) {
+func (k *KuboCAS) streamFrom(ctx context.Context, g *kuboGateway, root cid.Cid, w io.Writer, share func(*dagStream)) (*dagStream, error) {
 	select {
 	case k.sem <- struct{}{}:
 	case <-ctx.Done():
@@ -133,6 +135,9 @@ func (k *KuboCAS) streamFrom(ctx context.Context, g *kuboGateway, root cid.Cid, 
 		r = &idleReader{r: body, t: idle, d: k.timeout}
 	}
 	s, err := newDAGStream(io.TeeReader(r, w), root)
+	if err == nil && share != nil {
+		share(s)
+	}
 	for err == nil {
 		if _, _, err = s.next(); errors.Is(err, io.EOF) {
 			return s, nil
@@ -190,48 +195,126 @@ func (r *idleReader) Read(p []byte) (int, error) {
 }
 
 // FetchedDAG is a verified local copy of a DAG read from Kubo's gateways in one CAR stream (see
-// KuboCAS.FetchDAG): a read-only CAS over a temporary file, safe for concurrent use. Close
-// removes the file.
+// KuboCAS.FetchDAG), filled as the stream arrives: a read-only CAS over a temporary file, safe for
+// concurrent use. Close stops the stream and removes the file.
 type FetchedDAG struct {
-	idx *carIndex
-	f   *os.File
+	k      *KuboCAS
+	f      *os.File
+	src    *io.SectionReader
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the stream is over; err is set then
+	err    error
+
+	mu      sync.RWMutex
+	s       *dagStream    // the stream being read; its locs and order change under mu
+	arrived chan struct{} // closed and replaced whenever a block arrives
 }
 
-// FetchDAG copies the DAG at root into a temporary file in dir (the system's when dir is empty)
-// through ExportCAR, checked block by block as it arrives, and returns a read-only CAS over it:
-// the way to read a whole dataset from Kubo or any trustless gateway in one request (an export,
-// a clone into another store) rather than a request per block. It holds about 100 bytes of
-// memory per block, and the DAG's size on disk until Close.
+// FetchDAG starts copying the DAG at root into a temporary file in dir (the system's when dir is
+// empty) through one CAR stream from the gateways, checked block by block as it arrives (as
+// ExportCAR does), and returns a read-only CAS over the copy at once: the way to read a whole
+// dataset from Kubo or any trustless gateway in one request (an export, a clone into another
+// store) rather than a request per block, the reading overlapping the transfer. Load of a block
+// not arrived yet waits for it, except a dag-cbor block (a map's node), which is loaded from the
+// gateways at once so that a walk of the map's nodes runs ahead of the stream. A stream that
+// fails fails the Loads waiting on it, and Wait. The copy holds about 100 bytes of memory per
+// block, and the DAG's size on disk until Close. ctx bounds the stream.
 func (k *KuboCAS) FetchDAG(ctx context.Context, root cid.Cid, dir string) (*FetchedDAG, error) {
+	if k.closed.Load() {
+		return nil, errors.New("kubo fetch: store closed")
+	}
 	f, err := os.CreateTemp(dir, "hamt-fetch-*.car")
 	if err != nil {
 		return nil, fmt.Errorf("kubo fetch: %w", err)
 	}
-	fail := func(err error) (*FetchedDAG, error) {
-		f.Close()
-		os.Remove(f.Name())
-		return nil, err
-	}
-	s, err := k.streamDAG(ctx, root, f)
-	if err != nil {
-		return fail(err)
-	}
-	size, err := f.Seek(0, io.SeekEnd)
-	if err != nil {
-		return fail(fmt.Errorf("kubo fetch: %w", err))
-	}
-	idx := &carIndex{src: io.NewSectionReader(f, 0, size), roots: []cid.Cid{root}, locs: s.locs, order: s.order}
-	return &FetchedDAG{idx: idx, f: f}, nil
+	sctx, cancel := context.WithCancel(ctx)
+	d := &FetchedDAG{k: k, f: f, src: io.NewSectionReader(f, 0, 1<<62), cancel: cancel,
+		done: make(chan struct{}), arrived: make(chan struct{})}
+	go func() {
+		defer close(d.done)
+		_, err := k.streamDAG(sctx, root, f, func(s *dagStream) {
+			d.mu.Lock()
+			s.mu, s.arrived = &d.mu, d.blockArrived
+			d.s = s
+			d.mu.Unlock()
+		})
+		d.mu.Lock()
+		d.err = err
+		d.mu.Unlock()
+	}()
+	return d, nil
 }
 
-// Load returns block id of the copy, or ErrNotFound.
+// blockArrived wakes the Loads waiting for a block; called under d.mu.
+func (d *FetchedDAG) blockArrived() {
+	close(d.arrived)
+	d.arrived = make(chan struct{})
+}
+
+// Wait waits for the end of the stream and returns its error: nil when the whole DAG arrived,
+// verified.
+func (d *FetchedDAG) Wait(ctx context.Context) error {
+	select {
+	case <-d.done:
+		return d.err
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
+// Load returns block id of the copy, waiting for it while the stream runs (a dag-cbor block not
+// arrived yet is loaded from the gateways instead). A block the whole stream did not hold is
+// ErrNotFound; a failed stream's error is returned as is.
 func (d *FetchedDAG) Load(ctx context.Context, id cid.Cid) ([]byte, error) {
-	return d.idx.Load(ctx, id)
+	key := cidKey(id)
+	for {
+		d.mu.RLock()
+		var loc carBlockLoc
+		ok := false
+		if d.s != nil {
+			loc, ok = d.s.locs[key]
+		}
+		arrived := d.arrived
+		d.mu.RUnlock()
+		if ok {
+			b := make([]byte, loc.n)
+			if _, err := d.src.ReadAt(b, loc.off); err != nil {
+				return nil, fmt.Errorf("fetched DAG: read block %s: %w", id, err)
+			}
+			return b, nil
+		}
+		select {
+		case <-d.done:
+			if d.err != nil {
+				return nil, fmt.Errorf("fetched DAG: %w", d.err)
+			}
+			if d.Has(id) { // arrived between the look-up and the stream's end
+				continue
+			}
+			return nil, fmt.Errorf("fetched DAG: block %s is not in the DAG: %w", id, ErrNotFound)
+		default:
+		}
+		if id.Prefix().Codec == uint64(multicodec.DagCbor) {
+			return d.k.Load(ctx, id)
+		}
+		select {
+		case <-arrived:
+		case <-d.done:
+		case <-ctx.Done():
+			return nil, context.Cause(ctx)
+		}
+	}
 }
 
-// BlockSize returns the size of block id of the copy, or ErrNotFound.
-func (d *FetchedDAG) BlockSize(ctx context.Context, id cid.Cid) (int64, error) {
-	return d.idx.BlockSize(ctx, id)
+// Has reports whether block id has arrived.
+func (d *FetchedDAG) Has(id cid.Cid) bool {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if d.s == nil {
+		return false
+	}
+	_, ok := d.s.locs[cidKey(id)]
+	return ok
 }
 
 // Save is not supported: a FetchedDAG is read only.
@@ -239,11 +322,20 @@ func (d *FetchedDAG) Save(context.Context, []byte, multicodec.Code) (cid.Cid, er
 	return cid.Undef, fmt.Errorf("fetched DAG: %w", ErrReadOnly)
 }
 
-// Blocks returns the number of blocks of the copy.
-func (d *FetchedDAG) Blocks() int { return len(d.idx.order) }
+// Blocks returns the number of blocks arrived so far.
+func (d *FetchedDAG) Blocks() int {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if d.s == nil {
+		return 0
+	}
+	return len(d.s.order)
+}
 
-// Close removes the temporary file.
+// Close stops the stream if it still runs and removes the temporary file.
 func (d *FetchedDAG) Close() error {
+	d.cancel()
+	<-d.done
 	err := d.f.Close()
 	if rerr := os.Remove(d.f.Name()); err == nil {
 		err = rerr
@@ -251,5 +343,6 @@ func (d *FetchedDAG) Close() error {
 	return err
 }
 
-// verifiesLoads marks a FetchedDAG as verified: every block was hashed as it arrived.
+// verifiesLoads marks a FetchedDAG as verified: every block was hashed as it arrived, or is
+// loaded through the KuboCAS, which hashes it.
 func (d *FetchedDAG) verifiesLoads() {}

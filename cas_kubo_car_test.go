@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/hamt-go/hamt"
@@ -64,8 +65,24 @@ func TestKuboFetchDAG(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkMap(t, d, root, values)
-	if n := srv.Total(kubotest.Gateway); n != 1 {
-		t.Errorf("%d gateway requests, want 1", n)
+	if err := d.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// One CAR stream, and the nodes a walk asked for before the stream brought them: no value.
+	cars, raws := 0, 0
+	for _, r := range srv.Log() {
+		switch {
+		case strings.Contains(r.RawQuery, "format=car"):
+			cars++
+		case r.Endpoint == kubotest.Gateway:
+			raws++
+		}
+	}
+	if cars != 1 || raws > 20 {
+		t.Errorf("%d CAR requests and %d block requests, want 1 CAR and at most the map's nodes", cars, raws)
+	}
+	if d.Blocks() == 0 || !d.Has(root) {
+		t.Errorf("after the stream: %d blocks, root held %v", d.Blocks(), d.Has(root))
 	}
 	if _, err := d.Save(ctx, nil, 0x55); !errors.Is(err, hamt.ErrReadOnly) {
 		t.Errorf("Save: %v, want ErrReadOnly", err)
@@ -75,6 +92,24 @@ func TestKuboFetchDAG(t *testing.T) {
 	}
 	if left, _ := os.ReadDir(dir); len(left) != 0 {
 		t.Errorf("Close left %d files", len(left))
+	}
+
+	// A value the gateway lacks fails the read that waits for it, and Wait, instead of hanging.
+	srv.Delete(blake3CID(0x55, values["temp/c/3/7"]))
+	d, err = k.FetchDAG(ctx, root, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	m, err := hamt.Open(ctx, d, hamt.Bytes, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Get(ctx, "temp/c/3/7"); !errors.Is(err, hamt.ErrMissingBlock) {
+		t.Errorf("Get of a value the stream lacks: %v, want ErrMissingBlock", err)
+	}
+	if err := d.Wait(ctx); !errors.Is(err, hamt.ErrMissingBlock) {
+		t.Errorf("Wait: %v, want ErrMissingBlock", err)
 	}
 }
 
