@@ -335,8 +335,9 @@ written inside DIR only, never through a symbolic link, into a hidden .hamt-expo
 whose entries are moved into place once all are written. An export that fails leaves DIR as it
 was; one killed midway can leave the hidden directory, which --replace clears.
 
-From Kubo the dataset is fetched first in one request, a CAR stream checked block by block as it
-arrives, into a temporary file ($TMPDIR) as large as the dataset, removed when the export ends.`,
+From Kubo the dataset comes in one request, a CAR stream checked block by block as it arrives,
+copied into a temporary file ($TMPDIR) as large as the dataset, removed when the export ends; files
+are written as their values arrive.`,
 		Args: args(2, 2),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			return a.onRoot(cmd, argv[0], false, func(root cid.Cid, z hamt.ZarrDataset, st *store) error {
