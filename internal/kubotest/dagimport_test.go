@@ -58,7 +58,7 @@ func TestDagImportAnswersAsKubo(t *testing.T) {
 		t.Errorf("import without pinning: %d %s, pinned %q, stored %v", code, b, s.Pinned(oid), s.Has(oid))
 	}
 	code, b = dagImport(t, s, "", []cid.Cid{oid}, map[cid.Cid][]byte{blake3CID(multicodec.Raw, []byte("x")): []byte("y")})
-	if code != 500 || !strings.Contains(string(b), "import failed") {
+	if code != 500 || !strings.Contains(string(b), "import failed: mismatch in content integrity") {
 		t.Errorf("a block that is not its CID's: %d %s", code, b)
 	}
 	big := bytes.Repeat([]byte{1}, 2<<20+1)
