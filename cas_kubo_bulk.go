@@ -48,6 +48,7 @@ type KuboBulk struct {
 	ctx       context.Context // bounds the session's streams (Bulk's context)
 	stream    bool            // false: every Save is KuboCAS.Save
 	maxStream int             // largest block streamed; larger ones are added
+	maxBlocks uint64          // blocks a stream takes before the next starts (kuboStreamBlocks)
 	held      heldBlocks
 
 	mu      sync.Mutex
@@ -83,7 +84,7 @@ func (k *KuboCAS) Bulk(ctx context.Context) (*KuboBulk, error) {
 	if k.closed.Load() {
 		return nil, errors.New("kubo bulk: store closed")
 	}
-	b := &KuboBulk{k: k, ctx: ctx, held: heldBlocks{budget: kuboHeldBytes, blocks: map[cidBytes][]byte{}}}
+	b := &KuboBulk{k: k, ctx: ctx, maxBlocks: kuboStreamBlocks, held: heldBlocks{budget: kuboHeldBytes, blocks: map[cidBytes][]byte{}}}
 	b.maxStream = int(min(k.chunkSize, kuboMaxImportBlock))
 	if _, err := b.cid(multicodec.Raw, nil); err != nil || b.maxStream <= 0 {
 		return b, nil // a hash we cannot compute or a chunker whose leaves we cannot predict
@@ -233,7 +234,7 @@ func (b *KuboBulk) send(ctx context.Context, id cid.Cid, data []byte) error {
 	if err := b.usableLocked(); err != nil {
 		return err
 	}
-	if b.cur != nil && b.cur.blocks >= kuboStreamBlocks {
+	if b.cur != nil && b.cur.blocks >= b.maxBlocks {
 		if err := b.finishLocked(ctx); err != nil {
 			return err
 		}
