@@ -201,3 +201,40 @@ func BenchmarkKuboHedgedLoad(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkKuboBulkSave: BenchmarkKuboSave's values through a bulk session (one dag/import
+// stream, CIDs computed here) instead of an add each. It reports the RPC requests per op. The
+// final Flush (waiting for Kubo to take what is still buffered, at most 256 KiB and the pipe) is
+// outside the timing. Measured (2 cores, loaded): 1 KB values 6.7 µs/op against 97 µs/op for an
+// add each, 1 MB values 2.0 ms/op against 1.8 ms/op (bandwidth either way).
+func BenchmarkKuboBulkSave(b *testing.B) {
+	for _, size := range []int{1 << 10, 1 << 20} {
+		for _, par := range []int{1, 32} {
+			b.Run(fmt.Sprintf("size=%d/clients=%d", size, par), func(b *testing.B) {
+				srv := kubotest.New(b)
+				k := newKubo(b, srv)
+				bulk, err := k.Bulk(context.Background())
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer bulk.Close()
+				var n atomic.Uint64
+				base := patterned(size)
+				b.SetBytes(int64(size))
+				runClients(b, par, func() error {
+					v := append([]byte(nil), base...)
+					i := n.Add(1)
+					for j := range 8 {
+						v[j] = byte(i >> (8 * j))
+					}
+					_, err := bulk.Save(context.Background(), v, multicodec.Raw)
+					return err
+				})
+				if err := bulk.Flush(context.Background()); err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(float64(srv.Total(kubotest.RPC))/float64(b.N), "requests/op")
+			})
+		}
+	}
+}

@@ -293,7 +293,12 @@ none, and removes consolidated_metadata from a root zarr.json when every array s
 					err = cerr
 				}
 			}()
-			z, err := hamt.NewZarr(ctx, st.cas, layout, opts...)
+			bw, err := bulkWriter(ctx, st)
+			if err != nil {
+				return err
+			}
+			defer bw.close()
+			z, err := hamt.NewZarr(ctx, bw.cas, layout, opts...)
 			if err != nil {
 				return err
 			}
@@ -305,6 +310,9 @@ none, and removes consolidated_metadata from a root zarr.json when every array s
 			}
 			root, err := z.Flush(ctx)
 			if err != nil {
+				return err
+			}
+			if err := bw.commit(ctx); err != nil {
 				return err
 			}
 			if err := a.pinRoot(ctx, st, cid.Undef, root); err != nil {
@@ -350,10 +358,19 @@ was; one killed midway can leave the hidden directory, which --replace clears.
 
 Progress goes to standard error: on a terminal (or with --progress) a bar counts the keys listed,
 then the files and bytes written, with the rate and the time left (by files: sizes are not known
-ahead); then one summary line, the only output without a terminal or with --no-progress.`,
+ahead); then one summary line, the only output without a terminal or with --no-progress.
+
+From Kubo the dataset comes in one request, a CAR stream checked block by block as it arrives,
+copied into a temporary file ($TMPDIR) as large as the dataset, removed when the export ends; files
+are written as their values arrive.`,
 		Args: args(2, 2),
 		RunE: func(cmd *cobra.Command, argv []string) error {
-			return a.onRoot(cmd, argv[0], false, func(root cid.Cid, z hamt.ZarrDataset, _ *store) error {
+			return a.onRoot(cmd, argv[0], false, func(root cid.Cid, z hamt.ZarrDataset, st *store) error {
+				z, done, err := fetchedZarr(cmd.Context(), root, z, st)
+				if err != nil {
+					return err
+				}
+				defer done()
 				p := newProgress(a.stderr, a.showBar(cmd), "export")
 				opts := []hamt.DirOption{hamt.WithDirWorkers(workers), hamt.WithProgress(p.update)}
 				if replace {

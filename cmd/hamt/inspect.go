@@ -121,13 +121,16 @@ func (a *app) carCommand() *cobra.Command {
 		Long: `Export writes every block reachable from ROOT (nodes, values, every block of a value stored as a
 UnixFS file), each verified, to FILE as a CARv1. The CAR is written to a temporary file beside FILE
 and renamed into place only when complete: a failed export (a missing or corrupt block, a
-malformed tree) leaves FILE as it was.`,
+malformed tree) leaves FILE as it was. From Kubo the CAR is the gateway's, streamed in one request
+(?format=car&dag-scope=all) and checked block by block as it arrives: every block hashes to its
+CID, is linked from the blocks before it and comes once, and none is missing at the end (the
+map's shape is not checked: hamt car import does that).`,
 		Args: args(2, 2),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			return a.onRoot(cmd, argv[0], false, func(root cid.Cid, _ hamt.ZarrDataset, st *store) error {
 				var n int
 				err := writeFileAtomically(argv[1], func(w io.Writer) (err error) {
-					n, err = hamt.WriteCAR(cmd.Context(), st.cas, root, w)
+					n, err = writeCAR(cmd.Context(), st, root, w)
 					return err
 				})
 				if err != nil {
@@ -144,7 +147,8 @@ malformed tree) leaves FILE as it was.`,
 		Long: `Import checks the whole CAR first: that it is complete, that every block matches its CID, that it
 names roots and holds them and everything they reach (every node and value of a map, every block
 of a value stored as a UnixFS file). Only then does it store the blocks and print the roots; a CAR
-that fails a check stores nothing.`,
+that fails a check stores nothing. Onto Kubo the blocks go in one dag/import stream and the roots
+are pinned.`,
 		Args: args(1, 1),
 		RunE: func(cmd *cobra.Command, argv []string) (err error) {
 			f, err := os.Open(argv[0])
@@ -161,13 +165,26 @@ that fails a check stores nothing.`,
 					err = cerr
 				}
 			}()
-			bp, ok := st.cas.(hamt.BlockPutter)
+			bw, err := bulkWriter(cmd.Context(), st)
+			if err != nil {
+				return err
+			}
+			defer bw.close()
+			bp, ok := bw.cas.(hamt.BlockPutter)
 			if !ok {
-				return fmt.Errorf("this store cannot import blocks by CID (use ipfs dag import with Kubo)")
+				return fmt.Errorf("this store cannot import blocks by CID")
 			}
 			roots, n, err := hamt.ReadCAR(cmd.Context(), bp, f)
 			if err != nil {
 				return err
+			}
+			if err := bw.commit(cmd.Context()); err != nil {
+				return err
+			}
+			for _, r := range roots {
+				if err := a.pinRoot(cmd.Context(), st, cid.Undef, r); err != nil {
+					return err
+				}
 			}
 			fmt.Fprintf(a.stderr, "imported %d blocks\n", n)
 			for _, r := range roots {

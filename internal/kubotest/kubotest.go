@@ -18,9 +18,10 @@
 //     POST with "Allow: OPTIONS, POST", 403 "403 - Forbidden" for any request with an Origin
 //     header, 404 "404 page not found" for an unknown command, option-type errors as 400
 //     text/plain, command errors as 500 {"Message","Code":0,"Type":"error"}), the commands add,
-//     pin/add, pin/rm, pin/update, pin/ls, version and config (Addresses.API and
-//     Addresses.Gateway, read only) with Kubo's option defaults and reply shapes,
-//     and Kubo's API.Authorizations check (403 "Kubo RPC Access Denied: ..."). Kubo has no gateway
+//     dag/import, pin/add, pin/rm, pin/update, pin/ls, version and config (Addresses.API and
+//     Addresses.Gateway, read only) with Kubo's option defaults and reply shapes, and Kubo's
+//     API.Authorizations check (403 "Kubo RPC Access Denied: ..."). dag/import reads CARs with
+//     go-car as Kubo does (see rpcDagImport for what it leaves out). Kubo has no gateway
 //     authentication; with WithBasicAuth or WithBearerToken the gateway answers 401 like a
 //     reverse proxy in front of it would.
 //   - Not Kubo at all: fault injection (Fault) and request accounting, for testing clients;

@@ -63,6 +63,8 @@ func (s *Server) serveRPC(w http.ResponseWriter, r *http.Request) {
 		run = s.rpcVersion
 	case "/api/v0/config":
 		run = s.rpcConfig
+	case "/api/v0/dag/import":
+		run = s.rpcDagImport
 	default:
 		http.Error(w, "404 page not found", http.StatusNotFound)
 		return
