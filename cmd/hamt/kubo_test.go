@@ -152,3 +152,31 @@ func TestKuboFoundThroughIPFSPath(t *testing.T) {
 		}
 	}
 }
+
+// TestKuboBulkPathsPinOnlyWhenAsked: import and car import through Kubo stream their blocks to
+// dag/import and pin what they print, unless --pin=false: then nothing is pinned.
+func TestKuboBulkPathsPinOnlyWhenAsked(t *testing.T) {
+	srv := kubotest.New(t)
+	kubo := []string{"--kubo-rpc", srv.RPCURL(), "--kubo-gateway", srv.GatewayURL()}
+	data := filepath.Join("..", "..", "testdata", "zarr")
+	root := ok(t, "", nil, append(kubo, "--pin=false", "import", data)...).lastLine()
+	if got := pins(t, kubo); len(got) != 0 {
+		t.Fatalf("pins after import --pin=false: %q, want none", got)
+	}
+	if n := srv.Requests("/api/v0/dag/import"); n == 0 {
+		t.Errorf("import made no dag/import request")
+	}
+	car := filepath.Join(t.TempDir(), "ds.car")
+	ok(t, "", nil, append(kubo, "car", "export", root, car)...)
+
+	other := kubotest.New(t)
+	okubo := []string{"--kubo-rpc", other.RPCURL(), "--kubo-gateway", other.GatewayURL()}
+	ok(t, "", nil, append(okubo, "--pin=false", "car", "import", car)...)
+	if got := pins(t, okubo); len(got) != 0 {
+		t.Errorf("pins after car import --pin=false: %q, want none", got)
+	}
+	ok(t, "", nil, append(okubo, "car", "import", car)...)
+	if got := pins(t, okubo); !slices.Equal(got, []string{root}) {
+		t.Errorf("pins after car import: %q, want only %s", got, root)
+	}
+}
