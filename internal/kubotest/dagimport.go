@@ -2,10 +2,8 @@ package kubotest
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
 
 	"github.com/ipfs/boxo/files"
@@ -53,19 +51,8 @@ func (s *Server) rpcDagImport(w http.ResponseWriter, r *http.Request, c *cmdRequ
 		return
 	}
 	pin := !pinSet || pinVal
-	mediatype, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if mediatype != "multipart/form-data" {
-		badRequest(w, errors.New("file argument 'path' is required"))
-		return
-	}
-	mr, err := r.MultipartReader()
-	if err != nil {
-		badRequest(w, err)
-		return
-	}
-	dir, err := files.NewFileFromPartReader(mr, mediatype)
-	if err != nil {
-		badRequest(w, err)
+	dir, ok := fileArgument(w, r)
+	if !ok {
 		return
 	}
 	ctx := r.Context()

@@ -195,19 +195,8 @@ func (s *Server) rpcAdd(w http.ResponseWriter, r *http.Request, c *cmdRequest) {
 		badRequest(w, c.err)
 		return
 	}
-	mediatype, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if mediatype != "multipart/form-data" {
-		badRequest(w, errors.New("file argument 'path' is required"))
-		return
-	}
-	mr, err := r.MultipartReader()
-	if err != nil {
-		badRequest(w, err)
-		return
-	}
-	dir, err := files.NewFileFromPartReader(mr, mediatype)
-	if err != nil {
-		badRequest(w, err)
+	dir, ok := fileArgument(w, r)
+	if !ok {
 		return
 	}
 
@@ -223,6 +212,7 @@ func (s *Server) rpcAdd(w http.ResponseWriter, r *http.Request, c *cmdRequest) {
 	if !cidSet {
 		cidVersion = -1
 	}
+	var err error
 	if p.prefix, p.rawLeaves, err = addPrefix(code, cidVersion, rawLeaves, rawSet); err != nil {
 		writeCmdsError(w, err.Error())
 		return
@@ -614,4 +604,25 @@ func (s *Server) rpcVersion(w http.ResponseWriter, _ *http.Request, c *cmdReques
 		Version: KuboVersion, Commit: "kubotest", Repo: "18",
 		System: runtime.GOARCH + "/" + runtime.GOOS, Golang: runtime.Version(),
 	})
+}
+
+// fileArgument reads a command's file argument, the multipart body of its request, as go-ipfs-cmds
+// does; without one it answers 400 "file argument 'path' is required", as Kubo does.
+func fileArgument(w http.ResponseWriter, r *http.Request) (files.Directory, bool) {
+	mediatype, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if mediatype != "multipart/form-data" {
+		badRequest(w, errors.New("file argument 'path' is required"))
+		return nil, false
+	}
+	mr, err := r.MultipartReader()
+	if err != nil {
+		badRequest(w, err)
+		return nil, false
+	}
+	dir, err := files.NewFileFromPartReader(mr, mediatype)
+	if err != nil {
+		badRequest(w, err)
+		return nil, false
+	}
+	return dir, true
 }
