@@ -174,6 +174,10 @@ type fileRange struct {
 	all        bool     // read every child, whatever its size
 	parts      [][]byte // the range's bytes in order: slices of the blocks read
 	n          int64    // bytes in parts
+	// empty holds the subtrees of no bytes read and checked already: read again they give
+	// nothing, and a hostile file linking 174 times to one such node a level, 8 levels deep, has
+	// 174^8 of them in 9 blocks.
+	empty map[cidBytes]bool
 }
 
 // take keeps the part of b, which is the file bytes [at, at+len(b)), that falls in the range.
@@ -206,6 +210,25 @@ func (fr *fileRange) child(ctx context.Context, parent, id cid.Cid, size, at int
 	if depth > maxFileDepth {
 		return fmt.Errorf("%w: file tree under %s is deeper than %d", ErrCorrupt, parent, maxFileDepth)
 	}
+	if size == 0 {
+		key := cidKey(id)
+		if fr.empty[key] {
+			return nil
+		}
+		if err := fr.subtree(ctx, parent, id, size, at, depth); err != nil {
+			return err
+		}
+		if fr.empty == nil {
+			fr.empty = map[cidBytes]bool{}
+		}
+		fr.empty[key] = true
+		return nil
+	}
+	return fr.subtree(ctx, parent, id, size, at, depth)
+}
+
+// subtree reads child as child does, without looking at what was read before.
+func (fr *fileRange) subtree(ctx context.Context, parent, id cid.Cid, size, at int64, depth int) error {
 	if id.Prefix().Codec == uint64(multicodec.Raw) {
 		b, err := fr.load(ctx, id)
 		if err != nil {
