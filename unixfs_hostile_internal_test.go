@@ -2,6 +2,7 @@ package hamt
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -77,5 +78,50 @@ func TestFileReadOfEmptySubtreesLinkedManyTimesLoadsEachOnce(t *testing.T) {
 				t.Errorf("read the file in %d loads; it has 11 blocks", n)
 			}
 		})
+	}
+}
+
+// TestFileOfTinyLeavesHoldsAboutItsBytes is a regression test: readFile kept every piece of a
+// file as a slice of its block until the end, 24 bytes of slice header per piece, so a file of
+// 1-byte leaves (a hostile one: 3 blocks, a leaf linked 174 times from a node linked 174 times;
+// or Kubo's size-1 chunker) held 24 times its size before it was joined. Small pieces are now
+// copied into parts of up to 64 KiB.
+func TestFileOfTinyLeavesHoldsAboutItsBytes(t *testing.T) {
+	ctx := context.Background()
+	mem := NewMemoryCAS()
+	id, err := mem.Save(ctx, []byte("x"), multicodec.Raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := uint64(1)
+	for range 2 {
+		links := make([]fileLink, fileMaxLinks)
+		for i := range links {
+			links[i] = fileLink{id: id, size: size}
+		}
+		if id, err = mem.Save(ctx, encodeFileNode(links), multicodec.DagPb); err != nil {
+			t.Fatal(err)
+		}
+		size *= fileMaxLinks
+	}
+	want := strings.Repeat("x", int(size))
+	for _, r := range []ByteRange{{}, RangeBetween(100, 20_000)} {
+		got, err := readFile(ctx, mem, id, r, true)
+		if err != nil || string(got) != string(r.Slice([]byte(want))) {
+			t.Fatalf("readFile %s: %d bytes, %v", r, len(got), err)
+		}
+		f := fileBlocks{mem, true}
+		root, _, err := f.node(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		start, end := r.Bounds(int64(root.size))
+		fr := fileRange{fileBlocks: f, start: start, end: end, all: r.IsFull()}
+		if err := fr.read(ctx, id, root, 0, 0); err != nil {
+			t.Fatal(err)
+		}
+		if len(fr.parts) > 1 {
+			t.Errorf("%s: %d parts held for %d bytes", r, len(fr.parts), fr.n)
+		}
 	}
 }
