@@ -130,14 +130,14 @@ func WithKuboAPI(maddr string) KuboOption {
 }
 
 // remoteHost returns the host of the RPC API at base when it is on another machine: "" for a
-// loopback address, localhost or a Unix socket.
+// loopback or unspecified address (dialled as loopback), localhost or a Unix socket.
 func remoteHost(base string) string {
 	u, err := url.Parse(base)
 	if err != nil {
 		return ""
 	}
 	h := u.Hostname()
-	if ip := net.ParseIP(h); h == unixHost || strings.EqualFold(h, "localhost") || ip != nil && ip.IsLoopback() {
+	if ip := net.ParseIP(h); h == unixHost || strings.EqualFold(h, "localhost") || ip != nil && (ip.IsLoopback() || ip.IsUnspecified()) {
 		return ""
 	}
 	return h

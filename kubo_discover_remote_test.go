@@ -57,14 +57,17 @@ func TestDaemonGatewaysOfARemoteDaemonAreItsOwn(t *testing.T) {
 			}
 		})
 	}
-	// A daemon on this machine keeps its loopback gateway.
+	// A daemon on this machine keeps its loopback gateway, whether its RPC API is named by a
+	// loopback or by an unspecified address (which dials loopback).
 	srv := kubotest.New(t, kubotest.WithGatewayConfig([]string{"/ip4/0.0.0.0/tcp/8088", "/ip4/127.0.0.1/tcp/8089"}))
-	k, err := hamt.NewKuboCAS(hamt.WithKuboRPC(srv.RPCURL()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer k.Close()
-	if got, err := k.DaemonGateways(ctx); err != nil || !slices.Equal(got, []string{"http://127.0.0.1:8088", "http://127.0.0.1:8089"}) {
-		t.Errorf("a local daemon: %q, %v", got, err)
+	for _, rpc := range []string{srv.RPCURL(), strings.Replace(srv.RPCURL(), "127.0.0.1", "0.0.0.0", 1)} {
+		k, err := hamt.NewKuboCAS(hamt.WithKuboRPC(rpc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := k.DaemonGateways(ctx); err != nil || !slices.Equal(got, []string{"http://127.0.0.1:8088", "http://127.0.0.1:8089"}) {
+			t.Errorf("a local daemon at %s: %q, %v", rpc, got, err)
+		}
+		k.Close()
 	}
 }
