@@ -565,11 +565,17 @@ type bodyError struct{ err error }
 
 func (e *bodyError) Error() string { return e.err.Error() }
 
+// maxBodyPreGrow is the most readBody allocates ahead on an answer's Content-Length: a block
+// Kubo exchanges is at most 2 MiB; a larger body grows as it arrives.
+const maxBodyPreGrow = 4 << 20
+
 // readBody reads a whole response body, marking a failure as a bodyError.
 func readBody(resp *http.Response) ([]byte, error) {
 	var buf bytes.Buffer
 	if resp.ContentLength > 0 {
-		buf.Grow(int(resp.ContentLength))
+		// The header is the server's word, not bytes received: a gateway claiming a terabyte must
+		// not make this process allocate it (a fatal out of memory, not an error).
+		buf.Grow(int(min(resp.ContentLength, maxBodyPreGrow)))
 	}
 	if _, err := buf.ReadFrom(resp.Body); err != nil {
 		return nil, &bodyError{err}

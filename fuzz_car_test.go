@@ -73,6 +73,19 @@ func newFuzzFilePool(t testing.TB) fuzzFilePool {
 	var mid []byte
 	p.mid, mid = fuzzFileNode(t, unixfspb.Data_File, nil, []cid.Cid{p.leafA, p.leafB, p.leafA}, []uint64{10, 7, 10})
 	put(p.mid, mid)
+	// An empty file whose nodes link 174 times to the one below, 6 levels over an empty leaf:
+	// 174^6 empty subtrees in 7 blocks.
+	empty := blake3CID(multicodec.Raw, nil)
+	put(empty, nil)
+	for range 6 {
+		kids, sizes := make([]cid.Cid, fileMaxLinks), make([]uint64, fileMaxLinks)
+		for i := range kids {
+			kids[i] = empty
+		}
+		var node []byte
+		empty, node = fuzzFileNode(t, unixfspb.Data_File, nil, kids, sizes)
+		put(empty, node)
+	}
 	for _, s := range []struct {
 		typ      unixfspb.Data_DataType
 		data     []byte
@@ -86,6 +99,7 @@ func newFuzzFilePool(t testing.TB) fuzzFilePool {
 		{unixfspb.Data_File, nil, []cid.Cid{p.mid}, []uint64{1 << 62}},          // a lie about the size
 		{unixfspb.Data_Directory, nil, []cid.Cid{p.leafA}, []uint64{10}},        // not a file
 		{unixfspb.Data_File, nil, []cid.Cid{p.leafA, p.leafB}, []uint64{7, 10}}, // sizes swapped
+		{unixfspb.Data_File, nil, []cid.Cid{p.leafA, empty, p.leafB}, []uint64{10, 0, 7}},
 	} {
 		_, raw := fuzzFileNode(t, s.typ, s.data, s.children, s.sizes)
 		p.seeds = append(p.seeds, raw)

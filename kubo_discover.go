@@ -97,13 +97,16 @@ func KuboRepoGateways(repo string) ([]string, error) {
 
 // DaemonGateways asks the daemon's RPC API where its gateway listens (its config's
 // Addresses.Gateway, as `ipfs config Addresses.Gateway` does) and returns the gateways' base
-// URLs, as KuboRepoGateways does: for a store that knows only the daemon's RPC API.
+// URLs, as KuboRepoGateways does: for a store that knows only the daemon's RPC API. The addresses
+// are the daemon's own: when its RPC API is on another host, an unspecified gateway address
+// (0.0.0.0, ::) is read as that host, and a loopback one, which only the daemon's machine
+// reaches, is left out (an error when nothing else is left), never read as this machine's.
 func (k *KuboCAS) DaemonGateways(ctx context.Context) ([]string, error) {
 	var answer struct{ Value json.RawMessage }
 	if err := k.rpcCall(ctx, "config", url.Values{"arg": {"Addresses.Gateway"}}, &answer); err != nil {
 		return nil, err
 	}
-	urls, err := gatewayURLs(answer.Value)
+	urls, err := gatewayURLsOf(answer.Value, remoteHost(k.rpc.base))
 	if err != nil {
 		return nil, fmt.Errorf("kubo config Addresses.Gateway: %w", err)
 	}
@@ -126,8 +129,26 @@ func WithKuboAPI(maddr string) KuboOption {
 	}
 }
 
+// remoteHost returns the host of the RPC API at base when it is on another machine: "" for a
+// loopback or unspecified address (dialled as loopback), localhost or a Unix socket.
+func remoteHost(base string) string {
+	u, err := url.Parse(base)
+	if err != nil {
+		return ""
+	}
+	h := u.Hostname()
+	if ip := net.ParseIP(h); h == unixHost || strings.EqualFold(h, "localhost") || ip != nil && (ip.IsLoopback() || ip.IsUnspecified()) {
+		return ""
+	}
+	return h
+}
+
 // gatewayURLs reads Addresses.Gateway, a multiaddr or a list of them, as base URLs.
-func gatewayURLs(raw json.RawMessage) ([]string, error) {
+func gatewayURLs(raw json.RawMessage) ([]string, error) { return gatewayURLsOf(raw, "") }
+
+// gatewayURLsOf is gatewayURLs for a daemon on host remote ("" for this machine): its unspecified
+// addresses are that host, and its loopback ones are left out.
+func gatewayURLsOf(raw json.RawMessage, remote string) ([]string, error) {
 	var addrs []string
 	var one string
 	if err := json.Unmarshal(raw, &one); err == nil {
@@ -137,13 +158,16 @@ func gatewayURLs(raw json.RawMessage) ([]string, error) {
 	}
 	var urls []string
 	for _, a := range addrs {
-		u, socket, err := kuboAddrURL(a)
+		u, socket, err := kuboAddrURLAt(a, remote)
 		if err != nil {
 			return nil, fmt.Errorf("Addresses.Gateway: %w", err)
 		}
-		if socket == "" {
+		if socket == "" && (remote == "" || remoteHost(u) != "") {
 			urls = append(urls, u)
 		}
+	}
+	if len(urls) == 0 && remote != "" {
+		return nil, fmt.Errorf("Addresses.Gateway %.100q: no gateway reachable from here (the daemon is on %s, its gateway on its own loopback or a Unix socket)", raw, remote)
 	}
 	if len(urls) == 0 {
 		return nil, fmt.Errorf("Addresses.Gateway %.100q: no gateway on a TCP address", raw)
@@ -154,7 +178,11 @@ func gatewayURLs(raw json.RawMessage) ([]string, error) {
 // kuboAddrURL turns a multiaddr as Kubo writes them into an http(s) base URL, as Kubo's client
 // does: https when it has /https or /tls, an unspecified IP as the loopback one. A Unix socket
 // gives the URL http://unix and the socket's path.
-func kuboAddrURL(s string) (base, socket string, err error) {
+func kuboAddrURL(s string) (base, socket string, err error) { return kuboAddrURLAt(s, "") }
+
+// kuboAddrURLAt is kuboAddrURL for an address of host remote ("" for this machine): an
+// unspecified IP is read as remote when it is set.
+func kuboAddrURLAt(s, remote string) (base, socket string, err error) {
 	m, err := ma.NewMultiaddr(strings.TrimSpace(s))
 	if err != nil {
 		return "", "", fmt.Errorf("%q is not a multiaddr: %w", s, err)
@@ -189,6 +217,9 @@ func kuboAddrURL(s string) (base, socket string, err error) {
 		h = "127.0.0.1"
 		if ip.To4() == nil {
 			h = "::1"
+		}
+		if remote != "" {
+			h = remote
 		}
 	}
 	if i := strings.IndexByte(h, '%'); i >= 0 {

@@ -102,5 +102,19 @@ func FuzzKuboGatewayConfig(f *testing.F) {
 				t.Fatalf("%q gave %q, which a store refuses: %v", raw, u, err)
 			}
 		}
+		// The same answer from a daemon on another host: never this machine's loopback.
+		remote, err := gatewayURLsOf(json.RawMessage(raw), "daemon.example")
+		if err != nil {
+			return
+		}
+		for _, u := range remote {
+			p, err := url.Parse(u)
+			if err != nil || remoteHost(u) == "" {
+				t.Fatalf("%q from a remote daemon gave %q, on this machine: %v", raw, u, err)
+			}
+			if _, err := gatewayBase(u); err != nil || p.Port() == "" {
+				t.Fatalf("%q from a remote daemon gave %q, which a store refuses: %v", raw, u, err)
+			}
+		}
 	})
 }

@@ -174,15 +174,40 @@ type fileRange struct {
 	all        bool     // read every child, whatever its size
 	parts      [][]byte // the range's bytes in order: slices of the blocks read
 	n          int64    // bytes in parts
+	tail       bool     // the last part is the reader's own copy of small pieces, with room left
+	// empty holds the subtrees of no bytes read and checked already: read again they give
+	// nothing, and a hostile file linking 174 times to one such node a level, 8 levels deep, has
+	// 174^8 of them in 9 blocks.
+	empty map[cidBytes]bool
 }
+
+// Small pieces of a file (tiny leaves, a node's own data) are copied into parts of their own of
+// up to fileTailPart bytes, so that a part's slice header (24 bytes) is not the most of what a
+// file of 1-byte leaves holds: memory stays about the bytes returned.
+const (
+	fileSmallPiece = 4 << 10
+	fileTailPart   = 64 << 10
+)
 
 // take keeps the part of b, which is the file bytes [at, at+len(b)), that falls in the range.
 func (fr *fileRange) take(b []byte, at int64) {
 	lo, hi := max(fr.start, at), min(fr.end, at+int64(len(b)))
-	if lo < hi {
-		fr.parts = append(fr.parts, b[lo-at:hi-at])
-		fr.n += hi - lo
+	if lo >= hi {
+		return
 	}
+	p := b[lo-at : hi-at]
+	fr.n += hi - lo
+	if len(p) >= fileSmallPiece {
+		fr.parts, fr.tail = append(fr.parts, p), false
+		return
+	}
+	if k := len(fr.parts) - 1; fr.tail && len(fr.parts[k])+len(p) <= cap(fr.parts[k]) {
+		fr.parts[k] = append(fr.parts[k], p...)
+		return
+	}
+	// The range's end bounds the part (a claim, but the part is at most fileTailPart).
+	part := make([]byte, 0, max(int64(len(p)), min(fileTailPart, fr.end-lo)))
+	fr.parts, fr.tail = append(fr.parts, append(part, p...)), true
 }
 
 // read walks node n (block id), which holds the file bytes from at, into the range.
@@ -206,6 +231,25 @@ func (fr *fileRange) child(ctx context.Context, parent, id cid.Cid, size, at int
 	if depth > maxFileDepth {
 		return fmt.Errorf("%w: file tree under %s is deeper than %d", ErrCorrupt, parent, maxFileDepth)
 	}
+	if size == 0 {
+		key := cidKey(id)
+		if fr.empty[key] {
+			return nil
+		}
+		if err := fr.subtree(ctx, parent, id, size, at, depth); err != nil {
+			return err
+		}
+		if fr.empty == nil {
+			fr.empty = map[cidBytes]bool{}
+		}
+		fr.empty[key] = true
+		return nil
+	}
+	return fr.subtree(ctx, parent, id, size, at, depth)
+}
+
+// subtree reads child as child does, without looking at what was read before.
+func (fr *fileRange) subtree(ctx context.Context, parent, id cid.Cid, size, at int64, depth int) error {
 	if id.Prefix().Codec == uint64(multicodec.Raw) {
 		b, err := fr.load(ctx, id)
 		if err != nil {

@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 
 	"github.com/hamt-go/hamt"
 	"github.com/ipfs/go-cid"
+	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
 	"github.com/spf13/cobra"
 )
 
@@ -38,7 +41,10 @@ func (a *app) kuboOptions(ctx context.Context, gateways bool) ([]hamt.KuboOption
 		}
 		switch {
 		case err == nil:
-			opts, repo = append(opts, hamt.WithKuboAPI(api)), path
+			opts = append(opts, hamt.WithKuboAPI(api))
+			if localAPI(api) { // an api file naming another host: the daemon there has its own config
+				repo = path
+			}
 		case errors.Is(err, hamt.ErrKuboNotRunning) && len(a.kuboGateway) > 0:
 			// Gateways alone, for reading: the RPC API stays hamt.DefaultKuboRPC, as it always has.
 		case errors.Is(err, hamt.ErrKuboNotRunning):
@@ -72,6 +78,24 @@ func (a *app) kuboOptions(ctx context.Context, gateways bool) ([]hamt.KuboOption
 		return nil, &usageError{err}
 	}
 	return append(opts, hamt.WithKuboGateways(urls...)), nil
+}
+
+// localAPI reports whether the multiaddr api is on this machine: a Unix socket, a loopback or
+// unspecified IP, or localhost.
+func localAPI(api string) bool {
+	m, err := ma.NewMultiaddr(api)
+	if err != nil {
+		return false
+	}
+	for _, c := range m {
+		switch c.Protocol().Code {
+		case ma.P_UNIX:
+			return true
+		case ma.P_DNS, ma.P_DNS4, ma.P_DNS6:
+			return strings.EqualFold(c.Value(), "localhost")
+		}
+	}
+	return manet.IsIPLoopback(m) || manet.IsIPUnspecified(m)
 }
 
 // openKubo opens a store on the daemon the flags name; see kuboOptions.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strings"
 	"time"
@@ -99,7 +100,7 @@ func (p *progress) line(pr hamt.Progress, t time.Time) string {
 	const width = 20
 	frac := 1.0
 	if pr.TotalFiles > 0 {
-		frac = float64(pr.Files) / float64(pr.TotalFiles)
+		frac = min(float64(pr.Files)/float64(pr.TotalFiles), 1)
 	}
 	done := int(frac * width)
 	bar := strings.Repeat("=", done) + strings.Repeat(" ", width-done)
@@ -125,7 +126,9 @@ func (p *progress) line(pr hamt.Progress, t time.Time) string {
 			left = float64(pr.TotalBytes-pr.Bytes) / (float64(pr.Bytes) / elapsed)
 		}
 	}
-	if pr.Files < pr.TotalFiles {
+	// A time left too long for a Duration (a slow start of terabytes) is not drawn: converted, it
+	// overflows.
+	if pr.Files < pr.TotalFiles && left >= 0 && left < float64(math.MaxInt64/int64(time.Second)) {
 		b.WriteString(", ETA " + clock(time.Duration(left*float64(time.Second))))
 	}
 	return b.String()
