@@ -610,6 +610,12 @@ func retryAfter(h string) time.Duration {
 	return 0
 }
 
+// ErrBlockTooLarge is a block KuboCAS cannot store as one block: a node (dag-cbor) larger than
+// the chunk size of Kubo's add, which would cut it into a UnixFS file. A HAMT node is far below
+// the default 1 MiB; a shard of the sharded layout reaches it only above about 26,000 chunks per
+// shard.
+var ErrBlockTooLarge = errors.New("block too large to store as one block")
+
 // Save adds data through the RPC API and returns its CID with the codec asked for: Kubo answers
 // CIDv1(raw, hash(data)) for data of up to one chunk, which is relabelled to codec (so a node
 // saved as dag-cbor gets its dag-cbor CID); a larger value's dag-pb UnixFS root is kept as it is.
@@ -669,6 +675,11 @@ func (k *KuboCAS) Save(ctx context.Context, data []byte, codec multicodec.Code) 
 		return cid.Undef, fmt.Errorf("kubo add: answer %q: %w", answer.Hash, err)
 	}
 	if got.Prefix().Codec == uint64(multicodec.DagPb) {
+		if codec != multicodec.Raw && codec != multicodec.DagPb {
+			// Kubo cut a node (a shard, say) into a UnixFS file: its CID would name the file, not
+			// a block of codec, and the map could not read it back as one.
+			return cid.Undef, fmt.Errorf("kubo add: a %d-byte %s block came back as a UnixFS file %s: %w", len(data), codec, got, ErrBlockTooLarge)
+		}
 		return got, nil
 	}
 	// A raw leaf: its multihash must be data's. Check it (cheap, and it catches a server or
