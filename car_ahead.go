@@ -1,0 +1,222 @@
+package hamt
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/ipfs/go-cid"
+)
+
+// WriteCAR and Inspect load the values a walk reaches ahead of where they are used, on a store
+// whose loads are slow (the node loads of the walk measured so, walkAhead.slow, as the node
+// prefetch of walk_prefetch.go judges it), with readAhead (readahead.go): up to
+// WithWalkParallelism loads at once, and as many values held loaded or loading, so the memory they
+// take is bounded too. The CAR's blocks are written in exactly the order of the one-at-a-time
+// path: the walk queues, in that order, the node blocks it reaches and the values of each node's
+// buckets; a value's load is started when it is queued (once per distinct raw value), and items
+// are written from the front of the queue only, each checked against the blocks already written
+// as the one-at-a-time path checks it. A load that fails is reported when its item is written, as
+// the one-at-a-time path would report it there; an item already written by then (the same block
+// reached earlier in another value's file) is skipped, its load's error with it. A UnixFS file
+// value is written when it reaches the front, its blocks loaded ahead node by node
+// (eachFileBlockAhead). On a fast store (memory, a local bbolt file) nothing is queued: the walk
+// writes as it goes, as before.
+
+// carAhead writes the node blocks and value blocks a WriteCAR walk reaches, in the walk's order,
+// loading raw values ahead when the store is slow. Only the walk's goroutine uses it; finish (or
+// stop, on every path) must be called.
+type carAhead struct {
+	ctx   context.Context
+	cas   CAS
+	ahead walkAhead
+	put   func(cidBytes, []byte) error
+	seen  map[cidBytes]struct{} // blocks written (put adds to it)
+	// Loading ahead, made when the store is first found slow: the loads (nil until then), the raw
+	// values whose load was started, and the items queued and not written yet, oldest first.
+	ra      *readAhead[[]byte]
+	started map[cidBytes]struct{}
+	queue   []carItem
+	err     error // the failure that stopped the writing: nothing is written after it
+}
+
+// carItem is a block WriteCAR writes: a node block, or the value of a bucket entry, whose load
+// was started ahead (batch) or is done when it is written (batch nil).
+type carItem struct {
+	node  *blockNode
+	e     entry
+	batch *valueBatch[[]byte]
+}
+
+// node queues (or, on a fast store, writes) node n's block and the values of its buckets.
+func (c *carAhead) node(n *blockNode) error {
+	if c.ra == nil && !c.ahead.slow() {
+		if err := c.put(cidKey(n.id), n.block); err != nil {
+			return err
+		}
+		return writeValues(c.ctx, c.cas, &n.node, c.seen, c.put, c.ahead)
+	}
+	if c.ra == nil {
+		c.ra = newReadAhead[[]byte](c.ctx, c.ahead.workers)
+		c.ra.nsPerLoad.Store(c.ahead.lat.ns.Load()) // values from this store: as slow as its nodes
+		c.started = map[cidBytes]struct{}{}
+	}
+	if err := c.push(carItem{node: n}); err != nil {
+		return err
+	}
+	for i := range numSlots {
+		s := n.slot(i)
+		if s == nil || s.link() != nil {
+			continue
+		}
+		for _, e := range appendEntries(nil, s.bucket()) {
+			it := carItem{e: e}
+			_, done := c.seen[e.value]
+			_, queued := c.started[e.value]
+			if !done && !queued && !isDagPb(e.value) {
+				for c.ra.full(1) {
+					if err := c.writeOldest(); err != nil {
+						return err
+					}
+				}
+				c.started[e.value] = struct{}{}
+				it.batch = &valueBatch[[]byte]{keys: []string{e.key}, ids: []cidBytes{e.value}, vals: make([][]byte, 1)}
+				c.ra.start(it.batch, c.loadRaw)
+			}
+			if err := c.push(it); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// push queues it, first writing the oldest items while more than a window's worth wait (node
+// blocks and values already written or loaded when written hold no load).
+func (c *carAhead) push(it carItem) error {
+	for len(c.queue) >= 4*c.ahead.workers {
+		if err := c.writeOldest(); err != nil {
+			return err
+		}
+	}
+	c.queue = append(c.queue, it)
+	return nil
+}
+
+// loadRaw loads and verifies the raw value block of b, on a readAhead goroutine.
+func (c *carAhead) loadRaw(ctx context.Context, b *valueBatch[[]byte]) {
+	b.vals[0], b.err = loadRawValue(ctx, c.cas, b.keys[0], b.ids[0].cid())
+}
+
+// writeOldest writes the item at the front of the queue; after a failure, nothing more.
+func (c *carAhead) writeOldest() error {
+	if c.err == nil {
+		c.err = c.write()
+	}
+	return c.err
+}
+
+// write writes the item at the front of the queue.
+func (c *carAhead) write() error {
+	it := c.queue[0]
+	c.queue[0] = carItem{}
+	c.queue = c.queue[1:]
+	switch {
+	case it.node != nil:
+		return c.put(cidKey(it.node.id), it.node.block)
+	case it.batch != nil:
+		b := c.ra.take() // the oldest batch is it.batch: both are in the order they were started
+		if _, ok := c.seen[it.e.value]; ok {
+			return nil // written already, in a file before it: not loaded by the one-at-a-time path
+		}
+		if b.err != nil {
+			return b.err
+		}
+		return c.put(it.e.value, b.vals[0])
+	default:
+		return writeValueBlocks(c.ctx, c.cas, it.e, c.seen, c.put, c.ahead)
+	}
+}
+
+// finish writes every item still queued, and reports the first failure in the walk's order:
+// an item's, else walkErr, the walk's own (which came after every item it queued).
+func (c *carAhead) finish(walkErr error) error {
+	defer c.stop()
+	for len(c.queue) > 0 {
+		if err := c.writeOldest(); err != nil {
+			return err
+		}
+	}
+	return walkErr
+}
+
+// stop cancels the loads still going and waits for their goroutines.
+func (c *carAhead) stop() {
+	if c.ra != nil {
+		c.ra.stop()
+	}
+}
+
+// loadRawValue loads the raw value block id of key and verifies it (unless the store does).
+func loadRawValue(ctx context.Context, cas CAS, key string, id cid.Cid) ([]byte, error) {
+	data, err := cas.Load(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("value of %q: %w", key, missingBlock(err))
+	}
+	if !storeVerifies(cas) {
+		if err := verifyBlock(id, data); err != nil {
+			return nil, err
+		}
+	}
+	return data, nil
+}
+
+// sumValueSizes sums the sizes of values (valueSize of each), up to ahead.workers at once when the
+// store is slow; the failure reported is the first in values' order.
+func sumValueSizes(ctx context.Context, cas CAS, values []cidBytes, ahead walkAhead) (int64, error) {
+	var total int64
+	if !ahead.slow() {
+		for _, v := range values {
+			n, err := valueSize(ctx, cas, v.cid(), false)
+			if err != nil {
+				return 0, fmt.Errorf("value %s: %w", v, missingBlock(err))
+			}
+			total += n
+		}
+		return total, nil
+	}
+	ra := newReadAhead[int64](ctx, ahead.workers)
+	defer ra.stop()
+	ra.nsPerLoad.Store(ahead.lat.ns.Load())
+	load := func(ctx context.Context, b *valueBatch[int64]) {
+		for i, v := range b.ids {
+			n, err := valueSize(ctx, cas, v.cid(), false)
+			if err != nil {
+				b.err, b.errAt = fmt.Errorf("value %s: %w", v, missingBlock(err)), i
+				return
+			}
+			b.vals[i] = n
+		}
+	}
+	add := func(b *valueBatch[int64]) error {
+		for _, n := range b.vals {
+			total += n
+		}
+		return b.err
+	}
+	for lo := 0; lo < len(values); {
+		hi := min(lo+ra.batchLen(), len(values))
+		for ra.full(hi - lo) {
+			if err := add(ra.take()); err != nil {
+				return 0, err
+			}
+		}
+		ra.start(&valueBatch[int64]{keys: make([]string, hi-lo), ids: values[lo:hi], vals: make([]int64, hi-lo)}, load)
+		lo = hi
+	}
+	for ra.pending() {
+		if err := add(ra.take()); err != nil {
+			return 0, err
+		}
+	}
+	return total, nil
+}
