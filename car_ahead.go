@@ -3,6 +3,7 @@ package hamt
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/ipfs/go-cid"
 )
@@ -104,7 +105,7 @@ func (c *carAhead) push(it carItem) error {
 
 // loadRaw loads and verifies the raw value block of b, on a readAhead goroutine.
 func (c *carAhead) loadRaw(ctx context.Context, b *valueBatch[[]byte]) {
-	b.vals[0], b.err = loadRawValue(ctx, c.cas, b.keys[0], b.ids[0].cid())
+	b.vals[0], b.err = loadRawValue(ctx, c.cas, b.keys[0], b.ids[0].cid(), c.ahead)
 }
 
 // writeOldest writes the item at the front of the queue; after a failure, nothing more.
@@ -156,9 +157,12 @@ func (c *carAhead) stop() {
 	}
 }
 
-// loadRawValue loads the raw value block id of key and verifies it (unless the store does).
-func loadRawValue(ctx context.Context, cas CAS, key string, id cid.Cid) ([]byte, error) {
+// loadRawValue loads the raw value block id of key and verifies it (unless the store does),
+// timing the load with ahead.
+func loadRawValue(ctx context.Context, cas CAS, key string, id cid.Cid, ahead walkAhead) ([]byte, error) {
+	t := time.Now()
 	data, err := cas.Load(ctx, id)
+	ahead.timeLoad(t, data, err)
 	if err != nil {
 		return nil, fmt.Errorf("value of %q: %w", key, missingBlock(err))
 	}
@@ -219,4 +223,16 @@ func sumValueSizes(ctx context.Context, cas CAS, values []cidBytes, ahead walkAh
 		}
 	}
 	return total, nil
+}
+
+// timedLoadMax is the largest block whose load times the store: a larger one (a file's 1 MiB
+// leaf) takes long on any store, copying it.
+const timedLoadMax = 64 << 10
+
+// timeLoad folds the time since t, when the load of b (err: failed) started, into a's latency;
+// a failed load, or one of a block over timedLoadMax, says nothing of the store's round trip.
+func (a walkAhead) timeLoad(t time.Time, b []byte, err error) {
+	if a.lat != nil && err == nil && len(b) <= timedLoadMax {
+		a.lat.since(t)
+	}
 }

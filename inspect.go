@@ -490,7 +490,7 @@ func writeValueBlocks(ctx context.Context, cas CAS, e entry, seen map[cidBytes]s
 		}
 		return nil
 	}
-	data, err := loadRawValue(ctx, cas, e.key, v)
+	data, err := loadRawValue(ctx, cas, e.key, v, ahead)
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"time"
 
 	"github.com/ipfs/boxo/ipld/merkledag"
 	"github.com/ipfs/boxo/ipld/unixfs"
@@ -243,6 +244,12 @@ func eachFileBlock(ctx context.Context, cas CAS, id cid.Cid, verify bool, skip f
 // visited or skipped by the time the walk reaches it is dropped, its load's error with it.
 func eachFileBlockAhead(ctx context.Context, cas CAS, id cid.Cid, verify bool, skip func(cid.Cid) bool, visit func(id cid.Cid, data []byte) error, ahead walkAhead) error {
 	f := fileBlocks{cas, verify}
+	timed := func(ctx context.Context, id cid.Cid) ([]byte, error) {
+		t := time.Now()
+		b, err := f.load(ctx, id)
+		ahead.timeLoad(t, b, err)
+		return b, err
+	}
 	sizes := map[cidBytes]uint64{} // blocks visited, with their file bytes
 	done := func(id cid.Cid) bool {
 		_, ok := sizes[cidKey(id)]
@@ -263,7 +270,7 @@ func eachFileBlockAhead(ctx context.Context, cas CAS, id cid.Cid, verify bool, s
 		if skip != nil && skip(id) {
 			return nil
 		}
-		load := f.load
+		load := timed
 		if pre != nil { // loaded ahead
 			load = func(context.Context, cid.Cid) ([]byte, error) { return pre.vals[0], pre.err }
 		}
@@ -319,7 +326,7 @@ func eachFileBlockAhead(ctx context.Context, cas CAS, id cid.Cid, verify bool, s
 				started[cidKey(c)] = struct{}{}
 				loads[next] = &valueBatch[[]byte]{keys: []string{""}, ids: []cidBytes{cidKey(c)}, vals: make([][]byte, 1)}
 				ra.start(loads[next], func(ctx context.Context, b *valueBatch[[]byte]) {
-					b.vals[0], b.err = f.load(ctx, b.ids[0].cid())
+					b.vals[0], b.err = timed(ctx, b.ids[0].cid())
 				})
 			}
 			var pre *valueBatch[[]byte]
