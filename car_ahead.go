@@ -29,7 +29,10 @@ import (
 type carAhead struct {
 	ctx   context.Context
 	cas   CAS
-	ahead walkAhead
+	ahead walkAhead // the walk's, timing its node loads
+	// vals times the value loads (not ahead's: values that load fast must not stop the node
+	// loads ahead of a store whose nodes are slow), with ahead's parallelism.
+	vals walkAhead
 	put   func(cidBytes, []byte) error
 	seen  map[cidBytes]struct{} // blocks written (put adds to it)
 	// Loading ahead, made when the store is first found slow: the loads (nil until then), the raw
@@ -50,15 +53,16 @@ type carItem struct {
 
 // node queues (or, on a fast store, writes) node n's block and the values of its buckets.
 func (c *carAhead) node(n *blockNode) error {
-	if c.ra == nil && !c.ahead.slow() {
+	if c.ra == nil && !c.slow() {
 		if err := c.put(cidKey(n.id), n.block); err != nil {
 			return err
 		}
-		return writeValues(c.ctx, c.cas, &n.node, c.seen, c.put, c.ahead)
+		return writeValues(c.ctx, c.cas, &n.node, c.seen, c.put, c.vals)
 	}
 	if c.ra == nil {
-		c.ra = newReadAhead[[]byte](c.ctx, c.ahead.workers)
-		c.ra.nsPerLoad.Store(c.ahead.lat.ns.Load()) // values from this store: as slow as its nodes
+		c.ra = newReadAhead[[]byte](c.ctx, c.vals.workers)
+		// The loads' time so far: the values', else the nodes' (the same store's).
+		c.ra.nsPerLoad.Store(max(c.vals.lat.ns.Load(), c.ahead.lat.ns.Load()))
 		c.started = map[cidBytes]struct{}{}
 	}
 	if err := c.push(carItem{node: n}); err != nil {
@@ -91,6 +95,15 @@ func (c *carAhead) node(n *blockNode) error {
 	return nil
 }
 
+// slow reports whether values are to be loaded ahead: value loads are measured slow, or, before
+// two are measured, node loads are.
+func (c *carAhead) slow() bool {
+	if c.vals.lat.samples.Load() >= 2 {
+		return c.vals.slow()
+	}
+	return c.ahead.slow()
+}
+
 // push queues it, first writing the oldest items while more than a window's worth wait (node
 // blocks and values already written or loaded when written hold no load).
 func (c *carAhead) push(it carItem) error {
@@ -105,7 +118,7 @@ func (c *carAhead) push(it carItem) error {
 
 // loadRaw loads and verifies the raw value block of b, on a readAhead goroutine.
 func (c *carAhead) loadRaw(ctx context.Context, b *valueBatch[[]byte]) {
-	b.vals[0], b.err = loadRawValue(ctx, c.cas, b.keys[0], b.ids[0].cid(), c.ahead)
+	b.vals[0], b.err = loadRawValue(ctx, c.cas, b.keys[0], b.ids[0].cid(), c.vals)
 }
 
 // writeOldest writes the item at the front of the queue; after a failure, nothing more.
@@ -134,7 +147,7 @@ func (c *carAhead) write() error {
 		}
 		return c.put(it.e.value, b.vals[0])
 	default:
-		return writeValueBlocks(c.ctx, c.cas, it.e, c.seen, c.put, c.ahead)
+		return writeValueBlocks(c.ctx, c.cas, it.e, c.seen, c.put, c.vals)
 	}
 }
 

@@ -203,3 +203,20 @@ func TestWriteCARReportsAValueFailureWhereTheSequentialPathDoes(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteCARWritesASameShardedRootInOneOrder: WriteCAR of a sharded root gives the same bytes
+// every time (it walked the root's metadata and arrays in Go's random map order).
+func TestWriteCARWritesASameShardedRootInOneOrder(t *testing.T) {
+	ctx := context.Background()
+	mem := hamt.NewMemoryCAS()
+	root := shardedListingStore(t, mem)
+	want, err := writeCARBytes(ctx, mem, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		if got, err := writeCARBytes(ctx, mem, root); err != nil || got != want {
+			t.Fatalf("a second CAR of the same sharded root differs (%v)", err)
+		}
+	}
+}

@@ -447,7 +447,7 @@ func WriteCAR(ctx context.Context, cas CAS, root cid.Cid, w io.Writer, opts ...O
 		return car.Put(ctx, string(id), data)
 	}
 	ahead := toolAhead(opts)
-	c := &carAhead{ctx: ctx, cas: cas, ahead: ahead, put: put, seen: seen}
+	c := &carAhead{ctx: ctx, cas: cas, ahead: ahead, vals: walkAhead{workers: ahead.workers, lat: new(latency)}, put: put, seen: seen}
 	err = c.finish(walkStoredAhead(ctx, cas, root, opts, ahead, func(n *blockNode, _ int) error { return c.node(n) }))
 	if err != nil {
 		return len(seen), err
