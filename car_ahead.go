@@ -3,6 +3,8 @@ package hamt
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -188,11 +190,12 @@ func loadRawValue(ctx context.Context, cas CAS, key string, id cid.Cid, ahead wa
 }
 
 // sumValueSizes sums the sizes of values (valueSize of each), up to ahead.workers at once when the
-// store is slow; the failure reported is the first in values' order.
-func sumValueSizes(ctx context.Context, cas CAS, values []cidBytes, ahead walkAhead) (int64, error) {
+// store is slow; the failure reported is the first in the order they are asked for (the map's,
+// which is random: the one-at-a-time path's is too).
+func sumValueSizes(ctx context.Context, cas CAS, set map[cidBytes]struct{}, ahead walkAhead) (int64, error) {
 	var total int64
 	if !ahead.slow() {
-		for _, v := range values {
+		for v := range set {
 			n, err := valueSize(ctx, cas, v.cid(), false)
 			if err != nil {
 				return 0, fmt.Errorf("value %s: %w", v, missingBlock(err))
@@ -201,6 +204,7 @@ func sumValueSizes(ctx context.Context, cas CAS, values []cidBytes, ahead walkAh
 		}
 		return total, nil
 	}
+	values := slices.Collect(maps.Keys(set))
 	ra := newReadAhead[int64](ctx, ahead.workers)
 	defer ra.stop()
 	ra.nsPerLoad.Store(ahead.lat.ns.Load())

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"iter"
-	"maps"
 	"slices"
 	"time"
 
@@ -171,7 +170,7 @@ func Inspect(ctx context.Context, cas CAS, root cid.Cid, valueSizes bool, opts .
 		st.AvgFill = float64(st.Keys) / float64(st.Buckets)
 	}
 	if valueSizes {
-		n, err := sumValueSizes(ctx, cas, slices.Collect(maps.Keys(values)), ahead)
+		n, err := sumValueSizes(ctx, cas, values, ahead)
 		if err != nil {
 			return st, err
 		}
