@@ -127,8 +127,8 @@ type TreeStats struct {
 // distinct values, asking the CAS for each (cheap when it is a BlockSizer); a value stored as a
 // UnixFS file (dag-pb) counts its file's size, read from its root node. Options: WithHash names the
 // hash function the map was written with (default Blake3), which the walk checks every key
-// against, and WithWalkParallelism how many nodes it loads at once from a store with latency;
-// other options are ignored. A node reached twice or a key off its hash path is
+// against, and WithWalkParallelism how many nodes (and value sizes) it loads at once from a store
+// with latency; other options are ignored. A node reached twice or a key off its hash path is
 // ErrMalformedNode (see walkTree).
 func Inspect(ctx context.Context, cas CAS, root cid.Cid, valueSizes bool, opts ...Option) (TreeStats, error) {
 	st := TreeStats{ValueBytes: -1}
@@ -426,9 +426,10 @@ func (d *differ) compare(ea, eb []entry) error {
 // ReadCAR load. It returns the number of blocks written. A value stored as a UnixFS file (dag-pb,
 // a value over one chunk on Kubo) is written with every block of its file. Options: WithHash names
 // the map's hash function (default Blake3), which the walk checks every key against, and
-// WithWalkParallelism how many nodes it loads at once from a store with latency; other options
-// are ignored. A node reached twice or a key off its hash path is ErrMalformedNode (see walkTree),
-// and the CAR is then incomplete. A sharded Zarr root (IsShardedRoot) is written with every block
+// WithWalkParallelism how many nodes, and value blocks, it loads at once from a store with
+// latency (the blocks' order in the CAR is the same whatever it is); other options are ignored. A
+// node reached twice or a key off its hash path is ErrMalformedNode (see walkTree), and the CAR is
+// then incomplete. A sharded Zarr root (IsShardedRoot) is written with every block
 // it reaches: the root, metadata values, shards and chunks.
 func WriteCAR(ctx context.Context, cas CAS, root cid.Cid, w io.Writer, opts ...Option) (int, error) {
 	if b, err := shardedRootBlock(ctx, cas, root); err != nil {
