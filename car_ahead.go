@@ -35,8 +35,8 @@ type carAhead struct {
 	// vals times the value loads (not ahead's: values that load fast must not stop the node
 	// loads ahead of a store whose nodes are slow), with ahead's parallelism.
 	vals walkAhead
-	put   func(cidBytes, []byte) error
-	seen  map[cidBytes]struct{} // blocks written (put adds to it)
+	put  func(cidBytes, []byte) error
+	seen map[cidBytes]struct{} // blocks written (put adds to it)
 	// Loading ahead, made when the store is first found slow: the loads (nil until then), the raw
 	// values whose load was started, and the items queued and not written yet, oldest first.
 	ra      *readAhead[[]byte]
