@@ -113,13 +113,19 @@ var walkBenchRuns = []struct {
 
 // BenchmarkWalkLatency: each walk of a 60k-key map over a store whose node loads take 10 ms (value
 // loads are immediate: this measures the walk; All's and GetMany's value read-ahead has its own
-// benchmarks). Before parallel walks every one took 408 round trips, about 4.2 s.
+// benchmarks), except WriteCAR's, whose 60k value loads take 10 ms too (it reads every block).
+// Before parallel walks every one took 408 round trips, about 4.2 s; WriteCAR, reading values
+// one at a time, 60k round trips more.
 func BenchmarkWalkLatency(b *testing.B) {
 	mem, root := walkBenchOnce()
 	ctx := context.Background()
 	for _, w := range walkBenchRuns {
 		b.Run(w.name, func(b *testing.B) {
-			cas := newLatencyCAS(mem, walkBenchLatency, 0)
+			var valueDelay time.Duration
+			if w.name == "WriteCAR" {
+				valueDelay = walkBenchLatency
+			}
+			cas := newLatencyCAS(mem, walkBenchLatency, valueDelay)
 			b.ReportAllocs()
 			for b.Loop() {
 				n, err := w.run(ctx, cas, root)
@@ -128,12 +134,16 @@ func BenchmarkWalkLatency(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64(cas.maxInFlight.Load()), "max-in-flight")
+			if valueDelay > 0 {
+				b.ReportMetric(float64(cas.maxValuesInFlight.Load()), "max-values-in-flight")
+			}
 		})
 	}
 }
 
 // BenchmarkWalkLocal: Keys, All and Len of the same map on MemoryCAS and on a BoltCAS file, opened
-// afresh for each run, where loads take microseconds and a walk must not pay for prefetching.
+// afresh for each run, and WriteCAR and Inspect with value sizes, where loads take microseconds
+// and a walk must not pay for prefetching.
 func BenchmarkWalkLocal(b *testing.B) {
 	mem, root := walkBenchOnce()
 	ctx := context.Background()
@@ -163,6 +173,23 @@ func BenchmarkWalkLocal(b *testing.B) {
 				}
 			})
 		}
+		// The tools that read values too: they must not pay for loading them ahead either.
+		b.Run(store.name+"/WriteCAR", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if n, err := hamt.WriteCAR(ctx, store.cas, root, io.Discard); err != nil || n < walkBenchKeys {
+					b.Fatalf("WriteCAR: %d blocks, %v", n, err)
+				}
+			}
+		})
+		b.Run(store.name+"/InspectValueSizes", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if st, err := hamt.Inspect(ctx, store.cas, root, true); err != nil || st.ValueBytes <= 0 {
+					b.Fatalf("Inspect: %+v, %v", st, err)
+				}
+			}
+		})
 	}
 }
 

@@ -56,11 +56,16 @@ func loadNodeBlock(ctx context.Context, cas CAS, id cid.Cid, lat *latency) (*blo
 // verified, loading nodes ahead on a store with latency. The hash function is the one opts give
 // (WithHash; Blake3 by default), the parallelism WithWalkParallelism's; other options are ignored.
 func walkStored(ctx context.Context, cas CAS, root cid.Cid, opts []Option, visit func(n *blockNode, depth int) error) error {
+	return walkStoredAhead(ctx, cas, root, opts, toolAhead(opts), visit)
+}
+
+// walkStoredAhead is walkStored timing the store's loads with ahead, which the caller can then
+// ask whether they are slow.
+func walkStoredAhead(ctx context.Context, cas CAS, root cid.Cid, opts []Option, ahead walkAhead, visit func(n *blockNode, depth int) error) error {
 	t, err := toolCheck(opts)
 	if err != nil {
 		return err
 	}
-	ahead := toolAhead(opts)
 	n, err := loadNodeBlock(ctx, cas, root, ahead.lat)
 	if err != nil {
 		return err
@@ -122,13 +127,14 @@ type TreeStats struct {
 // distinct values, asking the CAS for each (cheap when it is a BlockSizer); a value stored as a
 // UnixFS file (dag-pb) counts its file's size, read from its root node. Options: WithHash names the
 // hash function the map was written with (default Blake3), which the walk checks every key
-// against, and WithWalkParallelism how many nodes it loads at once from a store with latency;
-// other options are ignored. A node reached twice or a key off its hash path is
+// against, and WithWalkParallelism how many nodes (and value sizes) it loads at once from a store
+// with latency; other options are ignored. A node reached twice or a key off its hash path is
 // ErrMalformedNode (see walkTree).
 func Inspect(ctx context.Context, cas CAS, root cid.Cid, valueSizes bool, opts ...Option) (TreeStats, error) {
 	st := TreeStats{ValueBytes: -1}
 	values := map[cidBytes]struct{}{}
-	err := walkStored(ctx, cas, root, opts, func(n *blockNode, depth int) error {
+	ahead := toolAhead(opts)
+	err := walkStoredAhead(ctx, cas, root, opts, ahead, func(n *blockNode, depth int) error {
 		st.Nodes++
 		st.NodeBytes += int64(len(n.block))
 		for len(st.NodesAtDepth) <= depth {
@@ -164,14 +170,11 @@ func Inspect(ctx context.Context, cas CAS, root cid.Cid, valueSizes bool, opts .
 		st.AvgFill = float64(st.Keys) / float64(st.Buckets)
 	}
 	if valueSizes {
-		st.ValueBytes = 0
-		for v := range values {
-			n, err := valueSize(ctx, cas, v.cid(), false)
-			if err != nil {
-				return st, fmt.Errorf("value %s: %w", v, missingBlock(err))
-			}
-			st.ValueBytes += n
+		n, err := sumValueSizes(ctx, cas, values, ahead)
+		if err != nil {
+			return st, err
 		}
+		st.ValueBytes = n
 	}
 	return st, nil
 }
@@ -423,9 +426,10 @@ func (d *differ) compare(ea, eb []entry) error {
 // ReadCAR load. It returns the number of blocks written. A value stored as a UnixFS file (dag-pb,
 // a value over one chunk on Kubo) is written with every block of its file. Options: WithHash names
 // the map's hash function (default Blake3), which the walk checks every key against, and
-// WithWalkParallelism how many nodes it loads at once from a store with latency; other options
-// are ignored. A node reached twice or a key off its hash path is ErrMalformedNode (see walkTree),
-// and the CAR is then incomplete. A sharded Zarr root (IsShardedRoot) is written with every block
+// WithWalkParallelism how many nodes, and value blocks, it loads at once from a store with
+// latency (the blocks' order in the CAR is the same whatever it is); other options are ignored. A
+// node reached twice or a key off its hash path is ErrMalformedNode (see walkTree), and the CAR is
+// then incomplete. A sharded Zarr root (IsShardedRoot) is written with every block
 // it reaches: the root, metadata values, shards and chunks.
 func WriteCAR(ctx context.Context, cas CAS, root cid.Cid, w io.Writer, opts ...Option) (int, error) {
 	if b, err := shardedRootBlock(ctx, cas, root); err != nil {
@@ -442,27 +446,25 @@ func WriteCAR(ctx context.Context, cas CAS, root cid.Cid, w io.Writer, opts ...O
 		seen[id] = struct{}{}
 		return car.Put(ctx, string(id), data)
 	}
-	err = walkStored(ctx, cas, root, opts, func(n *blockNode, _ int) error {
-		if err := put(cidKey(n.id), n.block); err != nil {
-			return err
-		}
-		return writeValues(ctx, cas, &n.node, seen, put)
-	})
+	ahead := toolAhead(opts)
+	c := &carAhead{ctx: ctx, cas: cas, ahead: ahead, vals: walkAhead{workers: ahead.workers, lat: new(latency)}, put: put, seen: seen}
+	err = c.finish(walkStoredAhead(ctx, cas, root, opts, ahead, func(n *blockNode, _ int) error { return c.node(n) }))
 	if err != nil {
 		return len(seen), err
 	}
 	return len(seen), car.Finalize()
 }
 
-// writeValues puts the value blocks of n's buckets that are not in seen yet.
-func writeValues(ctx context.Context, cas CAS, n *node, seen map[cidBytes]struct{}, put func(cidBytes, []byte) error) error {
+// writeValues puts the value blocks of n's buckets that are not in seen yet, loading a UnixFS
+// file's blocks ahead when ahead is slow.
+func writeValues(ctx context.Context, cas CAS, n *node, seen map[cidBytes]struct{}, put func(cidBytes, []byte) error, ahead walkAhead) error {
 	for i := range numSlots {
 		s := n.slot(i)
 		if s == nil || s.link() != nil {
 			continue
 		}
 		for _, e := range appendEntries(nil, s.bucket()) {
-			if err := writeValueBlocks(ctx, cas, e, seen, put); err != nil {
+			if err := writeValueBlocks(ctx, cas, e, seen, put, ahead); err != nil {
 				return err
 			}
 		}
@@ -471,30 +473,26 @@ func writeValues(ctx context.Context, cas CAS, n *node, seen map[cidBytes]struct
 }
 
 // writeValueBlocks puts the blocks of entry e's value that are not yet in seen, each loaded and
-// verified: the value's block, or every block of the UnixFS file a dag-pb value heads.
-func writeValueBlocks(ctx context.Context, cas CAS, e entry, seen map[cidBytes]struct{}, put func(cidBytes, []byte) error) error {
+// verified: the value's block, or every block of the UnixFS file a dag-pb value heads (its blocks
+// loaded ahead when ahead is slow).
+func writeValueBlocks(ctx context.Context, cas CAS, e entry, seen map[cidBytes]struct{}, put func(cidBytes, []byte) error, ahead walkAhead) error {
 	if _, ok := seen[e.value]; ok {
 		return nil
 	}
 	v := e.value.cid()
 	if isDagPb(e.value) {
 		skip := func(id cid.Cid) bool { _, ok := seen[cidKey(id)]; return ok }
-		err := eachFileBlock(ctx, cas, v, true, skip, func(id cid.Cid, data []byte) error {
+		err := eachFileBlockAhead(ctx, cas, v, true, skip, func(id cid.Cid, data []byte) error {
 			return put(cidKey(id), data)
-		})
+		}, ahead)
 		if err != nil {
 			return fmt.Errorf("value of %q: file %s: %w", e.key, v, err)
 		}
 		return nil
 	}
-	data, err := cas.Load(ctx, v)
+	data, err := loadRawValue(ctx, cas, e.key, v, ahead)
 	if err != nil {
-		return fmt.Errorf("value of %q: %w", e.key, missingBlock(err))
-	}
-	if !storeVerifies(cas) {
-		if err := verifyBlock(v, data); err != nil {
-			return err
-		}
+		return err
 	}
 	return put(e.value, data)
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 
 	"github.com/ipfs/go-cid"
 	carv2 "github.com/ipld/go-car/v2"
@@ -39,12 +41,14 @@ func walkSharded(ctx context.Context, cas CAS, root cid.Cid, rootBlock []byte, v
 	if err := w.put(root, rootBlock); err != nil {
 		return err
 	}
-	for key, id := range r.metadata {
-		if err := w.value(ctx, id); err != nil {
+	// Maps in key order: the CAR's block order must not change from one export to the next.
+	for _, key := range slices.Sorted(maps.Keys(r.metadata)) {
+		if err := w.value(ctx, r.metadata[key]); err != nil {
 			return fmt.Errorf("metadata %q: %w", key, err)
 		}
 	}
-	for path, a := range r.arrays {
+	for _, path := range slices.Sorted(maps.Keys(r.arrays)) {
+		a := r.arrays[path]
 		for i, sid := range a.shards {
 			if err := ctx.Err(); err != nil {
 				return err

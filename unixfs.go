@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"time"
 
 	"github.com/ipfs/boxo/ipld/merkledag"
 	"github.com/ipfs/boxo/ipld/unixfs"
@@ -278,10 +279,28 @@ func (fr *fileRange) subtree(ctx context.Context, parent, id cid.Cid, size, at i
 // says a block was already handled elsewhere (a CAR export's other values): it is neither loaded
 // nor visited, and its size is taken on trust.
 func eachFileBlock(ctx context.Context, cas CAS, id cid.Cid, verify bool, skip func(cid.Cid) bool, visit func(id cid.Cid, data []byte) error) error {
+	return eachFileBlockAhead(ctx, cas, id, verify, skip, visit, walkAhead{})
+}
+
+// eachFileBlockAhead is eachFileBlock loading each node's children ahead, up to ahead.workers at
+// once (a readAhead per node: at most that many blocks held per level of the file), when ahead is
+// slow. Blocks are visited, and failures reported, in the same order; a block loaded ahead that is
+// visited or skipped by the time the walk reaches it is dropped, its load's error with it.
+func eachFileBlockAhead(ctx context.Context, cas CAS, id cid.Cid, verify bool, skip func(cid.Cid) bool, visit func(id cid.Cid, data []byte) error, ahead walkAhead) error {
 	f := fileBlocks{cas, verify}
+	timed := func(ctx context.Context, id cid.Cid) ([]byte, error) {
+		t := time.Now()
+		b, err := f.load(ctx, id)
+		ahead.timeLoad(t, b, err)
+		return b, err
+	}
 	sizes := map[cidBytes]uint64{} // blocks visited, with their file bytes
-	var walk func(parent, id cid.Cid, want uint64, depth int) error
-	walk = func(parent, id cid.Cid, want uint64, depth int) error {
+	done := func(id cid.Cid) bool {
+		_, ok := sizes[cidKey(id)]
+		return ok || skip != nil && skip(id)
+	}
+	var walk func(parent, id cid.Cid, want uint64, depth int, pre *valueBatch[[]byte]) error
+	walk = func(parent, id cid.Cid, want uint64, depth int, pre *valueBatch[[]byte]) error {
 		if depth > maxFileDepth {
 			return fmt.Errorf("%w: file tree under %s is deeper than %d", ErrCorrupt, parent, maxFileDepth)
 		}
@@ -295,8 +314,12 @@ func eachFileBlock(ctx context.Context, cas CAS, id cid.Cid, verify bool, skip f
 		if skip != nil && skip(id) {
 			return nil
 		}
+		load := timed
+		if pre != nil { // loaded ahead
+			load = func(context.Context, cid.Cid) ([]byte, error) { return pre.vals[0], pre.err }
+		}
 		if id.Prefix().Codec == uint64(multicodec.Raw) {
-			b, err := f.load(ctx, id)
+			b, err := load(ctx, id)
 			if err != nil {
 				return err
 			}
@@ -306,7 +329,11 @@ func eachFileBlock(ctx context.Context, cas CAS, id cid.Cid, verify bool, skip f
 			sizes[key] = want
 			return visit(id, b)
 		}
-		n, b, err := f.node(ctx, id)
+		b, err := load(ctx, id)
+		if err != nil {
+			return err
+		}
+		n, err := decodeFileNode(id, b)
 		if err != nil {
 			return err
 		}
@@ -317,8 +344,40 @@ func eachFileBlock(ctx context.Context, cas CAS, id cid.Cid, verify bool, skip f
 		if err := visit(id, b); err != nil {
 			return err
 		}
+		if !ahead.slow() || len(n.links) < 2 {
+			for i, child := range n.links {
+				if err := walk(id, child, n.sizes[i], depth+1, nil); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		ra := newReadAhead[[]byte](ctx, ahead.workers)
+		defer ra.stop()
+		ra.nsPerLoad.Store(ahead.lat.ns.Load())
+		loads := make([]*valueBatch[[]byte], len(n.links)) // the children loaded ahead
+		started := map[cidBytes]struct{}{}
+		next := 0 // the children before next have been considered for loading ahead
 		for i, child := range n.links {
-			if err := walk(id, child, n.sizes[i], depth+1); err != nil {
+			for ; next < len(n.links); next++ {
+				c := n.links[next]
+				if _, ok := started[cidKey(c)]; ok || done(c) {
+					continue // loaded by the time it is reached
+				}
+				if ra.full(1) {
+					break
+				}
+				started[cidKey(c)] = struct{}{}
+				loads[next] = &valueBatch[[]byte]{keys: []string{""}, ids: []cidBytes{cidKey(c)}, vals: make([][]byte, 1)}
+				ra.start(loads[next], func(ctx context.Context, b *valueBatch[[]byte]) {
+					b.vals[0], b.err = timed(ctx, b.ids[0].cid())
+				})
+			}
+			var pre *valueBatch[[]byte]
+			if loads[i] != nil {
+				pre, loads[i] = ra.take(), nil // the oldest load is child i's: started in order
+			}
+			if err := walk(id, child, n.sizes[i], depth+1, pre); err != nil {
 				return err
 			}
 		}
@@ -327,7 +386,7 @@ func eachFileBlock(ctx context.Context, cas CAS, id cid.Cid, verify bool, skip f
 	if id.Prefix().Codec != uint64(multicodec.DagPb) {
 		return fmt.Errorf("%w: file root %s is not dag-pb", ErrCorrupt, id)
 	}
-	return walk(id, id, 0, 0)
+	return walk(id, id, 0, 0, nil)
 }
 
 // loadValue returns the bytes r (valid) selects of value id: for a dag-pb block, the UnixFS file

@@ -41,8 +41,10 @@ const DefaultWalkParallelism = 32
 // WithWalkParallelism sets how many node loads a walk of the whole tree overlaps on a store with
 // latency (default 32, DefaultWalkParallelism; minimum 1): Keys, All, Len and what is built on them
 // (the Zarr listings, the FS view, ExportDir), and Inspect, Diff and WriteCAR when given it. It is
-// also a bound on memory: a walk holds at most four times as many nodes loaded ahead of it. 1
-// loads one node at a time. Stores that answer in microseconds (MemoryCAS, a local BoltCAS) are
+// also a bound on memory: a walk holds at most four times as many nodes loaded ahead of it.
+// WriteCAR loads the value blocks it writes ahead the same way, and Inspect the value sizes it
+// sums, up to n at once (n more per level of a UnixFS file value being written) and holding at
+// most n loaded. 1 loads one node at a time. Stores that answer in microseconds (MemoryCAS, a local BoltCAS) are
 // walked one node at a time whatever the setting; the order of what a walk yields never changes.
 func WithWalkParallelism(n int) Option {
 	return func(o *options) error {
