@@ -290,6 +290,28 @@ func (d *FetchedDAG) BlockSize(ctx context.Context, id cid.Cid) (int64, error) {
 	return loc.n, nil
 }
 
+// copyBlock writes block id whole to w, waiting for it as Load does, without holding it: from the
+// copy's file to w in the kernel when w is a file (copy_file_range). handled is false, with
+// nothing written, when it cannot: the caller then loads the block.
+func (d *FetchedDAG) copyBlock(ctx context.Context, id cid.Cid, w io.Writer) (written int64, handled bool, err error) {
+	dst, ok := w.(*os.File)
+	if !ok {
+		return 0, false, nil
+	}
+	loc, b, err := d.locate(ctx, id)
+	if err != nil {
+		return 0, true, err
+	}
+	if b != nil {
+		return 0, false, nil
+	}
+	n, handled, err := copyFileRange(dst, d.f, loc.off, loc.n)
+	if err != nil {
+		return n, true, fmt.Errorf("fetched DAG: copy block %s: %w", id, err)
+	}
+	return n, handled, nil
+}
+
 // locate finds block id in the copy, waiting for it while the stream runs. A dag-cbor block not
 // arrived yet is loaded from the gateways instead and returned as data.
 func (d *FetchedDAG) locate(ctx context.Context, id cid.Cid) (carBlockLoc, []byte, error) {

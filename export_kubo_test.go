@@ -101,3 +101,39 @@ func TestExportDirWritesInListingOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestExportDirFromFetchedDAG: an export from a fetched copy (whose raw values are copied file to
+// file in the kernel where it can) writes exactly the dataset, values over a chunk and empty ones
+// included.
+func TestExportDirFromFetchedDAG(t *testing.T) {
+	srv := kubotest.New(t)
+	root, values := kuboDataset(t, srv)
+	k := newKubo(t, srv)
+	ctx := context.Background()
+	d, err := k.FetchDAG(ctx, root, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	z, err := hamt.OpenZarr(ctx, d, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "out")
+	st, err := hamt.ExportDir(ctx, z, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Files != len(values) {
+		t.Errorf("exported %d files, want %d", st.Files, len(values))
+	}
+	for key, v := range values {
+		b, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(key)))
+		if err != nil || string(b) != string(v) {
+			t.Fatalf("file %q: %d bytes, %v; want %d bytes", key, len(b), err, len(v))
+		}
+	}
+	if err := d.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
