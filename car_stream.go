@@ -37,6 +37,7 @@ type dagStream struct {
 	locs    map[cidBytes]carBlockLoc // read: where in the stream
 	order   []cidBytes               // read, in stream order
 	pos     int64                    // the end of the last whole section
+	buf     []byte                   // the data of the block last read
 
 	// For readers on other goroutines (FetchedDAG): locs and order change under mu, and
 	// arrived is called, under mu, after each block.
@@ -64,8 +65,11 @@ func newDAGStream(r io.Reader, root cid.Cid) (*dagStream, error) {
 }
 
 // next returns the next block, verified, or io.EOF when the stream ended with the whole DAG read.
+// The block's data is valid until the next call: one buffer serves every block, so that a stream
+// of terabytes does not allocate each block anew (the garbage collector's work, which was a tenth
+// of an export's CPU).
 func (s *dagStream) next() (cid.Cid, []byte, error) {
-	blk, err := s.br.Next()
+	id, data, err := s.section()
 	if errors.Is(err, io.EOF) {
 		// go-car answers io.EOF both at a clean end and when the stream stops right after a
 		// section's length: only the first leaves nothing read past the last section.
@@ -87,7 +91,6 @@ func (s *dagStream) next() (cid.Cid, []byte, error) {
 		// (boxo's gateway ends a stream it cannot finish with an error text in place of a block).
 		return cid.Undef, nil, fmt.Errorf("block %d: %w (%w: %d linked blocks not sent)", len(s.order), carError(err), ErrMissingBlock, len(s.pending))
 	}
-	id, data := blk.Cid(), blk.RawData()
 	key := cidKey(id)
 	if _, ok := s.pending[key]; !ok {
 		why := "no block before it links to it"
@@ -122,6 +125,26 @@ func (s *dagStream) next() (cid.Cid, []byte, error) {
 		if _, ok := s.locs[lk]; !ok {
 			s.pending[lk] = struct{}{}
 		}
+	}
+	return id, data, nil
+}
+
+// section reads the next section of the stream, its block's data into s.buf: what go-car's
+// BlockReader.Next reads, with its limit on a section's size, without allocating the data.
+func (s *dagStream) section() (cid.Cid, []byte, error) {
+	id, r, n, err := s.br.NextReader()
+	if err != nil {
+		return cid.Undef, nil, err
+	}
+	if n > carv2.DefaultMaxAllowedSectionSize {
+		return cid.Undef, nil, fmt.Errorf("a section of %d bytes, more than the %d a block may take", n, carv2.DefaultMaxAllowedSectionSize)
+	}
+	if uint64(cap(s.buf)) < n {
+		s.buf = make([]byte, n)
+	}
+	data := s.buf[:n]
+	if _, err := io.ReadFull(r, data); err != nil {
+		return cid.Undef, nil, carError(err)
 	}
 	return id, data, nil
 }

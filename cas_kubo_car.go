@@ -266,6 +266,55 @@ func (d *FetchedDAG) Wait(ctx context.Context) error {
 // arrived yet is loaded from the gateways instead). A block the whole stream did not hold is
 // ErrNotFound; a failed stream's error is returned as is.
 func (d *FetchedDAG) Load(ctx context.Context, id cid.Cid) ([]byte, error) {
+	loc, b, err := d.locate(ctx, id)
+	if err != nil || b != nil {
+		return b, err
+	}
+	b = make([]byte, loc.n)
+	if _, err := d.src.ReadAt(b, loc.off); err != nil {
+		return nil, fmt.Errorf("fetched DAG: read block %s: %w", id, err)
+	}
+	return b, nil
+}
+
+// BlockSize returns the size of block id, waiting for it as Load does but without reading it:
+// an export learns a value's size before it copies the value, which is then read once.
+func (d *FetchedDAG) BlockSize(ctx context.Context, id cid.Cid) (int64, error) {
+	loc, b, err := d.locate(ctx, id)
+	if err != nil {
+		return 0, err
+	}
+	if b != nil {
+		return int64(len(b)), nil
+	}
+	return loc.n, nil
+}
+
+// copyBlock writes block id whole to w, waiting for it as Load does, without holding it: from the
+// copy's file to w in the kernel when w is a file (copy_file_range). handled is false, with
+// nothing written, when it cannot: the caller then loads the block.
+func (d *FetchedDAG) copyBlock(ctx context.Context, id cid.Cid, w io.Writer) (written int64, handled bool, err error) {
+	dst, ok := w.(*os.File)
+	if !ok {
+		return 0, false, nil
+	}
+	loc, b, err := d.locate(ctx, id)
+	if err != nil {
+		return 0, true, err
+	}
+	if b != nil {
+		return 0, false, nil
+	}
+	n, handled, err := copyFileRange(dst, d.f, loc.off, loc.n)
+	if err != nil {
+		return n, true, fmt.Errorf("fetched DAG: copy block %s: %w", id, err)
+	}
+	return n, handled, nil
+}
+
+// locate finds block id in the copy, waiting for it while the stream runs. A dag-cbor block not
+// arrived yet is loaded from the gateways instead and returned as data.
+func (d *FetchedDAG) locate(ctx context.Context, id cid.Cid) (carBlockLoc, []byte, error) {
 	key := cidKey(id)
 	for {
 		d.mu.RLock()
@@ -277,31 +326,28 @@ func (d *FetchedDAG) Load(ctx context.Context, id cid.Cid) ([]byte, error) {
 		arrived := d.arrived
 		d.mu.RUnlock()
 		if ok {
-			b := make([]byte, loc.n)
-			if _, err := d.src.ReadAt(b, loc.off); err != nil {
-				return nil, fmt.Errorf("fetched DAG: read block %s: %w", id, err)
-			}
-			return b, nil
+			return loc, nil, nil
 		}
 		select {
 		case <-d.done:
 			if d.err != nil {
-				return nil, fmt.Errorf("fetched DAG: %w", d.err)
+				return loc, nil, fmt.Errorf("fetched DAG: %w", d.err)
 			}
 			if d.Has(id) { // arrived between the look-up and the stream's end
 				continue
 			}
-			return nil, fmt.Errorf("fetched DAG: block %s is not in the DAG: %w", id, ErrNotFound)
+			return loc, nil, fmt.Errorf("fetched DAG: block %s is not in the DAG: %w", id, ErrNotFound)
 		default:
 		}
 		if id.Prefix().Codec == uint64(multicodec.DagCbor) {
-			return d.k.Load(ctx, id)
+			b, err := d.k.Load(ctx, id)
+			return loc, b, err
 		}
 		select {
 		case <-arrived:
 		case <-d.done:
 		case <-ctx.Done():
-			return nil, context.Cause(ctx)
+			return loc, nil, context.Cause(ctx)
 		}
 	}
 }

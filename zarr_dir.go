@@ -472,8 +472,11 @@ func exportPathProblem(key string) string {
 	return ""
 }
 
-// exportKeys lists src's keys, sorted, after checking that every one can be written as a file
-// and that no key is a directory of another, calling found for each key listed.
+// exportKeys lists src's keys, in the order src lists them, after checking that every one can be
+// written as a file and that no key is a directory of another, calling found for each key listed.
+// The listing order is kept because it is the order of the map's walk, which is the order a
+// FetchedDAG's stream brings the values in: writing the files in it follows the stream instead of
+// waiting on values scattered through it.
 func exportKeys(ctx context.Context, src Zarr, found func()) ([]string, error) {
 	var keys []string
 	for k, err := range src.List(ctx) {
@@ -486,21 +489,22 @@ func exportKeys(ctx context.Context, src Zarr, found func()) ([]string, error) {
 		keys = append(keys, k)
 		found()
 	}
-	slices.Sort(keys)
-	for i, k := range keys {
-		if i > 0 && keys[i-1] == k {
+	sorted := slices.Clone(keys)
+	slices.Sort(sorted)
+	for i, k := range sorted {
+		if i > 0 && sorted[i-1] == k {
 			return nil, fmt.Errorf("key %q is listed twice: %w", k, ErrMalformedNode)
 		}
 		// The keys under k+"/", if any, sort together; the first would be found here.
-		if j, _ := slices.BinarySearch(keys, k+"/"); j < len(keys) && strings.HasPrefix(keys[j], k+"/") {
-			return nil, fmt.Errorf("key %q is a file, but key %q needs it to be a directory: %w", k, keys[j], ErrUnexportableKey)
+		if j, _ := slices.BinarySearch(sorted, k+"/"); j < len(sorted) && strings.HasPrefix(sorted[j], k+"/") {
+			return nil, fmt.Errorf("key %q is a file, but key %q needs it to be a directory: %w", k, sorted[j], ErrUnexportableKey)
 		}
 	}
 	return keys, nil
 }
 
 // ExportDir writes every key of src as a file under dir, the key's slashes making
-// subdirectories, loading and writing up to WithDirWorkers values at once (each in pieces of at most 1 MiB, so
+// subdirectories, in the order src lists them, loading and writing up to WithDirWorkers values at once (each in pieces of at most 1 MiB, so
 // memory stays bounded whatever the values' sizes), so that dir then holds
 // exactly the dataset. An ImportDir of a directory followed by an ExportDir gives back
 // byte-identical files.
