@@ -27,18 +27,7 @@ func BenchmarkKuboSave(b *testing.B) {
 			b.Run(fmt.Sprintf("size=%d/clients=%d", size, par), func(b *testing.B) {
 				srv := kubotest.New(b)
 				k := newKubo(b, srv)
-				var n atomic.Uint64
-				base := patterned(size)
-				b.SetBytes(int64(size))
-				runClients(b, par, func() error {
-					v := append([]byte(nil), base...)
-					i := n.Add(1)
-					for j := range 8 {
-						v[j] = byte(i >> (8 * j))
-					}
-					_, err := k.Save(context.Background(), v, multicodec.Raw)
-					return err
-				})
+				saveDistinct(b, par, size, k.Save)
 			})
 		}
 	}
@@ -218,18 +207,7 @@ func BenchmarkKuboBulkSave(b *testing.B) {
 					b.Fatal(err)
 				}
 				defer bulk.Close()
-				var n atomic.Uint64
-				base := patterned(size)
-				b.SetBytes(int64(size))
-				runClients(b, par, func() error {
-					v := append([]byte(nil), base...)
-					i := n.Add(1)
-					for j := range 8 {
-						v[j] = byte(i >> (8 * j))
-					}
-					_, err := bulk.Save(context.Background(), v, multicodec.Raw)
-					return err
-				})
+				saveDistinct(b, par, size, bulk.Save)
 				if err := bulk.Flush(context.Background()); err != nil {
 					b.Fatal(err)
 				}
@@ -237,4 +215,21 @@ func BenchmarkKuboBulkSave(b *testing.B) {
 			})
 		}
 	}
+}
+
+// saveDistinct runs save from par clients on values of size bytes, each one different (its first
+// eight bytes a counter), as raw blocks.
+func saveDistinct(b *testing.B, par, size int, save func(context.Context, []byte, multicodec.Code) (cid.Cid, error)) {
+	var n atomic.Uint64
+	base := patterned(size)
+	b.SetBytes(int64(size))
+	runClients(b, par, func() error {
+		v := append([]byte(nil), base...)
+		i := n.Add(1)
+		for j := range 8 {
+			v[j] = byte(i >> (8 * j))
+		}
+		_, err := save(context.Background(), v, multicodec.Raw)
+		return err
+	})
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/hamt-go/hamt"
 	"github.com/hamt-go/hamt/internal/kubotest"
+	"github.com/ipfs/go-cid"
 )
 
 var _ hamt.BlockSizer = (*hamt.FetchedDAG)(nil)
@@ -18,15 +19,8 @@ var _ hamt.BlockSizer = (*hamt.FetchedDAG)(nil)
 // TestFetchedDAGBlockSize: a fetched copy tells every value's size (waiting for it as Load does),
 // so that an export reads each value from the copy once; a block the DAG lacks is ErrNotFound.
 func TestFetchedDAGBlockSize(t *testing.T) {
-	srv := kubotest.New(t)
-	root, values := kuboDataset(t, srv)
-	k := newKubo(t, srv)
+	root, values, d := fetchedDataset(t)
 	ctx := context.Background()
-	d, err := k.FetchDAG(ctx, root, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
 	for key, v := range values {
 		id := blake3CID(0x55, v)
 		if len(v) > 1<<20 {
@@ -106,15 +100,8 @@ func TestExportDirWritesInListingOrder(t *testing.T) {
 // file in the kernel where it can) writes exactly the dataset, values over a chunk and empty ones
 // included.
 func TestExportDirFromFetchedDAG(t *testing.T) {
-	srv := kubotest.New(t)
-	root, values := kuboDataset(t, srv)
-	k := newKubo(t, srv)
+	root, values, d := fetchedDataset(t)
 	ctx := context.Background()
-	d, err := k.FetchDAG(ctx, root, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
 	z, err := hamt.OpenZarr(ctx, d, root)
 	if err != nil {
 		t.Fatal(err)
@@ -136,4 +123,18 @@ func TestExportDirFromFetchedDAG(t *testing.T) {
 	if err := d.Wait(ctx); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// fetchedDataset writes kuboDataset to a kubotest daemon and fetches it back whole with FetchDAG,
+// closed when the test ends.
+func fetchedDataset(t *testing.T) (cid.Cid, map[string][]byte, *hamt.FetchedDAG) {
+	t.Helper()
+	srv := kubotest.New(t)
+	root, values := kuboDataset(t, srv)
+	d, err := newKubo(t, srv).FetchDAG(context.Background(), root, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return root, values, d
 }
