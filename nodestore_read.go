@@ -19,8 +19,9 @@ type readStore struct {
 	cache    *nodeCache
 	// walked is the most nodes a walk has had to check, to size the next walk's set of them.
 	walked atomic.Int64
-	// valueNs is a moving average of the time the store takes to load a value (see getRead).
-	valueNs atomic.Int64
+	// valueLat is the time the store takes to load a value (see getRead), averaged as a walk's
+	// node loads are.
+	valueLat latency
 }
 
 // newReadStore opens root. rootNode, when the caller has it (just flushed), saves loading it.

@@ -305,7 +305,7 @@ func (m *Map[V]) getRead(ctx context.Context, r *readStore, key string) (V, erro
 		return zero, err
 	}
 	if !t.IsZero() {
-		r.timeValue(time.Since(t))
+		r.valueLat.since(t)
 	}
 	vt.keep(n, j, b, hashPosition(h, depth))
 	return m.decode(key, id, b)
@@ -321,16 +321,7 @@ const valueTimeSample = 32
 const slowValueLoad = 2 * time.Microsecond
 
 // slowValues reports whether the store's value loads are slow enough for Get to read kept values.
-func (r *readStore) slowValues() bool { return r.valueNs.Load() > int64(slowValueLoad) }
-
-// timeValue folds the time of one value load into valueNs.
-func (r *readStore) timeValue(d time.Duration) {
-	ns := max(d.Nanoseconds(), 1)
-	if old := r.valueNs.Load(); old > 0 {
-		ns = (3*old + ns) / 4
-	}
-	r.valueNs.Store(ns) // a race loses a sample, which is harmless
-}
+func (r *readStore) slowValues() bool { return r.valueLat.ns.Load() > int64(slowValueLoad) }
 
 // bucketIndex returns the position in the bucket encoded at s[p:] of its entry that starts at at.
 func bucketIndex(s string, p, at int) int {
