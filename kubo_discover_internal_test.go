@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"net"
 	"net/url"
+	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -115,6 +117,42 @@ func FuzzKuboGatewayConfig(f *testing.F) {
 			if _, err := gatewayBase(u); err != nil || p.Port() == "" {
 				t.Fatalf("%q from a remote daemon gave %q, which a store refuses: %v", raw, u, err)
 			}
+		}
+	})
+}
+
+// FuzzKuboRepoAPI: whatever bytes a repository's api file holds, KuboRepoAPI gives an error or a
+// multiaddr, and the address the CLI then dials is an error, a Unix socket, or a base URL a store
+// takes — never a panic, a URL with a path, credentials or no host.
+func FuzzKuboRepoAPI(f *testing.F) {
+	for _, s := range []string{
+		"/ip4/127.0.0.1/tcp/5001", "/ip4/127.0.0.1/tcp/5001\n", "/unix/tmp/api.sock", "/ip6/::/tcp/5001",
+		"/dns/kubo.example/tcp/443/https", "/ip4/1.2.3.4/udp/1/quic-v1", "", "\x00\xff", "/dns/a b/tcp/1",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		repo := t.TempDir()
+		if err := os.WriteFile(filepath.Join(repo, "api"), raw, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		addr, err := KuboRepoAPI(repo)
+		if err != nil {
+			return
+		}
+		base, socket, err := kuboAddrURL(addr)
+		if err != nil {
+			return
+		}
+		if socket != "" {
+			if base != "http://"+unixHost {
+				t.Fatalf("%q: socket %q with base %q", raw, socket, base)
+			}
+			return
+		}
+		p, err := url.Parse(base)
+		if err != nil || p.Scheme != "http" && p.Scheme != "https" || p.Hostname() == "" || p.Port() == "" || p.Path != "" || p.User != nil {
+			t.Fatalf("%q gave %q, not a base URL: %v", raw, base, err)
 		}
 	})
 }
