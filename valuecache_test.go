@@ -403,3 +403,28 @@ func countedMap(t *testing.T, keys int) (*loadCounter, cid.Cid) {
 	}
 	return cas, root
 }
+
+// TestSlowValuesIgnoresAnOutlierOfAFastStore: Get reads kept values instead of the store only when
+// the store's value loads are slow as a rule. One load of a fast store that took a millisecond (a
+// goroutine not scheduled) does not make it slow; a store slow at every load (a round trip) is,
+// within a few loads; and a fast load brings it back.
+func TestSlowValuesIgnoresAnOutlierOfAFastStore(t *testing.T) {
+	var r readStore
+	for range 20 {
+		r.valueLat.add(500 * time.Nanosecond)
+	}
+	r.valueLat.add(time.Millisecond)
+	if r.slowValues() {
+		t.Fatalf("one 1 ms load among 500 ns ones: slow (average %d ns)", r.valueLat.ns.Load())
+	}
+	for range 20 {
+		r.valueLat.add(10 * time.Millisecond)
+	}
+	if !r.slowValues() {
+		t.Fatalf("20 loads of 10 ms: not slow (average %d ns)", r.valueLat.ns.Load())
+	}
+	r.valueLat.add(500 * time.Nanosecond)
+	if r.slowValues() {
+		t.Fatalf("after a 500 ns load: still slow (average %d ns)", r.valueLat.ns.Load())
+	}
+}
