@@ -30,7 +30,24 @@ const (
 	exitFailure  = 1 // the command failed
 	exitUsage    = 2 // the command line does not parse
 	exitInternal = 3 // hamt panicked: a bug
+	exitNotFound = 4 // the key, name or root asked for is not there
+	exitProblems = 5 // verify found problems in the data
 )
+
+// exitError ends a command with a given exit status. Its message, if any, is printed as any
+// error's is; a nil err prints nothing (diff --exit-code reports a difference this way).
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.err.Error()
+}
+func (e *exitError) Unwrap() error { return e.err }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -68,6 +85,13 @@ func execute(ctx context.Context, root *cobra.Command, args []string, stderr io.
 		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
 			// Whatever step the signal cut short, the cause is the signal, not that step.
 			err = fmt.Errorf("interrupted: %w", context.Cause(ctx))
+		}
+		var ee *exitError
+		if errors.As(err, &ee) {
+			if ee.err != nil {
+				fmt.Fprintf(stderr, "hamt: %s\n", errorLine(ee.err.Error()))
+			}
+			return ee.code
 		}
 		fmt.Fprintf(stderr, "hamt: %s\n", errorLine(err.Error()))
 		var ue *usageError
