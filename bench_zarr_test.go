@@ -71,14 +71,6 @@ func chunkTree(b *testing.B) string {
 	return chunkTreeDir
 }
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if chunkTreeDir != "" {
-		os.RemoveAll(chunkTreeDir)
-	}
-	os.Exit(code)
-}
-
 // BenchmarkZarrImport: ImportDir of 20,000 files of 64 KiB (1.3 GB, in the page cache after the
 // first run) into a new map on a MemoryCAS, then Flush. Reports MB/s of file bytes.
 func BenchmarkZarrImport(b *testing.B) {

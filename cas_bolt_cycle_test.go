@@ -215,6 +215,7 @@ func TestBoltTreeCycleIsErrCorrupt(t *testing.T) {
 		}
 		for _, op := range cycleOps {
 			t.Run(d.name+"/"+op, func(t *testing.T) {
+				t.Parallel() // each case is a child process of its own
 				damaged := filepath.Join(t.TempDir(), "store.bolt")
 				if err := os.WriteFile(damaged, file, 0o600); err != nil {
 					t.Fatal(err)

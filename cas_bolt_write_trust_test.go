@@ -51,6 +51,7 @@ func TestTrustWriteOnDamagedOverflowIsErrCorrupt(t *testing.T) {
 	for _, off := range pages {
 		for _, mode := range []string{"save", "set"} {
 			t.Run(fmt.Sprintf("page %d/%s", off/ps, mode), func(t *testing.T) {
+				t.Parallel() // each case is a child process of its own
 				p := boltTempPath(t)
 				file := bytes.Clone(base)
 				binary.NativeEndian.PutUint32(file[off+12:], 0xffffffff)
