@@ -35,7 +35,7 @@ const carV2HeaderSize = 11 + 40
 // carReader reads the sections of a CAR stream in order.
 type carReader struct {
 	data    carSectionSource // r, limited to the CARv1 payload's size in a CARv2
-	version uint64    // 1 or 2
+	version uint64           // 1 or 2
 	roots   []cid.Cid
 	// dataEnd is where a CARv2's payload ends (its data offset plus data size), 0 for a CARv1.
 	dataEnd int64
