@@ -246,8 +246,12 @@ func newCARWriter(w io.Writer, roots []cid.Cid) (*carWriter, error) {
 	return c, nil
 }
 
-// encodeCARHeader returns the DAG-CBOR of the CARv1 header {roots, version: 1}.
+// encodeCARHeader returns the DAG-CBOR of the CARv1 header {roots, version: 1}; nil roots are
+// null, as go-car writes them.
 func encodeCARHeader(roots []cid.Cid) ([]byte, error) {
+	if roots == nil {
+		return dagEnc.Marshal(map[string]any{"roots": nil, "version": 1})
+	}
 	rs := make([]any, len(roots))
 	for i, r := range roots {
 		if !r.Defined() {
