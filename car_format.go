@@ -133,7 +133,7 @@ type carHeader struct {
 }
 
 // readCARHeader reads a varint-prefixed CAR header.
-func readCARHeader(r io.ByteReader) (carHeader, error) {
+func readCARHeader(r carSectionSource) (carHeader, error) {
 	l, err := varint.ReadUvarint(r)
 	if err != nil {
 		return carHeader{}, err
@@ -142,7 +142,7 @@ func readCARHeader(r io.ByteReader) (carHeader, error) {
 		return carHeader{}, errors.New("invalid header data, length of read beyond allowable maximum")
 	}
 	b := make([]byte, l)
-	if _, err := io.ReadFull(r.(io.Reader), b); err != nil {
+	if _, err := io.ReadFull(r, b); err != nil {
 		return carHeader{}, err
 	}
 	h, err := decodeCARHeader(b)
@@ -153,13 +153,18 @@ func readCARHeader(r io.ByteReader) (carHeader, error) {
 }
 
 // decodeCARHeader decodes a CAR header's DAG-CBOR: a map with an integer "version" and a list of
-// links "roots" (which may be left out).
+// links "roots" (which may be left out or null), nothing else.
 func decodeCARHeader(b []byte) (carHeader, error) {
 	var raw map[string]any
 	if err := dagDec.Unmarshal(b, &raw); err != nil {
 		return carHeader{}, err
 	}
 	var h carHeader
+	for k := range raw {
+		if k != "version" && k != "roots" {
+			return carHeader{}, fmt.Errorf("unknown field %q", k)
+		}
+	}
 	switch v := raw["version"].(type) {
 	case uint64:
 		h.version = v
@@ -265,10 +270,6 @@ func encodeCARHeader(roots []cid.Cid) ([]byte, error) {
 // put writes block id unless it is an identity CID (its data is in the CID) or a block of the
 // same multihash was written already.
 func (c *carWriter) put(id cid.Cid, data []byte) error {
-	key := id.Bytes()
-	if len(key) > carMaxCID {
-		return fmt.Errorf("car: CID of %d bytes, more than %d", len(key), carMaxCID)
-	}
 	mh := id.Hash()
 	dmh, err := multihash.Decode(mh)
 	if err != nil {
@@ -276,6 +277,10 @@ func (c *carWriter) put(id cid.Cid, data []byte) error {
 	}
 	if dmh.Code == multihash.IDENTITY {
 		return nil
+	}
+	key := id.Bytes()
+	if len(key) > carMaxCID {
+		return fmt.Errorf("car: CID of %d bytes, more than %d", len(key), carMaxCID)
 	}
 	if _, ok := c.written[string(mh)]; ok {
 		return nil
