@@ -20,7 +20,6 @@ import (
 type boxoFileView struct {
 	pbErr, fsErr error
 	links        []cid.Cid
-	hasData      bool
 	typ          int32
 	data         []byte
 	filesize     uint64
