@@ -9,7 +9,6 @@ import (
 	"os"
 
 	"github.com/ipfs/go-cid"
-	carv2 "github.com/ipld/go-car/v2"
 	"github.com/multiformats/go-multicodec"
 )
 
@@ -153,18 +152,14 @@ func (c *countingReader) ReadByte() (byte, error) {
 func indexCAR(ctx context.Context, src *io.SectionReader) (*carIndex, error) {
 	c := &carIndex{src: src, locs: map[cidBytes]carBlockLoc{}}
 	cr := &countingReader{r: bufio.NewReaderSize(io.NewSectionReader(src, 0, src.Size()), 1<<20)}
-	br, err := carv2.NewBlockReader(cr, carv2.WithTrustedCAR(true)) // verified below, as ErrCorrupt
+	br, err := newCARReader(cr)
 	if err != nil {
 		return c, carError(err)
 	}
-	c.roots = br.Roots
+	c.roots = br.roots
 	end := int64(-1) // where the blocks end: the file's end for a CARv1, the header's for a CARv2
-	if br.Version == 2 {
-		h, err := carv2.NewReader(src)
-		if err != nil {
-			return c, carError(err)
-		}
-		end = int64(h.Header.DataOffset + h.Header.DataSize)
+	if br.version == 2 {
+		end = br.dataEnd
 		if end > src.Size() || end < 0 {
 			return c, fmt.Errorf("%w: CARv2 data ends at %d, past the end of the file (%d)", io.ErrUnexpectedEOF, end, src.Size())
 		}
@@ -174,10 +169,8 @@ func indexCAR(ctx context.Context, src *io.SectionReader) (*carIndex, error) {
 		if err := ctx.Err(); err != nil {
 			return c, err
 		}
-		blk, err := br.Next()
+		id, data, err := br.next()
 		if errors.Is(err, io.EOF) {
-			// go-car answers io.EOF both at a clean end and when the CAR stops right after a
-			// section's length: only the first leaves nothing read past the last section.
 			if cr.n != pos || (end >= 0 && pos != end) {
 				return c, fmt.Errorf("block %d: %w: the CAR ends inside a section", i, io.ErrUnexpectedEOF)
 			}
@@ -186,12 +179,11 @@ func indexCAR(ctx context.Context, src *io.SectionReader) (*carIndex, error) {
 		if err != nil {
 			return c, fmt.Errorf("block %d: %w", i, carError(err))
 		}
-		data := blk.RawData()
-		if err := verifyBlock(blk.Cid(), data); err != nil {
+		if err := verifyBlock(id, data); err != nil {
 			return c, fmt.Errorf("block %d: %w", i, err)
 		}
 		pos = cr.n
-		key := cidKey(blk.Cid())
+		key := cidKey(id)
 		if _, ok := c.locs[key]; !ok {
 			c.locs[key] = carBlockLoc{off: pos - int64(len(data)), n: int64(len(data))}
 			c.order = append(c.order, key)

@@ -7,9 +7,7 @@ import (
 	"io"
 	"sync"
 
-	"github.com/ipfs/boxo/ipld/merkledag"
 	"github.com/ipfs/go-cid"
-	carv2 "github.com/ipld/go-car/v2"
 	"github.com/multiformats/go-multicodec"
 	"github.com/multiformats/go-multihash"
 )
@@ -31,7 +29,7 @@ var ErrUnexpectedBlock = errors.New("unexpected block in CAR stream")
 // block, which also tells a block sent twice). Block data is never kept.
 type dagStream struct {
 	cr      *countingReader
-	br      *carv2.BlockReader
+	br      *carReader
 	root    cid.Cid
 	pending map[cidBytes]struct{}    // linked, not read yet
 	locs    map[cidBytes]carBlockLoc // read: where in the stream
@@ -49,15 +47,15 @@ type dagStream struct {
 // only root.
 func newDAGStream(r io.Reader, root cid.Cid) (*dagStream, error) {
 	cr := &countingReader{r: bufio.NewReaderSize(r, 64<<10)}
-	br, err := carv2.NewBlockReader(cr, carv2.WithTrustedCAR(true)) // hashed below, as ErrCorrupt
+	br, err := newCARReader(cr)
 	if err != nil {
 		return nil, fmt.Errorf("CAR header: %w", carError(err))
 	}
-	if br.Version != 1 {
-		return nil, fmt.Errorf("CAR stream: version %d, want 1", br.Version)
+	if br.version != 1 {
+		return nil, fmt.Errorf("CAR stream: version %d, want 1", br.version)
 	}
-	if len(br.Roots) != 1 || !br.Roots[0].Equals(root) {
-		return nil, fmt.Errorf("%w: CAR stream for %s names roots %v", ErrUnexpectedBlock, root, br.Roots)
+	if len(br.roots) != 1 || !br.roots[0].Equals(root) {
+		return nil, fmt.Errorf("%w: CAR stream for %s names roots %v", ErrUnexpectedBlock, root, br.roots)
 	}
 	s := &dagStream{cr: cr, br: br, root: root, pos: cr.n,
 		pending: map[cidBytes]struct{}{cidKey(root): {}}, locs: map[cidBytes]carBlockLoc{}}
@@ -71,8 +69,6 @@ func newDAGStream(r io.Reader, root cid.Cid) (*dagStream, error) {
 func (s *dagStream) next() (cid.Cid, []byte, error) {
 	id, data, err := s.section()
 	if errors.Is(err, io.EOF) {
-		// go-car answers io.EOF both at a clean end and when the stream stops right after a
-		// section's length: only the first leaves nothing read past the last section.
 		if s.cr.n != s.pos {
 			return cid.Undef, nil, fmt.Errorf("block %d: %w: the CAR ends inside a section", len(s.order), io.ErrUnexpectedEOF)
 		}
@@ -129,22 +125,22 @@ func (s *dagStream) next() (cid.Cid, []byte, error) {
 	return id, data, nil
 }
 
-// section reads the next section of the stream, its block's data into s.buf: what go-car's
-// BlockReader.Next reads, with its limit on a section's size, without allocating the data.
+// section reads the next section of the stream, its block's data into s.buf: what carReader.next
+// reads, with its limit on a block's size, without allocating the data.
 func (s *dagStream) section() (cid.Cid, []byte, error) {
-	id, r, n, err := s.br.NextReader()
+	id, n, err := s.br.nextHeader()
 	if err != nil {
 		return cid.Undef, nil, err
 	}
-	if n > carv2.DefaultMaxAllowedSectionSize {
-		return cid.Undef, nil, fmt.Errorf("a section of %d bytes, more than the %d a block may take", n, carv2.DefaultMaxAllowedSectionSize)
+	if n > carMaxSection {
+		return cid.Undef, nil, fmt.Errorf("a section of %d bytes, more than the %d a block may take", n, carMaxSection)
 	}
 	if uint64(cap(s.buf)) < n {
 		s.buf = make([]byte, n)
 	}
 	data := s.buf[:n]
-	if _, err := io.ReadFull(r, data); err != nil {
-		return cid.Undef, nil, carError(err)
+	if _, err := io.ReadFull(s.br.data, data); err != nil {
+		return cid.Undef, nil, carCut(err)
 	}
 	return id, data, nil
 }
@@ -156,15 +152,11 @@ func blockLinks(id cid.Cid, data []byte) ([]cid.Cid, error) {
 	case multicodec.Raw:
 		return nil, nil
 	case multicodec.DagPb:
-		pn, err := merkledag.DecodeProtobuf(data)
+		pn, err := decodePBNode(data)
 		if err != nil {
 			return nil, fmt.Errorf("%w: dag-pb: %v", ErrCorrupt, err)
 		}
-		links := make([]cid.Cid, len(pn.Links()))
-		for i, l := range pn.Links() {
-			links[i] = l.Cid
-		}
-		return links, nil
+		return pn.links, nil
 	case multicodec.DagCbor:
 		var raw any
 		if err := dagDec.Unmarshal(data, &raw); err != nil {

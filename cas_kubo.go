@@ -19,9 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	chunk "github.com/ipfs/boxo/chunker"
 	"github.com/ipfs/go-cid"
-	carv2 "github.com/ipld/go-car/v2"
 	"github.com/multiformats/go-multicodec"
 	"github.com/multiformats/go-multihash"
 )
@@ -331,7 +329,7 @@ func NewKuboCAS(opts ...KuboOption) (*KuboCAS, error) {
 	if o.chunker == "" {
 		return nil, errors.New("hamt: kubo chunker: empty, want e.g. " + DefaultKuboChunker)
 	}
-	if _, err := chunk.FromString(bytes.NewReader(nil), o.chunker); err != nil {
+	if err := checkKuboChunker(o.chunker); err != nil {
 		return nil, fmt.Errorf("hamt: kubo chunker %q: %w", o.chunker, err)
 	}
 	mh, ok := multihash.Names[o.hash]
@@ -795,22 +793,22 @@ func (k *KuboCAS) carFrom(ctx context.Context, g *kuboGateway, id cid.Cid, q str
 		return req, err
 	}, func(resp *http.Response) error {
 		answered()
-		br, err := carv2.NewBlockReader(bufio.NewReader(resp.Body), carv2.WithTrustedCAR(true)) // verified below, as ErrCorrupt
+		br, err := newCARReader(bufio.NewReader(resp.Body))
 		if err != nil {
 			return &bodyError{err}
 		}
 		for {
-			blk, err := br.Next()
+			bid, data, err := br.next()
 			if errors.Is(err, io.EOF) {
 				return nil
 			}
 			if err != nil {
 				return &bodyError{err}
 			}
-			if err := verifyBlock(blk.Cid(), blk.RawData()); err != nil {
+			if err := verifyBlock(bid, data); err != nil {
 				return fmt.Errorf("kubo load %s: CAR block: %w", id, err)
 			}
-			blocks[cidKey(blk.Cid())] = blk.RawData()
+			blocks[cidKey(bid)] = data
 		}
 	})
 	return blocks, err

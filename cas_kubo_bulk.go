@@ -15,8 +15,6 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
-	carv2 "github.com/ipld/go-car/v2"
-	"github.com/ipld/go-car/v2/storage"
 	"github.com/multiformats/go-multicodec"
 	"github.com/multiformats/go-multihash"
 )
@@ -95,11 +93,7 @@ func (k *KuboCAS) Bulk(ctx context.Context) (*KuboBulk, error) {
 	if err != nil {
 		return nil, err
 	}
-	car, err := storage.NewWritable(part, []cid.Cid{kuboPlaceholderRoot()}, carv2.WriteAsCarV1(true))
-	if err != nil {
-		return nil, err
-	}
-	if err := car.Finalize(); err != nil {
+	if _, err := newCARWriter(part, []cid.Cid{kuboPlaceholderRoot()}); err != nil {
 		return nil, err
 	}
 	if err := mw.Close(); err != nil {
@@ -248,15 +242,14 @@ func (b *KuboBulk) send(ctx context.Context, id cid.Cid, data []byte) error {
 		b.streams++
 	}
 	s := b.cur
-	key := id.KeyString()
-	if has, _ := s.car.Has(ctx, key); has {
+	if s.car.has(id) {
 		return nil
 	}
 	if id.Prefix().Codec != uint64(multicodec.Raw) {
-		b.held.add(cidBytes(key), data)
+		b.held.add(cidKey(id), data)
 	}
 	stop := context.AfterFunc(ctx, func() { s.abort(context.Cause(ctx)) })
-	err := s.car.Put(ctx, key, data)
+	err := s.car.put(id, data)
 	stop()
 	if err != nil {
 		return b.failLocked(s.cause(err))
@@ -344,7 +337,7 @@ func (b *KuboBulk) Load(ctx context.Context, id cid.Cid) ([]byte, error) {
 	b.mu.Lock()
 	pending := false
 	if b.cur != nil {
-		pending, _ = b.cur.car.Has(ctx, id.KeyString())
+		pending = b.cur.car.has(id)
 	}
 	b.mu.Unlock()
 	if pending {
@@ -413,7 +406,7 @@ type carStream struct {
 	pw     *io.PipeWriter
 	bw     *bufio.Writer
 	mw     *multipart.Writer
-	car    storage.WritableCar
+	car    *carWriter
 	cancel context.CancelFunc
 
 	blocks, bytes uint64 // written by the session, under its lock
@@ -433,7 +426,7 @@ func (k *KuboCAS) openCARStream(ctx context.Context) (*carStream, error) {
 	go s.run(sctx, k)
 	part, err := s.mw.CreatePart(carPartHeader())
 	if err == nil {
-		s.car, err = storage.NewWritable(part, []cid.Cid{kuboPlaceholderRoot()}, carv2.WriteAsCarV1(true))
+		s.car, err = newCARWriter(part, []cid.Cid{kuboPlaceholderRoot()})
 	}
 	if err != nil {
 		s.abort(err)
@@ -549,10 +542,7 @@ func (s *carStream) cause(err error) error {
 // finish ends the CAR and the body, waits for Kubo's answer and checks that Kubo read every
 // block and byte sent.
 func (s *carStream) finish(ctx context.Context) error {
-	err := s.car.Finalize()
-	if err == nil {
-		err = s.mw.Close()
-	}
+	err := s.mw.Close()
 	if err == nil {
 		err = s.bw.Flush()
 	}

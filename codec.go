@@ -111,6 +111,9 @@ func (dagCBORCodec) Encode(v any) ([]byte, error) {
 func (dagCBORCodec) Decode(b []byte) (any, error) {
 	var raw any
 	if err := dagDec.Unmarshal(b, &raw); err != nil {
+		if dagDec.Wellformed(b) != nil {
+			return nil, fmt.Errorf("%w: %w: not CBOR (was the map written with another codec, such as Bytes?): %v", ErrMalformedValue, ErrWrongCodec, err)
+		}
 		return nil, fmt.Errorf("%w: %v", ErrMalformedValue, err)
 	}
 	v, err := fromCBOR(raw)

@@ -46,6 +46,11 @@ var (
 	// ErrMalformedValue: a value block is not canonical DAG-CBOR in the IPLD data model (DagCBOR
 	// codec).
 	ErrMalformedValue = errors.New("malformed DAG-CBOR value")
+	// ErrWrongCodec: a value block does not decode with the map's codec, in a way that says the
+	// map was written with another one: bytes that are not CBOR at all under DagCBOR (a map of
+	// Bytes values?), or DAG-CBOR of another shape under TypedDagCBOR. It comes wrapped together
+	// with ErrMalformedValue. (Every value block is raw, whatever the codec: its CID cannot tell.)
+	ErrWrongCodec = errors.New("value does not fit the map's codec")
 	// ErrCorrupt: stored or fetched data is damaged: a block's bytes do not hash to its CID, or a
 	// store's file is damaged (BoltCAS: a truncated or overwritten bbolt file).
 	ErrCorrupt = errors.New("corrupt data")

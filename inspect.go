@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
-	carv2 "github.com/ipld/go-car/v2"
-	"github.com/ipld/go-car/v2/storage"
 	"github.com/multiformats/go-multicodec"
 )
 
@@ -437,14 +435,14 @@ func WriteCAR(ctx context.Context, cas CAS, root cid.Cid, w io.Writer, opts ...O
 	} else if b != nil {
 		return writeShardedCAR(ctx, cas, root, b, w)
 	}
-	car, err := storage.NewWritable(w, []cid.Cid{root}, carv2.WriteAsCarV1(true))
+	car, err := newCARWriter(w, []cid.Cid{root})
 	if err != nil {
 		return 0, err
 	}
 	seen := map[cidBytes]struct{}{}
 	put := func(id cidBytes, data []byte) error {
 		seen[id] = struct{}{}
-		return car.Put(ctx, string(id), data)
+		return car.put(id.cid(), data)
 	}
 	ahead := toolAhead(opts)
 	c := &carAhead{ctx: ctx, cas: cas, ahead: ahead, vals: walkAhead{workers: ahead.workers, lat: new(latency)}, put: put, seen: seen}
@@ -452,7 +450,7 @@ func WriteCAR(ctx context.Context, cas CAS, root cid.Cid, w io.Writer, opts ...O
 	if err != nil {
 		return len(seen), err
 	}
-	return len(seen), car.Finalize()
+	return len(seen), nil
 }
 
 // writeValues puts the value blocks of n's buckets that are not in seen yet, loading a UnixFS

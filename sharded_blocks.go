@@ -9,8 +9,6 @@ import (
 	"slices"
 
 	"github.com/ipfs/go-cid"
-	carv2 "github.com/ipld/go-car/v2"
-	"github.com/ipld/go-car/v2/storage"
 	"github.com/multiformats/go-multicodec"
 )
 
@@ -162,17 +160,17 @@ func shardedRootBlock(ctx context.Context, cas CAS, root cid.Cid) ([]byte, error
 
 // writeShardedCAR is WriteCAR for a sharded root whose block is rootBlock.
 func writeShardedCAR(ctx context.Context, cas CAS, root cid.Cid, rootBlock []byte, w io.Writer) (int, error) {
-	car, err := storage.NewWritable(w, []cid.Cid{root}, carv2.WriteAsCarV1(true))
+	car, err := newCARWriter(w, []cid.Cid{root})
 	if err != nil {
 		return 0, err
 	}
 	n := 0
 	err = walkSharded(ctx, cas, root, rootBlock, func(id cid.Cid, data []byte) error {
 		n++
-		return car.Put(ctx, string(cidKey(id)), data)
+		return car.put(id, data)
 	})
 	if err != nil {
 		return n, err
 	}
-	return n, car.Finalize()
+	return n, nil
 }

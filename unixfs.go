@@ -6,9 +6,6 @@ import (
 	"math"
 	"time"
 
-	"github.com/ipfs/boxo/ipld/merkledag"
-	"github.com/ipfs/boxo/ipld/unixfs"
-	unixfspb "github.com/ipfs/boxo/ipld/unixfs/pb"
 	"github.com/ipfs/go-cid"
 	"github.com/multiformats/go-multicodec"
 )
@@ -90,31 +87,31 @@ func (f fileBlocks) node(ctx context.Context, id cid.Cid) (*fileNode, []byte, er
 
 // decodeFileNode decodes the bytes b of dag-pb block id as a UnixFS file node and checks it.
 func decodeFileNode(id cid.Cid, b []byte) (*fileNode, error) {
-	pn, err := merkledag.DecodeProtobuf(b)
+	pn, err := decodePBNode(b)
 	if err != nil {
 		return nil, fmt.Errorf("%w: file node %s: %v", ErrCorrupt, id, err)
 	}
-	fsn, err := unixfs.FSNodeFromBytes(pn.Data())
+	fsn, err := decodeUnixFSData(pn.data)
 	if err != nil {
 		return nil, fmt.Errorf("%w: file node %s: %v", ErrCorrupt, id, err)
 	}
-	if t := fsn.Type(); t != unixfspb.Data_File && t != unixfspb.Data_Raw {
-		return nil, fmt.Errorf("%w: dag-pb block %s is a UnixFS %s, not a file", ErrCorrupt, id, t)
+	if fsn.typ != unixfsFile && fsn.typ != unixfsRaw {
+		return nil, fmt.Errorf("%w: dag-pb block %s is a UnixFS %s, not a file", ErrCorrupt, id, unixfsTypeName(fsn.typ))
 	}
-	n := &fileNode{data: fsn.Data(), sizes: fsn.BlockSizes(), size: fsn.FileSize(), encLen: len(b)}
-	links := pn.Links()
+	n := &fileNode{data: fsn.data, sizes: fsn.blocksizes, size: fsn.filesize, encLen: len(b)}
+	links := pn.links
 	if len(links) != len(n.sizes) {
 		return nil, fmt.Errorf("%w: file node %s has %d links and %d blocksizes", ErrCorrupt, id, len(links), len(n.sizes))
 	}
 	total := uint64(len(n.data))
 	n.links = make([]cid.Cid, len(links))
 	for i, l := range links {
-		switch l.Cid.Prefix().Codec {
+		switch l.Prefix().Codec {
 		case uint64(multicodec.Raw), uint64(multicodec.DagPb):
 		default:
-			return nil, fmt.Errorf("%w: file node %s links to %s, neither raw nor dag-pb", ErrCorrupt, id, l.Cid)
+			return nil, fmt.Errorf("%w: file node %s links to %s, neither raw nor dag-pb", ErrCorrupt, id, l)
 		}
-		n.links[i] = l.Cid
+		n.links[i] = l
 		if n.sizes[i] > math.MaxInt64-total {
 			return nil, fmt.Errorf("%w: file node %s: blocksizes overflow", ErrCorrupt, id)
 		}
