@@ -9,16 +9,25 @@ import (
 	"github.com/ipfs/go-cid"
 )
 
-// openZarr opens the dataset at root on st (hamt.OpenZarr). A root whose own block is not in the
-// store ends the command with exitNotFound, naming the store; a missing block further in (a
-// sharded root's metadata, say) stays a failure: the store is incomplete, not the root absent.
+// openZarr opens the dataset at root on st (hamt.OpenZarr); a root not in the store is
+// exitNotFound (missingRoot).
 func openZarr(ctx context.Context, st *store, root cid.Cid, opts ...hamt.LayoutOption) (hamt.ZarrDataset, error) {
 	z, err := hamt.OpenZarr(ctx, st.cas, root, opts...)
-	if err == nil || !errors.Is(err, hamt.ErrMissingBlock) {
-		return z, err
+	if err != nil {
+		return nil, missingRoot(ctx, st, root, err)
+	}
+	return z, nil
+}
+
+// missingRoot is err, the failure of an operation on the dataset at root, or when root's own
+// block is not in st, exitNotFound naming the store. A missing block further in (a value, a node,
+// a sharded root's metadata) stays a failure: the store is incomplete, not the root absent.
+func missingRoot(ctx context.Context, st *store, root cid.Cid, err error) error {
+	if !errors.Is(err, hamt.ErrMissingBlock) {
+		return err
 	}
 	if _, derr := hamt.DetectLayout(ctx, st.cas, root); errors.Is(derr, hamt.ErrMissingBlock) {
-		return nil, notFound(fmt.Errorf("no root %s in %s (%w)", root, st.where, hamt.ErrMissingBlock))
+		return notFound(fmt.Errorf("no root %s in %s (%w)", root, st.where, hamt.ErrMissingBlock))
 	}
-	return nil, err
+	return err
 }

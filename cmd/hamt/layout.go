@@ -127,7 +127,7 @@ On a terminal (or with --progress) a bar counts the keys copied, with the rate a
 			nroot, err := hamt.ConvertZarr(cmd.Context(), st.cas, root, layout, opts...)
 			p.finish(copied.Files, copied.Bytes, 0, err)
 			if err != nil {
-				return err
+				return missingRoot(cmd.Context(), st, root, err)
 			}
 			if err := a.pinRoot(cmd.Context(), st, root, nroot); err != nil {
 				return err

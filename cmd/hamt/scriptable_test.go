@@ -18,8 +18,10 @@ import (
 
 	"github.com/hamt-go/hamt"
 	"github.com/hamt-go/hamt/internal/kubotest"
+	"github.com/ipfs/go-cid"
 	"github.com/multiformats/go-multicodec"
 	"github.com/spf13/cobra"
+	bolt "go.etcd.io/bbolt"
 )
 
 // testdataZarr is the bundled Zarr v3 hierarchy.
@@ -593,5 +595,63 @@ func TestErrorLineDropsInnerPrefixes(t *testing.T) {
 	}}
 	if code := execute(context.Background(), root, nil, &errb); code != 1 || errb.String() != "hamt: import d: WithReplace is an ExportDir option\n" {
 		t.Errorf("exit %d, %q", code, errb.String())
+	}
+}
+
+// TestRealFailuresCarryOnePrefixAndTheirStatus: failing commands of every kind print one line
+// with one "hamt: " prefix, and exit 4 only for what is not there (a key, a directory, a root):
+// a value whose block is lost from the store is a failure (1), not an absent key.
+func TestRealFailuresCarryOnePrefixAndTheirStatus(t *testing.T) {
+	dir := t.TempDir()
+	store := filepath.Join(dir, "store.bolt")
+	root := okIn(t, store, "import", testdataZarr).lastLine()
+	sroot := okIn(t, store, "import", "--layout", "sharded", groupedZarr(t)).lastLine()
+	lost := jsonLines[lsJSON](t, okIn(t, store, "ls", "-l", "--json", root, "counts/c/0").stdout)[0].CID
+	id, err := cid.Decode(lost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := bolt.Open(store, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error { return tx.Bucket([]byte("blocks")).Delete(id.Hash()) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	missing := "bafyr4igb3js3dqlnsvmbi533lhghfet3l4r35vbi7mlrvxjb6f3n5wkc3m" // the empty map, never stored here
+	out := filepath.Join(dir, "out")
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"get", root, "counts/c/0"}, 1, "block missing"},
+		{[]string{"ls", "-l", root}, 1, "block missing"},
+		{[]string{"stats", root}, 1, "block missing"},
+		{[]string{"export", root, out}, 1, "block missing"},
+		{[]string{"car", "export", root, filepath.Join(dir, "x.car")}, 1, "block missing"},
+		{[]string{"get", root, "nope"}, 4, `no key "nope"`},
+		{[]string{"get", sroot, "0/nope/zarr.json"}, 4, `no key "0/nope/zarr.json"`},
+		{[]string{"rm", sroot, "0/mask/c/9/9"}, 4, `no key "0/mask/c/9/9"`},
+		{[]string{"rm", "-r", sroot, "1"}, 4, `no key under "1"`},
+		{[]string{"ls", "--dir", sroot, "0/nope"}, 4, "no directory"},
+		{[]string{"ls", missing}, 4, "no root " + missing + " in " + store},
+		{[]string{"stats", "--json", missing}, 4, "no root"},
+		{[]string{"diff", root, missing}, 4, "no root"},
+		{[]string{"export", missing, out}, 4, "no root"},
+		{[]string{"car", "export", missing, filepath.Join(dir, "y.car")}, 4, "no root"},
+		{[]string{"convert", missing, "--to", "hamt"}, 4, "no root"},
+		{[]string{"import", "--into", root, "--prefix", "a//b", testdataZarr}, 1, "key prefix"},
+		{[]string{"car", "import", testdataZarr}, 1, "is a directory"},
+		{[]string{"ls", "--json", "notacid"}, 2, "not a CID"},
+	} {
+		r := in(t, store, c.args...)
+		wantExit(t, r, c.code, c.want, c.args...)
+		if n := strings.Count(r.stderr, "hamt: "); n != 1 {
+			t.Errorf("hamt %v: %d \"hamt: \" in %q", c.args, n, r.stderr)
+		}
 	}
 }
