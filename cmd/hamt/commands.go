@@ -371,8 +371,8 @@ API). With --json, standard output is one JSON object instead of the statistics 
 	addLayoutFlags(cmd, &layoutName, &bucket, &perShard)
 	addProgressFlags(cmd)
 	cmd.Flags().BoolVar(&stats, "stats", false, "print the new dataset's statistics before its root")
-	cmd.Flags().StringVar(&into, "into", "", "add the files to the dataset at ROOT (keys it holds are overwritten) instead of a new one")
-	cmd.Flags().StringVar(&prefix, "prefix", "", "store each file under P/ (with --into: where the files go in the dataset)")
+	cmd.Flags().StringVar(&into, "into", "", "add the files to the dataset at `ROOT` (keys it holds are overwritten) instead of a new one")
+	cmd.Flags().StringVar(&prefix, "prefix", "", "store each file under `P`/ (with --into: where the files go in the dataset)")
 	addJSONFlag(cmd, &asJSON, "one JSON object (the root, counts, bytes, store)")
 	return cmd
 }
