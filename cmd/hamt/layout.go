@@ -1,12 +1,9 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"io"
 
 	"github.com/hamt-go/hamt"
-	"github.com/ipfs/go-cid"
 	"github.com/spf13/cobra"
 )
 
@@ -14,15 +11,6 @@ import (
 func isHAMT(z hamt.ZarrDataset) bool {
 	_, ok := z.(*hamt.ShardedZarrStore)
 	return !ok
-}
-
-// printZarrStats writes the statistics of the flushed dataset z at root (zarrStats) as text.
-func printZarrStats(ctx context.Context, w io.Writer, cas hamt.CAS, root cid.Cid, z hamt.ZarrDataset) error {
-	r, err := zarrStats(ctx, cas, root, z)
-	if err != nil {
-		return err
-	}
-	return r.writeText(w)
 }
 
 // percent is " (p %)" of n out of total, or nothing for an empty total.
