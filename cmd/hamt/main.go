@@ -182,7 +182,11 @@ func dropInnerPrefixes(s string) string {
 			quoted = !quoted
 		case !quoted && strings.HasPrefix(s[i:], innerPrefix):
 			b.WriteString(": ")
-			i += len(innerPrefix) - 1
+			i += len(innerPrefix)
+			for strings.HasPrefix(s[i:], "hamt: ") { // a prefix doubled inside
+				i += len("hamt: ")
+			}
+			i-- // the loop's i++
 			continue
 		}
 		b.WriteByte(s[i])

@@ -583,6 +583,7 @@ func TestErrorLineDropsInnerPrefixes(t *testing.T) {
 		`no key "a\": hamt: b" in r: hamt: gone`:                   `no key "a\": hamt: b" in r: gone`,
 		"hamt: hamt: twice at the start":                           "twice at the start",
 		"nothing to drop: hamt:x":                                  "nothing to drop: hamt:x",
+		"wrapped: hamt: hamt: twice inside":                        "wrapped: twice inside",
 	} {
 		if got := errorLine(in); got != want {
 			t.Errorf("errorLine(%q) = %q, want %q", in, got, want)
@@ -654,4 +655,21 @@ func TestRealFailuresCarryOnePrefixAndTheirStatus(t *testing.T) {
 			t.Errorf("hamt %v: %d \"hamt: \" in %q", c.args, n, r.stderr)
 		}
 	}
+}
+
+// FuzzErrorLine: any error text (keys and file names in it come from untrusted data) becomes one
+// line, bounded, and outside quotes keeps no library prefix after the command's.
+func FuzzErrorLine(f *testing.F) {
+	for _, s := range []string{"hamt: a: hamt: b", "x: hamt: hamt: hamt: y", `no key "k: hamt: v"`, "a\nb\r\nc", `"\"`, "é: hamt: ", strings.Repeat("é: hamt: ", 500)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got := errorLine(s)
+		if strings.ContainsAny(got, "\r\n") || len(got) > maxErrorLine+64 {
+			t.Fatalf("errorLine(%q) = %q: not one bounded line", s, got)
+		}
+		if !strings.Contains(s, `"`) && len(got) < maxErrorLine/2 && (strings.Contains(got, innerPrefix) || strings.HasPrefix(got, "hamt: ")) {
+			t.Fatalf("errorLine(%q) = %q keeps a library prefix", s, got)
+		}
+	})
 }
