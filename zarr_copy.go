@@ -47,6 +47,9 @@ func copyZarr(ctx context.Context, dst, src Zarr, byCID bool, opts []DirOption) 
 	if o.replace {
 		return DirStats{}, errors.New("hamt: WithReplace is an ExportDir option; CopyZarr writes no files")
 	}
+	if o.keyPrefix != "" {
+		return DirStats{}, errors.New("hamt: WithKeyPrefix is an ImportDir option; CopyZarr copies keys as they are")
+	}
 	setCID, _ := dst.(cidSetter)
 	if !byCID {
 		setCID = nil

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"unicode/utf8"
 
@@ -49,6 +50,23 @@ type Setter interface {
 	Set(ctx context.Context, key string, value []byte) error
 }
 
+// existsFunc is how ImportDir asks whether dst already holds a key, to count the files that
+// replace one (DirStats.Replaced): a Zarr store's Exists, a Map's Has, or for a Setter that can
+// tell neither, never.
+func existsFunc(dst Setter) func(ctx context.Context, key string) (bool, error) {
+	switch d := dst.(type) {
+	case interface {
+		Exists(ctx context.Context, key string) (bool, error)
+	}:
+		return d.Exists
+	case interface {
+		Has(ctx context.Context, key string) (bool, error)
+	}:
+		return d.Has
+	}
+	return func(context.Context, string) (bool, error) { return false, nil }
+}
+
 // Progress is what ImportDir and ExportDir report after each file: how far they are of the
 // totals, known from the listing made before any file is copied. An export does not know its
 // TotalBytes (sizes are not fetched ahead): it is -1 there. While the listing runs they report
@@ -60,20 +78,24 @@ type Progress struct {
 }
 
 // DirStats sums up an ImportDir or ExportDir: the files copied and their bytes, and (import only)
-// the entries skipped because they are not regular files (symlinks, devices, sockets, pipes).
+// the entries skipped because they are not regular files (symlinks, devices, sockets, pipes),
+// and how many of the files copied overwrote a key the destination already held (Replaced, when
+// the destination can tell: it has an Exists or Has method; Files - Replaced keys were added).
 type DirStats struct {
-	Files   int
-	Bytes   int64
-	Skipped int
+	Files    int
+	Bytes    int64
+	Skipped  int
+	Replaced int
 }
 
 // DirOption configures ImportDir and ExportDir.
 type DirOption func(*dirOptions) error
 
 type dirOptions struct {
-	workers  int
-	progress func(Progress)
-	replace  bool
+	workers   int
+	progress  func(Progress)
+	replace   bool
+	keyPrefix string // ImportDir: put before every key, "" or ending in "/"
 }
 
 // WithDirWorkers bounds the number of files read and saved (or loaded and written) at once
@@ -104,6 +126,26 @@ func WithProgress(fn func(Progress)) DirOption {
 func WithReplace() DirOption {
 	return func(o *dirOptions) error {
 		o.replace = true
+		return nil
+	}
+}
+
+// WithKeyPrefix makes ImportDir store each file under prefix + "/" + its path relative to the
+// directory: with prefix "surface/temp", the file c/9/0 becomes the key "surface/temp/c/9/0".
+// That appends an array, or a slice of one, to an existing dataset. A trailing slash on prefix
+// is optional; "" (the default) adds nothing. A prefix that is not a Zarr path ("/a", "a//b",
+// "..", a NUL byte) is ErrInvalidKey. ExportDir and CopyZarr refuse this option.
+func WithKeyPrefix(prefix string) DirOption {
+	return func(o *dirOptions) error {
+		prefix = strings.TrimSuffix(prefix, "/")
+		if prefix == "" {
+			o.keyPrefix = ""
+			return nil
+		}
+		if why := zarrKeyProblem(prefix); why != "" {
+			return fmt.Errorf("key prefix %q %s: %w", prefix, why, ErrInvalidKey)
+		}
+		o.keyPrefix = prefix + "/"
 		return nil
 	}
 }
@@ -213,6 +255,7 @@ func ImportDir(ctx context.Context, dst Setter, dir string, opts ...DirOption) (
 	if o.replace {
 		return DirStats{}, errors.New("hamt: WithReplace is an ExportDir option; ImportDir writes no files")
 	}
+	exists := existsFunc(dst)
 	fail := func(stats DirStats, err error) (DirStats, error) {
 		return stats, fmt.Errorf("import %s: %w", dir, err)
 	}
@@ -229,6 +272,7 @@ func ImportDir(ctx context.Context, dst Setter, dir string, opts ...DirOption) (
 	}
 	defer root.Close()
 	var stats DirStats
+	var replaced atomic.Int64
 	prog := progressCounter{fn: o.progress}
 	var files []importFile
 	if err := listImport(ctx, root, ".", "", info, &files, &stats, &prog); err != nil {
@@ -240,8 +284,17 @@ func ImportDir(ctx context.Context, dst Setter, dir string, opts ...DirOption) (
 		if err != nil {
 			return err
 		}
-		if err := dst.Set(ctx, f.key, b); err != nil {
+		key := o.keyPrefix + f.key
+		// The keys of one import differ, so no other worker sets key between the two calls.
+		held, err := exists(ctx, key)
+		if err != nil {
 			return err
+		}
+		if err := dst.Set(ctx, key, b); err != nil {
+			return err
+		}
+		if held {
+			replaced.Add(1)
 		}
 		prog.add(int64(len(b)))
 		return nil
@@ -274,11 +327,11 @@ func ImportDir(ctx context.Context, dst Setter, dir string, opts ...DirOption) (
 		// array's grid, as py-hamt does): an import that reports success has stored every file.
 		keys := make([]string, len(files))
 		for i, f := range files {
-			keys[i] = f.key
+			keys[i] = o.keyPrefix + f.key
 		}
 		err = checkStored(ctx, s, keys, o.workers, "import")
 	}
-	stats.Files, stats.Bytes = prog.p.Files, prog.p.Bytes
+	stats.Files, stats.Bytes, stats.Replaced = prog.p.Files, prog.p.Bytes, int(replaced.Load())
 	if err != nil {
 		return fail(stats, err)
 	}
@@ -529,6 +582,9 @@ func ExportDir(ctx context.Context, src Zarr, dir string, opts ...DirOption) (Di
 	o, err := buildDirOptions(opts)
 	if err != nil {
 		return DirStats{}, err
+	}
+	if o.keyPrefix != "" {
+		return DirStats{}, errors.New("hamt: WithKeyPrefix is an ImportDir option; ExportDir writes every key")
 	}
 	fail := func(stats DirStats, err error) (DirStats, error) {
 		return stats, fmt.Errorf("export %s: %w", dir, err)

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -27,6 +26,7 @@ type app struct {
 	kuboGateway []string
 	kubo        bool            // --kubo: the daemon ipfs would use
 	kuboAPI     string          // --api: the daemon's RPC API multiaddr
+	kuboAt      string          // the RPC API the store uses (kuboOptions), to say where data went
 	pin         bool            // --pin: pin each new root made through Kubo
 	ctx         context.Context // the run's, for the requests that find the daemon (openStore)
 	stdin       io.Reader
@@ -63,11 +63,25 @@ pinned. --pin=false leaves pins as they are; hamt pin ls|add|rm shows and change
 
 import and car import create a missing bbolt file (and its directory), and remove it again when
 they fail without storing a block; the other commands refuse a missing one ("no store at PATH").
-Commands that make a new root print its CID as the last line of standard output.
+Commands that make a new root print its CID as the last line of standard output, and say on
+standard error where the data went ("stored in PATH"). With --json, ls, stats, diff, import, car
+export, car import and version write JSON to standard output instead of text: one object, or for
+listings (ls, diff) JSON Lines, one object per line; fields are snake_case, CIDs strings, sizes
+integers.
 
-Errors are one line on standard error. Exit status: 0 on success, 1 when the command failed, 2 for
-a usage error (an unknown command or flag, a wrong number of arguments, an argument that does not
-parse), 3 for an internal error (a bug in hamt: please report it).`,
+Errors are one line on standard error, starting "hamt: ". Exit status:
+  0  success (diff --exit-code: the datasets are the same)
+  1  the command failed (diff --exit-code: the datasets differ)
+  2  usage error: an unknown command or flag, a wrong number of arguments, an argument that does
+     not parse
+  3  internal error: a bug in hamt (please report it)
+  4  not found: the key (get, rm), the directory (rm -r, ls --dir) or the root is not there
+  5  verify found problems in the data`,
+		Example: `  ROOT=$(hamt import era5.zarr | tail -1)   # into $HAMT_STORE or the default store
+  hamt ls --dir $ROOT
+  hamt get $ROOT t2m/zarr.json
+  hamt --store /data/era5.bolt serve $ROOT
+  hamt --kubo import era5.zarr              # onto IPFS through the local Kubo daemon`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Args:          noSubcommand,
@@ -95,7 +109,11 @@ parse), 3 for an internal error (a bug in hamt: please report it).`,
 	}
 	root.AddCommand(a.importCommand(), a.exportCommand(), a.lsCommand(), a.getCommand(), a.setCommand(),
 		a.rmCommand(), a.serveCommand(), a.statsCommand(), a.diffCommand(), a.convertCommand(), a.carCommand(),
-		a.pinCommand())
+		a.pinCommand(), a.versionCommand())
+	// --version prints what hamt version does.
+	v := buildVersion()
+	root.Version = v.Version
+	root.SetVersionTemplate(v.text())
 	return root
 }
 
@@ -185,10 +203,12 @@ func defaultStorePath() (string, error) {
 	return filepath.Join(dir, "hamt", "store.bolt"), nil
 }
 
-// store is an open CAS and how to close it.
+// store is an open CAS, how to close it, and where it is (a bbolt file's absolute path, or the
+// Kubo daemon's RPC API), to tell the user where the data went.
 type store struct {
 	cas   hamt.CAS
 	close func() error
+	where string
 }
 
 // open opens the store the flags name, for writing or read-only. A bbolt store must exist to be
@@ -238,7 +258,7 @@ func (a *app) withZarr(ctx context.Context, root cid.Cid, write bool, fn func(ha
 	if write {
 		opts = append(opts, hamt.WithZarrWrite())
 	}
-	z, err := hamt.OpenZarr(ctx, st.cas, root, opts...)
+	z, err := openZarr(ctx, st, root, opts...)
 	if err != nil {
 		return err
 	}
@@ -247,11 +267,11 @@ func (a *app) withZarr(ctx context.Context, root cid.Cid, write bool, fn func(ha
 
 func (a *app) importCommand() *cobra.Command {
 	var workers, bucket, perShard int
-	var stats bool
-	var layoutName string
+	var stats, asJSON bool
+	var layoutName, into, prefix string
 	cmd := &cobra.Command{
-		Use:   "import DIR",
-		Short: "Import a Zarr directory (every regular file) and print the new root",
+		Use:   "import [--into ROOT] [--prefix P] DIR",
+		Short: "Import a Zarr directory (every regular file), or add it to a dataset, and print the new root",
 		Long: `Import stores every regular file under DIR in a new map, keyed by its slash-separated path
 relative to DIR, flushes it, and prints the root CID as the last line. With --stats the new map's
 statistics are printed before the root. Through Kubo the root is pinned (recursively: the blocks
@@ -276,15 +296,39 @@ zarr.json (or .zarray) and refuses a chunk of an array it does not know. As py-h
 arrays under a group (0/temp, not temp: a directory with arrays beside a root zarr.json is refused;
 put the dataset in a subdirectory 0), adds a group zarr.json for every parent of an array that has
 none, and removes consolidated_metadata from a root zarr.json when every array sits under a group.
---chunks-per-shard defaults to py-hamt's 6250.`,
+--chunks-per-shard defaults to py-hamt's 6250.
+
+--prefix P stores each file under P/ (the file c/9/0 becomes P/c/9/0). --into ROOT adds the files
+to the dataset at ROOT instead of a new one (in ROOT's layout, which --layout cannot change; give
+the --bucket-size it was imported with), in one new root, flushed once: with --prefix, that
+appends an array, or a time slice of one (its zarr.json with the grown shape, and the new chunks),
+without a set per file. A key ROOT already holds is overwritten; the summary says how many keys
+were added and how many replaced. A sharded root grows an array whose new zarr.json says so (the
+metadata is stored first) and refuses a chunk of an array it does not know. Through Kubo the pin
+of ROOT moves to the new root (pin update) unless --pin=false.
+
+The last line on standard error says where the data went (the bbolt file, or the Kubo daemon's RPC
+API). With --json, standard output is one JSON object instead of the statistics and the root:
+"root", "into" and "prefix" (when given), "files", "bytes", "skipped" (not regular files),
+"added", "replaced", "store", and with --stats "stats" (as stats --json writes it).`,
+		Example: `  ROOT=$(hamt import era5.zarr | tail -1)
+  hamt import --layout sharded --prefix 0 era5.zarr       # py-hamt's sharded layout wants a group
+  ROOT2=$(hamt import --into $ROOT --prefix t2m t2m-2025-01.zarr | tail -1)   # append a slice
+  hamt import --json era5.zarr | jq -r .root`,
 		Args: args(1, 1),
 		RunE: func(cmd *cobra.Command, argv []string) (err error) {
 			ctx := cmd.Context()
-			layout, opts, err := layoutFlags(cmd, layoutName, bucket, perShard)
-			if err != nil {
+			var old cid.Cid
+			var layout hamt.Layout
+			var opts []hamt.LayoutOption
+			if into != "" {
+				if old, opts, err = intoFlags(cmd, into, bucket, perShard); err != nil {
+					return err
+				}
+			} else if layout, opts, err = layoutFlags(cmd, layoutName, bucket, perShard); err != nil {
 				return err
 			}
-			st, err := a.open(true)
+			st, err := a.openStore(true, into == "")
 			if err != nil {
 				return err
 			}
@@ -298,12 +342,12 @@ none, and removes consolidated_metadata from a root zarr.json when every array s
 				return err
 			}
 			defer bw.close()
-			z, err := hamt.NewZarr(ctx, bw.cas, layout, opts...)
+			z, err := a.importTarget(ctx, cmd, &store{cas: bw.cas, where: st.where}, old, layout, opts)
 			if err != nil {
 				return err
 			}
 			p := newProgress(a.stderr, a.showBar(cmd), "import")
-			s, err := hamt.ImportDir(ctx, z, argv[0], hamt.WithDirWorkers(workers), hamt.WithProgress(p.update))
+			s, err := hamt.ImportDir(ctx, z, argv[0], hamt.WithDirWorkers(workers), hamt.WithProgress(p.update), hamt.WithKeyPrefix(prefix))
 			p.finish(s.Files, s.Bytes, s.Skipped, err)
 			if err != nil {
 				return err
@@ -315,16 +359,11 @@ none, and removes consolidated_metadata from a root zarr.json when every array s
 			if err := bw.commit(ctx); err != nil {
 				return err
 			}
-			if err := a.pinRoot(ctx, st, cid.Undef, root); err != nil {
+			if err := a.pinRoot(ctx, st, old, root); err != nil {
 				return err
 			}
-			if stats {
-				if err := printZarrStats(ctx, a.stdout, st.cas, root, z); err != nil {
-					return err
-				}
-			}
-			_, err = fmt.Fprintln(a.stdout, root)
-			return err
+			return a.reportImport(ctx, st, z, importReport{Root: root.String(), Into: into, Prefix: prefix, Files: s.Files,
+				Bytes: s.Bytes, Skipped: s.Skipped, Added: s.Files - s.Replaced, Replaced: s.Replaced, Store: st.where}, stats, asJSON)
 		},
 	}
 	cmd.PreRunE = positiveFlags("workers", "bucket-size")
@@ -332,6 +371,9 @@ none, and removes consolidated_metadata from a root zarr.json when every array s
 	addLayoutFlags(cmd, &layoutName, &bucket, &perShard)
 	addProgressFlags(cmd)
 	cmd.Flags().BoolVar(&stats, "stats", false, "print the new dataset's statistics before its root")
+	cmd.Flags().StringVar(&into, "into", "", "add the files to the dataset at `ROOT` (keys it holds are overwritten) instead of a new one")
+	cmd.Flags().StringVar(&prefix, "prefix", "", "store each file under `P`/ (with --into: where the files go in the dataset)")
+	addJSONFlag(cmd, &asJSON, "one JSON object (the root, counts, bytes, store)")
 	return cmd
 }
 
@@ -363,6 +405,8 @@ ahead); then one summary line, the only output without a terminal or with --no-p
 From Kubo the dataset comes in one request, a CAR stream checked block by block as it arrives,
 copied into a temporary file ($TMPDIR) as large as the dataset, removed when the export ends; files
 are written as their values arrive.`,
+		Example: `  hamt export $ROOT era5.zarr
+  hamt export --replace $ROOT era5.zarr    # over an older export`,
 		Args: args(2, 2),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			return a.onRoot(cmd, argv[0], false, func(root cid.Cid, z hamt.ZarrDataset, st *store) error {
@@ -392,38 +436,6 @@ are written as their values arrive.`,
 	return cmd
 }
 
-func (a *app) lsCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "ls ROOT [PREFIX]",
-		Short: "List the keys of ROOT (that start with PREFIX), sorted",
-		Args:  args(1, 2),
-		RunE: func(cmd *cobra.Command, argv []string) error {
-			return a.onRoot(cmd, argv[0], false, func(root cid.Cid, z hamt.ZarrDataset, _ *store) error {
-				prefix := ""
-				if len(argv) == 2 {
-					prefix = argv[1]
-				}
-				var keys []string
-				for k, err := range z.List(cmd.Context()) {
-					if err != nil {
-						return err
-					}
-					if strings.HasPrefix(k, prefix) {
-						keys = append(keys, k)
-					}
-				}
-				slices.Sort(keys)
-				for _, k := range keys {
-					if _, err := fmt.Fprintln(a.stdout, k); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
-		},
-	}
-}
-
 func (a *app) getCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "get ROOT KEY",
@@ -431,7 +443,10 @@ func (a *app) getCommand() *cobra.Command {
 		Long: `Get writes the value of KEY to standard output, read and written in pieces of at most 1 MiB, so
 memory stays bounded whatever the value's size. A value that cannot be read (a block missing or
 corrupt) fails before anything is written; should a later piece fail, the command exits 1 after
-writing a prefix of the value.`,
+writing a prefix of the value. A KEY that is not there exits with status 4.`,
+		Example: `  hamt get $ROOT surface/temp/zarr.json | jq .shape
+  hamt get $ROOT surface/temp/c/0/0 > chunk.bin
+  hamt get $ROOT maybe/there >/dev/null 2>&1; [ $? -eq 4 ] && echo "no such key"`,
 		Args: args(2, 2),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			return a.onRoot(cmd, argv[0], false, func(root cid.Cid, z hamt.ZarrDataset, _ *store) error {
@@ -440,7 +455,7 @@ writing a prefix of the value.`,
 					_, err = v.WriteTo(cmd.Context(), a.stdout, hamt.ByteRange{})
 				}
 				if errors.Is(err, hamt.ErrNotFound) {
-					return fmt.Errorf("no key %q in %s", argv[1], root)
+					return notFound(fmt.Errorf("no key %q in %s", argv[1], root))
 				}
 				return err
 			})
@@ -459,6 +474,8 @@ larger than the store takes (2 GiB - 2 bytes on a bbolt store) is refused before
 HAMT root, give the --bucket-size the dataset was imported with (a root does not record it), so
 the new root is the one an import of the same files gives. Through Kubo the pin of ROOT moves to
 the new root (pin update; the new root is pinned if ROOT was not) unless --pin=false.`,
+		Example: `  ROOT2=$(hamt set $ROOT surface/temp/c/0/0 chunk.bin | tail -1)
+  echo '{"zarr_format": 3, "node_type": "group"}' | hamt set $ROOT extra/zarr.json -`,
 		Args: args(3, 3),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			if _, err := parseRoot(argv[0]); err != nil {
@@ -493,11 +510,11 @@ the new root (pin update; the new root is pinned if ROOT was not) unless --pin=f
 }
 
 func (a *app) rmCommand() *cobra.Command {
-	var legacy bool
+	var legacy, recursive, all bool
 	var bucket int
 	cmd := &cobra.Command{
-		Use:   "rm ROOT KEY",
-		Short: "Remove KEY and print the new root",
+		Use:   "rm [-r] ROOT KEY|DIR",
+		Short: "Remove KEY (or with -r every key under DIR) and print the new root",
 		Long: `Rm removes KEY and prints the new root. As py-hamt 3.5 does, every node on KEY's path left with
 at most --bucket-size keys (default 4; give the one the dataset was imported with, which a root
 does not record) is folded back into a bucket, so the root is the one an import of the remaining
@@ -505,12 +522,42 @@ keys with that --bucket-size gives. With --legacy-deletes
 nothing is folded, as in py-hamt 3.3.2, whose roots after deletes this reproduces. (On a sharded
 root, rm clears the chunk's slot or the metadata key; there is nothing to fold.) Through Kubo the
 pin of ROOT moves to the new root (pin update; the new root is pinned if ROOT was not) unless
---pin=false.`,
-		Args: args(2, 2),
+--pin=false.
+
+With -r, rm removes the directory DIR: every key under DIR/ and the key DIR itself, matched by
+whole path elements (rm -r ROOT a/t removes a/t/c/0, not a/temp/c/0), all in one new root, flushed
+once; it says on standard error how many keys went. An empty DIR (the whole dataset) is refused:
+give rm -r --all ROOT to remove every key. A KEY or DIR that is not there exits with status 4.`,
+		Example: `  hamt rm $ROOT surface/temp/c/0/0        # one key
+  hamt rm -r $ROOT surface/temp            # the array surface/temp: its zarr.json and chunks
+  hamt rm -r $ROOT surface/temp/c/1        # a slice of its chunks
+  hamt rm -r --all $ROOT                   # every key: the empty dataset's root`,
+		Args: func(cmd *cobra.Command, argv []string) error {
+			switch {
+			case all && !recursive:
+				return &usageError{errors.New("--all is for rm -r")}
+			case all && len(argv) != 1:
+				return &usageError{fmt.Errorf("rm -r --all takes ROOT, got %d arguments", len(argv))}
+			case !all && len(argv) != 2:
+				return &usageError{fmt.Errorf("rm takes ROOT KEY (rm -r: ROOT DIR), got %d arguments", len(argv))}
+			case recursive && !all && strings.Trim(argv[1], "/") == "":
+				return &usageError{fmt.Errorf("rm -r of %q would remove every key: give rm -r --all ROOT", argv[1])}
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			opts := []hamt.LayoutOption{hamt.WithMapOptions(hamt.WithBucketSize(bucket))}
 			if legacy {
 				opts = append(opts, hamt.WithMapOptions(hamt.WithLegacyDeletes()))
+			}
+			if recursive {
+				dir := ""
+				if !all {
+					dir = argv[1]
+				}
+				return a.onRoot(cmd, argv[0], true, func(root cid.Cid, z hamt.ZarrDataset, st *store) error {
+					return a.removeAll(cmd.Context(), z, st, root, dir)
+				}, opts...)
 			}
 			return a.onRoot(cmd, argv[0], true, func(root cid.Cid, z hamt.ZarrDataset, st *store) error {
 				// Zarr's Delete takes a missing key for done; rm says so instead.
@@ -519,7 +566,7 @@ pin of ROOT moves to the new root (pin update; the new root is pinned if ROOT wa
 					return err
 				}
 				if !present {
-					return fmt.Errorf("no key %q in %s", argv[1], root)
+					return notFound(fmt.Errorf("no key %q in %s", argv[1], root))
 				}
 				if err := z.Delete(cmd.Context(), argv[1]); err != nil {
 					return err
@@ -528,6 +575,8 @@ pin of ROOT moves to the new root (pin update; the new root is pinned if ROOT wa
 			}, opts...)
 		},
 	}
+	cmd.Flags().BoolVarP(&recursive, "recursive", "r", false, "remove the directory DIR: every key under DIR/ and DIR itself")
+	cmd.Flags().BoolVar(&all, "all", false, "with -r and no DIR: remove every key of ROOT")
 	cmd.Flags().BoolVar(&legacy, "legacy-deletes", false, "delete as py-hamt 3.3.2 does: never fold nodes back into buckets")
 	cmd.Flags().IntVar(&bucket, "bucket-size", hamt.DefaultBucketSize, "hamt layout: the bucket size the dataset was written with")
 	cmd.PreRunE = positiveFlags("bucket-size")
@@ -544,6 +593,7 @@ func (a *app) printFlushed(ctx context.Context, z hamt.ZarrDataset, st *store, o
 	if err := a.pinRoot(ctx, st, old, root); err != nil {
 		return err
 	}
+	fmt.Fprintf(a.stderr, "stored in %s\n", st.where)
 	_, err = fmt.Fprintln(a.stdout, root)
 	return err
 }
@@ -574,6 +624,9 @@ A timeout of 0 means none.
 
 On SIGINT or SIGTERM it stops taking connections, lets requests in flight finish for 5s, then
 closes the connections still open and exits 0.`,
+		Example: `  hamt serve $ROOT                          # http://127.0.0.1:8000/
+  hamt serve --listen 0.0.0.0:8080 $ROOT    # on every interface
+  # then, in Python: zarr.open_group("http://127.0.0.1:8000/", mode="r")`,
 		Args: args(1, 1),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			root, err := parseRoot(argv[0])

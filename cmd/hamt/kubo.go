@@ -31,8 +31,10 @@ func (a *app) kuboOptions(ctx context.Context, gateways bool) ([]hamt.KuboOption
 	switch {
 	case a.kuboRPC != "":
 		opts = append(opts, hamt.WithKuboRPC(a.kuboRPC))
+		a.kuboAt = a.kuboRPC
 	case a.kuboAPI != "":
 		opts = append(opts, hamt.WithKuboAPI(a.kuboAPI))
+		a.kuboAt = a.kuboAPI
 	default:
 		path, err := hamt.KuboRepoPath()
 		var api string
@@ -42,11 +44,13 @@ func (a *app) kuboOptions(ctx context.Context, gateways bool) ([]hamt.KuboOption
 		switch {
 		case err == nil:
 			opts = append(opts, hamt.WithKuboAPI(api))
+			a.kuboAt = api
 			if localAPI(api) { // an api file naming another host: the daemon there has its own config
 				repo = path
 			}
 		case errors.Is(err, hamt.ErrKuboNotRunning) && len(a.kuboGateway) > 0:
 			// Gateways alone, for reading: the RPC API stays hamt.DefaultKuboRPC, as it always has.
+			a.kuboAt = hamt.DefaultKuboRPC
 		case errors.Is(err, hamt.ErrKuboNotRunning):
 			return nil, fmt.Errorf("no Kubo daemon found: %w; start `ipfs daemon`, set IPFS_PATH to its repository, or give --api or --kubo-rpc", err)
 		default:
@@ -108,7 +112,7 @@ func (a *app) openKubo(ctx context.Context, gateways bool) (*store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &store{cas: k, close: k.Close}, nil
+	return &store{cas: k, close: k.Close, where: "the Kubo daemon at " + a.kuboAt}, nil
 }
 
 // pinRoot pins root, a root the command made (from old, or from nothing when old is cid.Undef),
@@ -144,6 +148,9 @@ func (a *app) pinCommand() *cobra.Command {
 and every block it reaches through the daemon's garbage collection. Commands that make a root
 through Kubo pin it already (see --pin); these are for the rest. A bbolt store keeps every block
 and has no pins.`,
+		Example: `  hamt --kubo pin ls
+  hamt --kubo pin add $ROOT
+  hamt --api /ip4/127.0.0.1/tcp/5001 pin rm $ROOT`,
 		Args: noSubcommand,
 		RunE: showHelp,
 	}
@@ -163,9 +170,10 @@ and has no pins.`,
 		return fn(st.cas.(*hamt.KuboCAS))
 	}
 	pin.AddCommand(&cobra.Command{
-		Use:   "ls",
-		Short: "List the daemon's recursive pins, one CID a line",
-		Args:  args(0, 0),
+		Use:     "ls",
+		Short:   "List the daemon's recursive pins, one CID a line",
+		Example: "  hamt --kubo pin ls",
+		Args:    args(0, 0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return withKubo(cmd, func(k *hamt.KuboCAS) error {
 				pins, err := k.ListPins(cmd.Context())
@@ -182,9 +190,10 @@ and has no pins.`,
 		},
 	})
 	pin.AddCommand(&cobra.Command{
-		Use:   "add ROOT",
-		Short: "Pin ROOT and every block it reaches (recursively)",
-		Args:  args(1, 1),
+		Use:     "add ROOT",
+		Short:   "Pin ROOT and every block it reaches (recursively)",
+		Example: "  hamt --kubo pin add $ROOT",
+		Args:    args(1, 1),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			root, err := parseRoot(argv[0])
 			if err != nil {
@@ -194,9 +203,10 @@ and has no pins.`,
 		},
 	})
 	pin.AddCommand(&cobra.Command{
-		Use:   "rm ROOT",
-		Short: "Remove the recursive pin of ROOT",
-		Args:  args(1, 1),
+		Use:     "rm ROOT",
+		Short:   "Remove the recursive pin of ROOT",
+		Example: "  hamt --kubo pin rm $ROOT",
+		Args:    args(1, 1),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			root, err := parseRoot(argv[0])
 			if err != nil {

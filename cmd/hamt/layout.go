@@ -1,15 +1,9 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"io"
-	"slices"
-	"strconv"
-	"strings"
 
 	"github.com/hamt-go/hamt"
-	"github.com/ipfs/go-cid"
 	"github.com/spf13/cobra"
 )
 
@@ -17,46 +11,6 @@ import (
 func isHAMT(z hamt.ZarrDataset) bool {
 	_, ok := z.(*hamt.ShardedZarrStore)
 	return !ok
-}
-
-// printZarrStats writes the statistics of the flushed dataset z at root: the HAMT's (printStats),
-// or a sharded root's arrays, shards and fill.
-func printZarrStats(ctx context.Context, w io.Writer, cas hamt.CAS, root cid.Cid, z hamt.ZarrDataset) error {
-	s, ok := z.(*hamt.ShardedZarrStore)
-	if !ok {
-		return printStats(ctx, w, cas, root)
-	}
-	arrays := s.Arrays()
-	slices.SortFunc(arrays, func(x, y hamt.ShardedArray) int { return strings.Compare(x.Path, y.Path) })
-	width := 0
-	for _, arr := range arrays {
-		width = max(width, len(strconv.Quote(arr.Path)), len(strconv.Quote(arr.Primary)))
-	}
-	var shards, stored int
-	var chunks, grid int64
-	var b strings.Builder
-	for _, arr := range arrays {
-		path := arr.Path
-		if s.Version() == 1 {
-			path = arr.Primary // a v1 root's one index serves its primary array
-		}
-		n, err := s.ChunkCount(ctx, arr.Path)
-		if err != nil {
-			return err
-		}
-		shards += arr.Shards
-		stored += arr.StoredShards
-		chunks += n
-		grid += arr.Chunks
-		fmt.Fprintf(&b, "  %-*q shape %v, chunks %v, %d chunks per shard, shards %d (%d non-null), chunks %d of %d%s\n",
-			width, path, arr.Shape, arr.ChunkShape, arr.ChunksPerShard, arr.Shards, arr.StoredShards, n, arr.Chunks, percent(n, arr.Chunks))
-	}
-	_, err := fmt.Fprintf(w, `layout        sharded v%d
-arrays        %d
-%sshards        %d, %d non-null
-chunks        %d of %d%s
-`, s.Version(), len(arrays), b.String(), shards, stored, chunks, grid, percent(chunks, grid))
-	return err
 }
 
 // percent is " (p %)" of n out of total, or nothing for an empty total.
@@ -130,6 +84,8 @@ its one index becomes its primary array's, shards kept.
 Through Kubo the pin of ROOT moves to the new root (pin update; the new root is pinned if ROOT was
 not) unless --pin=false: the values stay pinned through the new root, ROOT's own nodes do not.
 On a terminal (or with --progress) a bar counts the keys copied, with the rate and the time left.`,
+		Example: `  SROOT=$(hamt convert $ROOT --to sharded --chunks-per-shard 1000 | tail -1)
+  hamt convert $SROOT --to hamt              # back: the original root, unless keys were added`,
 		Args: args(1, 1),
 		RunE: func(cmd *cobra.Command, argv []string) (err error) {
 			root, err := parseRoot(argv[0])
@@ -159,11 +115,12 @@ On a terminal (or with --progress) a bar counts the keys copied, with the rate a
 			nroot, err := hamt.ConvertZarr(cmd.Context(), st.cas, root, layout, opts...)
 			p.finish(copied.Files, copied.Bytes, 0, err)
 			if err != nil {
-				return err
+				return missingRoot(cmd.Context(), st, root, err)
 			}
 			if err := a.pinRoot(cmd.Context(), st, root, nroot); err != nil {
 				return err
 			}
+			fmt.Fprintf(a.stderr, "stored in %s\n", st.where)
 			_, err = fmt.Fprintln(a.stdout, nroot)
 			return err
 		},

@@ -68,7 +68,7 @@ func TestShardedWorkflow(t *testing.T) {
 	if got := ok(t, store, nil, "get", root3, "0/sparse/c/1/0").stdout; got != "new chunk" {
 		t.Errorf("get after set: %q", got)
 	}
-	if r := hamtRun(t, store, nil, "rm", root3, "0/mask/c/0/0"); r.code != 1 || !strings.Contains(r.stderr, `no key "0/mask/c/0/0"`) {
+	if r := hamtRun(t, store, nil, "rm", root3, "0/mask/c/0/0"); r.code != 4 || !strings.Contains(r.stderr, `no key "0/mask/c/0/0"`) {
 		t.Errorf("rm of a removed key: %d %q", r.code, r.stderr)
 	}
 	if r := hamtRun(t, store, []byte("x"), "set", root, "0/nope/c/0", "-"); r.code != 1 || !strings.Contains(r.stderr, "0/nope") {

@@ -3,11 +3,21 @@
 //
 //	hamt [--store PATH | --kubo | --api MULTIADDR | --kubo-rpc URL] [--kubo-gateway URL ...] COMMAND
 //
-// Commands that make a new root print its CID as the last line of standard output; errors are
-// one line on standard error and a non-zero exit status: 1 for a failure, 2 for a usage error
-// (an unknown command or flag, a wrong number of arguments, an argument that does not parse), 3
-// for an internal error (a bug in hamt). `hamt COMMAND --help` describes each command. The
-// default store is $HAMT_STORE, or store.bolt in the user's data directory ($XDG_DATA_HOME/hamt,
+// Commands that make a new root print its CID as the last line of standard output, and those
+// that store data say on standard error where it went; with --json, ls, stats, diff, import, car
+// and version write JSON instead (one object, or JSON Lines for listings). Errors are one line on
+// standard error, prefixed "hamt: ", and the exit status says what happened:
+//
+//	0  success (diff --exit-code: the two roots hold the same keys and values)
+//	1  the command failed (diff --exit-code: the roots differ)
+//	2  usage error: an unknown command or flag, a wrong number of arguments, an argument that
+//	   does not parse
+//	3  internal error: a bug in hamt
+//	4  not found: the key (get, rm), the directory (rm -r) or the root asked for is not there
+//	5  verify found problems in the data
+//
+// `hamt COMMAND --help` describes each command, with examples. The default store is
+// $HAMT_STORE, or store.bolt in the user's data directory ($XDG_DATA_HOME/hamt,
 // ~/.local/share/hamt, ~/Library/Application Support/hamt or %LocalAppData%\hamt).
 package main
 
@@ -49,6 +59,9 @@ func (e *exitError) Error() string {
 }
 func (e *exitError) Unwrap() error { return e.err }
 
+// notFound ends a command with exitNotFound, err saying what is not there.
+func notFound(err error) error { return &exitError{code: exitNotFound, err: err} }
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -58,8 +71,7 @@ func main() {
 	os.Exit(code)
 }
 
-// run executes one command line and returns the exit status: 0, or exitFailure, exitUsage or
-// exitInternal.
+// run executes one command line and returns the exit status: 0, or one of the exit* constants.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	a := newApp(stdin, stdout, stderr)
 	code := execute(ctx, a.rootCommand(), args, stderr)
@@ -131,7 +143,7 @@ func (e *usageError) Unwrap() error { return e.err }
 const maxErrorLine = 2048
 
 // errorLine makes an error message one bounded line, without the "hamt: " prefix that library
-// errors may carry (the command adds its own).
+// errors may carry (the command adds its own), at its start or wrapped inside another error.
 func errorLine(s string) string {
 	s = strings.NewReplacer("\r\n", " ", "\n", " ", "\r", " ").Replace(strings.TrimSpace(s))
 	for {
@@ -141,9 +153,43 @@ func errorLine(s string) string {
 		}
 		s = t
 	}
+	s = dropInnerPrefixes(s)
 	if len(s) <= maxErrorLine {
 		return s
 	}
 	head, tail := s[:maxErrorLine/2], s[len(s)-maxErrorLine/2+64:]
 	return strings.ToValidUTF8(fmt.Sprintf("%s … (%d bytes cut) … %s", head, len(s)-len(head)-len(tail), tail), "")
+}
+
+// innerPrefix is how a library error's "hamt: " reads once another error wraps it.
+const innerPrefix = ": hamt: "
+
+// dropInnerPrefixes turns every innerPrefix of s into ": ", outside double-quoted strings (a key
+// or a file name, which %q quotes, may hold those very bytes).
+func dropInnerPrefixes(s string) string {
+	if !strings.Contains(s, innerPrefix) {
+		return s
+	}
+	var b strings.Builder
+	quoted := false
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case quoted && c == '\\' && i+1 < len(s):
+			b.WriteString(s[i : i+2])
+			i++
+			continue
+		case c == '"':
+			quoted = !quoted
+		case !quoted && strings.HasPrefix(s[i:], innerPrefix):
+			b.WriteString(": ")
+			i += len(innerPrefix)
+			for strings.HasPrefix(s[i:], "hamt: ") { // a prefix doubled inside
+				i += len("hamt: ")
+			}
+			i-- // the loop's i++
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }

@@ -224,14 +224,14 @@ func TestErrors(t *testing.T) {
 		code int
 		want string
 	}{
-		{[]string{"get", root, "nope"}, 1, `no key "nope"`},
-		{[]string{"rm", root, "nope"}, 1, `no key "nope"`},
+		{[]string{"get", root, "nope"}, 4, `no key "nope"`},
+		{[]string{"rm", root, "nope"}, 4, `no key "nope"`},
 		{[]string{"get", "notacid", "k"}, 2, "not a CID"},
 		{[]string{"get", root}, 2, "get takes"},
 		{[]string{"frobnicate"}, 2, "unknown command"},
 		{[]string{"ls", root, "--bogus"}, 2, "unknown flag"},
 		{[]string{"import", filepath.Join(dir, "missing")}, 1, "no such file"},
-		{[]string{"ls", "bafyr4igb3js3dqlnsvmbi533lhghfet3l4r35vbi7mlrvxjb6f3n5wkc3m"}, 1, "block missing"},
+		{[]string{"ls", "bafyr4igb3js3dqlnsvmbi533lhghfet3l4r35vbi7mlrvxjb6f3n5wkc3m"}, 4, "no root bafyr4igb3js3dqlnsvmbi533lhghfet3l4r35vbi7mlrvxjb6f3n5wkc3m in " + store},
 		{[]string{"set", root, "k", filepath.Join(dir, "missing")}, 1, "no such file"},
 		{[]string{"--store", filepath.Join(dir, "none.bolt"), "ls", root}, 1, "no store at"},
 		{[]string{"--store", "x", "--kubo-rpc", "http://127.0.0.1:1", "ls", root}, 2, "one or the other"},

@@ -86,17 +86,24 @@ func TestProgressOfAnExportGoesByFiles(t *testing.T) {
 }
 
 // TestNoProgressBarWithoutATerminal: run as a script runs it (stderr a pipe), an import and an
-// export write no bar, only their summary lines, and standard output only the root;
+// export write no bar, only their summary lines (and the import where it stored the data), and
+// standard output only the root;
 // --progress forces the bar, --no-progress is refused together with it.
 func TestNoProgressBarWithoutATerminal(t *testing.T) {
 	store := filepath.Join(t.TempDir(), "s.bolt")
 	data := filepath.Join("..", "..", "testdata", "zarr")
 	imp := ok(t, store, nil, "import", data)
 	exp := ok(t, store, nil, "export", imp.lastLine(), filepath.Join(t.TempDir(), "out"))
-	for _, r := range []result{imp, exp} {
-		if strings.ContainsAny(r.stderr, "\r\033") || strings.Count(r.stderr, "\n") != 1 {
-			t.Errorf("stderr of a run without a terminal: %q", r.stderr)
+	for _, c := range []struct {
+		r     result
+		lines int
+	}{{imp, 2}, {exp, 1}} { // the import's second line: "stored in PATH"
+		if strings.ContainsAny(c.r.stderr, "\r\033") || strings.Count(c.r.stderr, "\n") != c.lines {
+			t.Errorf("stderr of a run without a terminal: %q", c.r.stderr)
 		}
+	}
+	if want := "\nstored in " + store + "\n"; !strings.HasSuffix(imp.stderr, want) {
+		t.Errorf("import's stderr %q does not end with %q", imp.stderr, want)
 	}
 	if !cidLine.MatchString(strings.TrimSpace(imp.stdout)) || exp.stdout != "" {
 		t.Errorf("stdout: import %q, export %q", imp.stdout, exp.stdout)

@@ -30,7 +30,7 @@ func (a *app) openBolt(path string, write, create bool) (*store, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &store{cas: b, close: b.CloseStrict}, nil
+		return &store{cas: b, close: b.CloseStrict, where: absPath(path)}, nil
 	}
 	if missing {
 		dirs, err := mkdirs(filepath.Dir(path))
@@ -52,8 +52,16 @@ func (a *app) openBolt(path string, write, create bool) (*store, error) {
 			a.created = &createdStore{path: path}
 			continue
 		}
-		return &store{cas: b, close: b.CloseStrict}, nil
+		return &store{cas: b, close: b.CloseStrict, where: absPath(path)}, nil
 	}
+}
+
+// absPath is path made absolute, for saying where a store is; path itself if that fails.
+func absPath(path string) string {
+	if abs, err := filepath.Abs(path); err == nil {
+		return abs
+	}
+	return path
 }
 
 // requireStore refuses a missing bbolt store before a command that needs one reads its input.
