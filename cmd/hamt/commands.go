@@ -95,7 +95,7 @@ parse), 3 for an internal error (a bug in hamt: please report it).`,
 	}
 	root.AddCommand(a.importCommand(), a.exportCommand(), a.lsCommand(), a.getCommand(), a.setCommand(),
 		a.rmCommand(), a.serveCommand(), a.statsCommand(), a.diffCommand(), a.convertCommand(), a.carCommand(),
-		a.pinCommand())
+		a.pinCommand(), a.verifyCommand())
 	return root
 }
 
