@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hamt-go/hamt/internal/testdag"
 	"github.com/ipfs/go-cid"
@@ -489,4 +490,42 @@ func TestVerifyReportsRandomMapsClean(t *testing.T) {
 			rt.Fatalf("%d values checked, %d distinct", rep.Values, len(distinct))
 		}
 	})
+}
+
+// slowNodesCAS is a store with latency: every node load takes 100µs, so walks load nodes ahead.
+type slowNodesCAS struct{ *MemoryCAS }
+
+func (c slowNodesCAS) Load(ctx context.Context, id cid.Cid) ([]byte, error) {
+	if id.Prefix().Codec == uint64(multicodec.DagCbor) {
+		time.Sleep(100 * time.Microsecond)
+	}
+	return c.MemoryCAS.Load(ctx, id)
+}
+
+// On a store with latency the walk loads nodes ahead; a subtree it leaves (a node reached twice)
+// has its loads ahead dropped, and the walk still reports each fault once.
+func TestVerifyOfADAGOnASlowStoreReportsEveryNodeReachedTwice(t *testing.T) {
+	cas := NewMemoryCAS()
+	key := "temp/c/0/0"
+	h := Blake3([]byte(key))
+	var leafSlots []int
+	for s := 0; len(leafSlots) < 8; s++ {
+		if s != int(h[1]) {
+			leafSlots = append(leafSlots, s)
+		}
+	}
+	// Every slot of the root links to one middle node, which links to the leaf from 8 slots, all
+	// off the key's path.
+	root := testdag.Diamond(t, cas, key, h, 2, func(d int) []int {
+		if d == 0 {
+			return testdag.AllSlots(d)
+		}
+		return leafSlots
+	})
+	rep := mustVerify(t, slowNodesCAS{cas}, root, WithMaxProblems(0))
+	counts := map[ProblemKind]int{}
+	rep2 := mustVerify(t, slowNodesCAS{cas}, root, WithProblemFunc(func(p VerifyProblem) { counts[p.Kind]++ }))
+	if rep.ProblemCount != 255+8 || rep2.ProblemCount != rep.ProblemCount || counts[ProblemReachedTwice] != 255+7 || counts[ProblemKeyOffPath] != 1 {
+		t.Fatalf("%d problems, then %d: %v", rep.ProblemCount, rep2.ProblemCount, counts)
+	}
 }

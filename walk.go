@@ -213,6 +213,7 @@ func walkFrom[N walkable](ctx context.Context, t *treeCheck, n N, id cidBytes, d
 	}
 	if err := t.check(n, id, depth, slot); err != nil {
 		if err == errSkipSubtree {
+			pre.drop(kids)
 			return nil
 		}
 		return err
