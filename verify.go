@@ -138,7 +138,7 @@ func WithProblemFunc(f func(VerifyProblem)) Option {
 
 // maxValuesSeen bounds the set of value CIDs Verify remembers having checked: a value shared by
 // keys is checked once while the set has room, and again (time, not memory) beyond it.
-const maxValuesSeen = 1 << 20
+const maxValuesSeen = 1 << 18
 
 // Verify reads the whole dataset at root, every block it reaches, and reports what is wrong with
 // it. For a HAMT: every node present, hashing to its CID, a valid node in canonical DAG-CBOR
@@ -198,7 +198,6 @@ type verifier struct {
 	cancel     context.CancelCauseFunc
 	cas        *hashedCAS
 	bucketSize int
-	hashLen    int
 
 	mu   sync.Mutex
 	rep  VerifyReport
@@ -334,7 +333,6 @@ func (v *verifier) hamt(root cid.Cid, opts []Option, ahead walkAhead) error {
 	if err != nil {
 		return err
 	}
-	v.hashLen = t.hashLen
 	t.report = v.walkFailed
 	n, err := loadNodeBlock(v.ctx, v.cas, root, ahead.lat)
 	if err != nil {
