@@ -21,7 +21,8 @@ import (
 //   - No node below the root is empty (a delete removes the nodes it empties), and no node is deeper
 //     than the hash is long (the slot at depth d is byte d of the hash).
 //
-// A walk that finds otherwise stops with ErrMalformedNode, naming the node, depth and key. The
+// A walk that finds otherwise stops with ErrMalformedNode, naming the node, depth and key; or, in
+// Verify's walk (treeCheck.report), reports it and goes on, around the subtree where it must. The
 // checks cost a set of the CIDs met (memory of the order of the walk's own) and one hash per key.
 //
 // Both are skipped for a node that remembers having passed them at the same position (see
@@ -311,9 +312,9 @@ func (n *node) linkBelow(slot int) (int, int) {
 	return -1, 0
 }
 
-// A write-mode node has one position all its life: the position is not needed.
 func (n *node) linkID(k int) cidBytes { return n.slots[k].link().id }
 
+// A write-mode node has one position all its life: the position is not needed.
 func (n *node) walkChecked(uint64) bool { return n.checked }
 func (n *node) setWalkChecked(uint64)   { n.checked = true }
 
