@@ -235,6 +235,12 @@ func (v *verifier) add(p VerifyProblem) {
 // problemKind tells from the other ErrCorrupt faults (a UnixFS file's structure).
 var errHashMismatch = errors.New("block does not hash to its CID")
 
+// hashMismatch is err (ErrCorrupt, which says so in words) marked as errHashMismatch.
+type hashMismatch struct{ err error }
+
+func (e hashMismatch) Error() string   { return e.err.Error() }
+func (e hashMismatch) Unwrap() []error { return []error{errHashMismatch, e.err} }
+
 // problemKind says which problem err, from loading or decoding a block, is; false when err is
 // not a fault of the data (ctx done, a store failing) and should stop the verify.
 func problemKind(err error) (ProblemKind, bool) {
@@ -283,14 +289,14 @@ func (h *hashedCAS) Load(ctx context.Context, id cid.Cid) ([]byte, error) {
 	b, err := h.cas.Load(ctx, id)
 	if err != nil {
 		if errors.Is(err, ErrCorrupt) {
-			return nil, fmt.Errorf("%w: %w", errHashMismatch, err)
+			return nil, hashMismatch{err}
 		}
 		return nil, err
 	}
 	h.bytes.Add(int64(len(b)))
 	if !storeVerifies(h.cas) {
 		if err := verifyBlock(id, b); err != nil {
-			return nil, fmt.Errorf("%w: %w", errHashMismatch, err)
+			return nil, hashMismatch{err}
 		}
 	}
 	return b, nil
