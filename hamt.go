@@ -77,6 +77,9 @@ type options struct {
 	readAhead    int // 0: DefaultReadAhead (see WithReadAhead)
 	// walkParallelism is WithWalkParallelism; 0: DefaultWalkParallelism.
 	walkParallelism int
+	// Verify's: WithMaxProblems, WithProblemFunc.
+	maxProblems int
+	onProblem   func(VerifyProblem)
 }
 
 // DefaultBucketSize is py-hamt's default max_bucket_size.
@@ -191,7 +194,7 @@ type mapState struct {
 }
 
 func buildOptions(opts []Option) (options, error) {
-	o := options{bucketSize: DefaultBucketSize, cacheBytes: DefaultCacheBytes, flushWorkers: DefaultFlushWorkers}
+	o := options{bucketSize: DefaultBucketSize, cacheBytes: DefaultCacheBytes, flushWorkers: DefaultFlushWorkers, maxProblems: DefaultMaxProblems}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
 			return o, err

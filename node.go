@@ -2,6 +2,7 @@ package hamt
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math/bits"
 	"slices"
@@ -337,6 +338,18 @@ func (d *nodeDecoder) fail(format string, args ...any) error {
 	return fmt.Errorf("%w: at byte %d: %s", ErrMalformedNode, d.pos, fmt.Sprintf(format, args...))
 }
 
+// Two of the decoder's refusals are told apart by Verify (errors.Is), beside ErrMalformedNode: CBOR
+// that is valid but not in canonical form, and a bucket whose keys are out of canonical order.
+var (
+	errNotCanonical = errors.New("not canonical DAG-CBOR")
+	errKeyOrder     = errors.New("bucket keys out of canonical order")
+)
+
+// failAs is fail for one of the refusals above.
+func (d *nodeDecoder) failAs(kind error, format string, args ...any) error {
+	return fmt.Errorf("%w: at byte %d: %w: %s", ErrMalformedNode, d.pos, kind, fmt.Sprintf(format, args...))
+}
+
 // head reads a CBOR head and checks it is minimal and of definite length.
 func (d *nodeDecoder) head() (major byte, arg uint64, err error) {
 	if d.pos >= len(d.b) {
@@ -358,7 +371,7 @@ func (d *nodeDecoder) head() (major byte, arg uint64, err error) {
 	case ai == 27:
 		n = 8
 	default:
-		return 0, 0, d.fail("indefinite length or reserved value 0x%02x", ib)
+		return 0, 0, d.failAs(errNotCanonical, "indefinite length or reserved value 0x%02x", ib)
 	}
 	if d.pos+1+n > len(d.b) {
 		return 0, 0, d.fail("unexpected end of block")
@@ -367,7 +380,7 @@ func (d *nodeDecoder) head() (major byte, arg uint64, err error) {
 		arg = arg<<8 | uint64(c)
 	}
 	if headerLen(arg) != 1+n {
-		return 0, 0, d.fail("non-minimal length %d", arg)
+		return 0, 0, d.failAs(errNotCanonical, "non-minimal length %d", arg)
 	}
 	d.pos += 1 + n
 	return major, arg, nil
@@ -591,7 +604,7 @@ func (d *nodeDecoder) slotFrame() (start, end int, link bool, err error) {
 			return 0, 0, false, d.fail("bucket key is not valid UTF-8")
 		}
 		if j > 0 && !keyLess(prev, key) {
-			return 0, 0, false, d.fail("bucket keys %q and %q are not in canonical order", prev, key)
+			return 0, 0, false, d.failAs(errKeyOrder, "%q and %q", prev, key)
 		}
 		prev = key
 		if _, _, err := d.link(); err != nil {
@@ -688,7 +701,7 @@ func (d *nodeDecoder) slot(links *[]link) (slot, slotKind, error) {
 			return slot{}, slotEmpty, d.fail("bucket key is not valid UTF-8")
 		}
 		if j > 0 && !keyLess(prev, key) {
-			return slot{}, slotEmpty, d.fail("bucket keys %q and %q are not in canonical order", prev, key)
+			return slot{}, slotEmpty, d.failAs(errKeyOrder, "%q and %q", prev, key)
 		}
 		prev = key
 		if _, _, err := d.link(); err != nil {

@@ -21,7 +21,8 @@ import (
 //   - No node below the root is empty (a delete removes the nodes it empties), and no node is deeper
 //     than the hash is long (the slot at depth d is byte d of the hash).
 //
-// A walk that finds otherwise stops with ErrMalformedNode, naming the node, depth and key. The
+// A walk that finds otherwise stops with ErrMalformedNode, naming the node, depth and key; or, in
+// Verify's walk (treeCheck.report), reports it and goes on, around the subtree where it must. The
 // checks cost a set of the CIDs met (memory of the order of the walk's own) and one hash per key.
 //
 // Both are skipped for a node that remembers having passed them at the same position (see
@@ -50,6 +51,8 @@ type walkable interface {
 	// was at position pos (see treeCheck.position); setWalkChecked records it.
 	walkChecked(pos uint64) bool
 	setWalkChecked(pos uint64)
+	// linkID returns the CID the k-th occupied slot, a link, links to.
+	linkID(k int) cidBytes
 }
 
 // treeCheck is one walk's state for the checks: the CIDs met so far and the slots that led to
@@ -61,6 +64,51 @@ type treeCheck struct {
 	hint    int                   // how many nodes seen is made for
 	path    []byte                // path[d] is the slot taken at depth d to reach the current node
 	buf     [32]byte
+	// report, when set (Verify), is told of every check that fails and of every child that fails
+	// to load, and the walk goes on: past a key off its hash path or an empty node, around the
+	// subtree of a node reached twice, too deep, or not loaded. It returns false for a failure it
+	// does not take as a finding (a load that failed for I/O), which then ends the walk.
+	report func(f walkFailure) bool
+}
+
+// walkFailure is one failed check or failed load of a walk that reports them (treeCheck.report).
+type walkFailure struct {
+	kind  ProblemKind // "" for a failed load: err says why
+	id    cidBytes    // the node's CID (for a failed load, the child's)
+	depth int         // the node's depth
+	path  []byte      // the slots from the root to the node
+	key   string      // the key that failed, for a key check
+	err   error
+}
+
+// errSkipSubtree tells walkFrom to leave a node's subtree and go on with its siblings: a check
+// that failed, or a load, was reported (treeCheck.report).
+var errSkipSubtree = errors.New("subtree skipped")
+
+// fail is a check of kind that failed with err on node id at depth (key: the key that failed):
+// err itself when the walk stops at the first, else reported and then (nil: the walk goes on,
+// errSkipSubtree: it leaves the node's subtree).
+func (t *treeCheck) fail(kind ProblemKind, id cidBytes, depth int, key string, then, err error) error {
+	if t.report == nil {
+		return err
+	}
+	if !t.report(walkFailure{kind: kind, id: id, depth: depth, path: t.path[:depth], key: key, err: err}) {
+		return err
+	}
+	return then
+}
+
+// loadFailed is a child (CID id) at depth that did not load, with err: err itself when the walk
+// stops at the first failure or report does not take it, else errSkipSubtree.
+func (t *treeCheck) loadFailed(id cidBytes, depth, slot int, err error) error {
+	if t.report == nil {
+		return err
+	}
+	path := append(t.path[:depth-1:depth-1], byte(slot))
+	if !t.report(walkFailure{id: id, depth: depth, path: path, err: err}) {
+		return err
+	}
+	return errSkipSubtree
 }
 
 // newTreeCheck starts a walk that may meet about nodes nodes it has not checked before (a hint;
@@ -79,10 +127,13 @@ func newTreeCheck(h keyHasher, nodes int) (*treeCheck, error) {
 // yet) at depth, through the slots in t.path.
 func (t *treeCheck) enter(id cidBytes, depth int, empty bool) error {
 	if depth >= t.hashLen {
-		return fmt.Errorf("%w: node %s at depth %d is deeper than the %d-byte hash allows", ErrMalformedNode, id, depth, t.hashLen)
+		return t.fail(ProblemTooDeep, id, depth, "", errSkipSubtree, fmt.Errorf("%w: node %s at depth %d is deeper than the %d-byte hash allows", ErrMalformedNode, id, depth, t.hashLen))
 	}
 	if depth > 0 && empty {
-		return fmt.Errorf("%w: node %s at depth %d (slots %v) is empty", ErrMalformedNode, id, depth, t.path[:depth])
+		err := t.fail(ProblemEmptyNode, id, depth, "", nil, fmt.Errorf("%w: node %s at depth %d (slots %v) is empty", ErrMalformedNode, id, depth, t.path[:depth]))
+		if err != nil {
+			return err
+		}
 	}
 	if id == "" {
 		return nil
@@ -91,7 +142,8 @@ func (t *treeCheck) enter(id cidBytes, depth int, empty bool) error {
 		t.seen = make(map[cidBytes]struct{}, t.hint)
 	}
 	if _, ok := t.seen[id]; ok {
-		return fmt.Errorf("%w: node %s is reached twice, again at depth %d through slots %v", ErrMalformedNode, id, depth, t.path[:depth])
+		return t.fail(ProblemReachedTwice, id, depth, "", errSkipSubtree,
+			fmt.Errorf("%w: node %s is reached twice, again at depth %d through slots %v", ErrMalformedNode, id, depth, t.path[:depth]))
 	}
 	t.seen[id] = struct{}{}
 	return nil
@@ -133,8 +185,8 @@ func (t *treeCheck) checkKey(key string, id cidBytes, depth, slot int) error {
 	if len(h) > depth && int(h[depth]) == slot && string(h[:depth]) == string(t.path[:depth]) {
 		return nil
 	}
-	return fmt.Errorf("%w: key %.100q in slot %d of node %s at depth %d is off its hash path: reached through slots %v, its hash begins %v",
-		ErrMalformedNode, key, slot, id, depth, append(t.path[:depth:depth], byte(slot)), h[:min(len(h), depth+1)])
+	return t.fail(ProblemKeyOffPath, id, depth, key, nil, fmt.Errorf("%w: key %.100q in slot %d of node %s at depth %d is off its hash path: reached through slots %v, its hash begins %v",
+		ErrMalformedNode, key, slot, id, depth, append(t.path[:depth:depth], byte(slot)), h[:min(len(h), depth+1)]))
 }
 
 // walkTree visits root and every node below it once, depth first in py-hamt's keys() order: a
@@ -161,6 +213,10 @@ func walkFrom[N walkable](ctx context.Context, t *treeCheck, n N, id cidBytes, d
 		return err
 	}
 	if err := t.check(n, id, depth, slot); err != nil {
+		if err == errSkipSubtree {
+			pre.drop(kids)
+			return nil
+		}
 		return err
 	}
 	// The children's loads start before the visit, so they overlap what the caller does with
@@ -189,6 +245,9 @@ func walkFrom[N walkable](ctx context.Context, t *treeCheck, n N, id cidBytes, d
 		}
 		i++
 		if err != nil {
+			if err = t.loadFailed(n.linkID(k), depth+1, slot, err); err == errSkipSubtree {
+				continue
+			}
 			return err
 		}
 		var ckey string
@@ -253,6 +312,8 @@ func (n *node) linkBelow(slot int) (int, int) {
 	return -1, 0
 }
 
+func (n *node) linkID(k int) cidBytes { return n.slots[k].link().id }
+
 // A write-mode node has one position all its life: the position is not needed.
 func (n *node) walkChecked(uint64) bool { return n.checked }
 func (n *node) setWalkChecked(uint64)   { n.checked = true }
@@ -281,6 +342,8 @@ func (n *frozenNode) linkBelow(slot int) (int, int) {
 	}
 	return -1, 0
 }
+
+func (n *frozenNode) linkID(k int) cidBytes { return n.linkAt(k) }
 
 func (n *frozenNode) walkChecked(pos uint64) bool { return n.checkedAt.Load() == pos }
 func (n *frozenNode) setWalkChecked(pos uint64)   { n.checkedAt.Store(pos) }

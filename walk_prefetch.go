@@ -298,6 +298,34 @@ func (p *prefetcher[N]) take(ctx context.Context, f *fetch[N],
 	return c, id, f.kids, nil
 }
 
+// drop gives up the fetches fs (nil entries skipped), which the walk will not take: the children
+// of a node whose subtree it leaves (Verify, past a node reached twice). A fetch not started is
+// never loaded; one loading is waited for, and the fetches its load queued are dropped in turn,
+// so the bound on loads ahead (out) is not used up by nodes no walk will reach.
+func (p *prefetcher[N]) drop(fs []*fetch[N]) {
+	if p == nil {
+		return
+	}
+	for _, f := range fs {
+		if f == nil {
+			continue
+		}
+		p.mu.Lock()
+		if f.state == fetchQueued {
+			f.state = fetchClaimed
+			p.mu.Unlock()
+			continue
+		}
+		p.mu.Unlock()
+		<-f.done // the load ends when the walk's context does
+		p.mu.Lock()
+		p.out--
+		p.startLocked()
+		p.mu.Unlock()
+		p.drop(f.kids)
+	}
+}
+
 // startLocked starts loads from the top of the heap while the bounds allow. Callers hold mu.
 func (p *prefetcher[N]) startLocked() {
 	for p.running < p.ahead.workers {

@@ -109,7 +109,7 @@ Errors are one line on standard error, starting "hamt: ". Exit status:
 	}
 	root.AddCommand(a.importCommand(), a.exportCommand(), a.lsCommand(), a.getCommand(), a.setCommand(),
 		a.rmCommand(), a.serveCommand(), a.statsCommand(), a.diffCommand(), a.convertCommand(), a.carCommand(),
-		a.pinCommand(), a.versionCommand())
+		a.pinCommand(), a.versionCommand(), a.verifyCommand())
 	// --version prints what hamt version does.
 	v := buildVersion()
 	root.Version = v.Version
