@@ -418,12 +418,12 @@ func (k *KuboCAS) hedged(ctx context.Context, g *kuboGateway) {
 // cacheStats counts the lookups of the read caches of the maps a Telemetry watches. Each count
 // is an atomic add on the lookup's path, read by the observable counters' callback.
 type cacheStats struct {
-	nodeHits   atomic.Int64
-	_          [56]byte // each counter on its own cache line: readers on several cores add to them
-	nodeMisses atomic.Int64
-	_          [56]byte
-	valueHits  atomic.Int64
-	_          [56]byte
+	nodeHits    atomic.Int64
+	_           [56]byte // each counter on its own cache line: readers on several cores add to them
+	nodeMisses  atomic.Int64
+	_           [56]byte
+	valueHits   atomic.Int64
+	_           [56]byte
 	valueMisses atomic.Int64
 }
 
