@@ -258,7 +258,9 @@ func (t *Telemetry) load(ctx context.Context, s storeKind, id cid.Cid, ranged bo
 	start := time.Now()
 	ctx, span := t.tracer.Start(ctx, "hamt.cas.load")
 	op := &casOp{}
-	ctx = context.WithValue(ctx, casOpKey{}, op)
+	if s == kuboStore { // only KuboCAS retries and fails over
+		ctx = context.WithValue(ctx, casOpKey{}, op)
+	}
 	b, err := fn(ctx)
 	st := statusOf(err)
 	r := 0
@@ -316,7 +318,9 @@ func (t *Telemetry) save(ctx context.Context, s storeKind, name string, codec mu
 	start := time.Now()
 	ctx, span := t.tracer.Start(ctx, name)
 	op := &casOp{}
-	ctx = context.WithValue(ctx, casOpKey{}, op)
+	if s == kuboStore {
+		ctx = context.WithValue(ctx, casOpKey{}, op)
+	}
 	ids, err := fn(ctx)
 	st := statusOf(err)
 	set := t.saveSets[s][st]
@@ -375,7 +379,7 @@ func (t *Telemetry) storeFlush(ctx context.Context, fn func(context.Context) err
 	return err
 }
 
-// retry records, on the operation and span ctx is inside of, that a Kubo request op is retried
+// retried records, on the operation and span ctx is inside of, that a Kubo request op is retried
 // after failing with err (attempt is the one that failed, from 0).
 func retried(ctx context.Context, op string, attempt int, err error) {
 	o := casOpFrom(ctx)

@@ -24,7 +24,9 @@ type handlerOptions struct {
 // attributed as OpenTelemetry's semantic conventions for HTTP servers say (a span named by the
 // method, http.request.method, url.path, http.response.status_code, client.address, …, and the
 // Range asked for as http.request.header.range). The span is the parent of the spans of the
-// store's loads that answer the request. nil records nothing (the default).
+// store's loads that answer the request; it starts a trace of its own, since the handler reads
+// no trace context from the request (wrap the handler with otelhttp for that). nil records
+// nothing (the default).
 func WithHandlerTelemetry(t *Telemetry) HandlerOption {
 	return func(o *handlerOptions) { o.tel = t }
 }
@@ -137,7 +139,7 @@ type telemetryWriter struct {
 }
 
 func (w *telemetryWriter) WriteHeader(s int) {
-	if !w.wrote {
+	if !w.wrote && s >= 200 { // a 1xx is not the answer's status
 		w.status, w.wrote = s, true
 	}
 	w.ResponseWriter.WriteHeader(s)
