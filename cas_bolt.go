@@ -114,6 +114,7 @@ type boltOptions struct {
 	flushInterval time.Duration
 	readOnly      bool
 	timeout       time.Duration
+	tel           *Telemetry // WithBoltTelemetry; nil: nothing recorded
 }
 
 // Defaults of OpenBoltCAS.
@@ -493,6 +494,14 @@ func boltBlake3Key(d [32]byte) string {
 // after that commit. An error from a commit it triggers is returned, but the block stays
 // buffered and later commits retry it.
 func (b *BoltCAS) Save(ctx context.Context, data []byte, codec multicodec.Code) (cid.Cid, error) {
+	if t := b.opts.tel; t != nil {
+		return t.saveOne(ctx, boltStore, codec, len(data), func(ctx context.Context) (cid.Cid, error) { return b.save(ctx, data, codec) })
+	}
+	return b.save(ctx, data, codec)
+}
+
+// save is Save.
+func (b *BoltCAS) save(ctx context.Context, data []byte, codec multicodec.Code) (cid.Cid, error) {
 	if err := ctx.Err(); err != nil {
 		return cid.Undef, fmt.Errorf("bolt save: %w", err)
 	}
@@ -682,6 +691,18 @@ func (b *BoltCAS) write(ctx context.Context, batch map[string][]byte, extra []bo
 // They are durable when it returns without error. A ctx canceled before the commit stores none
 // of them. data is not kept after it returns.
 func (b *BoltCAS) SaveMany(ctx context.Context, data [][]byte, codec multicodec.Code) ([]cid.Cid, error) {
+	if t := b.opts.tel; t != nil {
+		size := 0
+		for _, d := range data {
+			size += len(d)
+		}
+		return t.save(ctx, boltStore, "hamt.cas.save_many", codec, len(data), size, func(ctx context.Context) ([]cid.Cid, error) { return b.saveMany(ctx, data, codec) })
+	}
+	return b.saveMany(ctx, data, codec)
+}
+
+// saveMany is SaveMany.
+func (b *BoltCAS) saveMany(ctx context.Context, data [][]byte, codec multicodec.Code) ([]cid.Cid, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("bolt save many: %w", err)
 	}
@@ -713,6 +734,14 @@ func (b *BoltCAS) SaveMany(ctx context.Context, data [][]byte, codec multicodec.
 // Flush commits everything buffered; it is on disk (fsynced) when Flush returns without error.
 // A failed Flush leaves the blocks buffered, to be retried. On a read-only store it does nothing.
 func (b *BoltCAS) Flush(ctx context.Context) error {
+	if t := b.opts.tel; t != nil {
+		return t.storeFlush(ctx, b.flush)
+	}
+	return b.flush(ctx)
+}
+
+// flush is Flush.
+func (b *BoltCAS) flush(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("bolt flush: %w", err)
 	}
@@ -823,6 +852,14 @@ func (b *BoltCAS) view(key string, fn func(v []byte, ok bool) error) error {
 // Load returns a copy of block id, from the buffer or the file, or ErrNotFound. A block read from
 // the file is hashed and checked against id: a mismatch is ErrCorrupt.
 func (b *BoltCAS) Load(ctx context.Context, id cid.Cid) ([]byte, error) {
+	if t := b.opts.tel; t != nil {
+		return t.load(ctx, boltStore, id, false, func(ctx context.Context) ([]byte, error) { return b.load(ctx, id) })
+	}
+	return b.load(ctx, id)
+}
+
+// load is Load.
+func (b *BoltCAS) load(ctx context.Context, id cid.Cid) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("bolt load %s: %w", id, err)
 	}
@@ -859,6 +896,14 @@ func (b *BoltCAS) Load(ctx context.Context, id cid.Cid) ([]byte, error) {
 // buffered are read in one read transaction, so they come from one state of the file, and are
 // verified as Load's are: one that does not match its CID fails the call with ErrCorrupt.
 func (b *BoltCAS) LoadMany(ctx context.Context, ids []cid.Cid) ([][]byte, error) {
+	if t := b.opts.tel; t != nil {
+		return t.loadMany(ctx, boltStore, ids, func(ctx context.Context) ([][]byte, error) { return b.loadMany(ctx, ids) })
+	}
+	return b.loadMany(ctx, ids)
+}
+
+// loadMany is LoadMany.
+func (b *BoltCAS) loadMany(ctx context.Context, ids []cid.Cid) ([][]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("bolt load many: %w", err)
 	}
@@ -969,6 +1014,14 @@ func (b *BoltCAS) Has(ctx context.Context, id cid.Cid) (bool, error) {
 // which the store remembers it verified (up to boltVerifiedMax blocks, the oldest forgotten
 // first), so reading a large block range by range costs one hash of it, not one per range.
 func (b *BoltCAS) LoadRange(ctx context.Context, id cid.Cid, r ByteRange) ([]byte, error) {
+	if t := b.opts.tel; t != nil {
+		return t.load(ctx, boltStore, id, true, func(ctx context.Context) ([]byte, error) { return b.loadRange(ctx, id, r) })
+	}
+	return b.loadRange(ctx, id, r)
+}
+
+// loadRange is LoadRange.
+func (b *BoltCAS) loadRange(ctx context.Context, id cid.Cid, r ByteRange) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("bolt load %s %s: %w", id, r, err)
 	}

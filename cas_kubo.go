@@ -71,6 +71,7 @@ type KuboCAS struct {
 	hedgeFixed      time.Duration // 0: each gateway's observed p95
 	hedgeMax        int           // gateways asked at once by one read; 1: no hedging
 	now             func() time.Time
+	tel             *Telemetry // WithKuboTelemetry; nil: nothing recorded
 }
 
 // KuboOption configures a KuboCAS.
@@ -97,6 +98,7 @@ type kuboOptions struct {
 	hedgeDelay             time.Duration
 	hedgeMax               int
 	verifyRanges           bool
+	tel                    *Telemetry
 }
 
 // Defaults of a KuboCAS: those of py-hamt's KuboCAS and of a local Kubo daemon.
@@ -347,7 +349,7 @@ func NewKuboCAS(opts ...KuboOption) (*KuboCAS, error) {
 		sem: make(chan struct{}, o.concurrency), timeout: o.timeout, retries: o.retries,
 		backoffMin: o.backoffMin, backoffMax: o.backoffMax, verifyRanges: o.verifyRanges,
 		breakerFailures: o.breakerFailures, breakerRest: o.breakerRest,
-		hedgeFixed: o.hedgeDelay, hedgeMax: o.hedgeMax, now: time.Now,
+		hedgeFixed: o.hedgeDelay, hedgeMax: o.hedgeMax, now: time.Now, tel: o.tel,
 	}
 	global := o.header.Clone()
 	if o.basicSet {
@@ -475,6 +477,7 @@ func (k *KuboCAS) call(ctx context.Context, ep *kuboEndpoint, op string, newReq 
 		if attempt >= k.retries {
 			return fmt.Errorf("kubo %s: giving up after %d attempts: %w", op, attempt+1, te.err)
 		}
+		retried(ctx, op, attempt, te.err)
 		wait := min(k.backoffMin<<attempt, k.backoffMax)
 		wait = wait/2 + rand.N(wait/2+1)
 		if te.after > 0 {
@@ -618,6 +621,14 @@ var ErrBlockTooLarge = errors.New("block too large to store as one block")
 // CIDv1(raw, hash(data)) for data of up to one chunk, which is relabelled to codec (so a node
 // saved as dag-cbor gets its dag-cbor CID); a larger value's dag-pb UnixFS root is kept as it is.
 func (k *KuboCAS) Save(ctx context.Context, data []byte, codec multicodec.Code) (cid.Cid, error) {
+	if t := k.tel; t != nil {
+		return t.saveOne(ctx, kuboStore, codec, len(data), func(ctx context.Context) (cid.Cid, error) { return k.save(ctx, data, codec) })
+	}
+	return k.save(ctx, data, codec)
+}
+
+// save is Save.
+func (k *KuboCAS) save(ctx context.Context, data []byte, codec multicodec.Code) (cid.Cid, error) {
 	var head bytes.Buffer
 	mw := multipart.NewWriter(&head)
 	ph := textproto.MIMEHeader{}
@@ -693,6 +704,14 @@ func (k *KuboCAS) Save(ctx context.Context, data []byte, codec multicodec.Code) 
 // A dag-pb CID gives its own block, as in every store; ReadFile reads the file it heads. A block
 // no gateway has is ErrNotFound.
 func (k *KuboCAS) Load(ctx context.Context, id cid.Cid) ([]byte, error) {
+	if t := k.tel; t != nil {
+		return t.load(ctx, kuboStore, id, false, func(ctx context.Context) ([]byte, error) { return k.load(ctx, id) })
+	}
+	return k.load(ctx, id)
+}
+
+// load is Load.
+func (k *KuboCAS) load(ctx context.Context, id cid.Cid) ([]byte, error) {
 	if !id.Defined() {
 		return nil, fmt.Errorf("kubo load: undefined CID: %w", ErrNotFound)
 	}
@@ -745,6 +764,14 @@ func notFound(id cid.Cid, err error) error {
 // loaded on its own. When the CAR request fails (a gateway without entity-bytes, a range past the
 // end) the file is read block by block.
 func (k *KuboCAS) ReadFile(ctx context.Context, id cid.Cid, r ByteRange) ([]byte, error) {
+	if t := k.tel; t != nil {
+		return t.load(ctx, kuboStore, id, !r.IsFull(), func(ctx context.Context) ([]byte, error) { return k.readFile(ctx, id, r) })
+	}
+	return k.readFile(ctx, id, r)
+}
+
+// readFile is ReadFile.
+func (k *KuboCAS) readFile(ctx context.Context, id cid.Cid, r ByteRange) ([]byte, error) {
 	if err := r.Validate(); err != nil {
 		return nil, err
 	}
@@ -840,6 +867,14 @@ func (c carBlocks) Load(ctx context.Context, id cid.Cid) ([]byte, error) {
 // range that selects nothing whatever the size sends no request. A dag-pb block (small: a file's
 // node) is loaded whole, verified and sliced: the gateway would range over its file instead.
 func (k *KuboCAS) LoadRange(ctx context.Context, id cid.Cid, r ByteRange) ([]byte, error) {
+	if t := k.tel; t != nil {
+		return t.load(ctx, kuboStore, id, true, func(ctx context.Context) ([]byte, error) { return k.loadRange(ctx, id, r) })
+	}
+	return k.loadRange(ctx, id, r)
+}
+
+// loadRange is LoadRange.
+func (k *KuboCAS) loadRange(ctx context.Context, id cid.Cid, r ByteRange) ([]byte, error) {
 	if err := r.Validate(); err != nil {
 		return nil, err
 	}
@@ -847,7 +882,7 @@ func (k *KuboCAS) LoadRange(ctx context.Context, id cid.Cid, r ByteRange) ([]byt
 		return []byte{}, nil
 	}
 	if r.IsFull() || k.verifyRanges || id.Prefix().Codec == uint64(multicodec.DagPb) {
-		b, err := k.Load(ctx, id)
+		b, err := k.load(ctx, id)
 		if err != nil {
 			return nil, err
 		}

@@ -279,6 +279,7 @@ func readGateways[T any](ctx context.Context, k *KuboCAS, op string, id cid.Cid,
 			raw = append(raw, r.err)
 			switch {
 			case launched < n:
+				k.failover(ctx, turns[r.turn].g, r.err)
 				timed = launch()
 				timer.Reset(k.hedgeDelay(turns[timed].g))
 			case inFlight == 0:
@@ -291,6 +292,7 @@ func readGateways[T any](ctx context.Context, k *KuboCAS, op string, id cid.Cid,
 			}
 		case <-timer.C:
 			if launched < n && inFlight < k.hedgeMax {
+				k.hedged(ctx, turns[timed].g)
 				timed = launch()
 				timer.Reset(k.hedgeDelay(turns[timed].g))
 			}
@@ -327,6 +329,9 @@ func readInTurn[T any](ctx context.Context, k *KuboCAS, op string, id cid.Cid, t
 		k.report(t, failed)
 		errs = append(errs, fmt.Errorf("gateway %s: %w", t.g.base, err))
 		raw = append(raw, err)
+		if i+1 < len(turns) {
+			k.failover(ctx, t.g, err)
+		}
 	}
 	if len(turns) == 1 {
 		return zero, notFound(id, raw[0])

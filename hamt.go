@@ -80,6 +80,7 @@ type options struct {
 	// Verify's: WithMaxProblems, WithProblemFunc.
 	maxProblems int
 	onProblem   func(VerifyProblem)
+	tel         *Telemetry // WithTelemetry; nil: nothing recorded
 }
 
 // DefaultBucketSize is py-hamt's default max_bucket_size.
@@ -226,7 +227,9 @@ func New[V any](ctx context.Context, cas CAS, codec Codec[V], opts ...Option) (*
 	if err != nil {
 		return nil, err
 	}
-	m.state.Store(&mapState{w: newWriteStore(m.nodeLoader(), &node{dirty: true, checked: true}, cid.Undef)})
+	w := newWriteStore(m.nodeLoader(), &node{dirty: true, checked: true}, cid.Undef)
+	w.tel = m.opts.tel
+	m.state.Store(&mapState{w: w})
 	return m, nil
 }
 
@@ -241,30 +244,37 @@ func Open[V any](ctx context.Context, cas CAS, codec Codec[V], root cid.Cid, opt
 	if err != nil {
 		return nil, fmt.Errorf("open: %w", err)
 	}
+	r.cache.stats = m.opts.tel.cacheStats()
 	m.state.Store(&mapState{r: r})
 	return m, nil
 }
 
 // nodeLoader is how both node stores fetch a node block: from the CAS, verified if asked.
 func (m *Map[V]) nodeLoader() loadFunc {
-	return func(ctx context.Context, key cidBytes) ([]byte, error) {
-		id := key.view()
-		if id.Type() != uint64(multicodec.DagCbor) {
-			return nil, fmt.Errorf("%w: node %s is not dag-cbor", ErrMalformedNode, id)
-		}
-		t := time.Now()
-		b, err := m.cas.Load(ctx, id)
-		if err != nil {
-			return nil, fmt.Errorf("load node %s: %w", id, missingBlock(err))
-		}
-		m.nodeLatency.since(t)
-		if m.opts.verifyBlocks {
-			if err := verifyBlock(id, b); err != nil {
-				return nil, err
-			}
-		}
-		return b, nil
+	if t := m.opts.tel; t != nil {
+		return t.nodeLoader(m.loadNode)
 	}
+	return m.loadNode
+}
+
+// loadNode fetches node block key from the CAS, verified if asked.
+func (m *Map[V]) loadNode(ctx context.Context, key cidBytes) ([]byte, error) {
+	id := key.view()
+	if id.Type() != uint64(multicodec.DagCbor) {
+		return nil, fmt.Errorf("%w: node %s is not dag-cbor", ErrMalformedNode, id)
+	}
+	t := time.Now()
+	b, err := m.cas.Load(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("load node %s: %w", id, missingBlock(err))
+	}
+	m.nodeLatency.since(t)
+	if m.opts.verifyBlocks {
+		if err := verifyBlock(id, b); err != nil {
+			return nil, err
+		}
+	}
+	return b, nil
 }
 
 // ReadOnly reports whether the map is in read-only mode.
@@ -489,6 +499,14 @@ func (m *Map[V]) walkKeys(ctx context.Context, yield func(string) bool) error {
 // without Close (so does whatever else is buffered in a store shared with other maps). That costs
 // one commit (an fsync for BoltCAS) per Flush that has something to write.
 func (m *Map[V]) Flush(ctx context.Context) (cid.Cid, error) {
+	if t := m.opts.tel; t != nil {
+		return t.flush(ctx, "flush", m.flush)
+	}
+	return m.flush(ctx)
+}
+
+// flush is Flush.
+func (m *Map[V]) flush(ctx context.Context) (cid.Cid, error) {
 	root, err := m.flushNodes(ctx)
 	if err != nil {
 		return cid.Undef, err
@@ -519,6 +537,20 @@ func (m *Map[V]) flushNodes(ctx context.Context) (cid.Cid, error) {
 // cache; Root is valid. Like Flush, it flushes a CAS that buffers writes (a Flusher), so the root
 // is durable when it returns without error.
 func (m *Map[V]) MakeReadOnly(ctx context.Context) error {
+	if t := m.opts.tel; t != nil {
+		_, err := t.flush(ctx, "make_read_only", func(ctx context.Context) (cid.Cid, error) {
+			if err := m.makeReadOnly(ctx); err != nil {
+				return cid.Undef, err
+			}
+			return m.Root()
+		})
+		return err
+	}
+	return m.makeReadOnly(ctx)
+}
+
+// makeReadOnly is MakeReadOnly.
+func (m *Map[V]) makeReadOnly(ctx context.Context) error {
 	m.switching.Lock()
 	defer m.switching.Unlock()
 	st := m.state.Load()
@@ -543,6 +575,7 @@ func (m *Map[V]) MakeReadOnly(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("make read-only: %w", err)
 	}
+	r.cache.stats = m.opts.tel.cacheStats()
 	w.closed = true
 	m.state.Store(&mapState{r: r})
 	return nil
@@ -564,6 +597,7 @@ func (m *Map[V]) EnableWrite(ctx context.Context) error {
 	// so an update of a map just read does not fetch them again. Its first flush lets them go.
 	w := newWriteStore(m.nodeLoader(), nil, st.r.root)
 	w.held = st.r.held
+	w.tel = m.opts.tel
 	m.state.Store(&mapState{w: w})
 	return nil
 }
@@ -602,7 +636,12 @@ func (m *Map[V]) CacheVacate(ctx context.Context) error {
 	if w.closed {
 		return m.CacheVacate(ctx)
 	}
-	if _, err := w.flush(ctx, m.cas, m.opts.flushWorkers); err != nil {
+	flush := func(ctx context.Context) (cid.Cid, error) { return w.flush(ctx, m.cas, m.opts.flushWorkers) }
+	if t := m.opts.tel; t != nil {
+		f := flush
+		flush = func(ctx context.Context) (cid.Cid, error) { return t.flush(ctx, "cache_vacate", f) }
+	}
+	if _, err := flush(ctx); err != nil {
 		return fmt.Errorf("cache vacate: %w", err)
 	}
 	w.vacate()

@@ -73,6 +73,9 @@ func (r *readStore) child(ctx context.Context, n *frozenNode, k, depth int) (*fr
 	kid := &n.kids[k]
 	if c := kid.Load(); c != nil {
 		c.touch()
+		if st := r.cache.stats; st != nil {
+			st.nodeHits.Add(1)
+		}
 		return c, nil
 	}
 	c, e, err := r.cache.get(ctx, n.linkAt(k), depth)
@@ -135,7 +138,8 @@ func (r *readStore) walkKeys(ctx context.Context, hasher keyHasher, ahead walkAh
 type nodeCache struct {
 	load   loadFunc
 	shards [cacheShards]cacheShard
-	budget int64 // per shard
+	budget int64       // per shard
+	stats  *cacheStats // where hits and misses are counted (WithTelemetry); nil: not counted
 }
 
 const cacheShards = 32
@@ -224,7 +228,13 @@ func (c *nodeCache) get(ctx context.Context, id cidBytes, depth int) (*frozenNod
 	s.mu.RUnlock()
 	if e != nil {
 		e.node.touch()
+		if c.stats != nil {
+			c.stats.nodeHits.Add(1)
+		}
 		return e.node, e, nil
+	}
+	if c.stats != nil {
+		c.stats.nodeMisses.Add(1)
 	}
 	load := func() (any, error) {
 		n, err := loadFrozen(context.WithoutCancel(ctx), c.load, id)

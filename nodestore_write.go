@@ -46,6 +46,7 @@ type writeStore struct {
 	// held, when set, gives the nodes a read store holds, to use instead of loading them
 	// (EnableWrite). The next flush drops it, and with it the read store's cache.
 	held func(id cidBytes) *frozenNode
+	tel  *Telemetry // counts the nodes a flush saves; nil: not counted
 }
 
 func newWriteStore(load loadFunc, root *node, rootID cid.Cid) *writeStore {
@@ -169,6 +170,13 @@ func (w *writeStore) flush(ctx context.Context, cas CAS, workers int) (cid.Cid, 
 		}
 	}
 	w.rootID = cidKey(rootID)
+	if w.tel != nil {
+		saved := 0
+		for _, l := range levels {
+			saved += len(l)
+		}
+		w.tel.flushed(ctx, saved)
+	}
 	return rootID, nil
 }
 

@@ -283,19 +283,24 @@ func (m *Map[V]) getRead(ctx context.Context, r *readStore, key string) (V, erro
 	if id == "" {
 		return zero, fmt.Errorf("get %q: %w", key, ErrNotFound)
 	}
+	stats := r.cache.stats // a value is a hit when read from the cache, else a miss
 	if isDagPb(id) || n.valsFull.Load() && !r.slowValues() {
+		stats.count(false)
 		return m.value(ctx, key, id) // every value of n is kept already: nothing to record
 	}
 	vt := n.valueTable()
 	if vt == nil {
+		stats.count(false)
 		return m.value(ctx, key, id)
 	}
 	j := vt.entry(k, bucketIndex(n.img, n.slotStart(k), at))
 	if r.slowValues() {
 		if b := vt.get(j); b != nil {
+			stats.count(true)
 			return m.decode(key, id, slices.Clone(b))
 		}
 	}
+	stats.count(false)
 	var t time.Time
 	if h[len(h)-1]%valueTimeSample == 0 { // some keys, not a shared counter: Gets run in parallel
 		t = time.Now()

@@ -48,7 +48,14 @@ const (
 
 // NewZarrHandler returns an http.Handler that serves z's keys read-only, as ZarrStore.Handler
 // describes, whatever z's layout.
-func NewZarrHandler(z Zarr) http.Handler {
+func NewZarrHandler(z Zarr, opts ...HandlerOption) http.Handler {
+	var o handlerOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.tel != nil {
+		return o.tel.handler(zarrHandler{z})
+	}
 	return zarrHandler{z}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -34,6 +35,9 @@ type app struct {
 	stderr      io.Writer
 	isTerminal  func() bool
 	created     *createdStore // the store file this run created, if it did
+	logLevel    string        // --log-level
+	logFormat   string        // --log-format
+	log         *slog.Logger  // from the two, once the flags are read (see logger)
 }
 
 func newApp(stdin io.Reader, stdout, stderr io.Writer) *app {
@@ -97,8 +101,13 @@ Errors are one line on standard error, starting "hamt: ". Exit status:
 	pf.BoolVar(&a.kubo, "kubo", false, "use the Kubo daemon ipfs uses: the RPC API in $IPFS_PATH/api (default ~/.ipfs/api), the gateway in its config")
 	pf.StringVar(&a.kuboAPI, "api", "", "Kubo RPC API multiaddr, as ipfs --api takes it, e.g. /ip4/127.0.0.1/tcp/5001 (implies --kubo)")
 	pf.BoolVar(&a.pin, "pin", true, "through Kubo, pin each new root recursively (set, rm, convert move the old root's pin); --pin=false leaves pins alone")
-	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+	a.logFlags(pf)
+	root.PersistentPreRunE = func(cmd *cobra.Command, argv []string) error {
 		a.ctx = cmd.Context()
+		if err := a.setupLog(); err != nil {
+			return err
+		}
+		a.logger().Debug("command", "path", cmd.CommandPath(), "args", argv)
 		if a.storePath != "" && a.usesKubo() {
 			return &usageError{errors.New("--store names a bbolt file and --kubo/--api/--kubo-rpc/--kubo-gateway a daemon: give one or the other")}
 		}
@@ -221,6 +230,7 @@ func (a *app) open(write bool) (*store, error) {
 // created only if create.
 func (a *app) openStore(write, create bool) (*store, error) {
 	if a.usesKubo() {
+		a.logger().Debug("store", "kind", "kubo", "write", write)
 		return a.openKubo(a.ctx, true)
 	}
 	path := a.storePath
@@ -230,6 +240,7 @@ func (a *app) openStore(write, create bool) (*store, error) {
 			return nil, err
 		}
 	}
+	a.logger().Debug("store", "kind", "bolt", "path", path, "write", write)
 	return a.openBolt(path, write, create)
 }
 
@@ -612,7 +623,8 @@ func (a *app) serveCommand() *cobra.Command {
 requests, ETags and immutable caching, so zarr-python (FsspecStore) or zarrita (FetchStore) can open
 http://ADDR/ as a Zarr store. Every answer lets pages of any origin read it (CORS), including the
 400 or 431 net/http gives by itself to a malformed request or one with headers over 1 MiB. It logs
-one line per request to standard error.
+one record per request to standard error (--log-format text or json): the client's address, the
+method, the path, the Range asked for, the status, the bytes sent and the time taken.
 
 Values are read and sent in pieces of at most 1 MiB, so each request holds about that much memory
 whatever the size of the value. Clients that hold a connection without using it are dropped:
@@ -642,7 +654,7 @@ closes the connections still open and exits 0.`,
 				// The store is closed when this function returns: every handler must be done by then.
 				var inFlight sync.WaitGroup
 				srv := &http.Server{
-					Handler:           counted(&inFlight, logRequests(a.stderr, hamt.NewZarrHandler(z))),
+					Handler:           counted(&inFlight, logRequests(a.logger(), hamt.NewZarrHandler(z))),
 					ReadHeaderTimeout: 10 * time.Second,
 					ReadTimeout:       readTimeout,
 					WriteTimeout:      writeTimeout,
@@ -654,7 +666,8 @@ closes the connections still open and exits 0.`,
 				if idleTimeout <= 0 {
 					srv.IdleTimeout = -1 // none, rather than net/http's fallback to ReadTimeout
 				}
-				fmt.Fprintf(a.stderr, "serving %s on http://%s/\n", root, ln.Addr())
+				url := fmt.Sprintf("http://%s/", ln.Addr())
+				a.notice(ctx, fmt.Sprintf("serving %s on %s", root, url), "serving", slog.String("root", root.String()), slog.String("url", url))
 				done := make(chan error, 1)
 				go func() { done <- srv.Serve(hamt.CORSListener(srv, ln)) }()
 				select {
@@ -670,12 +683,12 @@ closes the connections still open and exits 0.`,
 				defer cancel()
 				if err := srv.Shutdown(sctx); err != nil {
 					// Clients that stopped reading would hold the shutdown forever.
-					fmt.Fprintf(a.stderr, "requests still in flight after %s: closing their connections\n", shutdownGrace)
+					a.logger().Warn(fmt.Sprintf("requests still in flight after %s: closing their connections", shutdownGrace))
 					_ = srv.Close() // its error is the listener's, already closed by Shutdown
 				}
 				<-done
 				inFlight.Wait()
-				fmt.Fprintln(a.stderr, "stopped")
+				a.notice(ctx, "stopped", "stopped")
 				return nil
 			})
 		},
@@ -694,21 +707,6 @@ func counted(wg *sync.WaitGroup, next http.Handler) http.Handler {
 		wg.Add(1)
 		defer wg.Done()
 		next.ServeHTTP(rw, r)
-	})
-}
-
-// logRequests logs one line per request: method, path, status, bytes sent, duration, and
-// "aborted" for an answer cut off after its status was sent.
-func logRequests(w io.Writer, next http.Handler) http.Handler {
-	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		sw := &statusWriter{ResponseWriter: rw, status: http.StatusOK}
-		aborted := " aborted"
-		defer func() { // also when the handler aborts by panicking with http.ErrAbortHandler
-			fmt.Fprintf(w, "%s %s %s %d %dB %s%s\n", start.UTC().Format(time.RFC3339), r.Method, r.URL.Path, sw.status, sw.bytes, time.Since(start).Round(time.Microsecond), aborted)
-		}()
-		next.ServeHTTP(sw, r)
-		aborted = ""
 	})
 }
 

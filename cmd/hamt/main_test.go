@@ -256,8 +256,9 @@ func TestHelp(t *testing.T) {
 	}
 }
 
-// TestServe: serve answers Zarr reads over HTTP (whole, ranged, HEAD, 404), logs one line per
-// request, and stops cleanly on SIGINT.
+// TestServe: serve answers Zarr reads over HTTP (whole, ranged, HEAD, 404), logs one record per
+// request (slog's text: client, method, path, range, status, bytes, duration), and stops cleanly
+// on SIGINT.
 func TestServe(t *testing.T) {
 	if runtime.GOOS == "windows" {
 		t.Skip("SIGINT delivery is POSIX")
@@ -303,7 +304,8 @@ func TestServe(t *testing.T) {
 	if len(logged) != 5 || logged[len(logged)-1] != "stopped" {
 		t.Errorf("log lines %q, want one per request (4) and \"stopped\"", logged)
 	}
-	for _, want := range []string{"GET /surface/temp/zarr.json 200", "GET /sharded/c/0/0 206", "GET /sparse/c/1/0 404", "HEAD /counts/c/0 200"} {
+	for _, want := range []string{"method=GET path=/surface/temp/zarr.json status=200", `method=GET path=/sharded/c/0/0 range="bytes=-68" status=206`,
+		"level=INFO msg=request client=127.0.0.1:", "method=GET path=/sparse/c/1/0 status=404", "method=HEAD path=/counts/c/0 status=200"} {
 		if !slices.ContainsFunc(logged, func(l string) bool { return strings.Contains(l, want) }) {
 			t.Errorf("no log line with %q in %q", want, logged)
 		}
