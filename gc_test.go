@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/hamt-go/hamt"
 	"github.com/ipfs/go-cid"
@@ -515,4 +516,48 @@ func (r *gcRecorder) Load(ctx context.Context, id cid.Cid) ([]byte, error) {
 		r.seen[id.Hash().HexString()] = true
 	}
 	return b, err
+}
+
+// TestStoreWaitingForTheLockDuringACompactionOpensTheNewFile: a store opened while a GC holds the
+// file waits for its lock; once the compacted file has replaced the old one, the waiting store
+// writes to the new file, not to the old one gone from the directory (before boltOpenFile it
+// did, and its blocks were lost).
+func TestStoreWaitingForTheLockDuringACompactionOpensTheNewFile(t *testing.T) {
+	ctx := context.Background()
+	path := boltTempPath(t)
+	b := boltOpen(t, path)
+	gcMap(t, b, gcKV("garbage", 200, 1000))
+	if err := b.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	opened := make(chan *hamt.BoltCAS, 1)
+	go func() {
+		w, err := hamt.OpenBoltCAS(path, hamt.WithBoltTimeout(30*time.Second))
+		if err != nil {
+			t.Error(err)
+		}
+		opened <- w
+	}()
+	time.Sleep(200 * time.Millisecond) // the open is waiting for the lock of the file at path now
+	if rep, err := b.GC(ctx); err != nil || !rep.Compacted {
+		t.Fatalf("GC = %+v, %v", rep, err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	w := <-opened
+	if w == nil {
+		t.FailNow()
+	}
+	id, err := w.Save(ctx, []byte("after the GC"), 0x55)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r := boltOpen(t, path, hamt.WithBoltReadOnly())
+	if ok, err := r.Has(ctx, id); !ok || err != nil {
+		t.Fatalf("the block the waiting store saved is not in the file at the path: %v, %v", ok, err)
+	}
 }
