@@ -361,9 +361,10 @@ func (b *BoltCAS) sweep(ctx context.Context, keep map[string]struct{}, o gcOptio
 	if err := b.gcPhase("swept"); err != nil {
 		return err
 	}
-	// Nothing removed now nor free from before: a copy would be the same size.
+	// Nothing removed now and little free from before: a copy would be about the same size.
 	st := b.db.Stats()
-	if o.noCompact || (rep.BlocksRemoved == 0 && st.FreePageN+st.PendingPageN == 0) {
+	free := int64(st.FreePageN+st.PendingPageN) * int64(b.db.Info().PageSize)
+	if o.noCompact || (rep.BlocksRemoved == 0 && free < max(1<<20, rep.FileBefore/10)) {
 		return nil
 	}
 	// Compact: copy with commits held back, then swap holding the store exclusively. The life

@@ -34,6 +34,7 @@ type app struct {
 	stderr      io.Writer
 	isTerminal  func() bool
 	created     *createdStore // the store file this run created, if it did
+	rootName    string        // the name the command's ROOT was given by, or its --name (names.go)
 }
 
 func newApp(stdin io.Reader, stdout, stderr io.Writer) *app {
@@ -95,7 +96,7 @@ parse), 3 for an internal error (a bug in hamt: please report it).`,
 	}
 	root.AddCommand(a.importCommand(), a.exportCommand(), a.lsCommand(), a.getCommand(), a.setCommand(),
 		a.rmCommand(), a.serveCommand(), a.statsCommand(), a.diffCommand(), a.convertCommand(), a.carCommand(),
-		a.pinCommand())
+		a.pinCommand(), a.rootsCommand(), a.gcCommand())
 	return root
 }
 
@@ -213,9 +214,10 @@ func (a *app) openStore(write, create bool) (*store, error) {
 	return a.openBolt(path, write, create)
 }
 
-// onRoot parses arg as a root CID and runs fn on the dataset at it, as withZarr does.
+// onRoot reads arg as a root CID or a name (resolveRoot) and runs fn on the dataset at it, as
+// withZarr does.
 func (a *app) onRoot(cmd *cobra.Command, arg string, write bool, fn func(cid.Cid, hamt.ZarrDataset, *store) error, opts ...hamt.LayoutOption) error {
-	root, err := parseRoot(arg)
+	root, err := a.resolveRoot(cmd.Context(), arg)
 	if err != nil {
 		return err
 	}
@@ -248,7 +250,7 @@ func (a *app) withZarr(ctx context.Context, root cid.Cid, write bool, fn func(ha
 func (a *app) importCommand() *cobra.Command {
 	var workers, bucket, perShard int
 	var stats bool
-	var layoutName string
+	var layoutName, name string
 	cmd := &cobra.Command{
 		Use:   "import DIR",
 		Short: "Import a Zarr directory (every regular file) and print the new root",
@@ -282,6 +284,9 @@ none, and removes consolidated_metadata from a root zarr.json when every array s
 			ctx := cmd.Context()
 			layout, opts, err := layoutFlags(cmd, layoutName, bucket, perShard)
 			if err != nil {
+				return err
+			}
+			if err := a.checkNameFlag(name); err != nil {
 				return err
 			}
 			st, err := a.open(true)
@@ -332,6 +337,7 @@ none, and removes consolidated_metadata from a root zarr.json when every array s
 	addLayoutFlags(cmd, &layoutName, &bucket, &perShard)
 	addProgressFlags(cmd)
 	cmd.Flags().BoolVar(&stats, "stats", false, "print the new dataset's statistics before its root")
+	cmd.Flags().StringVar(&name, "name", "", "name the new root (bbolt store; see hamt roots)")
 	return cmd
 }
 
@@ -461,7 +467,7 @@ the new root is the one an import of the same files gives. Through Kubo the pin 
 the new root (pin update; the new root is pinned if ROOT was not) unless --pin=false.`,
 		Args: args(3, 3),
 		RunE: func(cmd *cobra.Command, argv []string) error {
-			if _, err := parseRoot(argv[0]); err != nil {
+			if err := checkRootArg(argv[0]); err != nil {
 				return err
 			}
 			if err := a.requireStore(); err != nil {
@@ -576,7 +582,7 @@ On SIGINT or SIGTERM it stops taking connections, lets requests in flight finish
 closes the connections still open and exits 0.`,
 		Args: args(1, 1),
 		RunE: func(cmd *cobra.Command, argv []string) error {
-			root, err := parseRoot(argv[0])
+			root, err := a.resolveRoot(cmd.Context(), argv[0])
 			if err != nil {
 				return err
 			}

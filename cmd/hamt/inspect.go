@@ -71,11 +71,11 @@ datasets whole, key by key, the value's CID; so a HAMT root and its conversion t
 layout differ only by the keys the conversion added (parent groups) or rewrote.`,
 		Args: args(2, 2),
 		RunE: func(cmd *cobra.Command, argv []string) error {
-			ra, err := parseRoot(argv[0])
+			ra, err := a.resolveRoot(cmd.Context(), argv[0])
 			if err != nil {
 				return err
 			}
-			rb, err := parseRoot(argv[1])
+			rb, err := a.resolveRoot(cmd.Context(), argv[1])
 			if err != nil {
 				return err
 			}
@@ -141,7 +141,8 @@ map's shape is not checked: hamt car import does that).`,
 			})
 		},
 	})
-	car.AddCommand(&cobra.Command{
+	var carName string
+	carImport := &cobra.Command{
 		Use:   "import FILE",
 		Short: "Store every block of a CAR file and print its roots",
 		Long: `Import checks the whole CAR first: that it is complete, that every block matches its CID, that it
@@ -151,6 +152,9 @@ that fails a check stores nothing. Onto Kubo the blocks go in one dag/import str
 are pinned.`,
 		Args: args(1, 1),
 		RunE: func(cmd *cobra.Command, argv []string) (err error) {
+			if err := a.checkNameFlag(carName); err != nil {
+				return err
+			}
 			f, err := os.Open(argv[0])
 			if err != nil {
 				return err
@@ -181,6 +185,9 @@ are pinned.`,
 			if err := bw.commit(cmd.Context()); err != nil {
 				return err
 			}
+			if carName != "" && len(roots) != 1 {
+				return fmt.Errorf("--name names one root, and the CAR has %d (its blocks are stored)", len(roots))
+			}
 			for _, r := range roots {
 				if err := a.pinRoot(cmd.Context(), st, cid.Undef, r); err != nil {
 					return err
@@ -194,7 +201,9 @@ are pinned.`,
 			}
 			return nil
 		},
-	})
+	}
+	carImport.Flags().StringVar(&carName, "name", "", "name the CAR's root (bbolt store; see hamt roots)")
+	car.AddCommand(carImport)
 	return car
 }
 

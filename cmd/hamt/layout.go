@@ -132,7 +132,7 @@ not) unless --pin=false: the values stay pinned through the new root, ROOT's own
 On a terminal (or with --progress) a bar counts the keys copied, with the rate and the time left.`,
 		Args: args(1, 1),
 		RunE: func(cmd *cobra.Command, argv []string) (err error) {
-			root, err := parseRoot(argv[0])
+			root, err := a.resolveRoot(cmd.Context(), argv[0])
 			if err != nil {
 				return err
 			}
