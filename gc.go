@@ -471,7 +471,40 @@ func (b *BoltCAS) compactCopy() (tmp string, txid uint64, err error) {
 	if cerr := dst.Close(); err == nil {
 		err = cerr
 	}
+	if err == nil {
+		err = trimBoltFile(tmp)
+	}
 	return tmp, txid, err
+}
+
+// trimBoltFile cuts the bbolt file at path, closed, to the pages its meta page counts, and
+// fsyncs it: bbolt grows a file past 16 MiB in steps of 16 MiB (its AllocSize), which a compacted
+// copy need not keep, and grows it again when it needs to.
+func trimBoltFile(path string) error {
+	bf, found, err := openBoltFile(path)
+	if err != nil {
+		return err
+	}
+	if !found {
+		return boltCorruptf("the compacted copy has no valid meta page")
+	}
+	end := int64(bf.meta.pgid) * int64(bf.meta.pageSize)
+	_ = bf.Close()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	fi, err := f.Stat()
+	if err == nil && fi.Size() > end {
+		err = f.Truncate(end)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // swapFile renames the compacted copy tmp over the file and reopens the store on it, if the file's

@@ -97,7 +97,7 @@ func TestValidNameRefusesCIDsAndOddCharacters(t *testing.T) {
 		{"sp ace", false},
 		{"é", false},
 		{"bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku", false}, // a CID
-		{"QmdfTbBqBPQ7VNxZEYEj14VmRuZBkqFbiwReogJgS1zR1n", false},             // a CIDv0
+		{"QmdfTbBqBPQ7VNxZEYEj14VmRuZBkqFbiwReogJgS1zR1n", false},              // a CIDv0
 		{string(bytes.Repeat([]byte("a"), 256)), false},
 	} {
 		err := hamt.ValidName(tc.name)
