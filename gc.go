@@ -385,13 +385,11 @@ func (b *BoltCAS) sweep(ctx context.Context, keep map[string]struct{}, o gcOptio
 		}
 		swapped, err := b.swapFile(tmp, copied, try == 3)
 		if err != nil {
-			_ = os.Remove(tmp)
 			return fmt.Errorf("removed %d blocks; compact: %w", rep.BlocksRemoved, err)
 		}
 		if swapped {
 			break
 		}
-		_ = os.Remove(tmp)
 		if err := b.enterWrite("gc"); err != nil {
 			return err
 		}
@@ -509,10 +507,16 @@ func trimBoltFile(path string) error {
 
 // swapFile renames the compacted copy tmp over the file and reopens the store on it, if the file's
 // last commit is still the one copied or force (the caller has no other way then: force holds
-// the store while it copies again). It reports whether it swapped.
-func (b *BoltCAS) swapFile(tmp string, copied uint64, force bool) (bool, error) {
+// the store while it copies again). It reports whether it swapped; a copy it does not rename it
+// removes.
+func (b *BoltCAS) swapFile(tmp string, copied uint64, force bool) (swapped bool, err error) {
 	b.life.Lock()
 	defer b.life.Unlock()
+	defer func() {
+		if !swapped {
+			_ = os.Remove(tmp)
+		}
+	}()
 	if b.closed {
 		return false, fmt.Errorf("bolt store %s: gc: %w", b.path, fs.ErrClosed)
 	}
@@ -527,8 +531,7 @@ func (b *BoltCAS) swapFile(tmp string, copied uint64, force bool) (bool, error) 
 			return false, nil
 		}
 		_ = os.Remove(tmp)
-		var err error
-		if tmp, copied, err = b.compactCopy(); err != nil {
+		if tmp, _, err = b.compactCopy(); err != nil {
 			return false, err
 		}
 	}

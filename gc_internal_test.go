@@ -363,3 +363,45 @@ func TestGCChild(t *testing.T) {
 	fmt.Println("gc-child done")
 	time.Sleep(60 * time.Second) // the parent kills it
 }
+
+// TestGCCompactionCopiesAgainWhenACommitCameBetween: blocks committed after the compacted copy
+// was made, before the swap, are in the file after it: the GC copies again (and the fourth time
+// holds the store while it copies).
+func TestGCCompactionCopiesAgainWhenACommitCameBetween(t *testing.T) {
+	ctx := context.Background()
+	b, err := OpenBoltCAS(filepath.Join(t.TempDir(), "s.bolt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := gcTestMap(ctx, b, gcTestKV("g", 50, 300)); err != nil { // garbage
+		t.Fatal(err)
+	}
+	var saved []cid.Cid
+	b.gcHook = func(p string) error {
+		if p != "copied" {
+			return nil
+		}
+		id, err := b.Save(ctx, []byte(fmt.Sprintf("between copy %d and swap", len(saved))), 0x55)
+		if err != nil {
+			return err
+		}
+		saved = append(saved, id)
+		return b.Flush(ctx)
+	}
+	rep, err := b.GC(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Compacted || len(saved) != 4 {
+		t.Fatalf("compacted %v after %d copies, want 4", rep.Compacted, len(saved))
+	}
+	for _, id := range saved {
+		if ok, err := b.Has(ctx, id); !ok || err != nil {
+			t.Fatalf("block %s saved between copy and swap: %v, %v", id, ok, err)
+		}
+	}
+	if err := b.Check(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+}
