@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -85,6 +87,29 @@ func TestNamedRootsFollowSetRmAndConvertAndGCKeepsTheirHistory(t *testing.T) {
 	}
 	if got := names(t, store, "get", set.lastLine(), "extra"); got.code == 0 {
 		t.Fatalf("the set's root, dropped from the history, survived gc: %+v", got)
+	}
+	// The sharded dataset the name points at reads whole: every file as imported.
+	out := filepath.Join(dir, "out")
+	if r := names(t, store, "export", "--no-progress", "ds", out); r.code != 0 {
+		t.Fatalf("export after gc: %+v", r)
+	}
+	src := filepath.Join("..", "..", "testdata", "zarr")
+	n := 0
+	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(src, path)
+		want, _ := os.ReadFile(path)
+		got, err := os.ReadFile(filepath.Join(out, rel))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s after gc: %v", rel, err)
+		}
+		n++
+		return nil
+	})
+	if err != nil || n == 0 {
+		t.Fatalf("compared %d files: %v", n, err)
 	}
 }
 
