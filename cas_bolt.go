@@ -29,7 +29,8 @@ import (
 // The file holds two buckets. "blocks" maps a block's multihash bytes to its bytes, so, as in an
 // IPFS blockstore and in MemoryCAS, the same bytes saved as raw and as dag-cbor are stored once
 // and load under either CID. "meta" holds the format marker and the number of blocks, kept in
-// the same transaction as the blocks it counts.
+// the same transaction as the blocks it counts. A third, "names", made by the first SetName,
+// holds names for roots (names.go), which GC keeps (gc.go).
 //
 // Writes are buffered in memory and committed in batches: when the buffer holds the batch size
 // in blocks (WithBoltBatchSize) or in bytes (WithBoltBatchBytes), when the flush interval has

@@ -140,7 +140,8 @@ func (b *BoltCAS) GC(ctx context.Context, opts ...GCOption) (GCReport, error) {
 // HoldGC keeps a GC from starting until release is called (a GC running finishes first): hold it
 // while building a map whose root is not named yet, from its first save until SetName, so that
 // its blocks saved before a GC began are not garbage to it. release may be called more than once.
-// A GC waits for every hold to be released: do not hold one for ever.
+// A GC waits for every hold to be released: do not hold one for ever, nor call GC while holding
+// one.
 func (b *BoltCAS) HoldGC() (release func()) {
 	b.gcHold.RLock()
 	return sync.OnceFunc(b.gcHold.RUnlock)
