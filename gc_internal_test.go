@@ -310,7 +310,7 @@ func TestGCKilledAtAnyMomentLosesNothingKept(t *testing.T) {
 	}
 }
 
-const gcChildKeys, gcChildSize = 400, 2000
+const gcChildKeys, gcChildSize = 200, 2000
 
 // gcChildOutput passes on each line a child prints.
 type gcChildOutput struct {
