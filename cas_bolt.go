@@ -29,7 +29,8 @@ import (
 // The file holds two buckets. "blocks" maps a block's multihash bytes to its bytes, so, as in an
 // IPFS blockstore and in MemoryCAS, the same bytes saved as raw and as dag-cbor are stored once
 // and load under either CID. "meta" holds the format marker and the number of blocks, kept in
-// the same transaction as the blocks it counts.
+// the same transaction as the blocks it counts. A third, "names", made by the first SetName,
+// holds names for roots (names.go), which GC keeps (gc.go).
 //
 // Writes are buffered in memory and committed in batches: when the buffer holds the batch size
 // in blocks (WithBoltBatchSize) or in bytes (WithBoltBatchBytes), when the flush interval has
@@ -91,6 +92,16 @@ type BoltCAS struct {
 	pendingBytes int64
 	inflight     map[string][]byte
 	gen          uint64 // generation of pending, incremented each time a commit takes it
+	// gcKeep, while a GC runs, holds the key of every block saved or put since it began, present
+	// already or not: the sweep keeps them (see GC). Guarded by mu.
+	gcKeep map[string]struct{}
+
+	// gcMu is held by a GC from start to end: one at a time.
+	gcMu sync.Mutex
+	// gcHold is held for reading by HoldGC's callers and for writing by a GC.
+	gcHold sync.RWMutex
+	// gcHook, when set (by tests), is called between a GC's phases; an error stops the GC there.
+	gcHook func(phase string) error
 
 	stop     chan struct{} // closed by Close to stop the flusher
 	stopOnce sync.Once
@@ -244,20 +255,11 @@ func OpenBoltCAS(path string, opts ...BoltOption) (*BoltCAS, error) {
 	// bbolt's defaults otherwise: every commit fsyncs, and the freelist is written with it.
 	// NoFreelistSync and the hashmap freelist made no measurable difference to Save (batched or
 	// not, 150,000 blocks of 1 KiB), and NoFreelistSync makes every open scan the whole file.
-	var db *bolt.DB
-	err := boltRecover(func() (err error) {
-		db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: o.timeout, ReadOnly: o.readOnly})
-		return err
-	})
+	db, file, err := boltOpenFile(path, o)
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("open bolt store %s: the file is locked by another store, in this process or another, and was not released within %v: %w", path, o.timeout, err)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("open bolt store %s: %w", path, err)
-	}
-	file, err := os.Open(path)
-	if err != nil {
-		_ = boltRecover(db.Close)
 		return nil, fmt.Errorf("open bolt store %s: %w", path, err)
 	}
 	b := &BoltCAS{
@@ -286,6 +288,62 @@ func OpenBoltCAS(path string, opts ...BoltOption) (*BoltCAS, error) {
 		go b.flushEvery(o.flushInterval)
 	}
 	return b, nil
+}
+
+// boltOpenFile opens the file at path with bbolt, and again for ReadAt (BoltCAS.file), making
+// sure both are the file at path once bbolt has its lock: a GC's compaction (gc.go) renames a new
+// file over the old one, and a store that waited meanwhile for the old file's lock would get it
+// and write to a file gone from the directory. The second descriptor is opened first: when it is
+// still the file at path after bbolt's open, so is bbolt's, opened after it.
+func boltOpenFile(path string, o boltOptions) (*bolt.DB, *os.File, error) {
+	for try := 0; ; try++ {
+		file, preErr := os.Open(path)
+		var db *bolt.DB
+		err := boltRecover(func() (err error) {
+			db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: o.timeout, ReadOnly: o.readOnly})
+			return err
+		})
+		if err != nil {
+			if preErr == nil {
+				_ = file.Close()
+			}
+			return nil, nil, err
+		}
+		if preErr != nil { // bbolt made the file
+			if file, err = os.Open(path); err != nil {
+				_ = boltRecover(db.Close)
+				return nil, nil, err
+			}
+			return db, file, nil
+		}
+		same, err := boltSameFile(file, path)
+		if err != nil {
+			_ = file.Close()
+			_ = boltRecover(db.Close)
+			return nil, nil, err
+		}
+		if same || try == 10 {
+			return db, file, nil
+		}
+		_ = file.Close()
+		_ = boltRecover(db.Close)
+	}
+}
+
+// boltSameFile reports whether f is the file at path.
+func boltSameFile(f *os.File, path string) (bool, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return false, err
+	}
+	pi, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return os.SameFile(fi, pi), nil
 }
 
 // boltCheckFile checks, before bbolt maps the file at path, what bbolt would trust without
@@ -551,6 +609,9 @@ func (b *BoltCAS) Put(ctx context.Context, id cid.Cid, data []byte) error {
 // the batch is full. Callers are inside enter.
 func (b *BoltCAS) add(key string, data []byte) error {
 	b.mu.Lock()
+	if b.gcKeep != nil {
+		b.gcKeep[key] = struct{}{}
+	}
 	need := b.gen + 1 // the committedGen that covers this generation of pending
 	_, dup := b.pending[key]
 	if !dup {
@@ -723,6 +784,13 @@ func (b *BoltCAS) saveMany(ctx context.Context, data [][]byte, codec multicodec.
 		ids[i] = cidFromDigest(codec, d)
 		entries[i] = boltEntry{boltBlake3Key(d), block}
 	}
+	b.mu.Lock()
+	if b.gcKeep != nil {
+		for _, e := range entries {
+			b.gcKeep[e.key] = struct{}{}
+		}
+	}
+	b.mu.Unlock()
 	b.commitMu.Lock()
 	defer b.commitMu.Unlock()
 	if err := b.commitLocked(ctx, entries); err != nil {

@@ -31,11 +31,17 @@ type shardedWalk struct {
 // there are, whatever the root repeats. A block missing is ErrMissingBlock. With a nil visit the
 // walk only checks: a raw value is then sized (BlockSizer), not loaded.
 func walkSharded(ctx context.Context, cas CAS, root cid.Cid, rootBlock []byte, visit func(id cid.Cid, data []byte) error) error {
+	return walkShardedSeen(ctx, cas, root, rootBlock, map[cidBytes]struct{}{}, visit)
+}
+
+// walkShardedSeen is walkSharded taking the blocks in seen as visited already, and adding to it
+// those it visits: walks of several roots sharing one seen (GC's mark) visit each block once.
+func walkShardedSeen(ctx context.Context, cas CAS, root cid.Cid, rootBlock []byte, seen map[cidBytes]struct{}, visit func(id cid.Cid, data []byte) error) error {
 	r, err := decodeShardedRoot(rootBlock)
 	if err != nil {
 		return fmt.Errorf("sharded root %s: %w", root, err)
 	}
-	w := &shardedWalk{cas: cas, verify: !storeVerifies(cas), seen: map[cidBytes]struct{}{}, visit: visit}
+	w := &shardedWalk{cas: cas, verify: !storeVerifies(cas), seen: seen, visit: visit}
 	if err := w.put(root, rootBlock); err != nil {
 		return err
 	}

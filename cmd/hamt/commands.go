@@ -38,6 +38,7 @@ type app struct {
 	logLevel    string        // --log-level
 	logFormat   string        // --log-format
 	log         *slog.Logger  // from the two, once the flags are read (see logger)
+	rootName    string        // the name the command's ROOT was given by, or its --name (names.go)
 }
 
 func newApp(stdin io.Reader, stdout, stderr io.Writer) *app {
@@ -118,7 +119,7 @@ Errors are one line on standard error, starting "hamt: ". Exit status:
 	}
 	root.AddCommand(a.importCommand(), a.exportCommand(), a.lsCommand(), a.getCommand(), a.setCommand(),
 		a.rmCommand(), a.serveCommand(), a.statsCommand(), a.diffCommand(), a.convertCommand(), a.carCommand(),
-		a.pinCommand(), a.versionCommand(), a.verifyCommand())
+		a.pinCommand(), a.versionCommand(), a.verifyCommand(), a.rootsCommand(), a.gcCommand())
 	// --version prints what hamt version does.
 	v := buildVersion()
 	root.Version = v.Version
@@ -244,9 +245,10 @@ func (a *app) openStore(write, create bool) (*store, error) {
 	return a.openBolt(path, write, create)
 }
 
-// onRoot parses arg as a root CID and runs fn on the dataset at it, as withZarr does.
+// onRoot reads arg as a root CID or a name (resolveRoot) and runs fn on the dataset at it, as
+// withZarr does.
 func (a *app) onRoot(cmd *cobra.Command, arg string, write bool, fn func(cid.Cid, hamt.ZarrDataset, *store) error, opts ...hamt.LayoutOption) error {
-	root, err := parseRoot(arg)
+	root, err := a.resolveRoot(cmd.Context(), arg)
 	if err != nil {
 		return err
 	}
@@ -279,7 +281,7 @@ func (a *app) withZarr(ctx context.Context, root cid.Cid, write bool, fn func(ha
 func (a *app) importCommand() *cobra.Command {
 	var workers, bucket, perShard int
 	var stats, asJSON bool
-	var layoutName, into, prefix string
+	var layoutName, into, prefix, name string
 	cmd := &cobra.Command{
 		Use:   "import [--into ROOT] [--prefix P] DIR",
 		Short: "Import a Zarr directory (every regular file), or add it to a dataset, and print the new root",
@@ -325,6 +327,7 @@ API). With --json, standard output is one JSON object instead of the statistics 
 		Example: `  ROOT=$(hamt import era5.zarr | tail -1)
   hamt import --layout sharded --prefix 0 era5.zarr       # py-hamt's sharded layout wants a group
   ROOT2=$(hamt import --into $ROOT --prefix t2m t2m-2025-01.zarr | tail -1)   # append a slice
+  hamt import --name era5 era5.zarr && hamt import --into era5 --prefix t2m t2m-2025-02.zarr   # the name moves
   hamt import --json era5.zarr | jq -r .root`,
 		Args: args(1, 1),
 		RunE: func(cmd *cobra.Command, argv []string) (err error) {
@@ -333,10 +336,16 @@ API). With --json, standard output is one JSON object instead of the statistics 
 			var layout hamt.Layout
 			var opts []hamt.LayoutOption
 			if into != "" {
-				if old, opts, err = intoFlags(cmd, into, bucket, perShard); err != nil {
+				if name != "" {
+					return &usageError{errors.New("--name names a new dataset; --into NAME moves the name NAME to the new root")}
+				}
+				if old, opts, err = a.intoFlags(cmd, into, bucket, perShard); err != nil {
 					return err
 				}
 			} else if layout, opts, err = layoutFlags(cmd, layoutName, bucket, perShard); err != nil {
+				return err
+			}
+			if err := a.checkNameFlag(name); err != nil {
 				return err
 			}
 			st, err := a.openStore(true, into == "")
@@ -385,6 +394,7 @@ API). With --json, standard output is one JSON object instead of the statistics 
 	cmd.Flags().StringVar(&into, "into", "", "add the files to the dataset at `ROOT` (keys it holds are overwritten) instead of a new one")
 	cmd.Flags().StringVar(&prefix, "prefix", "", "store each file under `P`/ (with --into: where the files go in the dataset)")
 	addJSONFlag(cmd, &asJSON, "one JSON object (the root, counts, bytes, store)")
+	cmd.Flags().StringVar(&name, "name", "", "name the new root (bbolt store; see hamt roots)")
 	return cmd
 }
 
@@ -489,7 +499,7 @@ the new root (pin update; the new root is pinned if ROOT was not) unless --pin=f
   echo '{"zarr_format": 3, "node_type": "group"}' | hamt set $ROOT extra/zarr.json -`,
 		Args: args(3, 3),
 		RunE: func(cmd *cobra.Command, argv []string) error {
-			if _, err := parseRoot(argv[0]); err != nil {
+			if err := checkRootArg(argv[0]); err != nil {
 				return err
 			}
 			if err := a.requireStore(); err != nil {
@@ -641,7 +651,7 @@ closes the connections still open and exits 0.`,
   # then, in Python: zarr.open_group("http://127.0.0.1:8000/", mode="r")`,
 		Args: args(1, 1),
 		RunE: func(cmd *cobra.Command, argv []string) error {
-			root, err := parseRoot(argv[0])
+			root, err := a.resolveRoot(cmd.Context(), argv[0])
 			if err != nil {
 				return err
 			}

@@ -24,11 +24,12 @@ type importReport struct {
 	Stats    *statsReport `json:"stats,omitempty"`  // --stats
 }
 
-// intoFlags reads the flags of import --into: the root added to, and the options that open it.
+// intoFlags reads the flags of import --into: the root added to (a CID or a name, which the new
+// root then takes), and the options that open it.
 // --layout is ROOT's; --bucket-size and --chunks-per-shard are checked against it once it is open
 // (importTarget).
-func intoFlags(cmd *cobra.Command, into string, bucket, perShard int) (cid.Cid, []hamt.LayoutOption, error) {
-	root, err := parseRoot(into)
+func (a *app) intoFlags(cmd *cobra.Command, into string, bucket, perShard int) (cid.Cid, []hamt.LayoutOption, error) {
+	root, err := a.resolveRoot(cmd.Context(), into)
 	if err != nil {
 		return cid.Undef, nil, err
 	}

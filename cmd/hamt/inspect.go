@@ -81,11 +81,11 @@ git diff --exit-code does: 1 if any key differs, 0 if none does (and 2 or more f
   hamt diff --exit-code $ROOT $ROOT2 >/dev/null || echo "the datasets differ"`,
 		Args: args(2, 2),
 		RunE: func(cmd *cobra.Command, argv []string) error {
-			ra, err := parseRoot(argv[0])
+			ra, err := a.resolveRoot(cmd.Context(), argv[0])
 			if err != nil {
 				return err
 			}
-			rb, err := parseRoot(argv[1])
+			rb, err := a.resolveRoot(cmd.Context(), argv[1])
 			if err != nil {
 				return err
 			}
@@ -217,6 +217,7 @@ object instead: "root", "blocks", "bytes" (the CAR's size) and "file" (its absol
 	}
 	addJSONFlag(export, &exportJSON, "one JSON object")
 	car.AddCommand(export)
+	var carName string
 	imp := &cobra.Command{
 		Use:   "import FILE",
 		Short: "Store every block of a CAR file and print its roots",
@@ -231,6 +232,9 @@ list), "blocks", "bytes" (the CAR's size) and "store".`,
   hamt --store fresh.bolt car import --json ds.car | jq -r '.roots[0]'`,
 		Args: args(1, 1),
 		RunE: func(cmd *cobra.Command, argv []string) (err error) {
+			if err := a.checkNameFlag(carName); err != nil {
+				return err
+			}
 			f, err := os.Open(argv[0])
 			if err != nil {
 				return err
@@ -268,6 +272,9 @@ list), "blocks", "bytes" (the CAR's size) and "store".`,
 			if err := bw.commit(cmd.Context()); err != nil {
 				return err
 			}
+			if carName != "" && len(roots) != 1 {
+				return fmt.Errorf("--name names one root, and the CAR has %d (its blocks are stored)", len(roots))
+			}
 			for _, r := range roots {
 				if err := a.pinRoot(cmd.Context(), st, cid.Undef, r); err != nil {
 					return err
@@ -291,6 +298,7 @@ list), "blocks", "bytes" (the CAR's size) and "store".`,
 	}
 	addJSONFlag(imp, &importJSON, "one JSON object")
 	car.AddCommand(imp)
+	imp.Flags().StringVar(&carName, "name", "", "name the CAR's root (bbolt store; see hamt roots)")
 	return car
 }
 

@@ -115,12 +115,16 @@ func (a *app) openKubo(ctx context.Context, gateways bool) (*store, error) {
 	return &store{cas: k, close: k.Close, where: "the Kubo daemon at " + a.kuboAt}, nil
 }
 
-// pinRoot pins root, a root the command made (from old, or from nothing when old is cid.Undef),
+// pinRoot moves the name of old, if it was given by one, to root (moveName), and pins root, a
+// root the command made (from old, or from nothing when old is cid.Undef),
 // when the store is a Kubo daemon and --pin is on: by moving old's recursive pin to it (pin
 // update: Kubo walks only what changed, and old is unpinned), or when old is not pinned (Kubo
 // refuses the update) by pinning root. Blocks are added unpinned; this one recursive pin keeps
 // all of them.
 func (a *app) pinRoot(ctx context.Context, st *store, old, root cid.Cid) error {
+	if err := a.moveName(ctx, st, old, root); err != nil {
+		return err
+	}
 	k, ok := st.cas.(*hamt.KuboCAS)
 	if !ok || !a.pin {
 		return nil

@@ -88,7 +88,7 @@ On a terminal (or with --progress) a bar counts the keys copied, with the rate a
   hamt convert $SROOT --to hamt              # back: the original root, unless keys were added`,
 		Args: args(1, 1),
 		RunE: func(cmd *cobra.Command, argv []string) (err error) {
-			root, err := parseRoot(argv[0])
+			root, err := a.resolveRoot(cmd.Context(), argv[0])
 			if err != nil {
 				return err
 			}

@@ -226,7 +226,7 @@ func TestErrors(t *testing.T) {
 	}{
 		{[]string{"get", root, "nope"}, 4, `no key "nope"`},
 		{[]string{"rm", root, "nope"}, 4, `no key "nope"`},
-		{[]string{"get", "notacid", "k"}, 2, "not a CID"},
+		{[]string{"get", "not:a:cid", "k"}, 2, "not a CID"}, // "notacid" is a name (names.go)
 		{[]string{"get", root}, 2, "get takes"},
 		{[]string{"frobnicate"}, 2, "unknown command"},
 		{[]string{"ls", root, "--bogus"}, 2, "unknown flag"},

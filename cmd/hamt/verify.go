@@ -85,7 +85,7 @@ ROOT is not in the store, 1 when the store failed (an I/O error: nothing is know
   hamt verify --bucket-size 8 "$ROOT" || echo "damaged: exit $?"`,
 		Args: args(1, 1),
 		RunE: func(cmd *cobra.Command, argv []string) (err error) {
-			root, err := parseRoot(argv[0])
+			root, err := a.resolveRoot(cmd.Context(), argv[0])
 			if err != nil {
 				return err
 			}
