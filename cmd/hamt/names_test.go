@@ -39,7 +39,7 @@ func TestNamedRootsFollowSetRmAndConvertAndGCKeepsTheirHistory(t *testing.T) {
 			t.Fatalf("exit %d: %s", r.code, r.stderr)
 		}
 	}
-	if got := names(t, store, "get", "ds", "extra"); got.code != 1 || !strings.Contains(got.stderr, "no key") {
+	if got := names(t, store, "get", "ds", "extra"); got.code != exitNotFound || !strings.Contains(got.stderr, "no key") {
 		t.Fatalf("get of the removed key through the name: %+v", got)
 	}
 	if got := names(t, store, "get", set.lastLine(), "extra"); got.stdout != "a new value" {

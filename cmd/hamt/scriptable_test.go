@@ -227,7 +227,7 @@ func TestImportIntoAppendsATimeSlice(t *testing.T) {
 		{[]string{"import", "--into", root, "--layout", "sharded", sliceDir}, 2, "--into adds to ROOT in its own layout"},
 		{[]string{"import", "--into", root, "--chunks-per-shard", "9", sliceDir}, 2, "is a HAMT"},
 		{[]string{"import", "--into", grouped, "--bucket-size", "3", sliceDir}, 2, "is sharded"},
-		{[]string{"import", "--into", "notacid", sliceDir}, 2, "not a CID"},
+		{[]string{"import", "--into", "not:a:cid", sliceDir}, 2, "not a CID"},
 		{[]string{"import", "--into", "bafyr4igb3js3dqlnsvmbi533lhghfet3l4r35vbi7mlrvxjb6f3n5wkc3m", sliceDir}, 4, "no root"},
 		{[]string{"import", "--into", root, "--prefix", "../up", sliceDir}, 1, `key prefix "../up"`},
 		{[]string{"--store", filepath.Join(t.TempDir(), "none.bolt"), "import", "--into", root, sliceDir}, 1, "no store at"},
@@ -647,7 +647,7 @@ func TestRealFailuresCarryOnePrefixAndTheirStatus(t *testing.T) {
 		{[]string{"convert", missing, "--to", "hamt"}, 4, "no root"},
 		{[]string{"import", "--into", root, "--prefix", "a//b", testdataZarr}, 1, "key prefix"},
 		{[]string{"car", "import", testdataZarr}, 1, "is a directory"},
-		{[]string{"ls", "--json", "notacid"}, 2, "not a CID"},
+		{[]string{"ls", "--json", "not:a:cid"}, 2, "not a CID"},
 	} {
 		r := in(t, store, c.args...)
 		wantExit(t, r, c.code, c.want, c.args...)

@@ -78,7 +78,7 @@ func TestVerifyCommandExitStatusesForAMissingRootAndBadFlags(t *testing.T) {
 	}
 	for _, args := range [][]string{
 		{"verify"},
-		{"verify", "not-a-cid"},
+		{"verify", "not:a:cid"},
 		{"verify", "--max-problems", "-1", missing.String()},
 		{"verify", "--bucket-size", "0", missing.String()},
 	} {
