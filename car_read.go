@@ -293,10 +293,20 @@ func (c *carIndex) BlockSize(_ context.Context, id cid.Cid) (int64, error) {
 
 func (c *carIndex) read(loc carBlockLoc) ([]byte, error) {
 	b := make([]byte, loc.n)
-	if _, err := c.src.ReadAt(b, loc.off); err != nil {
+	if err := readFullAt(c.src, b, loc.off); err != nil {
 		return nil, fmt.Errorf("read the CAR again: %w", carError(err))
 	}
 	return b, nil
+}
+
+// readFullAt fills b from r at off. io.EOF with b filled is success: an io.SectionReader answers
+// a read of an empty block at its very end (an empty value, last in a CAR) with 0, io.EOF.
+func readFullAt(r io.ReaderAt, b []byte, off int64) error {
+	n, err := r.ReadAt(b, off)
+	if n == len(b) && errors.Is(err, io.EOF) {
+		return nil
+	}
+	return err
 }
 
 // store puts every distinct block of the checked CAR into dst, in the CAR's order, and returns how

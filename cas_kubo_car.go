@@ -271,7 +271,7 @@ func (d *FetchedDAG) Load(ctx context.Context, id cid.Cid) ([]byte, error) {
 		return b, err
 	}
 	b = make([]byte, loc.n)
-	if _, err := d.src.ReadAt(b, loc.off); err != nil {
+	if err := readFullAt(d.src, b, loc.off); err != nil {
 		return nil, fmt.Errorf("fetched DAG: read block %s: %w", id, err)
 	}
 	return b, nil
