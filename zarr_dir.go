@@ -676,7 +676,11 @@ func writeExport(ctx context.Context, root *os.Root, tmp string, src Zarr, keys 
 	prog := progressCounter{fn: o.progress, p: Progress{TotalFiles: len(keys), TotalBytes: -1}}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(o.workers)
-	for _, k := range keys {
+	bulk, rest, rr := bulkValues(ctx, src, keys) // raw values streamed in a few requests, if the store can
+	if len(bulk) > 0 {
+		g.Go(func() error { return writeBulkValues(gctx, out, src, rr, bulk, &prog) })
+	}
+	for _, k := range rest {
 		if gctx.Err() != nil {
 			break
 		}

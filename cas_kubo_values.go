@@ -1,0 +1,234 @@
+package hamt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/multiformats/go-multicodec"
+)
+
+// This file reads many raw blocks from Kubo's RPC API in a few requests: their sizes from
+// dag/stat, their bytes from one cat of them all. It is the cheapest way Kubo serves a dataset's
+// values: its gateway's CAR answer costs the daemon about twice the CPU of this (boxo's selector
+// walk hashes every block again and copies it; BENCHMARKS.md, "Export from Kubo, branch
+// t14-export3"). Nothing the daemon says is trusted: the sizes only cut the stream, and every
+// block is hashed against its CID.
+
+// rawBatchBlocks is how many blocks one dag/stat and one cat request name (about 32 KB of URL).
+const rawBatchBlocks = 500
+
+// maxRawBlock is the largest block size a dag/stat answer may claim: a raw block is a leaf Kubo's
+// chunker made (1 MiB by default) or one of ours; go-car's limit on a section bounds both.
+const maxRawBlock = 8 << 20
+
+// rawBlockReader is a CAS that streams many raw blocks at once (a KuboCAS, through its RPC API).
+type rawBlockReader interface {
+	// readRawBlocks calls each(i, r) for every block ids[i], in order, r giving the bytes the
+	// store sends for it; they are checked after each returns (see KuboCAS.readRawBlocks).
+	// started is false when it failed before the first call of each.
+	readRawBlocks(ctx context.Context, ids []cid.Cid, each func(i int, r io.Reader) error) (started bool, err error)
+}
+
+// rawBatch is a run of blocks and their sizes as the daemon states them.
+type rawBatch struct {
+	ids   []cid.Cid
+	sizes []int64
+	err   error
+}
+
+// readRawBlocks reads the raw blocks ids from the RPC API, sizes by dag/stat (the next batch's
+// asked while the current one streams) and bytes by cat, rawBatchBlocks a request. each(i, r) gets
+// block ids[i] as a reader of exactly the size the daemon stated, which it may read to the end or
+// not: what it reads is not verified yet, so it must write it where a failure can undo it. After
+// each returns, the rest is read and the block checked: it has that size, the stream held it whole
+// (ErrMissingBlock when the daemon could not send it), and it hashes to ids[i] (ErrCorrupt); a
+// stream holding more than the blocks is ErrUnexpectedBlock. Memory is bounded by the batch.
+func (k *KuboCAS) readRawBlocks(ctx context.Context, ids []cid.Cid, each func(i int, r io.Reader) error) (started bool, err error) {
+	if k.closed.Load() {
+		return false, errors.New("kubo cat: store closed")
+	}
+	for _, id := range ids {
+		if id.Prefix().Codec != uint64(multicodec.Raw) {
+			return false, fmt.Errorf("kubo cat: %s is not a raw block", id)
+		}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	batches := make(chan rawBatch, 1)
+	go func() {
+		defer close(batches)
+		for from := 0; from < len(ids); from += rawBatchBlocks {
+			b := rawBatch{ids: ids[from:min(from+rawBatchBlocks, len(ids))]}
+			b.sizes, b.err = k.blockSizes(ctx, b.ids)
+			select {
+			case batches <- b:
+			case <-ctx.Done():
+				return
+			}
+			if b.err != nil {
+				return
+			}
+		}
+	}()
+	defer func() {
+		cancel()
+		for range batches { // the sizer has returned once batches is closed
+		}
+	}()
+	at := 0
+	for b := range batches {
+		if b.err != nil {
+			return started, b.err
+		}
+		err := k.catBlocks(ctx, b.ids, b.sizes, func(j int, r io.Reader) error {
+			started = true
+			return each(at+j, r)
+		})
+		if err != nil {
+			return started, err
+		}
+		at += len(b.ids)
+	}
+	if err := ctx.Err(); err != nil {
+		return started, fmt.Errorf("kubo cat: %w", context.Cause(ctx))
+	}
+	return started, nil
+}
+
+// blockSizes asks dag/stat for the sizes of the raw blocks ids, checking the answer's shape: one
+// entry per block, in order, each a single block of a plausible size.
+func (k *KuboCAS) blockSizes(ctx context.Context, ids []cid.Cid) ([]int64, error) {
+	q := url.Values{"progress": {"false"}}
+	for _, id := range ids {
+		q.Add("arg", id.String())
+	}
+	var answer struct {
+		DagStats []struct {
+			Cid       string
+			Size      int64
+			NumBlocks int64
+		}
+	}
+	if err := k.rpcCall(ctx, "dag/stat", q, &answer); err != nil {
+		return nil, err
+	}
+	if len(answer.DagStats) != len(ids) {
+		return nil, fmt.Errorf("kubo dag/stat: %d answers for %d blocks", len(answer.DagStats), len(ids))
+	}
+	sizes := make([]int64, len(ids))
+	for i, s := range answer.DagStats {
+		if s.Cid != ids[i].String() || s.NumBlocks != 1 || s.Size < 0 || s.Size > maxRawBlock {
+			return nil, fmt.Errorf("kubo dag/stat: answer %d is %s, %d blocks, %d bytes; want the single block %s",
+				i, s.Cid, s.NumBlocks, s.Size, ids[i])
+		}
+		sizes[i] = s.Size
+	}
+	return sizes, nil
+}
+
+// catBlocks streams the blocks ids, of the given sizes, in one cat request (see readRawBlocks).
+// The request has no deadline but fails when no byte arrives for the store's timeout.
+func (k *KuboCAS) catBlocks(ctx context.Context, ids []cid.Cid, sizes []int64, each func(j int, r io.Reader) error) error {
+	select {
+	case k.sem <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("kubo cat: %w", context.Cause(ctx))
+	}
+	defer func() { <-k.sem }()
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	q := url.Values{"progress": {"false"}}
+	for _, id := range ids {
+		q.Add("arg", id.String())
+	}
+	req, err := http.NewRequestWithContext(rctx, http.MethodPost, k.rpc.base+"/api/v0/cat?"+q.Encode(), nil)
+	if err != nil {
+		return fmt.Errorf("kubo cat: %w", err)
+	}
+	for name, vs := range k.rpc.header {
+		req.Header[name] = append(req.Header[name], vs...)
+	}
+	var idle *time.Timer
+	if k.timeout > 0 {
+		idle = time.AfterFunc(k.timeout, cancel)
+		defer idle.Stop()
+	}
+	resp, err := k.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("kubo cat: %w", err)
+	}
+	defer closeBody(resp.Body, cancel)
+	if resp.StatusCode != http.StatusOK {
+		kerr := &KuboError{Op: "cat", URL: req.URL.Redacted(), Status: resp.StatusCode, Message: kuboMessage(resp.Body)}
+		if resp.StatusCode == http.StatusInternalServerError && strings.Contains(kerr.Message, "not found") {
+			return fmt.Errorf("%w: %w", ErrMissingBlock, kerr)
+		}
+		return kerr
+	}
+	var body io.Reader = resp.Body
+	if idle != nil {
+		body = &idleReader{r: resp.Body, t: idle, d: k.timeout}
+	}
+	// streamErr is the error the daemon gives for a stream it could not finish, if any.
+	streamErr := func(err error) error {
+		if rctx.Err() != nil && ctx.Err() == nil {
+			return fmt.Errorf("kubo cat: %w (no byte for %s)", err, k.timeout)
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("kubo cat: %w", context.Cause(ctx))
+		}
+		_, _ = io.Copy(io.Discard, io.LimitReader(body, drainLimit))
+		if msg := resp.Trailer.Get("X-Stream-Error"); msg != "" {
+			return fmt.Errorf("kubo cat: %w (%w); the daemon says: %s", ErrMissingBlock, err, msg)
+		}
+		return fmt.Errorf("kubo cat: %w (%w)", ErrMissingBlock, err)
+	}
+	for j, id := range ids {
+		check, err := newPieceCheck(id)
+		if err != nil {
+			return err
+		}
+		lr := &io.LimitedReader{R: body, N: sizes[j]}
+		r := io.TeeReader(lr, check.h)
+		if err := each(j, r); err != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("kubo cat: %w", context.Cause(ctx))
+			}
+			return err
+		}
+		if _, err := io.Copy(io.Discard, r); err != nil {
+			return streamErr(fmt.Errorf("block %s: %w", id, err))
+		}
+		if lr.N > 0 {
+			return streamErr(fmt.Errorf("block %s: %w: %d of its %d bytes came", id, io.ErrUnexpectedEOF, sizes[j]-lr.N, sizes[j]))
+		}
+		if err := check.verify(); err != nil {
+			return fmt.Errorf("kubo cat: %w", err)
+		}
+	}
+	var one [1]byte
+	if n, err := io.ReadFull(body, one[:]); n > 0 {
+		return fmt.Errorf("kubo cat: %w: the answer holds more than the %d blocks asked", ErrUnexpectedBlock, len(ids))
+	} else if !errors.Is(err, io.EOF) {
+		return streamErr(err)
+	}
+	if msg := resp.Trailer.Get("X-Stream-Error"); msg != "" {
+		return fmt.Errorf("kubo cat: the daemon says: %s", msg)
+	}
+	return nil
+}
+
+// ReadsRawBlocks reports whether the RPC API answers dag/stat, which a whole export needs to read a
+// dataset's raw values in a few cat requests (ExportDir does so by itself when it can, and
+// otherwise loads the values one by one): a caller with a fallback of its own, such as
+// FetchDAG's stream from the gateways, asks first. It sends one request about an empty block.
+func (k *KuboCAS) ReadsRawBlocks(ctx context.Context) bool {
+	q := url.Values{"arg": {kuboPlaceholderRoot().String()}, "progress": {"false"}}
+	return k.rpcCall(ctx, "dag/stat", q, nil) == nil
+}
