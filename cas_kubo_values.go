@@ -116,7 +116,7 @@ func (k *KuboCAS) blockSizes(ctx context.Context, ids []cid.Cid) ([]int64, error
 		}
 	}
 	if err := k.rpcCall(ctx, "dag/stat", q, &answer); err != nil {
-		return nil, err
+		return nil, missingOnRPC(err)
 	}
 	if len(answer.DagStats) != len(ids) {
 		return nil, fmt.Errorf("kubo dag/stat: %d answers for %d blocks", len(answer.DagStats), len(ids))
@@ -165,15 +165,12 @@ func (k *KuboCAS) catBlocks(ctx context.Context, ids []cid.Cid, sizes []int64, e
 	}
 	defer closeBody(resp.Body, cancel)
 	if resp.StatusCode != http.StatusOK {
-		kerr := &KuboError{Op: "cat", URL: req.URL.Redacted(), Status: resp.StatusCode, Message: kuboMessage(resp.Body)}
-		if resp.StatusCode == http.StatusInternalServerError && strings.Contains(kerr.Message, "not found") {
-			return fmt.Errorf("%w: %w", ErrMissingBlock, kerr)
-		}
-		return kerr
+		return missingOnRPC(&KuboError{Op: "cat", URL: req.URL.Redacted(), Status: resp.StatusCode, Message: kuboMessage(resp.Body)})
 	}
-	var body io.Reader = resp.Body
+	noted := &noteReader{r: resp.Body}
+	var body io.Reader = noted
 	if idle != nil {
-		body = &idleReader{r: resp.Body, t: idle, d: k.timeout}
+		body = &idleReader{r: noted, t: idle, d: k.timeout}
 	}
 	// streamErr is the error the daemon gives for a stream it could not finish, if any.
 	streamErr := func(err error) error {
@@ -199,6 +196,9 @@ func (k *KuboCAS) catBlocks(ctx context.Context, ids []cid.Cid, sizes []int64, e
 		if err := each(j, r); err != nil {
 			if ctx.Err() != nil {
 				return fmt.Errorf("kubo cat: %w", context.Cause(ctx))
+			}
+			if noted.err != nil { // the answer broke off, not the writing
+				return streamErr(fmt.Errorf("block %s: %w", id, noted.err))
 			}
 			return err
 		}
@@ -231,4 +231,27 @@ func (k *KuboCAS) catBlocks(ctx context.Context, ids []cid.Cid, sizes []int64, e
 func (k *KuboCAS) ReadsRawBlocks(ctx context.Context) bool {
 	q := url.Values{"arg": {kuboPlaceholderRoot().String()}, "progress": {"false"}}
 	return k.rpcCall(ctx, "dag/stat", q, nil) == nil
+}
+
+// missingOnRPC marks an RPC error answer saying a block was not found as ErrMissingBlock.
+func missingOnRPC(err error) error {
+	var ke *KuboError
+	if errors.As(err, &ke) && ke.Status == http.StatusInternalServerError && strings.Contains(ke.Message, "not found") {
+		return fmt.Errorf("%w: %w", ErrMissingBlock, err)
+	}
+	return err
+}
+
+// noteReader keeps the first error other than io.EOF its reader returned.
+type noteReader struct {
+	r   io.Reader
+	err error
+}
+
+func (n *noteReader) Read(p []byte) (int, error) {
+	m, err := n.r.Read(p)
+	if err != nil && err != io.EOF && n.err == nil {
+		n.err = err
+	}
+	return m, err
 }

@@ -676,7 +676,7 @@ func writeExport(ctx context.Context, root *os.Root, tmp string, src Zarr, keys 
 	prog := progressCounter{fn: o.progress, p: Progress{TotalFiles: len(keys), TotalBytes: -1}}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(o.workers)
-	bulk, rest, rr := bulkValues(ctx, src, keys) // raw values streamed in a few requests, if the store can
+	bulk, rest, rr := streamableValues(ctx, src, keys) // raw values streamed in a few requests, if the store can
 	if len(bulk) > 0 {
 		g.Go(func() error { return writeBulkValues(gctx, out, src, rr, bulk, &prog) })
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ipfs/go-cid"
 	"github.com/multiformats/go-multicodec"
+	"github.com/multiformats/go-multihash"
 )
 
 // This file lets an export read its raw values as a few streams instead of a load per value, when
@@ -21,11 +22,11 @@ type bulkValue struct {
 	id  cid.Cid
 }
 
-// bulkValues picks, among keys, those an export reads through the store's rawBlockReader: on a
+// streamableValues picks, among keys, those an export reads through the store's rawBlockReader: on a
 // plain (unencrypted) ZarrStore whose CAS is one, every key whose value is a raw block. rest is
-// the keys left to the usual path (metadata kept inline, dag-pb files, any key whose pointer
-// cannot be read, which that path then reports).
-func bulkValues(ctx context.Context, src Zarr, keys []string) (bulk []bulkValue, rest []string, rr rawBlockReader) {
+// the keys left to the usual path (dag-pb files, identity CIDs, any key whose pointer cannot be
+// read, which that path then reports).
+func streamableValues(ctx context.Context, src Zarr, keys []string) (bulk []bulkValue, rest []string, rr rawBlockReader) {
 	s, ok := src.(*ZarrStore)
 	if !ok || s.box != nil {
 		return nil, keys, nil
@@ -35,7 +36,7 @@ func bulkValues(ctx context.Context, src Zarr, keys []string) (bulk []bulkValue,
 	}
 	for _, k := range keys {
 		id, err := s.m.GetPointer(ctx, k)
-		if err != nil || id.Prefix().Codec != uint64(multicodec.Raw) {
+		if err != nil || id.Prefix().Codec != uint64(multicodec.Raw) || id.Prefix().MhType == multihash.IDENTITY {
 			rest = append(rest, k)
 			continue
 		}
@@ -47,8 +48,9 @@ func bulkValues(ctx context.Context, src Zarr, keys []string) (bulk []bulkValue,
 // writeBulkValues writes the values bulk, read through rr in their order, each straight into a
 // new file of out, and adds each file to prog. The bytes of a file are checked once it is written
 // (see readRawBlocks), and out is the export's hidden directory, which a failure removes: nothing
-// unchecked reaches the export's final names. When rr fails before its first value (an RPC API
-// that does not serve the requests), the values are written the usual way, one load each.
+// unchecked reaches the export's final names. When the RPC API does not serve the requests (it
+// answers the first 403, 404, 405, 414, 431 or 501: a proxy, a daemon without the commands), the
+// values are written the usual way, one load each.
 func writeBulkValues(ctx context.Context, out *os.Root, src Zarr, rr rawBlockReader, bulk []bulkValue, prog *progressCounter) error {
 	ids := make([]cid.Cid, len(bulk))
 	for i, b := range bulk {
@@ -63,7 +65,7 @@ func writeBulkValues(ctx context.Context, out *os.Root, src Zarr, rr rawBlockRea
 		prog.add(n)
 		return nil
 	})
-	if err == nil || started || ctx.Err() != nil {
+	if err == nil || started || ctx.Err() != nil || !unservedCommand(err) {
 		return err
 	}
 	for _, b := range bulk {
@@ -105,4 +107,17 @@ func writeStreamedFile(root *os.Root, key string, r io.Reader, buf []byte) (int6
 		}
 	}
 	return n, f.Close()
+}
+
+// unservedCommand reports whether err is an RPC answer saying the command is not served here.
+func unservedCommand(err error) bool {
+	var ke *KuboError
+	if !errors.As(err, &ke) {
+		return false
+	}
+	switch ke.Status {
+	case 403, 404, 405, 414, 431, 501:
+		return true
+	}
+	return false
 }
