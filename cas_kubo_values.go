@@ -2,6 +2,7 @@ package hamt
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -108,6 +109,16 @@ func (k *KuboCAS) blockSizes(ctx context.Context, ids []cid.Cid) ([]int64, error
 	for _, id := range ids {
 		q.Add("arg", id.String())
 	}
+	var raw json.RawMessage
+	if err := k.rpcCall(ctx, "dag/stat", q, &raw); err != nil {
+		return nil, missingOnRPC(err)
+	}
+	return dagStatSizes(raw, ids)
+}
+
+// dagStatSizes reads the sizes of the blocks ids from a dag/stat answer: one entry per block, in
+// order, each a single block of a plausible size.
+func dagStatSizes(b []byte, ids []cid.Cid) ([]int64, error) {
 	var answer struct {
 		DagStats []struct {
 			Cid       string
@@ -115,8 +126,8 @@ func (k *KuboCAS) blockSizes(ctx context.Context, ids []cid.Cid) ([]int64, error
 			NumBlocks int64
 		}
 	}
-	if err := k.rpcCall(ctx, "dag/stat", q, &answer); err != nil {
-		return nil, missingOnRPC(err)
+	if err := json.Unmarshal(b, &answer); err != nil {
+		return nil, fmt.Errorf("kubo dag/stat: unexpected answer %.200q: %w", b, err)
 	}
 	if len(answer.DagStats) != len(ids) {
 		return nil, fmt.Errorf("kubo dag/stat: %d answers for %d blocks", len(answer.DagStats), len(ids))
@@ -186,37 +197,16 @@ func (k *KuboCAS) catBlocks(ctx context.Context, ids []cid.Cid, sizes []int64, e
 		}
 		return fmt.Errorf("kubo cat: %w (%w)", ErrMissingBlock, err)
 	}
-	for j, id := range ids {
-		check, err := newPieceCheck(id)
-		if err != nil {
-			return err
+	if err := splitCatStream(body, ids, sizes, each, func(err error) error {
+		if ctx.Err() != nil {
+			return fmt.Errorf("kubo cat: %w", context.Cause(ctx))
 		}
-		lr := &io.LimitedReader{R: body, N: sizes[j]}
-		r := io.TeeReader(lr, check.h)
-		if err := each(j, r); err != nil {
-			if ctx.Err() != nil {
-				return fmt.Errorf("kubo cat: %w", context.Cause(ctx))
-			}
-			if noted.err != nil { // the answer broke off, not the writing
-				return streamErr(fmt.Errorf("block %s: %w", id, noted.err))
-			}
-			return err
+		if noted.err != nil { // the answer broke off, not the writing
+			return streamErr(err)
 		}
-		if _, err := io.Copy(io.Discard, r); err != nil {
-			return streamErr(fmt.Errorf("block %s: %w", id, err))
-		}
-		if lr.N > 0 {
-			return streamErr(fmt.Errorf("block %s: %w: %d of its %d bytes came", id, io.ErrUnexpectedEOF, sizes[j]-lr.N, sizes[j]))
-		}
-		if err := check.verify(); err != nil {
-			return fmt.Errorf("kubo cat: %w", err)
-		}
-	}
-	var one [1]byte
-	if n, err := io.ReadFull(body, one[:]); n > 0 {
-		return fmt.Errorf("kubo cat: %w: the answer holds more than the %d blocks asked", ErrUnexpectedBlock, len(ids))
-	} else if !errors.Is(err, io.EOF) {
-		return streamErr(err)
+		return err
+	}, streamErr); err != nil {
+		return err
 	}
 	if msg := resp.Trailer.Get("X-Stream-Error"); msg != "" {
 		return fmt.Errorf("kubo cat: the daemon says: %s", msg)
@@ -254,4 +244,39 @@ func (n *noteReader) Read(p []byte) (int, error) {
 		n.err = err
 	}
 	return m, err
+}
+
+// splitCatStream cuts body, a cat answer, into the blocks ids of the given sizes, calling each
+// for every block with a reader of its bytes, then reading the rest of the block and checking it:
+// whole (else cut is given the error: the answer broke off), hashing to its CID (ErrCorrupt); bytes
+// past the last block are ErrUnexpectedBlock. An error of each goes through failed, which tells a
+// broken answer from a failed write.
+func splitCatStream(body io.Reader, ids []cid.Cid, sizes []int64, each func(j int, r io.Reader) error, failed, cut func(error) error) error {
+	for j, id := range ids {
+		check, err := newPieceCheck(id)
+		if err != nil {
+			return err
+		}
+		lr := &io.LimitedReader{R: body, N: sizes[j]}
+		r := io.TeeReader(lr, check.h)
+		if err := each(j, r); err != nil {
+			return failed(fmt.Errorf("block %s: %w", id, err))
+		}
+		if _, err := io.Copy(io.Discard, r); err != nil {
+			return cut(fmt.Errorf("block %s: %w", id, err))
+		}
+		if lr.N > 0 {
+			return cut(fmt.Errorf("block %s: %w: %d of its %d bytes came", id, io.ErrUnexpectedEOF, sizes[j]-lr.N, sizes[j]))
+		}
+		if err := check.verify(); err != nil {
+			return fmt.Errorf("kubo cat: %w", err)
+		}
+	}
+	var one [1]byte
+	if n, err := io.ReadFull(body, one[:]); n > 0 {
+		return fmt.Errorf("kubo cat: %w: the answer holds more than the %d blocks asked", ErrUnexpectedBlock, len(ids))
+	} else if !errors.Is(err, io.EOF) {
+		return cut(err)
+	}
+	return nil
 }
