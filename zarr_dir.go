@@ -506,7 +506,11 @@ func exportKeys(ctx context.Context, src Zarr, found func()) ([]string, error) {
 // ExportDir writes every key of src as a file under dir, the key's slashes making
 // subdirectories, in the order src lists them, loading and writing up to WithDirWorkers values at once (each in pieces of at most 1 MiB, so
 // memory stays bounded whatever the values' sizes), so that dir then holds
-// exactly the dataset. An ImportDir of a directory followed by an ExportDir gives back
+// exactly the dataset. From a ZarrStore over a KuboCAS the values that are raw blocks are read
+// instead through Kubo's RPC API, 500 to a cat request (their sizes from dag/stat), each written
+// straight into its file and hashed against its CID (ErrCorrupt, ErrMissingBlock,
+// ErrUnexpectedBlock fail the export); an RPC API that does not serve these commands leaves them to
+// one load each. An ImportDir of a directory followed by an ExportDir gives back
 // byte-identical files.
 //
 // dir must be absent (it is created, with its parents), an empty directory, or, with
