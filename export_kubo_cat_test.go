@@ -132,3 +132,22 @@ func TestKuboReadsRawBlocks(t *testing.T) {
 		t.Fatal("ReadsRawBlocks: true after a 404")
 	}
 }
+
+// TestExportDirFromKuboWithoutRPC: a KuboCAS whose RPC API is not there (a gateway-only setup)
+// still exports, loading each value from the gateway.
+func TestExportDirFromKuboWithoutRPC(t *testing.T) {
+	srv, root, values, _ := catDataset(t, 0)
+	gone := kubotest.New(t)
+	rpc := gone.RPCURL()
+	gone.Close()
+	k := newKubo(t, srv, hamt.WithKuboRPC(rpc))
+	z, err := hamt.OpenZarr(context.Background(), k, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "out")
+	if _, err := hamt.ExportDir(context.Background(), z, dir); err != nil {
+		t.Fatal(err)
+	}
+	checkExported(t, dir, values)
+}

@@ -48,9 +48,9 @@ func streamableValues(ctx context.Context, src Zarr, keys []string) (bulk []bulk
 // writeBulkValues writes the values bulk, read through rr in their order, each straight into a
 // new file of out, and adds each file to prog. The bytes of a file are checked once it is written
 // (see readRawBlocks), and out is the export's hidden directory, which a failure removes: nothing
-// unchecked reaches the export's final names. When the RPC API does not serve the requests (it
-// answers the first 403, 404, 405, 414, 431 or 501: a proxy, a daemon without the commands), the
-// values are written the usual way, one load each.
+// unchecked reaches the export's final names. When the RPC API fails before the first value for
+// another reason than a missing block (it is not there, a proxy refuses the commands, an answer
+// does not parse), the values are written the usual way, one verified load each.
 func writeBulkValues(ctx context.Context, out *os.Root, src Zarr, rr rawBlockReader, bulk []bulkValue, prog *progressCounter) error {
 	ids := make([]cid.Cid, len(bulk))
 	for i, b := range bulk {
@@ -65,7 +65,7 @@ func writeBulkValues(ctx context.Context, out *os.Root, src Zarr, rr rawBlockRea
 		prog.add(n)
 		return nil
 	})
-	if err == nil || started || ctx.Err() != nil || !unservedCommand(err) {
+	if err == nil || started || ctx.Err() != nil || errors.Is(err, ErrMissingBlock) {
 		return err
 	}
 	for _, b := range bulk {
@@ -107,17 +107,4 @@ func writeStreamedFile(root *os.Root, key string, r io.Reader, buf []byte) (int6
 		}
 	}
 	return n, f.Close()
-}
-
-// unservedCommand reports whether err is an RPC answer saying the command is not served here.
-func unservedCommand(err error) bool {
-	var ke *KuboError
-	if !errors.As(err, &ke) {
-		return false
-	}
-	switch ke.Status {
-	case 403, 404, 405, 414, 431, 501:
-		return true
-	}
-	return false
 }
