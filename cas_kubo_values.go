@@ -32,10 +32,17 @@ const maxRawBlock = 8 << 20
 // rawBlockReader is a CAS that streams many raw blocks at once (a KuboCAS, through its RPC API).
 type rawBlockReader interface {
 	// readRawBlocks calls each(i, r) for every block ids[i], in order, r giving the bytes the
-	// store sends for it; they are checked after each returns (see KuboCAS.readRawBlocks).
-	// started is false when it failed before the first call of each.
-	readRawBlocks(ctx context.Context, ids []cid.Cid, each func(i int, r io.Reader) error) (started bool, err error)
+	// store sends for it; they are checked after each returns (see KuboCAS.readRawBlocks). done
+	// is how many blocks were handed out and checked; an error wrapping errNoRawBlocks came
+	// before any byte of ids[done] was handed out.
+	readRawBlocks(ctx context.Context, ids []cid.Cid, each func(i int, r io.Reader) error) (done int, err error)
 }
+
+// errNoRawBlocks marks a failure of readRawBlocks that says nothing about the blocks: the RPC API
+// is not there, refuses the requests, or answers dag/stat in a way that cannot be read (Kubo 0.42
+// fails to encode the answer for blocks that are all empty). The blocks can still be loaded one by
+// one.
+var errNoRawBlocks = errors.New("the RPC API does not serve raw blocks")
 
 // rawBatch is a run of blocks and their sizes as the daemon states them.
 type rawBatch struct {
@@ -51,13 +58,13 @@ type rawBatch struct {
 // each returns, the rest is read and the block checked: it has that size, the stream held it whole
 // (ErrMissingBlock when the daemon could not send it), and it hashes to ids[i] (ErrCorrupt); a
 // stream holding more than the blocks is ErrUnexpectedBlock. Memory is bounded by the batch.
-func (k *KuboCAS) readRawBlocks(ctx context.Context, ids []cid.Cid, each func(i int, r io.Reader) error) (started bool, err error) {
+func (k *KuboCAS) readRawBlocks(ctx context.Context, ids []cid.Cid, each func(i int, r io.Reader) error) (done int, err error) {
 	if k.closed.Load() {
-		return false, errors.New("kubo cat: store closed")
+		return 0, errors.New("kubo cat: store closed")
 	}
 	for _, id := range ids {
 		if id.Prefix().Codec != uint64(multicodec.Raw) {
-			return false, fmt.Errorf("kubo cat: %s is not a raw block", id)
+			return 0, fmt.Errorf("kubo cat: %s is not a raw block", id)
 		}
 	}
 	ctx, cancel := context.WithCancel(ctx)
@@ -82,24 +89,22 @@ func (k *KuboCAS) readRawBlocks(ctx context.Context, ids []cid.Cid, each func(i 
 		for range batches { // the sizer has returned once batches is closed
 		}
 	}()
-	at := 0
 	for b := range batches {
 		if b.err != nil {
-			return started, b.err
+			return done, b.err
 		}
 		err := k.catBlocks(ctx, b.ids, b.sizes, func(j int, r io.Reader) error {
-			started = true
-			return each(at+j, r)
+			return each(done+j, r)
 		})
 		if err != nil {
-			return started, err
+			return done, err
 		}
-		at += len(b.ids)
+		done += len(b.ids)
 	}
 	if err := ctx.Err(); err != nil {
-		return started, fmt.Errorf("kubo cat: %w", context.Cause(ctx))
+		return done, fmt.Errorf("kubo cat: %w", context.Cause(ctx))
 	}
-	return started, nil
+	return done, nil
 }
 
 // blockSizes asks dag/stat for the sizes of the raw blocks ids, checking the answer's shape: one
@@ -111,9 +116,16 @@ func (k *KuboCAS) blockSizes(ctx context.Context, ids []cid.Cid) ([]int64, error
 	}
 	var raw json.RawMessage
 	if err := k.rpcCall(ctx, "dag/stat", q, &raw); err != nil {
-		return nil, missingOnRPC(err)
+		if err = missingOnRPC(err); errors.Is(err, ErrMissingBlock) || ctx.Err() != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: %w", errNoRawBlocks, err)
 	}
-	return dagStatSizes(raw, ids)
+	sizes, err := dagStatSizes(raw, ids)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errNoRawBlocks, err)
+	}
+	return sizes, nil
 }
 
 // dagStatSizes reads the sizes of the blocks ids from a dag/stat answer: one entry per block, in
@@ -176,7 +188,11 @@ func (k *KuboCAS) catBlocks(ctx context.Context, ids []cid.Cid, sizes []int64, e
 	}
 	defer closeBody(resp.Body, cancel)
 	if resp.StatusCode != http.StatusOK {
-		return missingOnRPC(&KuboError{Op: "cat", URL: req.URL.Redacted(), Status: resp.StatusCode, Message: kuboMessage(resp.Body)})
+		err := missingOnRPC(&KuboError{Op: "cat", URL: req.URL.Redacted(), Status: resp.StatusCode, Message: kuboMessage(resp.Body)})
+		if !errors.Is(err, ErrMissingBlock) {
+			err = fmt.Errorf("%w: %w", errNoRawBlocks, err)
+		}
+		return err
 	}
 	noted := &noteReader{r: resp.Body}
 	var body io.Reader = noted

@@ -48,16 +48,16 @@ func streamableValues(ctx context.Context, src Zarr, keys []string) (bulk []bulk
 // writeBulkValues writes the values bulk, read through rr in their order, each straight into a
 // new file of out, and adds each file to prog. The bytes of a file are checked once it is written
 // (see readRawBlocks), and out is the export's hidden directory, which a failure removes: nothing
-// unchecked reaches the export's final names. When the RPC API fails before the first value for
-// another reason than a missing block (it is not there, a proxy refuses the commands, an answer
-// does not parse), the values are written the usual way, one verified load each.
+// unchecked reaches the export's final names. When the RPC API fails in a way that says nothing
+// about the values (it is not there, a proxy refuses the commands, an answer does not parse), the
+// values not written yet are written the usual way, one verified load each.
 func writeBulkValues(ctx context.Context, out *os.Root, src Zarr, rr rawBlockReader, bulk []bulkValue, prog *progressCounter) error {
 	ids := make([]cid.Cid, len(bulk))
 	for i, b := range bulk {
 		ids[i] = b.id
 	}
 	buf := make([]byte, 256<<10)
-	started, err := rr.readRawBlocks(ctx, ids, func(i int, r io.Reader) error {
+	done, err := rr.readRawBlocks(ctx, ids, func(i int, r io.Reader) error {
 		n, err := writeStreamedFile(out, bulk[i].key, r, buf)
 		if err != nil {
 			return err
@@ -65,10 +65,10 @@ func writeBulkValues(ctx context.Context, out *os.Root, src Zarr, rr rawBlockRea
 		prog.add(n)
 		return nil
 	})
-	if err == nil || started || ctx.Err() != nil || errors.Is(err, ErrMissingBlock) {
+	if err == nil || ctx.Err() != nil || !errors.Is(err, errNoRawBlocks) {
 		return err
 	}
-	for _, b := range bulk {
+	for _, b := range bulk[done:] {
 		n, err := writeNewFile(ctx, out, src, b.key)
 		if err != nil {
 			return err
