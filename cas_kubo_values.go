@@ -94,6 +94,9 @@ func (k *KuboCAS) readRawBlocks(ctx context.Context, ids []cid.Cid, each func(i 
 			return done, b.err
 		}
 		err := k.catBlocks(ctx, b.ids, b.sizes, func(j int, r io.Reader) error {
+			if err := ctx.Err(); err != nil { // the answer may be read ahead: stop at the next block
+				return err
+			}
 			return each(done+j, r)
 		})
 		if err != nil {
