@@ -8,7 +8,9 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -31,11 +33,11 @@ const maxRawBlock = 8 << 20
 
 // rawBlockReader is a CAS that streams many raw blocks at once (a KuboCAS, through its RPC API).
 type rawBlockReader interface {
-	// readRawBlocks calls each(i, r) for every block ids[i], in order, r giving the bytes the
-	// store sends for it; they are checked after each returns (see KuboCAS.readRawBlocks). done
-	// is how many blocks were handed out and checked; an error wrapping errNoRawBlocks came
-	// before any byte of ids[done] was handed out.
-	readRawBlocks(ctx context.Context, ids []cid.Cid, each func(i int, r io.Reader) error) (done int, err error)
+	// readRawBlocks calls each(i, r) for every block ids[i], r giving the bytes the store sends
+	// for it, from several goroutines at once; they are checked after each returns (see
+	// KuboCAS.readRawBlocks). With an error wrapping errNoRawBlocks, todo lists the blocks never
+	// handed out.
+	readRawBlocks(ctx context.Context, ids []cid.Cid, each func(i int, r io.Reader) error) (todo []int, err error)
 }
 
 // errNoRawBlocks marks a failure of readRawBlocks that says nothing about the blocks: the RPC API
@@ -46,68 +48,118 @@ var errNoRawBlocks = errors.New("the RPC API does not serve raw blocks")
 
 // rawBatch is a run of blocks and their sizes as the daemon states them.
 type rawBatch struct {
+	from  int // the index of its first block in the whole read
 	ids   []cid.Cid
 	sizes []int64
 	err   error
 }
 
-// readRawBlocks reads the raw blocks ids from the RPC API, sizes by dag/stat (the next batch's
-// asked while the current one streams) and bytes by cat, rawBatchBlocks a request. each(i, r) gets
-// block ids[i] as a reader of exactly the size the daemon stated, which it may read to the end or
-// not: what it reads is not verified yet, so it must write it where a failure can undo it. After
+// rawStreams is how many cat requests readRawBlocks keeps in flight: two, so that the daemon
+// serves on two cores while this process writes (measured: 20,000 values of 64 KiB, load 4 on 2
+// cores, one stream at a time 3.9–4.1 s, two 3.0–3.3 s).
+const rawStreams = 2
+
+// readRawBlocks reads the raw blocks ids from the RPC API, sizes by dag/stat (asked ahead of the
+// streams) and bytes by cat, rawBatchBlocks a request, rawStreams requests at once. each(i, r)
+// gets block ids[i] as a reader of exactly the size the daemon stated, which it may read to the
+// end or not: what it reads is not verified yet, so it must write it where a failure can undo it.
+// each is called from up to rawStreams goroutines at once, for blocks of different batches. After
 // each returns, the rest is read and the block checked: it has that size, the stream held it whole
 // (ErrMissingBlock when the daemon could not send it), and it hashes to ids[i] (ErrCorrupt); a
-// stream holding more than the blocks is ErrUnexpectedBlock. Memory is bounded by the batch.
-func (k *KuboCAS) readRawBlocks(ctx context.Context, ids []cid.Cid, each func(i int, r io.Reader) error) (done int, err error) {
+// stream holding more than the blocks is ErrUnexpectedBlock. Memory is bounded by the batches.
+//
+// When the only failures say nothing about the blocks (errNoRawBlocks), todo lists, in order, the
+// blocks whose bytes were never handed to each, for the caller to load otherwise.
+func (k *KuboCAS) readRawBlocks(ctx context.Context, ids []cid.Cid, each func(i int, r io.Reader) error) (todo []int, err error) {
 	if k.closed.Load() {
-		return 0, errors.New("kubo cat: store closed")
+		return nil, errors.New("kubo cat: store closed")
 	}
 	for _, id := range ids {
 		if id.Prefix().Codec != uint64(multicodec.Raw) {
-			return 0, fmt.Errorf("kubo cat: %s is not a raw block", id)
+			return nil, fmt.Errorf("kubo cat: %s is not a raw block", id)
 		}
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	batches := make(chan rawBatch, 1)
+	defer cancel()
+	batches := make(chan rawBatch, rawStreams)
+	sized := 0 // blocks the sizer got to; read after it returned
+	sizerDone := make(chan struct{})
 	go func() {
+		defer close(sizerDone)
 		defer close(batches)
 		for from := 0; from < len(ids); from += rawBatchBlocks {
-			b := rawBatch{ids: ids[from:min(from+rawBatchBlocks, len(ids))]}
+			b := rawBatch{from: from, ids: ids[from:min(from+rawBatchBlocks, len(ids))]}
 			b.sizes, b.err = k.blockSizes(ctx, b.ids)
 			select {
 			case batches <- b:
 			case <-ctx.Done():
 				return
 			}
+			sized = from + len(b.ids)
 			if b.err != nil {
 				return
 			}
 		}
 	}()
-	defer func() {
-		cancel()
-		for range batches { // the sizer has returned once batches is closed
-		}
-	}()
-	for b := range batches {
-		if b.err != nil {
-			return done, b.err
-		}
-		err := k.catBlocks(ctx, b.ids, b.sizes, func(j int, r io.Reader) error {
-			if err := ctx.Err(); err != nil { // the answer may be read ahead: stop at the next block
-				return err
+	var mu sync.Mutex
+	var failed error  // the first failure that is not errNoRawBlocks
+	var noRaw error   // the first errNoRawBlocks
+	var skipped []int // starts of the batches not streamed after an errNoRawBlocks
+	var wg sync.WaitGroup
+	for range rawStreams {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := range batches {
+				mu.Lock()
+				stop := failed != nil || noRaw != nil
+				mu.Unlock()
+				err := b.err
+				if err == nil && !stop {
+					err = k.catBlocks(ctx, b.ids, b.sizes, func(j int, r io.Reader) error {
+						if err := ctx.Err(); err != nil { // the answer may be read ahead: stop at the next block
+							return err
+						}
+						return each(b.from+j, r)
+					})
+				}
+				mu.Lock()
+				switch {
+				case err == nil && !stop:
+				case err == nil || errors.Is(err, errNoRawBlocks):
+					skipped = append(skipped, b.from)
+					if noRaw == nil && err != nil {
+						noRaw = err
+					}
+				case failed == nil:
+					failed = err
+					cancel()
+				}
+				mu.Unlock()
 			}
-			return each(done+j, r)
-		})
-		if err != nil {
-			return done, err
-		}
-		done += len(b.ids)
+		}()
+	}
+	wg.Wait()
+	<-sizerDone
+	if failed != nil {
+		return nil, failed
 	}
 	if err := ctx.Err(); err != nil {
-		return done, fmt.Errorf("kubo cat: %w", context.Cause(ctx))
+		return nil, fmt.Errorf("kubo cat: %w", context.Cause(ctx))
 	}
-	return done, nil
+	if noRaw == nil {
+		return nil, nil
+	}
+	slices.Sort(skipped)
+	for _, from := range skipped {
+		for i := from; i < min(from+rawBatchBlocks, len(ids)); i++ {
+			todo = append(todo, i)
+		}
+	}
+	for i := sized; i < len(ids); i++ {
+		todo = append(todo, i)
+	}
+	return todo, noRaw
 }
 
 // blockSizes asks dag/stat for the sizes of the raw blocks ids, checking the answer's shape: one

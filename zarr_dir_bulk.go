@@ -56,8 +56,13 @@ func writeBulkValues(ctx context.Context, out *os.Root, src Zarr, rr rawBlockRea
 	for i, b := range bulk {
 		ids[i] = b.id
 	}
-	buf := make([]byte, 256<<10)
-	done, err := rr.readRawBlocks(ctx, ids, func(i int, r io.Reader) error {
+	bufs := make(chan []byte, rawStreams) // one per stream: each runs on up to rawStreams goroutines
+	for range rawStreams {
+		bufs <- make([]byte, 256<<10)
+	}
+	todo, err := rr.readRawBlocks(ctx, ids, func(i int, r io.Reader) error {
+		buf := <-bufs
+		defer func() { bufs <- buf }()
 		n, err := writeStreamedFile(out, bulk[i].key, r, buf)
 		if err != nil {
 			return err
@@ -68,8 +73,8 @@ func writeBulkValues(ctx context.Context, out *os.Root, src Zarr, rr rawBlockRea
 	if err == nil || ctx.Err() != nil || !errors.Is(err, errNoRawBlocks) {
 		return err
 	}
-	for _, b := range bulk[done:] {
-		n, err := writeNewFile(ctx, out, src, b.key)
+	for _, i := range todo {
+		n, err := writeNewFile(ctx, out, src, bulk[i].key)
 		if err != nil {
 			return err
 		}
