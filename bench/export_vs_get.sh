@@ -19,7 +19,7 @@
 # load average at the start; the end prints, per binary, the median of the per-pair ratios
 # export/get. Outputs are kept until the end of all pairs and deleted in bulk then: on ext4
 # without a journal, creating files right after deleting tens of thousands costs seconds
-# (BENCHMARKS.md, "Measure into fresh directories").
+# (BENCHMARKS.md, "Measure into fresh directories"): leave a few minutes between two batches.
 set -euo pipefail
 pairs=5 files=20000 work=/tmp/export-vs-get keep=0
 while getopts "n:f:w:kh" o; do
