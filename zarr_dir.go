@@ -559,7 +559,11 @@ func exportKeys(ctx context.Context, src Zarr, found func()) ([]string, error) {
 // ExportDir writes every key of src as a file under dir, the key's slashes making
 // subdirectories, in the order src lists them, loading and writing up to WithDirWorkers values at once (each in pieces of at most 1 MiB, so
 // memory stays bounded whatever the values' sizes), so that dir then holds
-// exactly the dataset. An ImportDir of a directory followed by an ExportDir gives back
+// exactly the dataset. From a ZarrStore over a KuboCAS the values that are raw blocks are read
+// instead through Kubo's RPC API, 500 to a cat request (their sizes from dag/stat), each written
+// straight into its file and hashed against its CID (ErrCorrupt, ErrMissingBlock,
+// ErrUnexpectedBlock fail the export); an RPC API that does not serve these commands leaves them to
+// one load each. An ImportDir of a directory followed by an ExportDir gives back
 // byte-identical files.
 //
 // dir must be absent (it is created, with its parents), an empty directory, or, with
@@ -732,7 +736,11 @@ func writeExport(ctx context.Context, root *os.Root, tmp string, src Zarr, keys 
 	prog := progressCounter{fn: o.progress, p: Progress{TotalFiles: len(keys), TotalBytes: -1}}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(o.workers)
-	for _, k := range keys {
+	bulk, rest, rr := streamableValues(ctx, src, keys) // raw values streamed in a few requests, if the store can
+	if len(bulk) > 0 {
+		g.Go(func() error { return writeBulkValues(gctx, out, src, rr, bulk, &prog) })
+	}
+	for _, k := range rest {
 		if gctx.Err() != nil {
 			break
 		}

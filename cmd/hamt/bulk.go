@@ -44,12 +44,14 @@ func (w *bulkWrite) close() {
 	}
 }
 
-// fetchedZarr is the dataset at root to read whole: on a Kubo store, a local copy fetched in one
-// verified CAR stream from the gateways (hamt.KuboCAS.FetchDAG, in a temporary file that done
-// removes) instead of a request per block; on any other store z itself.
+// fetchedZarr is the dataset at root to read whole: on a Kubo store whose RPC API serves
+// dag/stat, z itself, whose raw values hamt.ExportDir then reads in a few cat requests; on one
+// without, a local copy fetched in one verified CAR stream from the gateways
+// (hamt.KuboCAS.FetchDAG, in a temporary file that done removes) instead of a request per block;
+// on any other store z itself.
 func fetchedZarr(ctx context.Context, root cid.Cid, z hamt.ZarrDataset, st *store) (hamt.ZarrDataset, func(), error) {
 	k, ok := st.cas.(*hamt.KuboCAS)
-	if !ok {
+	if !ok || k.ReadsRawBlocks(ctx) {
 		return z, func() {}, nil
 	}
 	d, err := k.FetchDAG(ctx, root, "")

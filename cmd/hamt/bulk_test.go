@@ -43,25 +43,44 @@ func TestKuboBulkPaths(t *testing.T) {
 		t.Errorf("the exported CAR imports as %s, want %s", got, root)
 	}
 
+	files := zarrFiles(t)
+	exported := func(out string) {
+		t.Helper()
+		for name, want := range files {
+			if got, err := os.ReadFile(filepath.Join(out, filepath.FromSlash(name))); err != nil || !bytes.Equal(got, want) {
+				t.Errorf("exported %s: %v", name, err)
+			}
+		}
+	}
+	cars := func() (n int) {
+		for _, r := range srv.Log() {
+			if strings.Contains(r.RawQuery, "format=car") {
+				n++
+			}
+		}
+		return n
+	}
+	// The map's nodes are read from the gateway, the values in one cat from the RPC API (its sizes
+	// from dag/stat, asked once more as the probe).
 	srv.ResetCounters()
 	out := filepath.Join(dir, "out")
 	ok(t, "", nil, append(kubo, "export", root, out)...)
-	// One CAR stream; the map's nodes may be read ahead of it one by one, the values never.
-	cars := 0
-	for _, r := range srv.Log() {
-		if strings.Contains(r.RawQuery, "format=car") {
-			cars++
-		}
+	if n, c, s := srv.Total(kubotest.Gateway), srv.Requests("/api/v0/cat"), srv.Requests("/api/v0/dag/stat"); cars() != 0 || n >= len(files) || c != 1 || s != 2 {
+		t.Errorf("export: %d gateway requests, %d of them CARs, %d cat, %d dag/stat, for %d files; want no value read alone, 1 cat, 2 dag/stat",
+			n, cars(), c, s, len(files))
 	}
-	files := zarrFiles(t)
-	if n := srv.Total(kubotest.Gateway); cars != 1 || n >= len(files) {
-		t.Errorf("export: %d gateway requests, %d of them CARs, for %d files; want one CAR and no value read alone", n, cars, len(files))
+	exported(out)
+	// Without dag/stat on the RPC API: one CAR stream; the map's nodes may be read ahead of it one
+	// by one, the values never.
+	srv.ResetCounters()
+	srv.Inject(kubotest.Fault{Endpoint: kubotest.RPC, Path: "/api/v0/dag/stat", Status: 404, Times: -1})
+	out = filepath.Join(dir, "out2")
+	ok(t, "", nil, append(kubo, "export", root, out)...)
+	if n := srv.Total(kubotest.Gateway); cars() != 1 || n >= len(files) {
+		t.Errorf("export: %d gateway requests, %d of them CARs, for %d files; want one CAR and no value read alone", n, cars(), len(files))
 	}
-	for name, want := range files {
-		if got, err := os.ReadFile(filepath.Join(out, filepath.FromSlash(name))); err != nil || !bytes.Equal(got, want) {
-			t.Errorf("exported %s: %v", name, err)
-		}
-	}
+	exported(out)
+	srv.ClearFaults()
 
 	fresh := kubotest.New(t)
 	fk := []string{"--kubo-rpc", fresh.RPCURL(), "--kubo-gateway", fresh.GatewayURL()}

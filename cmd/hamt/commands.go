@@ -423,9 +423,11 @@ Progress goes to standard error: on a terminal (or with --progress) a bar counts
 then the files and bytes written, with the rate and the time left (by files: sizes are not known
 ahead); then one summary line, the only output without a terminal or with --no-progress.
 
-From Kubo the dataset comes in one request, a CAR stream checked block by block as it arrives,
-copied into a temporary file ($TMPDIR) as large as the dataset, removed when the export ends; files
-are written as their values arrive.`,
+From Kubo the map's nodes come from the gateway and the values from the RPC API, 500 to a cat
+request (their sizes from dag/stat), each written straight into its file and hashed against its
+CID. A daemon whose RPC API does not answer dag/stat is read in one gateway request instead, a CAR
+stream checked block by block as it arrives, copied into a temporary file ($TMPDIR) as large as
+the dataset, removed when the export ends; files are written as their values arrive.`,
 		Example: `  hamt export $ROOT era5.zarr
   hamt export --replace $ROOT era5.zarr    # over an older export`,
 		Args: args(2, 2),

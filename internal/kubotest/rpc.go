@@ -65,6 +65,10 @@ func (s *Server) serveRPC(w http.ResponseWriter, r *http.Request) {
 		run = s.rpcConfig
 	case "/api/v0/dag/import":
 		run = s.rpcDagImport
+	case "/api/v0/cat":
+		run = s.rpcCat
+	case "/api/v0/dag/stat":
+		run = s.rpcDagStat
 	default:
 		http.Error(w, "404 page not found", http.StatusNotFound)
 		return
