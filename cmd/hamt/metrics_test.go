@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hamt-go/hamt/internal/kubotest"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -35,11 +36,18 @@ type servingInProcess struct {
 // and waits for it to print its addresses. Cleanup stops it.
 func serveInProcess(t *testing.T, store, root string, flags ...string) *servingInProcess {
 	t.Helper()
+	return serveInProcessWith(t, []string{"--store", store}, root, flags...)
+}
+
+// serveInProcessWith is serveInProcess on the store the global flags name.
+func serveInProcessWith(t *testing.T, global []string, root string, flags ...string) *servingInProcess {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	s := &servingInProcess{lines: make(chan string, 1000), cancel: cancel, code: make(chan int, 1)}
 	go func() {
-		s.code <- run(ctx, append([]string{"--store", store, "serve", root, "--listen", "127.0.0.1:0"}, flags...), nil, io.Discard, pw)
+		args := append(append(global[:len(global):len(global)], "serve", root, "--listen", "127.0.0.1:0"), flags...)
+		s.code <- run(ctx, args, nil, io.Discard, pw)
 		pw.Close()
 	}()
 	go func() {
@@ -310,5 +318,33 @@ func TestServeMetricsAddressErrors(t *testing.T) {
 		if r.code != c.code || !strings.Contains(r.stderr, c.want) || strings.Contains(r.stderr, "serving") {
 			t.Errorf("serve %v: exit %d, stderr %q; want exit %d with %q", c.args, r.code, r.stderr, c.code, c.want)
 		}
+	}
+}
+
+// TestServeMetricsKubo: serving from Kubo, the store's loads are counted as the kubo store's, and
+// what the gateway answered adds up to what was asked.
+func TestServeMetricsKubo(t *testing.T) {
+	srv := kubotest.New(t)
+	kubo := []string{"--kubo-rpc", srv.RPCURL(), "--kubo-gateway", srv.GatewayURL()}
+	imp := inProcess(t, nil, append(kubo, "import", filepath.Join("..", "..", "testdata", "zarr"))...)
+	if imp.code != 0 {
+		t.Fatalf("import: %d %s", imp.code, imp.stderr)
+	}
+	s := serveInProcessWith(t, kubo, imp.lastLine(), "--metrics-listen", "127.0.0.1:0")
+	before := scrape(t, s.metrics)
+	if status, b := httpGet(t, "http://"+s.addr+"/counts/c/0", "bytes=0-9"); status != 206 || len(b) != 10 {
+		t.Fatalf("ranged GET: %d, %d bytes", status, len(b))
+	}
+	after := scrape(t, s.metrics)
+	ranged := map[string]string{"hamt_cas_store": "kubo", "hamt_cas_status": "ok", "hamt_cas_has_range": "true"}
+	n0, _ := before.sum("hamt_cas_load_requests_total", ranged)
+	n1, _ := after.sum("hamt_cas_load_requests_total", ranged)
+	b0, _ := before.sum("hamt_cas_load_response_bytes_total", ranged)
+	b1, _ := after.sum("hamt_cas_load_response_bytes_total", ranged)
+	if n1-n0 != 1 || b1-b0 != 10 {
+		t.Errorf("kubo ranged loads grew by %v, %v bytes; want 1, 10", n1-n0, b1-b0)
+	}
+	if n, _ := after.sum("hamt_cas_load_requests_total", map[string]string{"hamt_cas_store": "bolt"}); n != 0 {
+		t.Errorf("%v loads counted as bolt's", n)
 	}
 }
