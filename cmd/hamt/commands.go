@@ -39,6 +39,8 @@ type app struct {
 	logFormat   string        // --log-format
 	log         *slog.Logger  // from the two, once the flags are read (see logger)
 	rootName    string        // the name the command's ROOT was given by, or its --name (names.go)
+
+	tel *hamt.Telemetry // what the stores opened record with (serve --metrics-listen); nil: nothing
 }
 
 func newApp(stdin io.Reader, stdout, stderr io.Writer) *app {
@@ -626,7 +628,7 @@ func (a *app) printFlushed(ctx context.Context, z hamt.ZarrDataset, st *store, o
 const shutdownGrace = 5 * time.Second
 
 func (a *app) serveCommand() *cobra.Command {
-	var listen string
+	var listen, metricsListen string
 	var readTimeout, writeTimeout, idleTimeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "serve ROOT",
@@ -646,27 +648,45 @@ whatever the size of the value. Clients that hold a connection without using it 
   --idle-timeout   between requests on a kept-alive connection
 A timeout of 0 means none.
 
+--metrics-listen ADDR also serves Prometheus metrics at http://ADDR/metrics, on a listener of its
+own with the same timeouts: requests (http_server_request_duration_seconds, by method and
+status), store loads (hamt_cas_load_requests_total, hamt_cas_load_duration_seconds, by store and
+status), the read cache (hamt_cache_hits_total, hamt_cache_misses_total), Kubo retries and gateway
+failovers, and the process's own (go_*, process_*). The README's Observability section lists them.
+
 On SIGINT or SIGTERM it stops taking connections, lets requests in flight finish for 5s, then
 closes the connections still open and exits 0.`,
 		Example: `  hamt serve $ROOT                          # http://127.0.0.1:8000/
   hamt serve --listen 0.0.0.0:8080 $ROOT    # on every interface
+  hamt serve --metrics-listen 127.0.0.1:9464 $ROOT   # and metrics at http://127.0.0.1:9464/metrics
   # then, in Python: zarr.open_group("http://127.0.0.1:8000/", mode="r")`,
 		Args: args(1, 1),
-		RunE: func(cmd *cobra.Command, argv []string) error {
+		RunE: func(cmd *cobra.Command, argv []string) (err error) {
+			if metricsListen != "" {
+				if err := checkMetricsAddr(metricsListen, listen); err != nil {
+					return err
+				}
+			}
 			root, err := a.resolveRoot(cmd.Context(), argv[0])
 			if err != nil {
 				return err
 			}
 			ctx := cmd.Context()
-			return a.withZarr(ctx, root, false, func(z hamt.ZarrDataset, _ *store) error {
-				ln, err := net.Listen("tcp", listen)
-				if err != nil {
+			var met *metricsServer // nil: no metrics
+			if metricsListen != "" {
+				if met, err = newMetrics(ctx, a.logger()); err != nil {
 					return err
 				}
-				// The store is closed when this function returns: every handler must be done by then.
-				var inFlight sync.WaitGroup
+				defer func() {
+					if cerr := met.Close(); err == nil {
+						err = cerr
+					}
+				}()
+				a.tel = met.telemetry() // the stores openStore opens record with it
+			}
+			newServer := func(h http.Handler) *http.Server {
 				srv := &http.Server{
-					Handler:           counted(&inFlight, logRequests(a.logger(), hamt.NewZarrHandler(z))),
+					Handler:           h,
 					ReadHeaderTimeout: 10 * time.Second,
 					ReadTimeout:       readTimeout,
 					WriteTimeout:      writeTimeout,
@@ -678,8 +698,30 @@ closes the connections still open and exits 0.`,
 				if idleTimeout <= 0 {
 					srv.IdleTimeout = -1 // none, rather than net/http's fallback to ReadTimeout
 				}
+				return srv
+			}
+			return a.withZarr(ctx, root, false, func(z hamt.ZarrDataset, _ *store) error {
+				ln, err := net.Listen("tcp", listen)
+				if err != nil {
+					return err
+				}
+				// The store is closed when this function returns: every handler must be done by then.
+				var inFlight sync.WaitGroup
+				srv := newServer(counted(&inFlight, logRequests(a.logger(), hamt.NewZarrHandler(z, hamt.WithHandlerTelemetry(a.tel)))))
+				var metricsURL string
+				if met != nil {
+					addr, err := met.start(metricsListen, newServer)
+					if err != nil {
+						_ = ln.Close()
+						return err
+					}
+					metricsURL = fmt.Sprintf("http://%s%s", addr, metricsPath)
+				}
 				url := fmt.Sprintf("http://%s/", ln.Addr())
 				a.notice(ctx, fmt.Sprintf("serving %s on %s", root, url), "serving", slog.String("root", root.String()), slog.String("url", url))
+				if met != nil {
+					a.notice(ctx, "metrics on "+metricsURL, "metrics", slog.String("url", metricsURL))
+				}
 				done := make(chan error, 1)
 				go func() { done <- srv.Serve(hamt.CORSListener(srv, ln)) }()
 				select {
@@ -689,6 +731,11 @@ closes the connections still open and exits 0.`,
 					_ = srv.Close()
 					inFlight.Wait()
 					return err
+				case <-met.stoppedEarly():
+					_ = srv.Close()
+					<-done
+					inFlight.Wait()
+					return met.Err()
 				case <-ctx.Done():
 				}
 				sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
@@ -700,13 +747,17 @@ closes the connections still open and exits 0.`,
 				}
 				<-done
 				inFlight.Wait()
+				if err := met.Close(); err != nil {
+					return err
+				}
 				a.notice(ctx, "stopped", "stopped")
 				return nil
-			})
+			}, hamt.WithMapOptions(hamt.WithTelemetry(a.tel)))
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&listen, "listen", "127.0.0.1:8000", "address to listen on (host:port; port 0 picks a free one)")
+	f.StringVar(&metricsListen, "metrics-listen", "", "also serve Prometheus metrics at http://ADDR/metrics (host:port; port 0 picks a free one; default: none)")
 	f.DurationVar(&readTimeout, "read-timeout", 30*time.Second, "time a client has to send a request (0: none)")
 	f.DurationVar(&writeTimeout, "write-timeout", 30*time.Second, "time a client has to take each piece of up to 1 MiB of an answer (0: none)")
 	f.DurationVar(&idleTimeout, "idle-timeout", 60*time.Second, "time a kept-alive connection may wait for its next request (0: none)")

@@ -108,7 +108,7 @@ func (a *app) openKubo(ctx context.Context, gateways bool) (*store, error) {
 	if err != nil {
 		return nil, err
 	}
-	k, err := hamt.NewKuboCAS(opts...)
+	k, err := hamt.NewKuboCAS(append(opts, hamt.WithKuboTelemetry(a.tel))...)
 	if err != nil {
 		return nil, err
 	}

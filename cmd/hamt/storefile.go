@@ -26,7 +26,7 @@ func (a *app) openBolt(path string, write, create bool) (*store, error) {
 		return nil, err
 	}
 	if !write {
-		b, err := hamt.OpenBoltCAS(path, hamt.WithBoltReadOnly())
+		b, err := hamt.OpenBoltCAS(path, hamt.WithBoltReadOnly(), hamt.WithBoltTelemetry(a.tel))
 		if err != nil {
 			return nil, err
 		}
@@ -40,7 +40,7 @@ func (a *app) openBolt(path string, write, create bool) (*store, error) {
 		a.created = &createdStore{path: path, dirs: dirs}
 	}
 	for try := 0; ; try++ {
-		b, err := hamt.OpenBoltCAS(path)
+		b, err := hamt.OpenBoltCAS(path, hamt.WithBoltTelemetry(a.tel))
 		if err != nil {
 			return nil, err
 		}
