@@ -15,11 +15,11 @@ import (
 // gcBenchChunks, gcBenchChunkSize and gcBenchSteps shape BenchmarkGC's history: a Zarr array of
 // 4,000 chunks of 4 KiB (16 MiB) in the HAMT layout, imported under a name, then 80 steps that
 // each set (40) or remove (40) one chunk and move the name, as 80 runs of `hamt set NAME` and
-// `hamt rm NAME` do.
-const gcBenchChunks, gcBenchChunkSize, gcBenchSteps = 4000, 4 << 10, 80
+// `hamt rm NAME` do. gcBenchLongSteps is a longer history of the same kind (400 steps: 401 roots).
+const gcBenchChunks, gcBenchChunkSize, gcBenchSteps, gcBenchLongSteps = 4000, 4 << 10, 80, 400
 
-// gcBenchHistory builds that history in a new store file at path.
-func gcBenchHistory(b *testing.B, path string) {
+// gcBenchHistory builds that history, of steps steps, in a new store file at path.
+func gcBenchHistory(b *testing.B, path string, steps int) {
 	ctx := context.Background()
 	s, err := hamt.OpenBoltCAS(path)
 	if err != nil {
@@ -54,7 +54,7 @@ func gcBenchHistory(b *testing.B, path string) {
 	if err := s.SetName(ctx, "ds", root); err != nil {
 		b.Fatal(err)
 	}
-	for step := range gcBenchSteps {
+	for step := range steps {
 		z, err := hamt.OpenZarr(ctx, s, root, hamt.WithZarrWrite())
 		if err != nil {
 			b.Fatal(err)
@@ -82,24 +82,45 @@ func gcBenchHistory(b *testing.B, path string) {
 	}
 }
 
-// BenchmarkGC times a GC (mark, sweep, compaction) of the store gcBenchHistory makes, after
-// dropping the name's history (so the 80 previous roots' own blocks are garbage), and reports
-// the file's size before and after and the blocks removed. Each iteration starts from a copy of
-// the file, made outside the timer.
+// BenchmarkGC times a GC (mark, sweep, compaction) of the store gcBenchHistory makes, with the
+// name's history kept (81 roots; 401 for the long history) or dropped first (so the previous
+// roots' own blocks are garbage), and reports the file's size before and after and the blocks
+// removed. Each iteration starts from a copy of the file, made outside the timer. The mark-only
+// cases are dry runs (WithGCDryRun): the mark, and the sweep's count of the blocks, without
+// removing or compacting.
 func BenchmarkGC(b *testing.B) {
 	ctx := context.Background()
 	dir := b.TempDir()
-	orig := filepath.Join(dir, "history.bolt")
-	gcBenchHistory(b, orig)
+	files := map[int]string{}
+	history := func(steps int) string {
+		if files[steps] == "" {
+			files[steps] = filepath.Join(dir, fmt.Sprintf("history-%d.bolt", steps))
+			gcBenchHistory(b, files[steps], steps)
+		}
+		return files[steps]
+	}
 	for _, mode := range []struct {
-		name string
-		keep bool // keep the history
-	}{{"history-kept", true}, {"history-dropped", false}} {
+		name  string
+		steps int
+		keep  bool // keep the history
+		dry   bool // mark only
+	}{
+		{"history-kept", gcBenchSteps, true, false},
+		{"history-dropped", gcBenchSteps, false, false},
+		{"history-400-kept", gcBenchLongSteps, true, false},
+		{"mark-only/history-kept", gcBenchSteps, true, true},
+		{"mark-only/history-400-kept", gcBenchLongSteps, true, true},
+	} {
 		b.Run(mode.name, func(b *testing.B) {
+			orig := history(mode.steps)
+			var opts []hamt.GCOption
+			if mode.dry {
+				opts = append(opts, hamt.WithGCDryRun())
+			}
 			var rep hamt.GCReport
 			for i := 0; i < b.N; i++ {
 				b.StopTimer()
-				path := filepath.Join(dir, fmt.Sprintf("gc-%s-%d.bolt", mode.name, i))
+				path := filepath.Join(dir, fmt.Sprintf("gc-%d.bolt", i))
 				gcCopyFile(b, orig, path)
 				s, err := hamt.OpenBoltCAS(path)
 				if err != nil {
@@ -111,7 +132,7 @@ func BenchmarkGC(b *testing.B) {
 					}
 				}
 				b.StartTimer()
-				if rep, err = s.GC(ctx); err != nil {
+				if rep, err = s.GC(ctx, opts...); err != nil {
 					b.Fatal(err)
 				}
 				b.StopTimer()
@@ -127,6 +148,7 @@ func BenchmarkGC(b *testing.B) {
 			b.ReportMetric(float64(rep.BytesAfter)/(1<<20), "MiB-blocks-after")
 			b.ReportMetric(float64(rep.BlocksRemoved), "blocks-removed")
 			b.ReportMetric(float64(rep.BlocksBefore), "blocks-before")
+			b.ReportMetric(float64(rep.Roots), "roots")
 		})
 	}
 }

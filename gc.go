@@ -84,7 +84,9 @@ type GCReport struct {
 // kept roots are every name's current root and the roots in its history (SetName), and those
 // WithGCRoots gives. A root is a HAMT (its nodes and values), a sharded Zarr root (IsShardedRoot:
 // its metadata, shards and chunks), a UnixFS file (every block of it), or a block of another
-// codec; a value stored as a UnixFS file is kept with every block of its file.
+// codec; a value stored as a UnixFS file is kept with every block of its file. The mark reads
+// each distinct block once, however many roots share it (a name's history shares most of its
+// tree from one root to the next).
 //
 // Blocks reachable only from a map being built and not yet named (nor given) are garbage, unless
 // its builder holds the GC off (HoldGC) until it has named its root. Blocks saved or put while
@@ -164,89 +166,138 @@ func (b *BoltCAS) mark(ctx context.Context, o gcOptions) (map[string]struct{}, i
 	if err != nil {
 		return nil, 0, err
 	}
-	type kept struct {
-		root cid.Cid
-		why  string
-	}
-	var roots []kept
+	var roots []gcRoot
 	for _, n := range names {
-		roots = append(roots, kept{n.Root, fmt.Sprintf("name %q", n.Name)})
+		roots = append(roots, gcRoot{n.Root, fmt.Sprintf("name %q", n.Name)})
 		for i, h := range n.History {
-			roots = append(roots, kept{h.Root, fmt.Sprintf("name %q, history entry %d", n.Name, i+1)})
+			roots = append(roots, gcRoot{h.Root, fmt.Sprintf("name %q, history entry %d", n.Name, i+1)})
 		}
 	}
 	for _, r := range o.roots {
-		roots = append(roots, kept{r, "root given"})
+		roots = append(roots, gcRoot{r, "root given"})
 	}
-	seen := map[cidBytes]struct{}{}
-	distinct := 0
-	for _, r := range roots {
-		if _, ok := seen[cidKey(r.root)]; ok {
-			continue
-		}
-		distinct++
-		if err := markRoot(ctx, b, r.root, seen, o.mapOpts); err != nil {
-			return nil, 0, fmt.Errorf("%s: root %s: %w", r.why, r.root, err)
-		}
+	m, err := markRoots(ctx, b, roots, o.mapOpts)
+	if err != nil {
+		return nil, 0, err
 	}
-	keep := make(map[string]struct{}, len(seen))
-	for id := range seen {
+	keep := make(map[string]struct{}, len(m.blocks)+len(m.nodes))
+	for id := range m.blocks {
 		if k, ok := boltKey(id.cid()); ok {
 			keep[k] = struct{}{}
 		}
 	}
-	return keep, distinct, nil
-}
-
-// markRoot adds to seen every block root reaches, checking that cas holds each (ErrMissingBlock)
-// and that the structures read are well formed. A block in seen is taken as marked with all it
-// reaches: roots that share subtrees share the work, except a HAMT's nodes, which the shared
-// walker (walkStored) reads for each root to check them.
-func markRoot(ctx context.Context, cas CAS, root cid.Cid, seen map[cidBytes]struct{}, opts []Option) error {
-	switch root.Prefix().Codec {
-	case uint64(multicodec.DagCbor):
-		block, err := shardedRootBlock(ctx, cas, root)
-		if err != nil {
-			return err
+	for id := range m.nodes {
+		if k, ok := boltKey(id.cid()); ok {
+			keep[k] = struct{}{}
 		}
-		if block != nil {
-			return walkShardedSeen(ctx, cas, root, block, seen, nil)
-		}
-		return walkStored(ctx, cas, root, opts, func(n *blockNode, _ int) error {
-			seen[cidKey(n.id)] = struct{}{}
-			for i := range n.slots {
-				s := &n.slots[i]
-				if s.link() != nil {
-					continue
-				}
-				var err error
-				eachEntry(s.bucket(), 0, func(key string, value cidBytes) bool {
-					if err = markValue(ctx, cas, value, seen); err != nil {
-						err = fmt.Errorf("value of %q: %w", key, err)
-					}
-					return err == nil
-				})
-				if err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-	default:
-		return markValue(ctx, cas, cidKey(root), seen)
 	}
+	return keep, len(m.roots), nil
 }
 
-// markValue adds to seen value's block, or every block of the UnixFS file it heads.
-func markValue(ctx context.Context, cas CAS, value cidBytes, seen map[cidBytes]struct{}) error {
-	if _, ok := seen[value]; ok {
+// gcRoot is a root the GC keeps, and why (for errors).
+type gcRoot struct {
+	root cid.Cid
+	why  string
+}
+
+// gcMark is the mark's state: what the roots marked so far reach. Each distinct block is read
+// once across all roots, so a mark costs about the distinct blocks the roots reach, not roots ×
+// blocks, however long the histories that share them.
+//
+// A HAMT subtree already marked is left out (treeCheck.skip) only where it is met at the
+// position (the slots from the root) it was checked at: the same CID there is the same bytes at
+// the same place, so every check of the shared walker would find there what it found before
+// (passed: a failure stops the GC), and every block below was read, and found present, then.
+// Met anywhere else, it is walked and checked again, as before: a node reached twice in one
+// tree is at two positions, so the walker still finds the diamond (or the key off its hash path
+// that such a node must hold, walk.go's top comment says why), and a subtree moved to another
+// position in another root still fails its key check. So GC refuses exactly what it refused
+// when it walked every root whole.
+type gcMark struct {
+	cas  CAS
+	opts []Option
+	// blocks are the blocks marked other than HAMT nodes: values (a value here is marked with
+	// every block of its file), the blocks of sharded roots, roots of other codecs.
+	blocks map[cidBytes]struct{}
+	// nodes are the HAMT nodes marked with their subtrees, each with the position it was checked
+	// at (treeCheck.position; 0 past depth 7, where a subtree is never left out).
+	nodes map[cidBytes]uint64
+	// roots are the distinct roots marked.
+	roots map[cidBytes]struct{}
+}
+
+// markRoots marks what roots reach in cas, checking that cas holds each block (ErrMissingBlock)
+// and that the structures read are well formed; the first root that fails stops it.
+func markRoots(ctx context.Context, cas CAS, roots []gcRoot, opts []Option) (*gcMark, error) {
+	m := &gcMark{cas: cas, opts: opts, blocks: map[cidBytes]struct{}{}, nodes: map[cidBytes]uint64{}, roots: map[cidBytes]struct{}{}}
+	for _, r := range roots {
+		if _, ok := m.roots[cidKey(r.root)]; ok {
+			continue
+		}
+		if err := m.root(ctx, r.root); err != nil {
+			return nil, fmt.Errorf("%s: root %s: %w", r.why, r.root, err)
+		}
+		m.roots[cidKey(r.root)] = struct{}{}
+	}
+	return m, nil
+}
+
+// root marks every block root reaches. A root marked before as a value (a map's value may be
+// another map's root: ZarrStore.SetCID) is marked again as a root: a value's mark covers its
+// block only.
+func (m *gcMark) root(ctx context.Context, root cid.Cid) error {
+	if root.Prefix().Codec != uint64(multicodec.DagCbor) {
+		return m.value(ctx, cidKey(root))
+	}
+	block, err := shardedRootBlock(ctx, m.cas, root)
+	if err != nil {
+		return err
+	}
+	if block != nil {
+		return walkShardedSeen(ctx, m.cas, root, block, m.blocks, nil)
+	}
+	t, err := toolCheck(m.opts)
+	if err != nil {
+		return err
+	}
+	t.skip = func(id cidBytes, pos uint64) bool {
+		at, ok := m.nodes[id]
+		return ok && pos != 0 && at == pos
+	}
+	// Nothing loaded ahead: a local file answers in microseconds, and the loads ahead would not
+	// ask skip.
+	return walkStoredChecked(ctx, m.cas, root, t, walkAhead{}, func(n *blockNode, depth int) error {
+		m.nodes[cidKey(n.id)] = t.position(depth)
+		for i := range n.slots {
+			s := &n.slots[i]
+			if s.link() != nil {
+				continue
+			}
+			var err error
+			eachEntry(s.bucket(), 0, func(key string, value cidBytes) bool {
+				if err = m.value(ctx, value); err != nil {
+					err = fmt.Errorf("value of %q: %w", key, err)
+				}
+				return err == nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// value marks value's block, or every block of the UnixFS file it heads.
+func (m *gcMark) value(ctx context.Context, value cidBytes) error {
+	if _, ok := m.blocks[value]; ok {
 		return nil
 	}
 	id := value.cid()
 	if isDagPb(value) {
-		skip := func(c cid.Cid) bool { _, ok := seen[cidKey(c)]; return ok }
-		err := eachFileBlock(ctx, cas, id, !storeVerifies(cas), skip, func(c cid.Cid, _ []byte) error {
-			seen[cidKey(c)] = struct{}{}
+		skip := func(c cid.Cid) bool { _, ok := m.blocks[cidKey(c)]; return ok }
+		err := eachFileBlock(ctx, m.cas, id, !storeVerifies(m.cas), skip, func(c cid.Cid, _ []byte) error {
+			m.blocks[cidKey(c)] = struct{}{}
 			return nil
 		})
 		if err != nil {
@@ -254,10 +305,10 @@ func markValue(ctx context.Context, cas CAS, value cidBytes, seen map[cidBytes]s
 		}
 		return nil
 	}
-	if _, err := blockSize(ctx, cas, id); err != nil {
+	if _, err := blockSize(ctx, m.cas, id); err != nil {
 		return fmt.Errorf("block %s: %w", id, missingBlock(err))
 	}
-	seen[value] = struct{}{}
+	m.blocks[value] = struct{}{}
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"sync"
@@ -401,8 +402,9 @@ func TestGCKeepsBlocksSavedWhileItRuns(t *testing.T) {
 	}
 }
 
-// TestGCKeepsExactlyWhatKeptRootsReach: random maps under random names, some names moved,
-// deleted or their history dropped, some roots given; after GC every kept root reads whole (every
+// TestGCKeepsExactlyWhatKeptRootsReach: random maps under random names, some derived from
+// others (sharing subtrees, as a name's history does), some names moved, deleted or their
+// history dropped, some roots given; after GC every kept root reads whole (every
 // key, every value byte) and the store holds exactly the blocks the kept roots reach.
 func TestGCKeepsExactlyWhatKeptRootsReach(t *testing.T) {
 	ctx := context.Background()
@@ -423,18 +425,46 @@ func TestGCKeepsExactlyWhatKeptRootsReach(t *testing.T) {
 			rapid.SliceOfN(rapid.ByteRange(0, 3), 0, 40), // small alphabet: values shared by maps
 			rapid.SliceOfN(rapid.Byte(), 0, 2000),
 		)
+		keyGen := rapid.StringMatching(`[a-c]{1,3}(/[0-9]{1,2})?`)
 		model := map[cid.Cid]map[string][]byte{}
 		var roots []cid.Cid
-		nMaps := rapid.IntRange(1, 4).Draw(rt, "maps")
+		nMaps := rapid.IntRange(1, 5).Draw(rt, "maps")
 		for i := range nMaps {
-			kv := rapid.MapOfN(rapid.StringMatching(`[a-c]{1,3}(/[0-9]{1,2})?`), valueGen, 0, 20).Draw(rt, fmt.Sprint("kv", i))
-			m, err := hamt.New(ctx, b, hamt.Bytes)
-			if err != nil {
-				rt.Fatal(err)
-			}
-			for k, v := range kv {
-				if err := m.Set(ctx, k, v); err != nil {
+			// A map of its own, or (as a name's history) a few changes to an earlier one, with
+			// which it shares most of its tree. Bucket size 1 makes trees a few levels deep.
+			opts := []hamt.Option{hamt.WithBucketSize(rapid.SampledFrom([]int{1, 4}).Draw(rt, fmt.Sprint("bucket", i)))}
+			var m *hamt.Map[[]byte]
+			var kv map[string][]byte
+			if i > 0 && rapid.Bool().Draw(rt, fmt.Sprint("derived", i)) {
+				from := rapid.SampledFrom(roots).Draw(rt, fmt.Sprint("from", i))
+				if m, err = hamt.Open(ctx, b, hamt.Bytes, from, opts...); err != nil {
 					rt.Fatal(err)
+				}
+				if err := m.EnableWrite(ctx); err != nil {
+					rt.Fatal(err)
+				}
+				kv = maps.Clone(model[from])
+				for _, k := range rapid.SliceOfN(keyGen, 0, 6).Draw(rt, fmt.Sprint("deletes", i)) {
+					if err := m.Delete(ctx, k); err != nil && !errors.Is(err, hamt.ErrNotFound) {
+						rt.Fatal(err)
+					}
+					delete(kv, k)
+				}
+				for k, v := range rapid.MapOfN(keyGen, valueGen, 0, 6).Draw(rt, fmt.Sprint("sets", i)) {
+					if err := m.Set(ctx, k, v); err != nil {
+						rt.Fatal(err)
+					}
+					kv[k] = v
+				}
+			} else {
+				if m, err = hamt.New(ctx, b, hamt.Bytes, opts...); err != nil {
+					rt.Fatal(err)
+				}
+				kv = rapid.MapOfN(keyGen, valueGen, 0, 20).Draw(rt, fmt.Sprint("kv", i))
+				for k, v := range kv {
+					if err := m.Set(ctx, k, v); err != nil {
+						rt.Fatal(err)
+					}
 				}
 			}
 			root, err := m.Flush(ctx)

@@ -64,6 +64,12 @@ func walkStoredAhead(ctx context.Context, cas CAS, root cid.Cid, opts []Option, 
 	if err != nil {
 		return err
 	}
+	return walkStoredChecked(ctx, cas, root, t, ahead, visit)
+}
+
+// walkStoredChecked is walkStoredAhead with the walk's checks t (toolCheck) made by the caller,
+// who may set its hooks (treeCheck.skip) and read its path during a visit.
+func walkStoredChecked(ctx context.Context, cas CAS, root cid.Cid, t *treeCheck, ahead walkAhead, visit func(n *blockNode, depth int) error) error {
 	n, err := loadNodeBlock(ctx, cas, root, ahead.lat)
 	if err != nil {
 		return err

@@ -69,6 +69,12 @@ type treeCheck struct {
 	// subtree of a node reached twice, too deep, or not loaded. It returns false for a failure it
 	// does not take as a finding (a load that failed for I/O), which then ends the walk.
 	report func(f walkFailure) bool
+	// skip, when set (GC's mark), is asked before each child is loaded whether the walk may leave
+	// out the subtree at id, reached through t.path at position pos (see position; 0 past depth
+	// 7): it then neither loads, checks nor visits it, and goes on with its siblings. Only the
+	// walk's goroutine calls it; loads ahead (walk_prefetch.go) do not ask it, so a walk with skip
+	// should not load ahead (they would load what it skips; harmless, wasted).
+	skip func(id cidBytes, pos uint64) bool
 }
 
 // walkFailure is one failed check or failed load of a walk that reports them (treeCheck.report).
@@ -231,6 +237,13 @@ func walkFrom[N walkable](ctx context.Context, t *treeCheck, n N, id cidBytes, d
 	}
 	i := 0
 	for slot, k := n.linkBelow(numSlots); slot >= 0; slot, k = n.linkBelow(slot) {
+		if t.skipped(n.linkID(k), depth+1, slot) {
+			if kids != nil {
+				pre.drop(kids[i : i+1])
+			}
+			i++
+			continue
+		}
 		if !planned && pre.slow() {
 			kids, planned = pre.plan(n, depth, key, i), true
 		}
@@ -259,6 +272,16 @@ func walkFrom[N walkable](ctx context.Context, t *treeCheck, n N, id cidBytes, d
 		}
 	}
 	return nil
+}
+
+// skipped reports whether the walk leaves out the subtree at id, a child reached at depth through
+// slot (treeCheck.skip).
+func (t *treeCheck) skipped(id cidBytes, depth, slot int) bool {
+	if t.skip == nil {
+		return false
+	}
+	t.path = append(t.path[:depth-1], byte(slot))
+	return t.skip(id, t.position(depth))
 }
 
 // check runs every check on node n (CID id), reached at depth through slot, unless n remembers
