@@ -159,22 +159,6 @@ func (r *cborRewriter) head() (major byte, arg uint64, err error) {
 	return major, arg, nil
 }
 
-// appendHead appends the shortest head of an item.
-func appendHead(b []byte, major byte, arg uint64) []byte {
-	m := major << 5
-	switch {
-	case arg < 24:
-		return append(b, m|byte(arg))
-	case arg <= math.MaxUint8:
-		return append(b, m|24, byte(arg))
-	case arg <= math.MaxUint16:
-		return binary.BigEndian.AppendUint16(append(b, m|25), uint16(arg))
-	case arg <= math.MaxUint32:
-		return binary.BigEndian.AppendUint32(append(b, m|26), uint32(arg))
-	}
-	return binary.BigEndian.AppendUint64(append(b, m|27), arg)
-}
-
 // take returns the next n bytes of the input.
 func (r *cborRewriter) take(n uint64) ([]byte, error) {
 	if n > uint64(len(r.in)) {
@@ -198,7 +182,7 @@ func (r *cborRewriter) item(depth int) error {
 	}
 	switch major {
 	case 0, 1:
-		r.out = appendHead(r.out, major, arg)
+		r.out = appendHeader(r.out, major, arg)
 	case 2, 3:
 		s, err := r.take(arg)
 		if err != nil {
@@ -207,9 +191,9 @@ func (r *cborRewriter) item(depth int) error {
 		if major == 3 && !utf8.Valid(s) {
 			return fmt.Errorf("%w: a string that is not UTF-8", errNotDagCBOR)
 		}
-		r.out = append(appendHead(r.out, major, arg), s...)
+		r.out = append(appendHeader(r.out, major, arg), s...)
 	case 4, 5:
-		r.out = appendHead(r.out, major, arg)
+		r.out = appendHeader(r.out, major, arg)
 		n := arg
 		if major == 5 {
 			if arg > math.MaxUint64/2 {
@@ -248,19 +232,19 @@ func (r *cborRewriter) link() error {
 	if err != nil {
 		return err
 	}
-	r.out = appendHead(r.out, 6, cidTag)
+	r.out = appendHeader(r.out, 6, cidTag)
 	if r.encode {
 		if len(s) == 0 {
 			return fmt.Errorf("%w: an undefined CID", errNotDagCBOR)
 		}
-		r.out = append(appendHead(r.out, 2, n+1), 0)
+		r.out = append(appendHeader(r.out, 2, n+1), 0)
 		r.out = append(r.out, s...)
 		return nil
 	}
 	if len(s) == 0 || s[0] != 0 {
 		return errors.New("tag 42 content does not start with 0x00")
 	}
-	r.out = append(appendHead(r.out, 2, n-1), s[1:]...)
+	r.out = append(appendHeader(r.out, 2, n-1), s[1:]...)
 	return nil
 }
 
