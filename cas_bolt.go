@@ -1278,21 +1278,7 @@ func (b *BoltCAS) Check(ctx context.Context, verifyBlocks bool) error {
 		tx := t.tx
 		// bbolt's check runs on a goroutine of its own, where a fault is not recoverable, and
 		// the cursor below goes through every page: first make sure neither can fault or loop.
-		bf, found, err := openBoltFile(b.path)
-		if err != nil {
-			return err
-		}
-		if !found {
-			return boltCorruptf("no valid meta page")
-		}
-		defer bf.Close()
-		if bf.meta.txid != uint64(tx.ID()) {
-			return fmt.Errorf("the file's meta page (transaction %d) is not the store's (%d): is another program writing it?", bf.meta.txid, tx.ID())
-		}
-		if err := bf.checkMeta(false); err != nil {
-			return err
-		}
-		if err := bf.checkTree(); err != nil {
+		if err := b.checkWholeTree(tx); err != nil {
 			return err
 		}
 		var errs []error
