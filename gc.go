@@ -436,7 +436,8 @@ const compactTxBytes = 64 << 20
 // it, fsynced, and returns its path and the transaction id of the commit copied. Temporary files
 // a crashed GC left are removed first. Callers hold commitMu and are inside enter.
 func (b *BoltCAS) compactCopy() (tmp string, txid uint64, err error) {
-	dir, base := filepath.Dir(b.path), filepath.Base(b.path)
+	target := gcTarget(b.path)
+	dir, base := filepath.Dir(target), filepath.Base(target)
 	if old, _ := filepath.Glob(filepath.Join(dir, base+".gc-*.tmp")); len(old) > 0 {
 		for _, f := range old {
 			_ = os.Remove(f)
@@ -447,7 +448,18 @@ func (b *BoltCAS) compactCopy() (tmp string, txid uint64, err error) {
 		return "", 0, err
 	}
 	tmp = f.Name()
-	_ = f.Close()
+	// The copy takes the file's permissions (CreateTemp makes it 0600): a store shared by a
+	// group stays shared.
+	if fi, serr := os.Stat(target); serr == nil {
+		err = f.Chmod(fi.Mode().Perm())
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return "", 0, err
+	}
 	defer func() {
 		if err != nil {
 			_ = os.Remove(tmp)
@@ -539,12 +551,13 @@ func (b *BoltCAS) swapFile(tmp string, copied uint64, force bool) (swapped bool,
 	if err := b.gcPhase("before rename"); err != nil {
 		return false, err
 	}
-	if err := os.Rename(tmp, b.path); err != nil {
+	target := gcTarget(b.path)
+	if err := os.Rename(tmp, target); err != nil {
 		return false, err
 	}
 	// From here the file at the path is the compacted one: whatever fails now, the store must
 	// be reopened on it.
-	syncErr := syncDir(filepath.Dir(b.path))
+	syncErr := syncDir(filepath.Dir(target))
 	_ = b.file.Close()
 	_ = boltRecover(b.db.Close)
 	db, file, err := boltOpenFile(b.path, b.opts)
@@ -557,6 +570,16 @@ func (b *BoltCAS) swapFile(tmp string, copied uint64, force bool) (swapped bool,
 		return true, fmt.Errorf("fsync the directory after renaming the compacted file: %w", syncErr)
 	}
 	return true, nil
+}
+
+// gcTarget is the file the store's path names, through symbolic links: the compacted copy
+// replaces that file, not a link to it (which would leave the file, uncompacted, to whoever
+// opens it by another path, and the link a file of its own).
+func gcTarget(path string) string {
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		return real
+	}
+	return path
 }
 
 // syncDir fsyncs directory dir, making a rename in it durable.

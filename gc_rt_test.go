@@ -1,0 +1,66 @@
+package hamt_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/hamt-go/hamt"
+)
+
+// Red-team tests of GC: what the compaction's rename does to the file the store lives in.
+
+// A store opened through a symbolic link: the compacted copy must replace the file the link names
+// (not the link, which would leave that file uncompacted and stale for whoever opens it by its own
+// path), and keep its permissions (a store a group shares stays readable to the group).
+func TestGCCompactsTheFileALinkNamesAndKeepsItsMode(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	real := filepath.Join(dir, "real.bolt")
+	link := filepath.Join(dir, "link.bolt")
+	b := boltOpen(t, real)
+	keptKV := gcKV("kept", 20, 500)
+	kept := gcMap(t, b, keptKV)
+	if err := b.SetName(ctx, "ds", kept); err != nil {
+		t.Fatal(err)
+	}
+	gcMap(t, b, gcKV("gone", 200, 2000))
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(real, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("real.bolt", link); err != nil {
+		t.Skip("no symbolic links here:", err)
+	}
+	b = boltOpen(t, link)
+	rep, err := b.GC(ctx)
+	if err != nil || !rep.Compacted || rep.BlocksRemoved == 0 {
+		t.Fatalf("GC = %+v, %v", rep, err)
+	}
+	if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("the link is no longer a link: %v, %v", fi.Mode(), err)
+	}
+	fi, err := os.Stat(real)
+	if err != nil || fi.Size() != rep.FileAfter {
+		t.Fatalf("the file the link names: %v, %v; the report says %d bytes after", fi, err, rep.FileAfter)
+	}
+	if fi.Mode().Perm() != 0o640 {
+		t.Fatalf("the file's mode is %v after GC, want %v", fi.Mode().Perm(), os.FileMode(0o640))
+	}
+	// A write after GC lands in the file, seen by a store opened by the file's own path.
+	later := gcMap(t, b, gcKV("later", 5, 100))
+	if err := b.SetName(ctx, "later", later); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r := boltOpen(t, real, hamt.WithBoltReadOnly())
+	gcCheckMap(t, r, kept, keptKV)
+	if _, err := r.Name(ctx, "later"); err != nil {
+		t.Fatalf("the name set through the link after GC, read through the file: %v", err)
+	}
+}
