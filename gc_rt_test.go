@@ -1,7 +1,9 @@
 package hamt_test
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -63,4 +65,47 @@ func TestGCCompactsTheFileALinkNamesAndKeepsItsMode(t *testing.T) {
 	if _, err := r.Name(ctx, "later"); err != nil {
 		t.Fatalf("the name set through the link after GC, read through the file: %v", err)
 	}
+}
+
+// A byte flipped in the key of the names bucket (bit rot) makes the names look gone: a GC given
+// a root would then remove every named root's blocks. The root bucket holds only the store's
+// buckets, so an unknown key there is damage: GC removes nothing and says ErrCorrupt.
+func TestGCRefusesWhenTheNamesBucketKeyIsDamaged(t *testing.T) {
+	ctx := context.Background()
+	path := boltTempPath(t)
+	b := boltOpen(t, path)
+	namedKV, givenKV := gcKV("named", 20, 300), gcKV("given", 20, 300)
+	named := gcMap(t, b, namedKV)
+	if err := b.SetName(ctx, "ds", named); err != nil {
+		t.Fatal(err)
+	}
+	given := gcMap(t, b, givenKV)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	file, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := bytes.Count(file, []byte("names"))
+	if n == 0 {
+		t.Fatal("no names key in the file")
+	}
+	file = bytes.ReplaceAll(file, []byte("names"), []byte("nameS")) // 's' -> 'S': one bit
+	if err := os.WriteFile(path, file, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b = boltOpen(t, path)
+	rep, err := b.GC(ctx, hamt.WithGCRoots(given))
+	if !errors.Is(err, hamt.ErrCorrupt) || rep.BlocksRemoved != 0 {
+		t.Fatalf("GC with the names bucket's key damaged = %+v, %v; want ErrCorrupt and nothing removed", rep, err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Repaired, the name's root reads whole.
+	if err := os.WriteFile(path, bytes.ReplaceAll(file, []byte("nameS"), []byte("names")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	gcCheckMap(t, boltOpen(t, path, hamt.WithBoltReadOnly()), named, namedKV)
 }

@@ -351,6 +351,9 @@ func (t boltTx) nameIn(names *bolt.Bucket, name string) (NamedRoot, bool, error)
 // names reads every record, in name order. A cursor goes through every page of the bucket, which
 // lookups' path checks do not cover: the bucket's pages are checked whole first.
 func (t boltTx) names() ([]NamedRoot, error) {
+	if err := t.checkRootKeys(); err != nil {
+		return nil, err
+	}
 	names, err := t.bucket(boltNamesBucket)
 	if err != nil || names == nil {
 		return nil, err
@@ -373,4 +376,22 @@ func (t boltTx) names() ([]NamedRoot, error) {
 		out = append(out, r)
 	}
 	return out, nil // in key order, which is name order
+}
+
+// checkRootKeys checks that the root bucket holds no bucket but the store's: a damaged byte in
+// the key of the names bucket would otherwise make every name look gone (and their roots garbage
+// to GC).
+func (t boltTx) checkRootKeys() error {
+	if err := t.st.bf.checkPage(t.rootPage(), map[uint64]bool{}, 0); err != nil {
+		return t.corrupt(fmt.Errorf("the root bucket: %w", err))
+	}
+	c := t.tx.Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		switch string(k) {
+		case string(boltBlocksBucket), string(boltMetaBucket), string(boltNamesBucket):
+		default:
+			return boltCorruptf("a bucket %q beside the store's (a damaged key?)", k)
+		}
+	}
+	return nil
 }
