@@ -173,7 +173,15 @@ func Verify(ctx context.Context, cas CAS, root cid.Cid, opts ...Option) (VerifyR
 	}
 	ahead := toolAhead(opts)
 	v.startValues(ahead.workers)
+	walked := false
+	defer func() {
+		if !walked { // a panic (a WithProblemFunc's, say) ends the walk: end the workers too
+			cancel(nil)
+			_ = v.finishValues()
+		}
+	}()
 	err = v.root(root, opts, ahead)
+	walked = true
 	if verr := v.finishValues(); err == nil {
 		err = verr
 	}
