@@ -203,7 +203,7 @@ func (b *BoltCAS) Names(ctx context.Context) ([]NamedRoot, error) {
 // SetName points name at root, now, keeping the root it pointed at before (if another) in its
 // history. The store must hold root's block (ErrNotFound otherwise); what the root reaches is not
 // checked here (GC refuses to run while a named root is incomplete). The change is durable when
-// SetName returns.
+// SetName returns, and so is every block saved before it was called.
 func (b *BoltCAS) SetName(ctx context.Context, name string, root cid.Cid) error {
 	return b.changeName(ctx, "set name", name, root, func(NamedRoot, bool) error { return nil })
 }
@@ -236,6 +236,11 @@ func (b *BoltCAS) changeName(ctx context.Context, op, name string, root cid.Cid,
 		return fmt.Errorf("%s %q: %w", op, name, err)
 	} else if !ok {
 		return fmt.Errorf("%s %q: root %s: %w", op, name, root, ErrNotFound)
+	}
+	// The root may be only buffered (Has sees it): it goes to the file before the name does, so
+	// that no crash leaves the name durable and its root not.
+	if err := b.Flush(ctx); err != nil {
+		return fmt.Errorf("%s %q: %w", op, name, err)
 	}
 	return b.updateNames(ctx, op, func(t boltTx, names *bolt.Bucket) error {
 		cur, found, err := t.nameIn(names, name)
