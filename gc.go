@@ -178,14 +178,14 @@ func (b *BoltCAS) mark(ctx context.Context, o gcOptions) (map[string]struct{}, i
 	for _, r := range o.roots {
 		roots = append(roots, kept{r, "root given"})
 	}
-	seen := map[cidBytes]struct{}{}
+	seen, shards := map[cidBytes]struct{}{}, map[cidBytes]struct{}{}
 	distinct := 0
 	for _, r := range roots {
 		if _, ok := seen[cidKey(r.root)]; ok {
 			continue
 		}
 		distinct++
-		if err := markRoot(ctx, b, r.root, seen, o.mapOpts); err != nil {
+		if err := markRoot(ctx, b, r.root, seen, shards, o.mapOpts); err != nil {
 			return nil, 0, fmt.Errorf("%s: root %s: %w", r.why, r.root, err)
 		}
 	}
@@ -201,8 +201,10 @@ func (b *BoltCAS) mark(ctx context.Context, o gcOptions) (map[string]struct{}, i
 // markRoot adds to seen every block root reaches, checking that cas holds each (ErrMissingBlock)
 // and that the structures read are well formed. A block in seen is taken as marked with all it
 // reaches: roots that share subtrees share the work, except a HAMT's nodes, which the shared
-// walker (walkStored) reads for each root to check them.
-func markRoot(ctx context.Context, cas CAS, root cid.Cid, seen map[cidBytes]struct{}, opts []Option) error {
+// walker (walkStored) reads for each root to check them. A block marked as a value, which links
+// nothing, is in seen under its raw CID (leafKey): the same bytes may be a root, node or shard
+// elsewhere, whose links are to be followed. shards holds the sharded roots' shards walked.
+func markRoot(ctx context.Context, cas CAS, root cid.Cid, seen, shards map[cidBytes]struct{}, opts []Option) error {
 	switch root.Prefix().Codec {
 	case uint64(multicodec.DagCbor):
 		block, err := shardedRootBlock(ctx, cas, root)
@@ -210,7 +212,7 @@ func markRoot(ctx context.Context, cas CAS, root cid.Cid, seen map[cidBytes]stru
 			return err
 		}
 		if block != nil {
-			return walkShardedSeen(ctx, cas, root, block, seen, nil)
+			return walkShardedSeen(ctx, cas, root, block, seen, shards, nil)
 		}
 		return walkStored(ctx, cas, root, opts, func(n *blockNode, _ int) error {
 			seen[cidKey(n.id)] = struct{}{}
@@ -254,10 +256,14 @@ func markValue(ctx context.Context, cas CAS, value cidBytes, seen map[cidBytes]s
 		}
 		return nil
 	}
+	leaf := leafKey(id)
+	if _, ok := seen[leaf]; ok {
+		return nil
+	}
 	if _, err := blockSize(ctx, cas, id); err != nil {
 		return fmt.Errorf("block %s: %w", id, missingBlock(err))
 	}
-	seen[value] = struct{}{}
+	seen[leaf] = struct{}{}
 	return nil
 }
 

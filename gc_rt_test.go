@@ -9,6 +9,9 @@ import (
 	"testing"
 
 	"github.com/hamt-go/hamt"
+	"github.com/hamt-go/hamt/internal/testdag"
+	"github.com/ipfs/go-cid"
+	"github.com/multiformats/go-multicodec"
 )
 
 // Red-team tests of GC: what the compaction's rename does to the file the store lives in.
@@ -108,4 +111,57 @@ func TestGCRefusesWhenTheNamesBucketKeyIsDamaged(t *testing.T) {
 		t.Fatal(err)
 	}
 	gcCheckMap(t, boltOpen(t, path, hamt.WithBoltReadOnly()), named, namedKV)
+}
+
+// A map whose value links another kept root (a dag-cbor CID where the library writes raw ones:
+// a map made elsewhere, or made to do this) must not make GC take that root as walked: marked
+// first (its name sorts first), the value stopped the mark of the other root at its root block,
+// and GC removed the rest of it.
+func TestGCWalksARootThatAnotherMapHasAsAValue(t *testing.T) {
+	ctx := context.Background()
+	b := boltOpen(t, boltTempPath(t))
+	victimKV := gcKV("victim", 50, 300)
+	victim := gcMap(t, b, victimKV)
+	h := hamt.Blake3([]byte("x"))
+	odd := testdag.SaveNode(t, b, map[int][]byte{int(h[0]): testdag.Bucket(testdag.Entry("x", victim))})
+	if err := b.SetName(ctx, "a-first", odd); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.SetName(ctx, "victim", victim); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.GC(ctx); err != nil {
+		t.Fatal(err)
+	}
+	gcCheckMap(t, b, victim, victimKV)
+}
+
+// The other way round: a map's value that is a raw block of the bytes of another root's UnixFS
+// file node leaves that file to be walked, leaves and all.
+func TestGCWalksAFileWhoseNodeAnotherMapHasAsARawValue(t *testing.T) {
+	ctx := context.Background()
+	b := boltOpen(t, boltTempPath(t))
+	victimKV := map[string][]byte{"file": bytes.Repeat([]byte("victim file;"), hamt.DefaultFileChunk/12+100)}
+	victim := gcMap(t, b, victimKV)
+	m, err := hamt.Open(ctx, b, hamt.Bytes, victim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, err := m.GetPointer(ctx, "file")
+	if err != nil || file.Prefix().Codec != uint64(multicodec.DagPb) {
+		t.Fatalf("the value is %s (%v), want a UnixFS file", file, err)
+	}
+	h := hamt.Blake3([]byte("x"))
+	raw := cid.NewCidV1(uint64(multicodec.Raw), file.Hash())
+	odd := testdag.SaveNode(t, b, map[int][]byte{int(h[0]): testdag.Bucket(testdag.Entry("x", raw))})
+	if err := b.SetName(ctx, "a-first", odd); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.SetName(ctx, "victim", victim); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.GC(ctx); err != nil {
+		t.Fatal(err)
+	}
+	gcCheckMap(t, b, victim, victimKV)
 }
