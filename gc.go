@@ -141,7 +141,8 @@ func (b *BoltCAS) GC(ctx context.Context, opts ...GCOption) (GCReport, error) {
 // while building a map whose root is not named yet, from its first save until SetName, so that
 // its blocks saved before a GC began are not garbage to it. release may be called more than once.
 // A GC waits for every hold to be released: do not hold one for ever, nor call GC while holding
-// one.
+// one. Holds do not nest: while a GC waits, a new HoldGC waits for it, so a goroutine that takes
+// a second hold (itself, or through one it waits for) before releasing its first deadlocks.
 func (b *BoltCAS) HoldGC() (release func()) {
 	b.gcHold.RLock()
 	return sync.OnceFunc(b.gcHold.RUnlock)
