@@ -165,3 +165,54 @@ func TestGCWalksAFileWhoseNodeAnotherMapHasAsARawValue(t *testing.T) {
 	}
 	gcCheckMap(t, b, victim, victimKV)
 }
+
+// An encrypted dataset's values (sealed bytes, one of them over a file chunk and so a UnixFS
+// file) are all reached by the mark: after GC every value decrypts whole.
+func TestGCKeepsAnEncryptedDatasetWhole(t *testing.T) {
+	ctx := context.Background()
+	b := boltOpen(t, boltTempPath(t))
+	m, err := hamt.New(ctx, b, hamt.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := bytes.Repeat([]byte{7}, 32)
+	s, err := hamt.NewEncryptedZarrStore(m, key, []byte("header"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]byte{
+		"zarr.json": []byte(`{"zarr_format":3,"node_type":"group"}`),
+		"a/c/0":     bytes.Repeat([]byte("big chunk;"), hamt.DefaultFileChunk/10+10),
+		"a/c/1":     []byte("small chunk"),
+	}
+	for k, v := range want {
+		if err := s.Set(ctx, k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	root, err := s.Flush(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.SetName(ctx, "secret", root); err != nil {
+		t.Fatal(err)
+	}
+	gcMap(t, b, gcKV("gone", 20, 100))
+	if rep, err := b.GC(ctx); err != nil || rep.BlocksRemoved == 0 {
+		t.Fatalf("GC = %+v, %v", rep, err)
+	}
+	m2, err := hamt.Open(ctx, b, hamt.Bytes, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, err := hamt.NewEncryptedZarrStore(m2, key, []byte("header"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range want {
+		got, err := s2.Get(ctx, k, hamt.ByteRange{})
+		if err != nil || !bytes.Equal(got, v) {
+			t.Fatalf("%s after GC: %d bytes, %v; want %d", k, len(got), err, len(v))
+		}
+	}
+}
