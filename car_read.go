@@ -122,9 +122,15 @@ type carBlockLoc struct{ off, n int64 }
 type carIndex struct {
 	src   *io.SectionReader
 	roots []cid.Cid
-	locs  map[cidBytes]carBlockLoc
-	order []cidBytes // distinct blocks in the order of the CAR
+	// locs is keyed by multihash (carLocKey), as stores and Kubo key blocks: a CAR writer,
+	// ours and go-car's, writes a multihash once, under the first CID that named it, and the
+	// other CIDs of the same bytes (a raw value with a node's bytes) find it there.
+	locs  map[string]carBlockLoc
+	order []cidBytes // distinct blocks in the order of the CAR, by the CID they came under
 }
+
+// carLocKey is the key of block id in carIndex.locs: its multihash.
+func carLocKey(id cid.Cid) string { return string(id.Hash()) }
 
 // countingReader counts the bytes the CAR reader consumed, to know where each block lies and
 // whether the CAR ended inside a section.
@@ -150,7 +156,7 @@ func (c *countingReader) ReadByte() (byte, error) {
 // indexCAR reads the CAR in src once, checking that it is complete and that every block hashes
 // to its CID, and indexes its blocks.
 func indexCAR(ctx context.Context, src *io.SectionReader) (*carIndex, error) {
-	c := &carIndex{src: src, locs: map[cidBytes]carBlockLoc{}}
+	c := &carIndex{src: src, locs: map[string]carBlockLoc{}}
 	cr := &countingReader{r: bufio.NewReaderSize(io.NewSectionReader(src, 0, src.Size()), 1<<20)}
 	br, err := newCARReader(cr)
 	if err != nil {
@@ -183,10 +189,10 @@ func indexCAR(ctx context.Context, src *io.SectionReader) (*carIndex, error) {
 			return c, fmt.Errorf("block %d: %w", i, err)
 		}
 		pos = cr.n
-		key := cidKey(id)
+		key := carLocKey(id)
 		if _, ok := c.locs[key]; !ok {
 			c.locs[key] = carBlockLoc{off: pos - int64(len(data)), n: int64(len(data))}
-			c.order = append(c.order, key)
+			c.order = append(c.order, cidKey(id))
 		}
 	}
 }
@@ -201,7 +207,7 @@ func carError(err error) error {
 
 // checkComplete checks that the CAR holds root and everything it reaches.
 func (c *carIndex) checkComplete(ctx context.Context, root cid.Cid) error {
-	if _, ok := c.locs[cidKey(root)]; !ok {
+	if _, ok := c.locs[carLocKey(root)]; !ok {
 		return fmt.Errorf("%w: the root is not in the CAR", ErrMissingBlock)
 	}
 	switch root.Prefix().Codec {
@@ -245,7 +251,7 @@ func (c *carIndex) checkValue(ctx context.Context, key string, value cidBytes) e
 		}
 		return nil
 	}
-	if _, ok := c.locs[value]; !ok {
+	if _, ok := c.locs[carLocKey(value.cid())]; !ok {
 		return fmt.Errorf("value of %q: %w: block %s is not in the CAR", key, ErrMissingBlock, value)
 	}
 	return nil
@@ -275,7 +281,7 @@ func (c *carIndex) Load(ctx context.Context, id cid.Cid) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	loc, ok := c.locs[cidKey(id)]
+	loc, ok := c.locs[carLocKey(id)]
 	if !ok {
 		return nil, fmt.Errorf("block %s is not in the CAR: %w", id, ErrNotFound)
 	}
@@ -284,7 +290,7 @@ func (c *carIndex) Load(ctx context.Context, id cid.Cid) ([]byte, error) {
 
 // BlockSize returns the size of block id in the CAR, or ErrNotFound.
 func (c *carIndex) BlockSize(_ context.Context, id cid.Cid) (int64, error) {
-	loc, ok := c.locs[cidKey(id)]
+	loc, ok := c.locs[carLocKey(id)]
 	if !ok {
 		return 0, fmt.Errorf("block %s is not in the CAR: %w", id, ErrNotFound)
 	}
@@ -317,7 +323,7 @@ func (c *carIndex) store(ctx context.Context, dst BlockPutter) (int, error) {
 		if err := ctx.Err(); err != nil {
 			return i, err
 		}
-		b, err := c.read(c.locs[key])
+		b, err := c.read(c.locs[carLocKey(key.cid())])
 		if err != nil {
 			return i, err
 		}

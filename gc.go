@@ -143,7 +143,8 @@ func (b *BoltCAS) GC(ctx context.Context, opts ...GCOption) (GCReport, error) {
 // while building a map whose root is not named yet, from its first save until SetName, so that
 // its blocks saved before a GC began are not garbage to it. release may be called more than once.
 // A GC waits for every hold to be released: do not hold one for ever, nor call GC while holding
-// one.
+// one. Holds do not nest: while a GC waits, a new HoldGC waits for it, so a goroutine that takes
+// a second hold (itself, or through one it waits for) before releasing its first deadlocks.
 func (b *BoltCAS) HoldGC() (release func()) {
 	b.gcHold.RLock()
 	return sync.OnceFunc(b.gcHold.RUnlock)
@@ -217,8 +218,12 @@ type gcMark struct {
 	cas  CAS
 	opts []Option
 	// blocks are the blocks marked other than HAMT nodes: values (a value here is marked with
-	// every block of its file), the blocks of sharded roots, roots of other codecs.
+	// every block of its file), the blocks of sharded roots, roots of other codecs. A block
+	// marked as a value, which links nothing, is here under its raw CID (leafKey): the same
+	// bytes may be a root, node or shard elsewhere, whose links are still to be followed.
 	blocks map[cidBytes]struct{}
+	// shards are the sharded roots' shards whose chunks were marked (walkShardedSeen).
+	shards map[cidBytes]struct{}
 	// nodes are the HAMT nodes marked with their subtrees, each with the position it was checked
 	// at (treeCheck.position; 0 past depth 7, where a subtree is never left out).
 	nodes map[cidBytes]uint64
@@ -229,7 +234,7 @@ type gcMark struct {
 // markRoots marks what roots reach in cas, checking that cas holds each block (ErrMissingBlock)
 // and that the structures read are well formed; the first root that fails stops it.
 func markRoots(ctx context.Context, cas CAS, roots []gcRoot, opts []Option) (*gcMark, error) {
-	m := &gcMark{cas: cas, opts: opts, blocks: map[cidBytes]struct{}{}, nodes: map[cidBytes]uint64{}, roots: map[cidBytes]struct{}{}}
+	m := &gcMark{cas: cas, opts: opts, blocks: map[cidBytes]struct{}{}, shards: map[cidBytes]struct{}{}, nodes: map[cidBytes]uint64{}, roots: map[cidBytes]struct{}{}}
 	for _, r := range roots {
 		if _, ok := m.roots[cidKey(r.root)]; ok {
 			continue
@@ -254,7 +259,7 @@ func (m *gcMark) root(ctx context.Context, root cid.Cid) error {
 		return err
 	}
 	if block != nil {
-		return walkShardedSeen(ctx, m.cas, root, block, m.blocks, nil)
+		return walkShardedSeen(ctx, m.cas, root, block, m.blocks, m.shards, nil)
 	}
 	t, err := toolCheck(m.opts)
 	if err != nil {
@@ -290,11 +295,11 @@ func (m *gcMark) root(ctx context.Context, root cid.Cid) error {
 
 // value marks value's block, or every block of the UnixFS file it heads.
 func (m *gcMark) value(ctx context.Context, value cidBytes) error {
-	if _, ok := m.blocks[value]; ok {
-		return nil
-	}
 	id := value.cid()
 	if isDagPb(value) {
+		if _, ok := m.blocks[value]; ok {
+			return nil
+		}
 		skip := func(c cid.Cid) bool { _, ok := m.blocks[cidKey(c)]; return ok }
 		err := eachFileBlock(ctx, m.cas, id, !storeVerifies(m.cas), skip, func(c cid.Cid, _ []byte) error {
 			m.blocks[cidKey(c)] = struct{}{}
@@ -305,10 +310,14 @@ func (m *gcMark) value(ctx context.Context, value cidBytes) error {
 		}
 		return nil
 	}
+	leaf := leafKey(id)
+	if _, ok := m.blocks[leaf]; ok {
+		return nil
+	}
 	if _, err := blockSize(ctx, m.cas, id); err != nil {
 		return fmt.Errorf("block %s: %w", id, missingBlock(err))
 	}
-	m.blocks[value] = struct{}{}
+	m.blocks[leaf] = struct{}{}
 	return nil
 }
 
@@ -487,7 +496,8 @@ const compactTxBytes = 64 << 20
 // it, fsynced, and returns its path and the transaction id of the commit copied. Temporary files
 // a crashed GC left are removed first. Callers hold commitMu and are inside enter.
 func (b *BoltCAS) compactCopy() (tmp string, txid uint64, err error) {
-	dir, base := filepath.Dir(b.path), filepath.Base(b.path)
+	target := gcTarget(b.path)
+	dir, base := filepath.Dir(target), filepath.Base(target)
 	if old, _ := filepath.Glob(filepath.Join(dir, base+".gc-*.tmp")); len(old) > 0 {
 		for _, f := range old {
 			_ = os.Remove(f)
@@ -498,7 +508,18 @@ func (b *BoltCAS) compactCopy() (tmp string, txid uint64, err error) {
 		return "", 0, err
 	}
 	tmp = f.Name()
-	_ = f.Close()
+	// The copy takes the file's permissions (CreateTemp makes it 0600): a store shared by a
+	// group stays shared.
+	if fi, serr := os.Stat(target); serr == nil {
+		err = f.Chmod(fi.Mode().Perm())
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return "", 0, err
+	}
 	defer func() {
 		if err != nil {
 			_ = os.Remove(tmp)
@@ -590,12 +611,13 @@ func (b *BoltCAS) swapFile(tmp string, copied uint64, force bool) (swapped bool,
 	if err := b.gcPhase("before rename"); err != nil {
 		return false, err
 	}
-	if err := os.Rename(tmp, b.path); err != nil {
+	target := gcTarget(b.path)
+	if err := os.Rename(tmp, target); err != nil {
 		return false, err
 	}
 	// From here the file at the path is the compacted one: whatever fails now, the store must
 	// be reopened on it.
-	syncErr := syncDir(filepath.Dir(b.path))
+	syncErr := syncDir(filepath.Dir(target))
 	_ = b.file.Close()
 	_ = boltRecover(b.db.Close)
 	db, file, err := boltOpenFile(b.path, b.opts)
@@ -608,6 +630,16 @@ func (b *BoltCAS) swapFile(tmp string, copied uint64, force bool) (swapped bool,
 		return true, fmt.Errorf("fsync the directory after renaming the compacted file: %w", syncErr)
 	}
 	return true, nil
+}
+
+// gcTarget is the file the store's path names, through symbolic links: the compacted copy
+// replaces that file, not a link to it (which would leave the file, uncompacted, to whoever
+// opens it by another path, and the link a file of its own).
+func gcTarget(path string) string {
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		return real
+	}
+	return path
 }
 
 // syncDir fsyncs directory dir, making a rename in it durable.

@@ -203,7 +203,7 @@ func (b *BoltCAS) Names(ctx context.Context) ([]NamedRoot, error) {
 // SetName points name at root, now, keeping the root it pointed at before (if another) in its
 // history. The store must hold root's block (ErrNotFound otherwise); what the root reaches is not
 // checked here (GC refuses to run while a named root is incomplete). The change is durable when
-// SetName returns.
+// SetName returns, and so is every block saved before it was called.
 func (b *BoltCAS) SetName(ctx context.Context, name string, root cid.Cid) error {
 	return b.changeName(ctx, "set name", name, root, func(NamedRoot, bool) error { return nil })
 }
@@ -236,6 +236,11 @@ func (b *BoltCAS) changeName(ctx context.Context, op, name string, root cid.Cid,
 		return fmt.Errorf("%s %q: %w", op, name, err)
 	} else if !ok {
 		return fmt.Errorf("%s %q: root %s: %w", op, name, root, ErrNotFound)
+	}
+	// The root may be only buffered (Has sees it): it goes to the file before the name does, so
+	// that no crash leaves the name durable and its root not.
+	if err := b.Flush(ctx); err != nil {
+		return fmt.Errorf("%s %q: %w", op, name, err)
 	}
 	return b.updateNames(ctx, op, func(t boltTx, names *bolt.Bucket) error {
 		cur, found, err := t.nameIn(names, name)
@@ -351,6 +356,9 @@ func (t boltTx) nameIn(names *bolt.Bucket, name string) (NamedRoot, bool, error)
 // names reads every record, in name order. A cursor goes through every page of the bucket, which
 // lookups' path checks do not cover: the bucket's pages are checked whole first.
 func (t boltTx) names() ([]NamedRoot, error) {
+	if err := t.checkRootKeys(); err != nil {
+		return nil, err
+	}
 	names, err := t.bucket(boltNamesBucket)
 	if err != nil || names == nil {
 		return nil, err
@@ -373,4 +381,22 @@ func (t boltTx) names() ([]NamedRoot, error) {
 		out = append(out, r)
 	}
 	return out, nil // in key order, which is name order
+}
+
+// checkRootKeys checks that the root bucket holds no bucket but the store's: a damaged byte in
+// the key of the names bucket would otherwise make every name look gone (and their roots garbage
+// to GC).
+func (t boltTx) checkRootKeys() error {
+	if err := t.st.bf.checkPage(t.rootPage(), map[uint64]bool{}, 0); err != nil {
+		return t.corrupt(fmt.Errorf("the root bucket: %w", err))
+	}
+	c := t.tx.Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		switch string(k) {
+		case string(boltBlocksBucket), string(boltMetaBucket), string(boltNamesBucket):
+		default:
+			return boltCorruptf("a bucket %q beside the store's (a damaged key?)", k)
+		}
+	}
+	return nil
 }

@@ -20,6 +20,7 @@ type shardedWalk struct {
 	cas    CAS
 	verify bool // hash blocks loaded whole (the CAS does not)
 	seen   map[cidBytes]struct{}
+	shards map[cidBytes]struct{}               // the shards whose chunks were walked
 	visit  func(id cid.Cid, data []byte) error // nil: only check that the blocks are there
 }
 
@@ -31,17 +32,22 @@ type shardedWalk struct {
 // there are, whatever the root repeats. A block missing is ErrMissingBlock. With a nil visit the
 // walk only checks: a raw value is then sized (BlockSizer), not loaded.
 func walkSharded(ctx context.Context, cas CAS, root cid.Cid, rootBlock []byte, visit func(id cid.Cid, data []byte) error) error {
-	return walkShardedSeen(ctx, cas, root, rootBlock, map[cidBytes]struct{}{}, visit)
+	return walkShardedSeen(ctx, cas, root, rootBlock, map[cidBytes]struct{}{}, nil, visit)
 }
 
 // walkShardedSeen is walkSharded taking the blocks in seen as visited already, and adding to it
 // those it visits: walks of several roots sharing one seen (GC's mark) visit each block once.
-func walkShardedSeen(ctx context.Context, cas CAS, root cid.Cid, rootBlock []byte, seen map[cidBytes]struct{}, visit func(id cid.Cid, data []byte) error) error {
+// shards (nil: a new set) holds the shards whose chunks were walked, which share it too: a block
+// in seen was visited, but not necessarily as a shard (another map's value may be its bytes).
+func walkShardedSeen(ctx context.Context, cas CAS, root cid.Cid, rootBlock []byte, seen, shards map[cidBytes]struct{}, visit func(id cid.Cid, data []byte) error) error {
 	r, err := decodeShardedRoot(rootBlock)
 	if err != nil {
 		return fmt.Errorf("sharded root %s: %w", root, err)
 	}
-	w := &shardedWalk{cas: cas, verify: !storeVerifies(cas), seen: seen, visit: visit}
+	if shards == nil {
+		shards = map[cidBytes]struct{}{}
+	}
+	w := &shardedWalk{cas: cas, verify: !storeVerifies(cas), seen: seen, shards: shards, visit: visit}
 	if err := w.put(root, rootBlock); err != nil {
 		return err
 	}
@@ -70,6 +76,18 @@ func walkShardedSeen(ctx context.Context, cas CAS, root cid.Cid, rootBlock []byt
 
 func (w *shardedWalk) put(id cid.Cid, data []byte) error {
 	w.seen[cidKey(id)] = struct{}{}
+	return w.visitBlock(id, data)
+}
+
+// putLeaf is put for a block visited as a value, whose links (if its codec has any) are not
+// followed: seen records it under its raw CID (leafKey), so that the same block reached as a
+// root or a node is still walked.
+func (w *shardedWalk) putLeaf(id cid.Cid, data []byte) error {
+	w.seen[leafKey(id)] = struct{}{}
+	return w.visitBlock(id, data)
+}
+
+func (w *shardedWalk) visitBlock(id cid.Cid, data []byte) error {
 	if w.visit == nil {
 		return nil
 	}
@@ -77,6 +95,21 @@ func (w *shardedWalk) put(id cid.Cid, data []byte) error {
 }
 
 func (w *shardedWalk) done(id cid.Cid) bool { _, ok := w.seen[cidKey(id)]; return ok }
+
+// doneLeaf reports whether block id was visited, as a value or otherwise.
+func (w *shardedWalk) doneLeaf(id cid.Cid) bool {
+	_, ok := w.seen[leafKey(id)]
+	return ok || w.done(id)
+}
+
+// leafKey is the key of block id in seen when it was visited as a value (see putLeaf): the raw
+// CID of its multihash, a block that links nothing.
+func leafKey(id cid.Cid) cidBytes {
+	if id.Prefix().Codec == uint64(multicodec.Raw) {
+		return cidKey(id)
+	}
+	return cidKey(cid.NewCidV1(uint64(multicodec.Raw), id.Hash()))
+}
 
 // load loads block id whole, verified unless the store verifies.
 func (w *shardedWalk) load(ctx context.Context, id cid.Cid) ([]byte, error) {
@@ -94,34 +127,38 @@ func (w *shardedWalk) load(ctx context.Context, id cid.Cid) ([]byte, error) {
 
 // value visits the blocks of a value: its block, or every block of its UnixFS file.
 func (w *shardedWalk) value(ctx context.Context, id cid.Cid) error {
-	if w.done(id) {
-		return nil
-	}
 	if isDagPb(cidKey(id)) {
+		if w.done(id) { // walked as a file (a raw block of its bytes is not)
+			return nil
+		}
 		err := eachFileBlock(ctx, w.cas, id, w.verify, w.done, w.put)
 		if errors.Is(err, ErrNotFound) && !errors.Is(err, ErrMissingBlock) {
 			err = fmt.Errorf("%w: %v", ErrMissingBlock, err)
 		}
 		return err
 	}
+	if w.doneLeaf(id) {
+		return nil
+	}
 	if w.visit == nil {
 		if _, err := blockSize(ctx, w.cas, id); err != nil {
 			return fmt.Errorf("block %s: %w", id, missingBlock(err))
 		}
-		return w.put(id, nil)
+		return w.putLeaf(id, nil)
 	}
 	b, err := w.load(ctx, id)
 	if err != nil {
 		return err
 	}
-	return w.put(id, b)
+	return w.putLeaf(id, b)
 }
 
 // shard visits a shard's blocks and then its chunks'.
 func (w *shardedWalk) shard(ctx context.Context, id cid.Cid, cps int) error {
-	if w.done(id) {
+	if _, ok := w.shards[cidKey(id)]; ok {
 		return nil
 	}
+	w.shards[cidKey(id)] = struct{}{}
 	if err := w.value(ctx, id); err != nil {
 		return err
 	}

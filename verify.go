@@ -169,11 +169,19 @@ func Verify(ctx context.Context, cas CAS, root cid.Cid, opts ...Option) (VerifyR
 	v := &verifier{
 		ctx: ctx, cancel: cancel, cas: &hashedCAS{cas: cas}, bucketSize: o.bucketSize,
 		rep: VerifyReport{Root: root}, max: o.maxProblems, each: o.onProblem,
-		seenValues: map[cidBytes]struct{}{},
+		seenValues: map[cidBytes]struct{}{}, shardsDone: map[shardSeen]int{},
 	}
 	ahead := toolAhead(opts)
 	v.startValues(ahead.workers)
+	walked := false
+	defer func() {
+		if !walked { // a panic (a WithProblemFunc's, say) ends the walk: end the workers too
+			cancel(nil)
+			_ = v.finishValues()
+		}
+	}()
 	err = v.root(root, opts, ahead)
+	walked = true
 	if verr := v.finishValues(); err == nil {
 		err = verr
 	}
@@ -207,6 +215,9 @@ type verifier struct {
 	nodes, keys, values int
 	shape               []shapeFrame
 	seenValues          map[cidBytes]struct{}
+	// shardsDone holds the shards verified, by CID and chunks per shard, with the chunks each
+	// holds: a shard repeated (all-equal chunks, or a root made to repeat one) is read once.
+	shardsDone map[shardSeen]int
 
 	jobs chan valueJob
 	wg   sync.WaitGroup

@@ -75,12 +75,15 @@ layout differ only by the keys the conversion added (parent groups) or rewrote.
 With --json the output is JSON Lines, one object per key, sorted by key: "change" ("added",
 "removed" or "modified"), "key", and the value's CIDs "old_cid" and "new_cid" (each left out
 where the key is absent). With --exit-code the exit status says whether the datasets differ, as
-git diff --exit-code does: 1 if any key differs, 0 if none does (and 2 or more for an error).`,
+git diff --exit-code does: 1 if any key differs, 0 if none does; an error is never 1 then: 4 if a
+root, or a block of one, is not in the store, else 2 (the usage errors' status, and diff(1)'s for
+trouble).`,
 		Example: `  hamt diff $ROOT $ROOT2
   hamt diff --json $ROOT $ROOT2 | jq -r 'select(.change == "added") | .key'
   hamt diff --exit-code $ROOT $ROOT2 >/dev/null || echo "the datasets differ"`,
 		Args: args(2, 2),
-		RunE: func(cmd *cobra.Command, argv []string) error {
+		RunE: func(cmd *cobra.Command, argv []string) (err error) {
+			defer func() { err = diffExitError(exitCode, err) }()
 			ra, err := a.resolveRoot(cmd.Context(), argv[0])
 			if err != nil {
 				return err
@@ -346,4 +349,19 @@ func writeFileAtomically(path string, write func(io.Writer) error) (err error) {
 		return err
 	}
 	return os.Rename(tmp.Name(), path)
+}
+
+// diffExitError is the error diff returns: with --exit-code, status 1 says the datasets differ,
+// so a failure that would exit 1 (a store that is not there, a block missing, a damaged one)
+// exits 4 when a block or root is not there, else 2.
+func diffExitError(exitCode bool, err error) error {
+	var ee *exitError
+	var ue *usageError
+	if !exitCode || err == nil || errors.As(err, &ee) || errors.As(err, &ue) {
+		return err
+	}
+	if errors.Is(err, hamt.ErrMissingBlock) || errors.Is(err, hamt.ErrNotFound) {
+		return &exitError{exitNotFound, err}
+	}
+	return &exitError{exitUsage, err}
 }

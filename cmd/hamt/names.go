@@ -302,7 +302,8 @@ copy without the free space is written beside it and renamed over it), and print
 before and after. Failed or interrupted imports, and the old nodes of every set and rm, are what
 it removes; a root nobody named is garbage: name it first (hamt roots set) or give it.
 
-If a kept root is missing a block, or is not a dataset, gc removes nothing and fails, naming it.
+If a kept root is missing a block, or is not a dataset, gc removes nothing and fails, naming it;
+so does a gc with no named root and no ROOT given, which would remove every block.
 A crash or kill during gc loses nothing a kept root reaches. Other runs wait for the store's lock
 while gc holds it. --dry-run counts what would go and removes nothing. --json prints one JSON
 object: roots, blocks_before, bytes_before, blocks_removed, bytes_removed, blocks_after,
@@ -326,6 +327,17 @@ bytes_after, file_before, file_after (bytes), compacted, dry_run.`,
 				opts = append(opts, hamt.WithGCDryRun())
 			}
 			return a.withBolt(true, func(b *hamt.BoltCAS) error {
+				// Nothing kept would be every block removed: a store made before names, whose
+				// roots are in scripts and notes, emptied by a gc run to reclaim space.
+				if len(roots) == 0 {
+					kept, err := b.Names(cmd.Context())
+					if err != nil {
+						return err
+					}
+					if len(kept) == 0 {
+						return fmt.Errorf("the store %s has no named roots and no ROOT was given: gc would remove every block; name the roots to keep (hamt roots set NAME ROOT) or give them, or delete the file to empty the store", b.Path())
+					}
+				}
 				rep, err := b.GC(cmd.Context(), opts...)
 				if err != nil && rep.BlocksRemoved == 0 {
 					return err
