@@ -83,7 +83,8 @@ Errors are one line on standard error, starting "hamt: ". Exit status:
      not parse
   3  internal error: a bug in hamt (please report it)
   4  not found: the key (get, rm), the directory (rm -r, ls --dir) or the root is not there
-  5  verify found problems in the data`,
+  5  verify found problems in the data
+  6  diff --exit-code failed (other than 4): it cannot say whether the datasets differ`,
 		Example: `  ROOT=$(hamt import era5.zarr | tail -1)   # into $HAMT_STORE or the default store
   hamt ls --dir $ROOT
   hamt get $ROOT t2m/zarr.json

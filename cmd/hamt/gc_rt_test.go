@@ -57,7 +57,7 @@ func TestDiffExitCodeFailureIsNotDiffer(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantExit(t, in(t, store, "diff", "--exit-code", good, broken.String()), exitNotFound, "missing")
-	wantExit(t, in(t, filepath.Join(dir, "typo.bolt"), "diff", "--exit-code", good, good), exitUsage, "no store")
+	wantExit(t, in(t, filepath.Join(dir, "typo.bolt"), "diff", "--exit-code", good, good), exitDiffFail, "no store")
 	// Without --exit-code a failure is 1, as for every command.
 	wantExit(t, in(t, store, "diff", good, broken.String()), exitFailure, "missing")
 }

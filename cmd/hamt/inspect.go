@@ -76,8 +76,7 @@ With --json the output is JSON Lines, one object per key, sorted by key: "change
 "removed" or "modified"), "key", and the value's CIDs "old_cid" and "new_cid" (each left out
 where the key is absent). With --exit-code the exit status says whether the datasets differ, as
 git diff --exit-code does: 1 if any key differs, 0 if none does; an error is never 1 then: 4 if a
-root, or a block of one, is not in the store, else 2 (the usage errors' status, and diff(1)'s for
-trouble).`,
+root, or a block of one, is not in the store, 2 for a usage error, else 6.`,
 		Example: `  hamt diff $ROOT $ROOT2
   hamt diff --json $ROOT $ROOT2 | jq -r 'select(.change == "added") | .key'
   hamt diff --exit-code $ROOT $ROOT2 >/dev/null || echo "the datasets differ"`,
@@ -353,7 +352,7 @@ func writeFileAtomically(path string, write func(io.Writer) error) (err error) {
 
 // diffExitError is the error diff returns: with --exit-code, status 1 says the datasets differ,
 // so a failure that would exit 1 (a store that is not there, a block missing, a damaged one)
-// exits 4 when a block or root is not there, else 2.
+// exits 4 when a block or root is not there, else 6 (2 is for usage errors only).
 func diffExitError(exitCode bool, err error) error {
 	var ee *exitError
 	var ue *usageError
@@ -363,5 +362,5 @@ func diffExitError(exitCode bool, err error) error {
 	if errors.Is(err, hamt.ErrMissingBlock) || errors.Is(err, hamt.ErrNotFound) {
 		return &exitError{exitNotFound, err}
 	}
-	return &exitError{exitUsage, err}
+	return &exitError{exitDiffFail, err}
 }

@@ -15,6 +15,7 @@
 //	3  internal error: a bug in hamt
 //	4  not found: the key (get, rm), the directory (rm -r) or the root asked for is not there
 //	5  verify found problems in the data
+//	6  diff --exit-code failed: it cannot say whether the roots differ (any failure but 4)
 //
 // `hamt COMMAND --help` describes each command, with examples. The default store is
 // $HAMT_STORE, or store.bolt in the user's data directory ($XDG_DATA_HOME/hamt,
@@ -42,6 +43,7 @@ const (
 	exitInternal = 3 // hamt panicked: a bug
 	exitNotFound = 4 // the key, name or root asked for is not there
 	exitProblems = 5 // verify found problems in the data
+	exitDiffFail = 6 // diff --exit-code failed (1 would read as "the roots differ")
 )
 
 // exitError ends a command with a given exit status. Its message, if any, is printed as any
