@@ -118,6 +118,9 @@ Errors are one line on standard error, starting "hamt: ". Exit status:
 		if a.kuboRPC != "" && a.kuboAPI != "" {
 			return &usageError{errors.New("--api and --kubo-rpc both name the RPC API: give one")}
 		}
+		if err := checkKuboFlags(a.kuboRPC, a.kuboAPI, a.kuboGateway); err != nil {
+			return &usageError{err}
+		}
 		return nil
 	}
 	root.AddCommand(a.importCommand(), a.exportCommand(), a.lsCommand(), a.getCommand(), a.setCommand(),

@@ -19,6 +19,30 @@ func (a *app) usesKubo() bool {
 	return a.kubo || a.kuboAPI != "" || a.kuboRPC != "" || len(a.kuboGateway) > 0
 }
 
+// checkKuboFlags checks that the --kubo-rpc, --api and --kubo-gateway values given parse, before
+// the command touches any store: one that does not is a usage error, not a daemon that failed.
+// Making a KuboCAS only parses its options; no request is sent.
+func checkKuboFlags(rpc, api string, gateways []string) error {
+	var opts []hamt.KuboOption
+	if rpc != "" {
+		opts = append(opts, hamt.WithKuboRPC(rpc))
+	}
+	if api != "" {
+		opts = append(opts, hamt.WithKuboAPI(api))
+	}
+	if len(gateways) > 0 {
+		opts = append(opts, hamt.WithKuboGateways(gateways...))
+	}
+	if len(opts) == 0 {
+		return nil
+	}
+	k, err := hamt.NewKuboCAS(opts...)
+	if err != nil {
+		return err
+	}
+	return k.Close()
+}
+
 // kuboOptions finds the daemon the flags name as ipfs finds its own, and returns the options of a
 // store on it. The RPC API is --kubo-rpc, else --api, else the multiaddr a running daemon wrote
 // to $IPFS_PATH/api (~/.ipfs/api). The gateways are --kubo-gateway, else (when gateways is set:

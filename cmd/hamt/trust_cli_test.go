@@ -206,7 +206,7 @@ func TestErrorsCarryOnePrefix(t *testing.T) {
 		code int
 	}{
 		{[]string{"ls", "bafyr4igb3js3dqlnsvmbi533lhghfet3l4r35vbi7mlrvxjb6f3n5wkc3m"}, 4},
-		{[]string{"--kubo-rpc", "ftp://127.0.0.1:1", "ls", "bafyr4igb3js3dqlnsvmbi533lhghfet3l4r35vbi7mlrvxjb6f3n5wkc3m"}, 1},
+		{[]string{"--kubo-rpc", "ftp://127.0.0.1:1", "ls", "bafyr4igb3js3dqlnsvmbi533lhghfet3l4r35vbi7mlrvxjb6f3n5wkc3m"}, 2}, // a usage error since issue 15
 	} {
 		args := c.args
 		r := hamtRun(t, store, nil, args...)
