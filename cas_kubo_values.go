@@ -31,6 +31,10 @@ const rawBatchBlocks = 500
 // chunker made (1 MiB by default) or one of ours; go-car's limit on a section bounds both.
 const maxRawBlock = 8 << 20
 
+// maxDagStatAnswer is the largest dag/stat answer blockSizes reads: one for rawBatchBlocks blocks
+// is about 100 bytes a block (Kubo 0.42: 75 KB for 500), so this leaves room for ten times more.
+const maxDagStatAnswer = 1 << 20
+
 // rawBlockReader is a CAS that streams many raw blocks at once (a KuboCAS, through its RPC API).
 type rawBlockReader interface {
 	// readRawBlocks calls each(i, r) for every block ids[i], r giving the bytes the store sends
@@ -169,8 +173,23 @@ func (k *KuboCAS) blockSizes(ctx context.Context, ids []cid.Cid) ([]int64, error
 	for _, id := range ids {
 		q.Add("arg", id.String())
 	}
-	var raw json.RawMessage
-	if err := k.rpcCall(ctx, "dag/stat", q, &raw); err != nil {
+	// The answer is read within maxDagStatAnswer: a daemon streaming an endless one (rpcCall reads
+	// any length) would otherwise grow this process's memory until the request's timeout.
+	var raw []byte
+	u := k.rpc.base + "/api/v0/dag/stat?" + q.Encode()
+	if err := k.call(ctx, &k.rpc, "dag/stat", func(ctx context.Context) (*http.Request, error) {
+		return http.NewRequestWithContext(ctx, http.MethodPost, u, nil)
+	}, func(resp *http.Response) error {
+		b, err := io.ReadAll(io.LimitReader(resp.Body, maxDagStatAnswer+1))
+		if err != nil {
+			return &bodyError{err}
+		}
+		if len(b) > maxDagStatAnswer {
+			return fmt.Errorf("kubo dag/stat: an answer of more than %d bytes for %d blocks", maxDagStatAnswer, len(ids))
+		}
+		raw = b
+		return nil
+	}); err != nil {
 		if err = missingOnRPC(err); errors.Is(err, ErrMissingBlock) || ctx.Err() != nil {
 			return nil, err
 		}

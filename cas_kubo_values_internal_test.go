@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"testing"
 	"time"
@@ -160,5 +161,41 @@ func TestReadRawBlocksCancel(t *testing.T) {
 	if n := runtime.NumGoroutine(); n > before {
 		buf := make([]byte, 1<<16)
 		t.Errorf("%d goroutines after the cancelled read, %d before:\n%s", n, before, buf[:runtime.Stack(buf, true)])
+	}
+}
+
+// TestBlockSizesBoundedAnswer: a dag/stat answer far longer than any for a batch (here valid JSON
+// padded with 32 MiB of blanks; a hostile daemon may stream one without end) is refused after
+// maxDagStatAnswer bytes, as an answer that says nothing about the blocks, instead of being read
+// whole into memory.
+func TestBlockSizesBoundedAnswer(t *testing.T) {
+	srv, _, ids, data := rawDaemon(t, 3)
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"DagStats":[`))
+		pad := bytes.Repeat([]byte{' '}, 1<<20)
+		for range 32 {
+			if _, err := w.Write(pad); err != nil {
+				return
+			}
+		}
+		for i, id := range ids {
+			if i > 0 {
+				w.Write([]byte(","))
+			}
+			fmt.Fprintf(w, `{"Cid":%q,"Size":%d,"NumBlocks":1}`, id, len(data[i]))
+		}
+		w.Write([]byte(`]}`))
+	}))
+	t.Cleanup(evil.Close)
+	k, err := NewKuboCAS(WithKuboRPC(evil.URL), WithKuboGateway(srv.GatewayURL()),
+		WithKuboRetries(0, time.Millisecond, time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { k.Close() })
+	_, err = k.blockSizes(context.Background(), ids)
+	if !errors.Is(err, errNoRawBlocks) {
+		t.Fatalf("blockSizes of a 32 MiB answer: %v, want errNoRawBlocks", err)
 	}
 }
