@@ -307,10 +307,18 @@ func (k *KuboCAS) catBlocks(ctx context.Context, ids []cid.Cid, sizes []int64, e
 // ReadsRawBlocks reports whether the RPC API answers dag/stat, which a whole export needs to read a
 // dataset's raw values in a few cat requests (ExportDir does so by itself when it can, and
 // otherwise loads the values one by one): a caller with a fallback of its own, such as
-// FetchDAG's stream from the gateways, asks first. It sends one request about an empty block.
+// FetchDAG's stream from the gateways, asks first. It sends one request about an empty block,
+// and does not retry it: an RPC API that is not there (a gateway-only setup) is a no at once, not
+// after the retries of a transient failure.
 func (k *KuboCAS) ReadsRawBlocks(ctx context.Context) bool {
+	if k.closed.Load() {
+		return false
+	}
 	q := url.Values{"arg": {kuboPlaceholderRoot().String()}, "progress": {"false"}}
-	return k.rpcCall(ctx, "dag/stat", q, nil) == nil
+	u := k.rpc.base + "/api/v0/dag/stat?" + q.Encode()
+	return k.attempt(ctx, &k.rpc, "dag/stat", func(ctx context.Context) (*http.Request, error) {
+		return http.NewRequestWithContext(ctx, http.MethodPost, u, nil)
+	}, func(*http.Response) error { return nil }) == nil // closeBody reads the answer
 }
 
 // missingOnRPC marks an RPC error answer saying a block was not found as ErrMissingBlock.
