@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -86,12 +87,13 @@ func (k *KuboCAS) readRawBlocks(ctx context.Context, ids []cid.Cid, each func(i 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	batches := make(chan rawBatch, rawStreams)
-	sized := 0 // blocks the sizer got to; read after it returned
+	sized := 0           // blocks the sizer got to; read after it returned
+	var quit atomic.Bool // the streams stopped after an errNoRawBlocks: no batch is sized any more
 	sizerDone := make(chan struct{})
 	go func() {
 		defer close(sizerDone)
 		defer close(batches)
-		for from := 0; from < len(ids); from += rawBatchBlocks {
+		for from := 0; from < len(ids) && !quit.Load(); from += rawBatchBlocks {
 			b := rawBatch{from: from, ids: ids[from:min(from+rawBatchBlocks, len(ids))]}
 			b.sizes, b.err = k.blockSizes(ctx, b.ids)
 			select {
@@ -134,6 +136,7 @@ func (k *KuboCAS) readRawBlocks(ctx context.Context, ids []cid.Cid, each func(i 
 					skipped = append(skipped, b.from)
 					if noRaw == nil && err != nil {
 						noRaw = err
+						quit.Store(true)
 					}
 				case failed == nil:
 					failed = err

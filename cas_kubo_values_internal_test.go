@@ -199,3 +199,36 @@ func TestBlockSizesBoundedAnswer(t *testing.T) {
 		t.Fatalf("blockSizes of a 32 MiB answer: %v, want errNoRawBlocks", err)
 	}
 }
+
+// TestReadRawBlocksStopsSizingWithoutCat: when cat is refused (a proxy that lets dag/stat through),
+// no more batches are sized: the sizer asked dag/stat about every batch of the read, each making
+// the daemon resolve (and maybe fetch) 500 blocks for nothing, before the blocks were left to
+// loads. The blocks are all returned, in order, to be loaded otherwise.
+func TestReadRawBlocksStopsSizingWithoutCat(t *testing.T) {
+	srv, k, ids, _ := rawDaemon(t, 3)
+	var many []cid.Cid
+	for i := range 12 * rawBatchBlocks {
+		many = append(many, ids[i%3])
+	}
+	srv.Inject(kubotest.Fault{Endpoint: kubotest.RPC, Path: "/api/v0/cat", Status: 404, Times: -1})
+	srv.ResetCounters()
+	todo, err := k.readRawBlocks(context.Background(), many, func(int, io.Reader) error {
+		return errors.New("no block may be handed out")
+	})
+	if !errors.Is(err, errNoRawBlocks) {
+		t.Fatalf("readRawBlocks with cat refused: %v, want errNoRawBlocks", err)
+	}
+	if len(todo) != len(many) {
+		t.Fatalf("%d blocks left to load, want all %d", len(todo), len(many))
+	}
+	for i, j := range todo {
+		if i != j {
+			t.Fatalf("todo[%d] = %d: not every block once, in order", i, j)
+		}
+	}
+	// At most the batches sized before the first refusal is seen: one in each stream, rawStreams
+	// waiting in the channel, one in the sizer's hand.
+	if n := srv.Requests("/api/v0/dag/stat"); n > 2*rawStreams+1 {
+		t.Errorf("%d dag/stat requests for %d batches after the first cat was refused", n, len(many)/rawBatchBlocks)
+	}
+}
