@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -30,6 +31,10 @@ const rawBatchBlocks = 500
 // maxRawBlock is the largest block size a dag/stat answer may claim: a raw block is a leaf Kubo's
 // chunker made (1 MiB by default) or one of ours; go-car's limit on a section bounds both.
 const maxRawBlock = 8 << 20
+
+// maxDagStatAnswer is the largest dag/stat answer blockSizes reads: one for rawBatchBlocks blocks
+// is about 100 bytes a block (Kubo 0.42: 75 KB for 500), so this leaves room for ten times more.
+const maxDagStatAnswer = 1 << 20
 
 // rawBlockReader is a CAS that streams many raw blocks at once (a KuboCAS, through its RPC API).
 type rawBlockReader interface {
@@ -82,12 +87,13 @@ func (k *KuboCAS) readRawBlocks(ctx context.Context, ids []cid.Cid, each func(i 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	batches := make(chan rawBatch, rawStreams)
-	sized := 0 // blocks the sizer got to; read after it returned
+	sized := 0           // blocks the sizer got to; read after it returned
+	var quit atomic.Bool // the streams stopped after an errNoRawBlocks: no batch is sized any more
 	sizerDone := make(chan struct{})
 	go func() {
 		defer close(sizerDone)
 		defer close(batches)
-		for from := 0; from < len(ids); from += rawBatchBlocks {
+		for from := 0; from < len(ids) && !quit.Load(); from += rawBatchBlocks {
 			b := rawBatch{from: from, ids: ids[from:min(from+rawBatchBlocks, len(ids))]}
 			b.sizes, b.err = k.blockSizes(ctx, b.ids)
 			select {
@@ -130,6 +136,7 @@ func (k *KuboCAS) readRawBlocks(ctx context.Context, ids []cid.Cid, each func(i 
 					skipped = append(skipped, b.from)
 					if noRaw == nil && err != nil {
 						noRaw = err
+						quit.Store(true)
 					}
 				case failed == nil:
 					failed = err
@@ -169,8 +176,23 @@ func (k *KuboCAS) blockSizes(ctx context.Context, ids []cid.Cid) ([]int64, error
 	for _, id := range ids {
 		q.Add("arg", id.String())
 	}
-	var raw json.RawMessage
-	if err := k.rpcCall(ctx, "dag/stat", q, &raw); err != nil {
+	// The answer is read within maxDagStatAnswer: a daemon streaming an endless one (rpcCall reads
+	// any length) would otherwise grow this process's memory until the request's timeout.
+	var raw []byte
+	u := k.rpc.base + "/api/v0/dag/stat?" + q.Encode()
+	if err := k.call(ctx, &k.rpc, "dag/stat", func(ctx context.Context) (*http.Request, error) {
+		return http.NewRequestWithContext(ctx, http.MethodPost, u, nil)
+	}, func(resp *http.Response) error {
+		b, err := io.ReadAll(io.LimitReader(resp.Body, maxDagStatAnswer+1))
+		if err != nil {
+			return &bodyError{err}
+		}
+		if len(b) > maxDagStatAnswer {
+			return fmt.Errorf("kubo dag/stat: an answer of more than %d bytes for %d blocks", maxDagStatAnswer, len(ids))
+		}
+		raw = b
+		return nil
+	}); err != nil {
 		if err = missingOnRPC(err); errors.Is(err, ErrMissingBlock) || ctx.Err() != nil {
 			return nil, err
 		}
@@ -288,10 +310,18 @@ func (k *KuboCAS) catBlocks(ctx context.Context, ids []cid.Cid, sizes []int64, e
 // ReadsRawBlocks reports whether the RPC API answers dag/stat, which a whole export needs to read a
 // dataset's raw values in a few cat requests (ExportDir does so by itself when it can, and
 // otherwise loads the values one by one): a caller with a fallback of its own, such as
-// FetchDAG's stream from the gateways, asks first. It sends one request about an empty block.
+// FetchDAG's stream from the gateways, asks first. It sends one request about an empty block,
+// and does not retry it: an RPC API that is not there (a gateway-only setup) is a no at once, not
+// after the retries of a transient failure.
 func (k *KuboCAS) ReadsRawBlocks(ctx context.Context) bool {
+	if k.closed.Load() {
+		return false
+	}
 	q := url.Values{"arg": {kuboPlaceholderRoot().String()}, "progress": {"false"}}
-	return k.rpcCall(ctx, "dag/stat", q, nil) == nil
+	u := k.rpc.base + "/api/v0/dag/stat?" + q.Encode()
+	return k.attempt(ctx, &k.rpc, "dag/stat", func(ctx context.Context) (*http.Request, error) {
+		return http.NewRequestWithContext(ctx, http.MethodPost, u, nil)
+	}, func(*http.Response) error { return nil }) == nil // closeBody reads the answer
 }
 
 // missingOnRPC marks an RPC error answer saying a block was not found as ErrMissingBlock.

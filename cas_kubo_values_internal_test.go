@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"testing"
 	"time"
@@ -160,5 +161,74 @@ func TestReadRawBlocksCancel(t *testing.T) {
 	if n := runtime.NumGoroutine(); n > before {
 		buf := make([]byte, 1<<16)
 		t.Errorf("%d goroutines after the cancelled read, %d before:\n%s", n, before, buf[:runtime.Stack(buf, true)])
+	}
+}
+
+// TestBlockSizesBoundedAnswer: a dag/stat answer far longer than any for a batch (here valid JSON
+// padded with 32 MiB of blanks; a hostile daemon may stream one without end) is refused after
+// maxDagStatAnswer bytes, as an answer that says nothing about the blocks, instead of being read
+// whole into memory.
+func TestBlockSizesBoundedAnswer(t *testing.T) {
+	srv, _, ids, data := rawDaemon(t, 3)
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"DagStats":[`))
+		pad := bytes.Repeat([]byte{' '}, 1<<20)
+		for range 32 {
+			if _, err := w.Write(pad); err != nil {
+				return
+			}
+		}
+		for i, id := range ids {
+			if i > 0 {
+				w.Write([]byte(","))
+			}
+			fmt.Fprintf(w, `{"Cid":%q,"Size":%d,"NumBlocks":1}`, id, len(data[i]))
+		}
+		w.Write([]byte(`]}`))
+	}))
+	t.Cleanup(evil.Close)
+	k, err := NewKuboCAS(WithKuboRPC(evil.URL), WithKuboGateway(srv.GatewayURL()),
+		WithKuboRetries(0, time.Millisecond, time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { k.Close() })
+	_, err = k.blockSizes(context.Background(), ids)
+	if !errors.Is(err, errNoRawBlocks) {
+		t.Fatalf("blockSizes of a 32 MiB answer: %v, want errNoRawBlocks", err)
+	}
+}
+
+// TestReadRawBlocksStopsSizingWithoutCat: when cat is refused (a proxy that lets dag/stat through),
+// no more batches are sized: the sizer asked dag/stat about every batch of the read, each making
+// the daemon resolve (and maybe fetch) 500 blocks for nothing, before the blocks were left to
+// loads. The blocks are all returned, in order, to be loaded otherwise.
+func TestReadRawBlocksStopsSizingWithoutCat(t *testing.T) {
+	srv, k, ids, _ := rawDaemon(t, 3)
+	var many []cid.Cid
+	for i := range 12 * rawBatchBlocks {
+		many = append(many, ids[i%3])
+	}
+	srv.Inject(kubotest.Fault{Endpoint: kubotest.RPC, Path: "/api/v0/cat", Status: 404, Times: -1})
+	srv.ResetCounters()
+	todo, err := k.readRawBlocks(context.Background(), many, func(int, io.Reader) error {
+		return errors.New("no block may be handed out")
+	})
+	if !errors.Is(err, errNoRawBlocks) {
+		t.Fatalf("readRawBlocks with cat refused: %v, want errNoRawBlocks", err)
+	}
+	if len(todo) != len(many) {
+		t.Fatalf("%d blocks left to load, want all %d", len(todo), len(many))
+	}
+	for i, j := range todo {
+		if i != j {
+			t.Fatalf("todo[%d] = %d: not every block once, in order", i, j)
+		}
+	}
+	// At most the batches sized before the first refusal is seen: one in each stream, rawStreams
+	// waiting in the channel, one in the sizer's hand.
+	if n := srv.Requests("/api/v0/dag/stat"); n > 2*rawStreams+1 {
+		t.Errorf("%d dag/stat requests for %d batches after the first cat was refused", n, len(many)/rawBatchBlocks)
 	}
 }

@@ -737,23 +737,33 @@ func writeExport(ctx context.Context, root *os.Root, tmp string, src Zarr, keys 
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(o.workers)
 	bulk, rest, rr := streamableValues(ctx, src, keys) // raw values streamed in a few requests, if the store can
+	var left []string                                  // bulk values the store would not stream
 	if len(bulk) > 0 {
-		g.Go(func() error { return writeBulkValues(gctx, out, src, rr, bulk, &prog) })
+		g.Go(func() (err error) { left, err = writeBulkValues(gctx, out, rr, bulk, &prog); return err })
 	}
-	for _, k := range rest {
-		if gctx.Err() != nil {
-			break
-		}
-		g.Go(func() error {
-			n, err := writeNewFile(gctx, out, src, k)
-			if err != nil {
-				return err
+	writeFiles := func(gctx context.Context, g *errgroup.Group, keys []string) {
+		for _, k := range keys {
+			if gctx.Err() != nil {
+				break
 			}
-			prog.add(n)
-			return nil
-		})
+			g.Go(func() error {
+				n, err := writeNewFile(gctx, out, src, k)
+				if err != nil {
+					return err
+				}
+				prog.add(n)
+				return nil
+			})
+		}
 	}
+	writeFiles(gctx, g, rest)
 	err = g.Wait()
+	if err == nil && len(left) > 0 { // loaded one by one, WithDirWorkers at once as the rest were
+		g, gctx = errgroup.WithContext(ctx)
+		g.SetLimit(o.workers)
+		writeFiles(gctx, g, left)
+		err = g.Wait()
+	}
 	if err == nil {
 		err = ctx.Err()
 	}

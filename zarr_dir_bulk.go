@@ -49,9 +49,10 @@ func streamableValues(ctx context.Context, src Zarr, keys []string) (bulk []bulk
 // new file of out, and adds each file to prog. The bytes of a file are checked once it is written
 // (see readRawBlocks), and out is the export's hidden directory, which a failure removes: nothing
 // unchecked reaches the export's final names. When the RPC API fails in a way that says nothing
-// about the values (it is not there, a proxy refuses the commands, an answer does not parse), the
-// values not written yet are written the usual way, one verified load each.
-func writeBulkValues(ctx context.Context, out *os.Root, src Zarr, rr rawBlockReader, bulk []bulkValue, prog *progressCounter) error {
+// about the values (it is not there, a proxy refuses the commands, an answer does not parse), left
+// lists the keys of the values not written yet, for the caller to write the usual way, one
+// verified load each.
+func writeBulkValues(ctx context.Context, out *os.Root, rr rawBlockReader, bulk []bulkValue, prog *progressCounter) (left []string, err error) {
 	ids := make([]cid.Cid, len(bulk))
 	for i, b := range bulk {
 		ids[i] = b.id
@@ -71,16 +72,13 @@ func writeBulkValues(ctx context.Context, out *os.Root, src Zarr, rr rawBlockRea
 		return nil
 	})
 	if err == nil || ctx.Err() != nil || !errors.Is(err, errNoRawBlocks) {
-		return err
+		return nil, err
 	}
-	for _, i := range todo {
-		n, err := writeNewFile(ctx, out, src, bulk[i].key)
-		if err != nil {
-			return err
-		}
-		prog.add(n)
+	left = make([]string, len(todo))
+	for j, i := range todo {
+		left[j] = bulk[i].key
 	}
-	return nil
+	return left, nil
 }
 
 // writeStreamedFile creates the file key in root, which must not exist, and copies r into it.

@@ -45,13 +45,19 @@ func (w *bulkWrite) close() {
 }
 
 // fetchedZarr is the dataset at root to read whole: on a Kubo store whose RPC API serves
-// dag/stat, z itself, whose raw values hamt.ExportDir then reads in a few cat requests; on one
-// without, a local copy fetched in one verified CAR stream from the gateways
+// dag/stat, a dataset of the HAMT layout (a *hamt.ZarrStore) is z itself, whose raw values
+// hamt.ExportDir then reads in a few cat requests; any other (sharded), or any on a daemon
+// without dag/stat, is a local copy fetched in one verified CAR stream from the gateways
 // (hamt.KuboCAS.FetchDAG, in a temporary file that done removes) instead of a request per block;
 // on any other store z itself.
 func fetchedZarr(ctx context.Context, root cid.Cid, z hamt.ZarrDataset, st *store) (hamt.ZarrDataset, func(), error) {
 	k, ok := st.cas.(*hamt.KuboCAS)
-	if !ok || k.ReadsRawBlocks(ctx) {
+	if !ok {
+		return z, func() {}, nil
+	}
+	// Only a plain HAMT dataset's values are read by cat (see hamt.ExportDir): a sharded one would
+	// otherwise read every chunk with a gateway request of its own.
+	if _, plain := z.(*hamt.ZarrStore); plain && k.ReadsRawBlocks(ctx) {
 		return z, func() {}, nil
 	}
 	d, err := k.FetchDAG(ctx, root, "")
