@@ -337,3 +337,43 @@ func TestIdentityCIDOverTheLimit(t *testing.T) {
 		t.Errorf("ReadCAR: %v, %d blocks stored; want ErrIdentityTooLarge, none", err, into.Len())
 	}
 }
+
+// TestIdentityCIDsThroughKubo: the dataset served by a Kubo (its blocks only: Kubo stores no
+// identity block) reads whole through a KuboCAS and through FetchedDAG's one CAR stream, which
+// answers an identity CID at once, without waiting for the stream.
+func TestIdentityCIDsThroughKubo(t *testing.T) {
+	ctx := context.Background()
+	src, root, values := identityDataset(t)
+	var car bytes.Buffer
+	if _, err := hamt.WriteCAR(ctx, src, root, &car); err != nil {
+		t.Fatal(err)
+	}
+	srv := kubotest.New(t)
+	br, err := carv2.NewBlockReader(bytes.NewReader(car.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		b, err := br.Next()
+		if err != nil {
+			break
+		}
+		srv.PutRaw(b.Cid(), b.RawData())
+	}
+	k := newKubo(t, srv)
+	checkIdentityDataset(t, k, root, values)
+
+	d, err := k.FetchDAG(ctx, root, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	id := identityCID(multicodec.Raw, []byte("tiny"))
+	if b, err := d.Load(ctx, id); err != nil || string(b) != "tiny" || !d.Has(id) {
+		t.Errorf("FetchedDAG Load of an identity CID: %q, %v", b, err)
+	}
+	if err := d.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkIdentityDataset(t, d, root, values)
+}
