@@ -176,7 +176,7 @@ func (c *carAhead) stop() {
 // timing the load with ahead.
 func loadRawValue(ctx context.Context, cas CAS, key string, id cid.Cid, ahead walkAhead) ([]byte, error) {
 	t := time.Now()
-	data, err := cas.Load(ctx, id)
+	data, err := loadBlock(ctx, cas, id)
 	ahead.timeLoad(t, data, err)
 	if err != nil {
 		return nil, fmt.Errorf("value of %q: %w", key, missingBlock(err))

@@ -589,6 +589,12 @@ func (b *BoltCAS) Put(ctx context.Context, id cid.Cid, data []byte) error {
 		return err
 	}
 	defer b.leave()
+	if ok, err := putIdentity(id, data); ok { // its bytes are its CID: nothing to store
+		if err != nil {
+			return fmt.Errorf("bolt store %s: put: %w", b.path, err)
+		}
+		return nil
+	}
 	key, ok := boltKey(id)
 	if !ok {
 		return fmt.Errorf("bolt store %s: put: invalid CID %q", b.path, id.KeyString())
@@ -935,6 +941,12 @@ func (b *BoltCAS) load(ctx context.Context, id cid.Cid) ([]byte, error) {
 		return nil, err
 	}
 	defer b.leave()
+	if d, ok, err := identityBlock(id); ok {
+		if err != nil {
+			return nil, fmt.Errorf("bolt load: %w", err)
+		}
+		return d, nil
+	}
 	key, ok := boltKey(id)
 	if !ok {
 		return nil, fmt.Errorf("load %s: %w", id, ErrNotFound)
@@ -984,6 +996,14 @@ func (b *BoltCAS) loadMany(ctx context.Context, ids []cid.Cid) ([][]byte, error)
 	var fromFile []int
 	b.mu.RLock()
 	for i, id := range ids {
+		if d, ok, err := identityBlock(id); ok {
+			if err != nil {
+				b.mu.RUnlock()
+				return nil, fmt.Errorf("bolt load many %s: %w", id, err)
+			}
+			out[i] = d
+			continue
+		}
 		key, ok := boltKey(id)
 		if !ok {
 			continue
@@ -1056,6 +1076,9 @@ func (b *BoltCAS) Has(ctx context.Context, id cid.Cid) (bool, error) {
 		return false, err
 	}
 	defer b.leave()
+	if _, ok, err := identityBlock(id); ok {
+		return err == nil, err
+	}
 	key, ok := boltKey(id)
 	if !ok {
 		return false, nil
@@ -1100,6 +1123,12 @@ func (b *BoltCAS) loadRange(ctx context.Context, id cid.Cid, r ByteRange) ([]byt
 		return nil, err
 	}
 	defer b.leave()
+	if d, ok, err := identityBlock(id); ok {
+		if err != nil {
+			return nil, fmt.Errorf("bolt load: %w", err)
+		}
+		return r.Slice(d), nil
+	}
 	key, ok := boltKey(id)
 	if !ok {
 		return nil, fmt.Errorf("load %s: %w", id, ErrNotFound)
@@ -1124,6 +1153,12 @@ func (b *BoltCAS) BlockSize(ctx context.Context, id cid.Cid) (int64, error) {
 		return 0, err
 	}
 	defer b.leave()
+	if d, ok, err := identityBlock(id); ok {
+		if err != nil {
+			return 0, fmt.Errorf("bolt block size: %w", err)
+		}
+		return int64(len(d)), nil
+	}
 	key, ok := boltKey(id)
 	if !ok {
 		return 0, fmt.Errorf("block size %s: %w", id, ErrNotFound)

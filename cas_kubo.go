@@ -715,6 +715,12 @@ func (k *KuboCAS) load(ctx context.Context, id cid.Cid) ([]byte, error) {
 	if !id.Defined() {
 		return nil, fmt.Errorf("kubo load: undefined CID: %w", ErrNotFound)
 	}
+	if b, ok, err := identityBlock(id); ok { // answered from the CID, without a request
+		if err != nil {
+			return nil, fmt.Errorf("kubo load: %w", err)
+		}
+		return b, nil
+	}
 	return readGateways(ctx, k, "load", id, func(ctx context.Context, g *kuboGateway, answered func()) ([]byte, error) {
 		return k.loadFrom(ctx, g, id, answered)
 	})
@@ -881,7 +887,7 @@ func (k *KuboCAS) loadRange(ctx context.Context, id cid.Cid, r ByteRange) ([]byt
 	if r.Empty() {
 		return []byte{}, nil
 	}
-	if r.IsFull() || k.verifyRanges || id.Prefix().Codec == uint64(multicodec.DagPb) {
+	if r.IsFull() || k.verifyRanges || id.Prefix().Codec == uint64(multicodec.DagPb) || isIdentity(cidKey(id)) {
 		b, err := k.load(ctx, id)
 		if err != nil {
 			return nil, err
@@ -947,7 +953,7 @@ func (k *KuboCAS) rangeFrom(ctx context.Context, g *kuboGateway, id cid.Cid, r B
 // BlockSize returns the size of block id from a HEAD request to the gateways; a dag-pb block
 // (whose HEAD would give its file's size) is loaded instead.
 func (k *KuboCAS) BlockSize(ctx context.Context, id cid.Cid) (int64, error) {
-	if id.Prefix().Codec == uint64(multicodec.DagPb) {
+	if id.Prefix().Codec == uint64(multicodec.DagPb) || isIdentity(cidKey(id)) { // Load answers an identity CID itself
 		b, err := k.Load(ctx, id)
 		return int64(len(b)), err
 	}

@@ -315,6 +315,12 @@ func (d *FetchedDAG) copyBlock(ctx context.Context, id cid.Cid, w io.Writer) (wr
 // locate finds block id in the copy, waiting for it while the stream runs. A dag-cbor block not
 // arrived yet is loaded from the gateways instead and returned as data.
 func (d *FetchedDAG) locate(ctx context.Context, id cid.Cid) (carBlockLoc, []byte, error) {
+	if b, ok, err := identityBlock(id); ok { // never in the stream: its bytes are its CID
+		if err != nil {
+			return carBlockLoc{}, nil, fmt.Errorf("fetched DAG: %w", err)
+		}
+		return carBlockLoc{}, b, nil
+	}
 	key := cidKey(id)
 	for {
 		d.mu.RLock()
@@ -352,8 +358,12 @@ func (d *FetchedDAG) locate(ctx context.Context, id cid.Cid) (carBlockLoc, []byt
 	}
 }
 
-// Has reports whether block id has arrived.
+// Has reports whether block id has arrived; an identity CID (within MaxIdentityDigest), whose
+// bytes are the CID's, always has.
 func (d *FetchedDAG) Has(id cid.Cid) bool {
+	if _, ok, err := identityBlock(id); ok {
+		return err == nil
+	}
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	if d.s == nil {

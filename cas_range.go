@@ -129,6 +129,12 @@ func loadRange(ctx context.Context, cas CAS, id cid.Cid, r ByteRange) ([]byte, e
 	if err := r.Validate(); err != nil {
 		return nil, err
 	}
+	if b, ok, err := identityBlock(id); ok {
+		if err != nil {
+			return nil, err
+		}
+		return r.Slice(b), nil
+	}
 	if rl, ok := cas.(RangeLoader); ok && !r.IsFull() {
 		return rl.LoadRange(ctx, id, r)
 	}
@@ -141,6 +147,9 @@ func loadRange(ctx context.Context, cas CAS, id cid.Cid, r ByteRange) ([]byte, e
 
 // blockSize returns the size of block id, without loading it when cas can tell.
 func blockSize(ctx context.Context, cas CAS, id cid.Cid) (int64, error) {
+	if b, ok, err := identityBlock(id); ok {
+		return int64(len(b)), err
+	}
 	if bs, ok := cas.(BlockSizer); ok {
 		return bs.BlockSize(ctx, id)
 	}
@@ -159,6 +168,12 @@ func (m *MemoryCAS) LoadRange(ctx context.Context, id cid.Cid, r ByteRange) ([]b
 	if err := r.Validate(); err != nil {
 		return nil, err
 	}
+	if b, ok, err := identityBlock(id); ok {
+		if err != nil {
+			return nil, fmt.Errorf("load: %w", err)
+		}
+		return r.Slice(b), nil
+	}
 	s, ref, ok := m.find(cidKey(id))
 	if !ok {
 		return nil, fmt.Errorf("load %s: %w", id, ErrNotFound)
@@ -172,6 +187,12 @@ func (m *MemoryCAS) LoadRange(ctx context.Context, id cid.Cid, r ByteRange) ([]b
 func (m *MemoryCAS) BlockSize(ctx context.Context, id cid.Cid) (int64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
+	}
+	if b, ok, err := identityBlock(id); ok {
+		if err != nil {
+			return 0, fmt.Errorf("block size: %w", err)
+		}
+		return int64(len(b)), nil
 	}
 	s, ref, ok := m.find(cidKey(id))
 	if !ok {

@@ -185,7 +185,7 @@ func fuzzCARSeeds(t testing.TB) [][]byte {
 	noRoots := testdag.CAR(t, nil, []testdag.Block{{ID: pool.leafA, Data: []byte("0123456789")}})
 	g := good.Bytes()
 	sh := fuzzShardedCAR(t, pool)
-	return [][]byte{g, v2.Bytes(), noRoots, g[:len(g)-1], g[:len(g)/2], g[:60], sh, sh[:len(sh)-5]}
+	return append([][]byte{g, v2.Bytes(), noRoots, g[:len(g)-1], g[:len(g)/2], g[:60], sh, sh[:len(sh)-5]}, identityCARSeeds(t)...)
 }
 
 // fuzzShardedCAR is the CAR of a small sharded Zarr dataset: a group, an array of 2×2 chunks in

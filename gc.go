@@ -183,12 +183,12 @@ func (b *BoltCAS) mark(ctx context.Context, o gcOptions) (map[string]struct{}, i
 	}
 	keep := make(map[string]struct{}, len(m.blocks)+len(m.nodes))
 	for id := range m.blocks {
-		if k, ok := boltKey(id.cid()); ok {
+		if k, ok := boltKey(id.cid()); ok && !isIdentity(id) { // an identity CID has no block
 			keep[k] = struct{}{}
 		}
 	}
 	for id := range m.nodes {
-		if k, ok := boltKey(id.cid()); ok {
+		if k, ok := boltKey(id.cid()); ok && !isIdentity(id) {
 			keep[k] = struct{}{}
 		}
 	}

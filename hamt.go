@@ -264,7 +264,7 @@ func (m *Map[V]) loadNode(ctx context.Context, key cidBytes) ([]byte, error) {
 		return nil, fmt.Errorf("%w: node %s is not dag-cbor", ErrMalformedNode, id)
 	}
 	t := time.Now()
-	b, err := m.cas.Load(ctx, id)
+	b, err := loadBlock(ctx, m.cas, id)
 	if err != nil {
 		return nil, fmt.Errorf("load node %s: %w", id, missingBlock(err))
 	}

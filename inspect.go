@@ -31,7 +31,7 @@ func loadNodeBlock(ctx context.Context, cas CAS, id cid.Cid, lat *latency) (*blo
 		return nil, fmt.Errorf("%w: node %s is not dag-cbor", ErrMalformedNode, id)
 	}
 	t := time.Now()
-	b, err := cas.Load(ctx, id)
+	b, err := loadBlock(ctx, cas, id)
 	if err != nil {
 		return nil, fmt.Errorf("node %s: %w", id, missingBlock(err))
 	}

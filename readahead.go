@@ -52,7 +52,7 @@ func (m *Map[V]) valueBlock(ctx context.Context, key string, id cidBytes) ([]byt
 	if isDagPb(id) { // a UnixFS file (a value Kubo split into chunks): its bytes, checked as read
 		b, err = loadValue(ctx, m.cas, id.cid(), ByteRange{}, m.opts.verifyBlocks)
 	} else {
-		b, err = m.cas.Load(ctx, id.view()) // no cid.Cid to allocate
+		b, err = loadBlock(ctx, m.cas, id.view()) // no cid.Cid to allocate
 	}
 	if err != nil {
 		return nil, fmt.Errorf("get %q: load value %s: %w", key, id, missingBlock(err))
@@ -92,7 +92,7 @@ func (m *Map[V]) values(ctx context.Context, keys []string, ids []cidBytes, vals
 	var raw []cid.Cid
 	if ok {
 		for _, id := range ids {
-			if id != "" && !isDagPb(id) { // a UnixFS file is read block by block
+			if id != "" && !isDagPb(id) && !isIdentity(id) { // a UnixFS file is read block by block
 				raw = append(raw, id.cid())
 			}
 		}
@@ -118,7 +118,7 @@ func (m *Map[V]) values(ctx context.Context, keys []string, ids []cidBytes, vals
 	blocks, err := bl.LoadMany(ctx, raw)
 	if err != nil {
 		i := 0
-		for ids[i] == "" || isDagPb(ids[i]) {
+		for ids[i] == "" || isDagPb(ids[i]) || isIdentity(ids[i]) {
 			i++
 		}
 		return i, fmt.Errorf("get %q and %d more: load values: %w", keys[i], len(raw)-1, err)
@@ -132,6 +132,14 @@ func (m *Map[V]) values(ctx context.Context, keys []string, ids []cidBytes, vals
 			continue
 		case isDagPb(id):
 			v, err = m.value(ctx, keys[i], id)
+		case isIdentity(id): // its bytes are its CID: not asked of LoadMany
+			var b []byte
+			if b, err = m.valueBlock(ctx, keys[i], id); err == nil {
+				if keep != nil {
+					keep(i, b)
+				}
+				v, err = m.decode(keys[i], id, b)
+			}
 		default:
 			var b []byte
 			if b, err = m.checkedBlock(keys[i], id, blocks[j]); err == nil {

@@ -113,7 +113,7 @@ func leafKey(id cid.Cid) cidBytes {
 
 // load loads block id whole, verified unless the store verifies.
 func (w *shardedWalk) load(ctx context.Context, id cid.Cid) ([]byte, error) {
-	b, err := w.cas.Load(ctx, id)
+	b, err := loadBlock(ctx, w.cas, id)
 	if err != nil {
 		return nil, fmt.Errorf("block %s: %w", id, missingBlock(err))
 	}
@@ -186,7 +186,7 @@ func shardedRootBlock(ctx context.Context, cas CAS, root cid.Cid) ([]byte, error
 	if root.Prefix().Codec != uint64(multicodec.DagCbor) {
 		return nil, nil
 	}
-	b, err := cas.Load(ctx, root)
+	b, err := loadBlock(ctx, cas, root)
 	if err != nil {
 		return nil, fmt.Errorf("root %s: %w", root, missingBlock(err))
 	}

@@ -63,7 +63,7 @@ func (f fileBlocks) load(ctx context.Context, id cid.Cid) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	b, err := f.cas.Load(ctx, id)
+	b, err := loadBlock(ctx, f.cas, id)
 	if err != nil {
 		return nil, fmt.Errorf("file block %s: %w", id, missingBlock(err))
 	}
@@ -399,7 +399,7 @@ func loadValue(ctx context.Context, cas CAS, id cid.Cid, r ByteRange, verify boo
 	if !r.IsFull() {
 		return loadRange(ctx, cas, id, r)
 	}
-	b, err := cas.Load(ctx, id)
+	b, err := loadBlock(ctx, cas, id)
 	if err != nil {
 		return nil, err
 	}

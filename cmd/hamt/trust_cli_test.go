@@ -232,7 +232,8 @@ func TestErrorLinesAreBounded(t *testing.T) {
 		if r.code == 0 || len(r.stderr) > maxErrorLine+100 || strings.Count(r.stderr, "\n") != 1 {
 			t.Errorf("hamt %s …: exit %d, a %d-byte error", args[0], r.code, len(r.stderr))
 		}
-		if !strings.HasPrefix(r.stderr, "hamt: ") || !strings.Contains(r.stderr, "block missing") && !strings.Contains(r.stderr, "not a CID") {
+		// The cause: an identity CID over hamt.MaxIdentityDigest, or a string that is no CID.
+		if !strings.HasPrefix(r.stderr, "hamt: ") || !strings.Contains(r.stderr, "identity CID holds too many bytes") && !strings.Contains(r.stderr, "not a CID") {
 			t.Errorf("hamt %s …: the error lost its start or its cause: %.200q", args[0], r.stderr)
 		}
 	}

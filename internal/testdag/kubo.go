@@ -13,6 +13,7 @@ import (
 	"github.com/ipfs/boxo/ipld/unixfs/importer/helpers"
 	unixfspb "github.com/ipfs/boxo/ipld/unixfs/pb"
 	"github.com/ipfs/go-cid"
+	"github.com/ipfs/go-cidutil"
 	ipld "github.com/ipfs/go-ipld-format"
 	"github.com/multiformats/go-multicodec"
 	"github.com/multiformats/go-multihash"
@@ -29,13 +30,24 @@ const (
 // balanced UnixFS DAG of CIDv1 blocks over raw leaves, at most maxLinks links a node) and returns
 // the root and every distinct block, root first, depth first.
 func ImportFile(ctx context.Context, data []byte, chunkSize int64, maxLinks int) (cid.Cid, []Block, error) {
+	return ImportFileInline(ctx, data, chunkSize, maxLinks, 0)
+}
+
+// ImportFileInline is ImportFile with Kubo's `--inline --inline-limit=inlineLimit` (none when
+// 0): a block of at most inlineLimit bytes, leaf or node, gets an identity CID, which holds the
+// block itself. Identity blocks are not returned: no store holds them.
+func ImportFileInline(ctx context.Context, data []byte, chunkSize int64, maxLinks, inlineLimit int) (cid.Cid, []Block, error) {
 	prefix, err := merkledag.PrefixForCidVersion(1)
 	if err != nil {
 		return cid.Undef, nil, err
 	}
 	prefix.MhType, prefix.MhLength = multihash.BLAKE3, -1
+	var builder cid.Builder = prefix
+	if inlineLimit > 0 {
+		builder = cidutil.InlineBuilder{Builder: prefix, Limit: inlineLimit}
+	}
 	dserv := mdtest.Mock()
-	params := helpers.DagBuilderParams{Dagserv: dserv, RawLeaves: true, Maxlinks: maxLinks, CidBuilder: prefix}
+	params := helpers.DagBuilderParams{Dagserv: dserv, RawLeaves: true, Maxlinks: maxLinks, CidBuilder: builder}
 	db, err := params.New(chunk.NewSizeSplitter(bytes.NewReader(data), chunkSize))
 	if err != nil {
 		return cid.Undef, nil, err
@@ -56,7 +68,9 @@ func ImportFile(ctx context.Context, data []byte, chunkSize int64, maxLinks int)
 		if err != nil {
 			return err
 		}
-		out = append(out, Block{id, nd.RawData()})
+		if id.Prefix().MhType != multihash.IDENTITY {
+			out = append(out, Block{id, nd.RawData()})
+		}
 		for _, l := range nd.Links() {
 			if err := walk(l.Cid); err != nil {
 				return err
