@@ -56,8 +56,10 @@ var (
 	dagDec = mustDecMode()
 )
 
-func mustEncMode() cbor.EncMode {
-	em, err := cbor.EncOptions{
+// dagCBOREncOptions are fxamacker's options for DAG-CBOR's canonical form: keys sorted length
+// first, no indefinite lengths, floats kept in 64 bits, no NaN or infinities.
+func dagCBOREncOptions() cbor.EncOptions {
+	return cbor.EncOptions{
 		Sort:          cbor.SortCanonical,
 		ShortestFloat: cbor.ShortestFloatNone,
 		NaNConvert:    cbor.NaNConvertReject,
@@ -65,7 +67,11 @@ func mustEncMode() cbor.EncMode {
 		BigIntConvert: cbor.BigIntConvertShortest,
 		IndefLength:   cbor.IndefLengthForbidden,
 		TagsMd:        cbor.TagsAllowed,
-	}.EncMode()
+	}
+}
+
+func mustEncMode() cbor.EncMode {
+	em, err := dagCBOREncOptions().EncMode()
 	if err != nil {
 		panic(err) // the options are constants: this cannot fail at run time
 	}

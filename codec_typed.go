@@ -45,16 +45,9 @@ func mustTypedModes() (cbor.EncMode, cbor.DecMode) {
 	if err := tags.Add(cbor.TagOptions{EncTag: cbor.EncTagRequired, DecTag: cbor.DecTagRequired}, reflect.TypeFor[cid.Cid](), cidTag); err != nil {
 		panic(err) // constants: this cannot fail at run time
 	}
-	em, err := cbor.EncOptions{
-		Sort:          cbor.SortCanonical,
-		ShortestFloat: cbor.ShortestFloatNone,
-		NaNConvert:    cbor.NaNConvertReject,
-		InfConvert:    cbor.InfConvertReject,
-		BigIntConvert: cbor.BigIntConvertShortest,
-		IndefLength:   cbor.IndefLengthForbidden,
-		NilContainers: cbor.NilContainerAsNull,
-		TagsMd:        cbor.TagsAllowed,
-	}.EncModeWithTags(tags)
+	eo := dagCBOREncOptions()
+	eo.NilContainers = cbor.NilContainerAsNull
+	em, err := eo.EncModeWithTags(tags)
 	if err != nil {
 		panic(err)
 	}
