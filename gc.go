@@ -273,23 +273,12 @@ func (m *gcMark) root(ctx context.Context, root cid.Cid) error {
 	// ask skip.
 	return walkStoredChecked(ctx, m.cas, root, t, walkAhead{}, func(n *blockNode, depth int) error {
 		m.nodes[cidKey(n.id)] = t.position(depth)
-		for i := range n.slots {
-			s := &n.slots[i]
-			if s.link() != nil {
-				continue
+		return n.eachValue(func(key string, value cidBytes) error {
+			if err := m.value(ctx, value); err != nil {
+				return fmt.Errorf("value of %q: %w", key, err)
 			}
-			var err error
-			eachEntry(s.bucket(), 0, func(key string, value cidBytes) bool {
-				if err = m.value(ctx, value); err != nil {
-					err = fmt.Errorf("value of %q: %w", key, err)
-				}
-				return err == nil
-			})
-			if err != nil {
-				return err
-			}
-		}
-		return nil
+			return nil
+		})
 	})
 }
 
