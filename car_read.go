@@ -233,21 +233,7 @@ func (c *carIndex) checkComplete(ctx context.Context, root cid.Cid) error {
 		// a raw value only needs to be in the index, which verified it already, and a file value
 		// is walked for its structure.
 		return walkStored(ctx, c, root, nil, func(n *blockNode, _ int) error {
-			for i := range n.slots {
-				s := &n.slots[i]
-				if s.link() != nil {
-					continue
-				}
-				var err error
-				eachEntry(s.bucket(), 0, func(key string, value cidBytes) bool {
-					err = c.checkValue(ctx, key, value)
-					return err == nil
-				})
-				if err != nil {
-					return err
-				}
-			}
-			return nil
+			return n.eachValue(func(key string, value cidBytes) error { return c.checkValue(ctx, key, value) })
 		})
 	case uint64(multicodec.DagPb):
 		return c.checkFile(ctx, root)

@@ -273,51 +273,25 @@ func (m *gcMark) root(ctx context.Context, root cid.Cid) error {
 	// ask skip.
 	return walkStoredChecked(ctx, m.cas, root, t, walkAhead{}, func(n *blockNode, depth int) error {
 		m.nodes[cidKey(n.id)] = t.position(depth)
-		for i := range n.slots {
-			s := &n.slots[i]
-			if s.link() != nil {
-				continue
+		return n.eachValue(func(key string, value cidBytes) error {
+			if err := m.value(ctx, value); err != nil {
+				return fmt.Errorf("value of %q: %w", key, err)
 			}
-			var err error
-			eachEntry(s.bucket(), 0, func(key string, value cidBytes) bool {
-				if err = m.value(ctx, value); err != nil {
-					err = fmt.Errorf("value of %q: %w", key, err)
-				}
-				return err == nil
-			})
-			if err != nil {
-				return err
-			}
-		}
-		return nil
+			return nil
+		})
 	})
 }
 
-// value marks value's block, or every block of the UnixFS file it heads.
+// value marks value's block, or every block of the UnixFS file it heads, as a sharded walk over
+// the same marks does (a raw value is sized, not loaded).
 func (m *gcMark) value(ctx context.Context, value cidBytes) error {
-	id := value.cid()
-	if isDagPb(value) {
-		if _, ok := m.blocks[value]; ok {
-			return nil
+	w := shardedWalk{cas: m.cas, verify: !storeVerifies(m.cas), seen: m.blocks, shards: m.shards}
+	if err := w.value(ctx, value.cid()); err != nil {
+		if isDagPb(value) {
+			return fmt.Errorf("file %s: %w", value.cid(), err)
 		}
-		skip := func(c cid.Cid) bool { _, ok := m.blocks[cidKey(c)]; return ok }
-		err := eachFileBlock(ctx, m.cas, id, !storeVerifies(m.cas), skip, func(c cid.Cid, _ []byte) error {
-			m.blocks[cidKey(c)] = struct{}{}
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("file %s: %w", id, missingBlock(err))
-		}
-		return nil
+		return err
 	}
-	leaf := leafKey(id)
-	if _, ok := m.blocks[leaf]; ok {
-		return nil
-	}
-	if _, err := blockSize(ctx, m.cas, id); err != nil {
-		return fmt.Errorf("block %s: %w", id, missingBlock(err))
-	}
-	m.blocks[leaf] = struct{}{}
 	return nil
 }
 

@@ -337,6 +337,20 @@ func (n *node) linkBelow(slot int) (int, int) {
 
 func (n *node) linkID(k int) cidBytes { return n.slots[k].link().id }
 
+// eachValue calls fn with every key and value in n's buckets, in slot order, until fn fails.
+func (n *node) eachValue(fn func(key string, value cidBytes) error) error {
+	var err error
+	for i := 0; i < len(n.slots) && err == nil; i++ {
+		if s := &n.slots[i]; s.link() == nil {
+			eachEntry(s.bucket(), 0, func(key string, value cidBytes) bool {
+				err = fn(key, value)
+				return err == nil
+			})
+		}
+	}
+	return err
+}
+
 // A write-mode node has one position all its life: the position is not needed.
 func (n *node) walkChecked(uint64) bool { return n.checked }
 func (n *node) setWalkChecked(uint64)   { n.checked = true }
