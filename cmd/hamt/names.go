@@ -42,24 +42,20 @@ func (a *app) resolveRoot(ctx context.Context, s string) (cid.Cid, error) {
 	if a.usesKubo() {
 		return cid.Undef, &usageError{fmt.Errorf("%s is not a CID; names of roots need the embedded store (bbolt), not Kubo", shorten(s))}
 	}
-	st, err := a.openStore(false, false)
-	if err != nil {
-		return cid.Undef, err
-	}
-	defer st.close()
-	b, ok := st.cas.(*hamt.BoltCAS)
-	if !ok {
-		return cid.Undef, fmt.Errorf("this store has no names")
-	}
-	n, err := b.Name(ctx, s)
-	if errors.Is(err, hamt.ErrNameNotFound) {
-		return cid.Undef, &exitError{exitNotFound, fmt.Errorf("no root is named %q (hamt roots lists the names)", s)}
-	}
+	var root cid.Cid
+	err := a.withBolt(false, func(b *hamt.BoltCAS) error {
+		n, err := b.Name(ctx, s)
+		if errors.Is(err, hamt.ErrNameNotFound) {
+			return notFound(fmt.Errorf("no root is named %q (hamt roots lists the names)", s))
+		}
+		root = n.Root
+		return err
+	})
 	if err != nil {
 		return cid.Undef, err
 	}
 	a.rootName = s
-	return n.Root, nil
+	return root, nil
 }
 
 // moveName points the name the command's ROOT was given by (resolveRoot), or the --name of an
@@ -101,24 +97,17 @@ func (a *app) checkNameFlag(name string) error {
 }
 
 // withBolt opens the bbolt store (read-only unless write) and runs fn on it.
-func (a *app) withBolt(write bool, fn func(b *hamt.BoltCAS) error) (err error) {
+func (a *app) withBolt(write bool, fn func(b *hamt.BoltCAS) error) error {
 	if a.usesKubo() {
 		return &usageError{errors.New("names and gc need the embedded store (bbolt); Kubo has pins (hamt pin) and its own gc (ipfs repo gc)")}
 	}
-	st, err := a.openStore(write, false)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if cerr := st.close(); err == nil {
-			err = cerr
+	return a.withStore(write, false, func(st *store) error {
+		b, ok := st.cas.(*hamt.BoltCAS)
+		if !ok {
+			return errors.New("this store has no names")
 		}
-	}()
-	b, ok := st.cas.(*hamt.BoltCAS)
-	if !ok {
-		return errors.New("this store has no names")
-	}
-	return fn(b)
+		return fn(b)
+	})
 }
 
 // rootJSON is one line of `hamt roots --json`.
