@@ -202,7 +202,7 @@ what the names and their histories reach and removes everything else. Names are 
 			return a.withBolt(true, func(b *hamt.BoltCAS) error {
 				err := b.SetName(cmd.Context(), argv[0], root)
 				if errors.Is(err, hamt.ErrNotFound) {
-					return &exitError{exitNotFound, fmt.Errorf("root %s is not in the store", root)}
+					return notFound(fmt.Errorf("root %s is not in the store", root))
 				}
 				return err
 			})
@@ -218,7 +218,7 @@ what the names and their histories reach and removes everything else. Names are 
 				for _, name := range argv {
 					err := b.DeleteName(cmd.Context(), name)
 					if errors.Is(err, hamt.ErrNameNotFound) {
-						return &exitError{exitNotFound, fmt.Errorf("no root is named %q", name)}
+						return notFound(fmt.Errorf("no root is named %q", name))
 					}
 					if err != nil {
 						return err
@@ -250,7 +250,7 @@ what the names and their histories reach and removes everything else. Names are 
 				for _, name := range names {
 					n, err := b.DropHistory(cmd.Context(), name)
 					if errors.Is(err, hamt.ErrNameNotFound) {
-						return &exitError{exitNotFound, fmt.Errorf("no root is named %q", name)}
+						return notFound(fmt.Errorf("no root is named %q", name))
 					}
 					if err != nil {
 						return err

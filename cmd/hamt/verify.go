@@ -135,7 +135,7 @@ ROOT is not in the store, 1 when the store failed (an I/O error: nothing is know
 			}
 			switch {
 			case rep.Layout == "" && rep.ProblemCount == 1 && len(rep.Problems) == 1 && rep.Problems[0].Kind == hamt.ProblemMissingBlock:
-				return &exitError{exitNotFound, fmt.Errorf("root %s is not in the store", root)}
+				return notFound(fmt.Errorf("root %s is not in the store", root))
 			case !rep.OK():
 				return &exitError{exitProblems, fmt.Errorf("verify: %d problems in %s", rep.ProblemCount, root)}
 			}
