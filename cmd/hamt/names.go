@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -159,11 +158,7 @@ what the names and their histories reach and removes everything else. Names are 
 								r.History = append(r.History, versionJSON{h.Root.String(), h.Set})
 							}
 						}
-						line, err := json.Marshal(r)
-						if err != nil {
-							return err
-						}
-						if _, err := fmt.Fprintf(a.stdout, "%s\n", line); err != nil {
+						if err := writeJSON(a.stdout, r); err != nil {
 							return err
 						}
 						continue
@@ -331,21 +326,20 @@ bytes_after, file_before, file_after (bytes), compacted, dry_run.`,
 				if err != nil && rep.BlocksRemoved == 0 {
 					return err
 				}
+				var werr error
 				if asJSON {
-					out, jerr := json.Marshal(gcJSON(rep))
-					if jerr != nil {
-						return jerr
-					}
-					fmt.Fprintf(a.stdout, "%s\n", out)
+					werr = writeJSON(a.stdout, gcJSON(rep))
 				} else {
 					verb := "removed"
 					if dryRun {
 						verb = "would remove"
 					}
-					fmt.Fprintf(a.stdout, "%d roots kept; %s %d of %d blocks (%s of %s); %d blocks (%s) left\n",
+					_, werr = fmt.Fprintf(a.stdout, "%d roots kept; %s %d of %d blocks (%s of %s); %d blocks (%s) left\nfile %s: %s before, %s after\n",
 						rep.Roots, verb, rep.BlocksRemoved, rep.BlocksBefore, sizeText(rep.BytesRemoved), sizeText(rep.BytesBefore),
-						rep.BlocksAfter, sizeText(rep.BytesAfter))
-					fmt.Fprintf(a.stdout, "file %s: %s before, %s after\n", b.Path(), sizeText(rep.FileBefore), sizeText(rep.FileAfter))
+						rep.BlocksAfter, sizeText(rep.BytesAfter), b.Path(), sizeText(rep.FileBefore), sizeText(rep.FileAfter))
+				}
+				if err == nil {
+					err = werr
 				}
 				return err
 			})

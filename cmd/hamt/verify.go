@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 
@@ -116,7 +115,7 @@ ROOT is not in the store, 1 when the store failed (an I/O error: nothing is know
 				out := verifyJSON{Root: root.String(), OK: rep.OK(), Layout: rep.Layout, Nodes: rep.Nodes, Keys: rep.Keys,
 					Values: rep.Values, Bytes: rep.Bytes, Problems: problemsJSON(rep.Problems), Warnings: problemsJSON(rep.Warnings),
 					Truncated: rep.Truncated}
-				if err := json.NewEncoder(a.stdout).Encode(out); err != nil {
+				if err := writeJSON(a.stdout, out); err != nil {
 					return err
 				}
 			} else {
