@@ -178,7 +178,7 @@ what the names and their histories reach and removes everything else. Names are 
 			})
 		},
 	}
-	roots.Flags().BoolVar(&asJSON, "json", false, "one JSON object per name and line (JSON Lines)")
+	addJSONFlag(roots, &asJSON, "JSON Lines (one object per name)")
 	roots.Flags().BoolVar(&history, "history", false, "list each name's previous roots too")
 	roots.AddCommand(&cobra.Command{
 		Use:   "set NAME ROOT",
@@ -346,7 +346,7 @@ bytes_after, file_before, file_after (bytes), compacted, dry_run.`,
 		},
 	}
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "count what would be removed; remove nothing")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")
+	addJSONFlag(cmd, &asJSON, "one JSON object")
 	return cmd
 }
 

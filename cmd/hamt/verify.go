@@ -142,7 +142,7 @@ ROOT is not in the store, 1 when the store failed (an I/O error: nothing is know
 		},
 	}
 	f := cmd.Flags()
-	f.BoolVar(&asJSON, "json", false, "write the report as one JSON object")
+	addJSONFlag(cmd, &asJSON, "the report as one JSON object")
 	f.IntVar(&maxProblems, "max-problems", hamt.DefaultMaxProblems, "problems (and warnings) to print; the others are counted")
 	f.IntVar(&bucket, "bucket-size", hamt.DefaultBucketSize, "hamt layout: the bucket size the dataset was written with")
 	cmd.PreRunE = func(cmd *cobra.Command, _ []string) error {
