@@ -335,8 +335,8 @@ bytes_after, file_before, file_after (bytes), compacted, dry_run.`,
 						verb = "would remove"
 					}
 					_, werr = fmt.Fprintf(a.stdout, "%d roots kept; %s %d of %d blocks (%s of %s); %d blocks (%s) left\nfile %s: %s before, %s after\n",
-						rep.Roots, verb, rep.BlocksRemoved, rep.BlocksBefore, sizeText(rep.BytesRemoved), sizeText(rep.BytesBefore),
-						rep.BlocksAfter, sizeText(rep.BytesAfter), b.Path(), sizeText(rep.FileBefore), sizeText(rep.FileAfter))
+						rep.Roots, verb, rep.BlocksRemoved, rep.BlocksBefore, byteSize(rep.BytesRemoved), byteSize(rep.BytesBefore),
+						rep.BlocksAfter, byteSize(rep.BytesAfter), b.Path(), byteSize(rep.FileBefore), byteSize(rep.FileAfter))
 				}
 				if err == nil {
 					err = werr
@@ -348,20 +348,4 @@ bytes_after, file_before, file_after (bytes), compacted, dry_run.`,
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "count what would be removed; remove nothing")
 	addJSONFlag(cmd, &asJSON, "one JSON object")
 	return cmd
-}
-
-// sizeText is n bytes in the largest binary unit that keeps it at least 1.
-func sizeText(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	f, u := float64(n)/unit, "KiB"
-	for _, next := range []string{"MiB", "GiB", "TiB"} {
-		if f < unit {
-			break
-		}
-		f, u = f/unit, next
-	}
-	return fmt.Sprintf("%.1f %s", f, u)
 }
