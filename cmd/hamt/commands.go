@@ -227,12 +227,6 @@ type store struct {
 	where string
 }
 
-// open opens the store the flags name, for writing or read-only. A bbolt store must exist to be
-// read; one opened for writing is created when missing.
-func (a *app) open(write bool) (*store, error) {
-	return a.openStore(write, write)
-}
-
 // openStore opens the store the flags name, for writing or read-only; a missing bbolt file is
 // created only if create.
 func (a *app) openStore(write, create bool) (*store, error) {

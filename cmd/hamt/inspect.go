@@ -242,7 +242,7 @@ list), "blocks", "bytes" (the CAR's size) and "store".`,
 				return err
 			}
 			defer f.Close()
-			st, err := a.open(true)
+			st, err := a.openStore(true, true) // a missing bbolt file is created
 			if err != nil {
 				return err
 			}
