@@ -360,7 +360,7 @@ func diffExitError(exitCode bool, err error) error {
 		return err
 	}
 	if errors.Is(err, hamt.ErrMissingBlock) || errors.Is(err, hamt.ErrNotFound) {
-		return &exitError{exitNotFound, err}
+		return notFound(err)
 	}
 	return &exitError{exitDiffFail, err}
 }
