@@ -227,12 +227,6 @@ type store struct {
 	where string
 }
 
-// open opens the store the flags name, for writing or read-only. A bbolt store must exist to be
-// read; one opened for writing is created when missing.
-func (a *app) open(write bool) (*store, error) {
-	return a.openStore(write, write)
-}
-
 // openStore opens the store the flags name, for writing or read-only; a missing bbolt file is
 // created only if create.
 func (a *app) openStore(write, create bool) (*store, error) {
@@ -264,8 +258,23 @@ func (a *app) onRoot(cmd *cobra.Command, arg string, write bool, fn func(cid.Cid
 // withZarr opens the store and the dataset at root, in the layout its root block says (a HAMT or
 // a sharded root; read-only unless write; with opts), runs fn, and closes the store, reporting the
 // first error. The store must exist: the root is to be found in it.
-func (a *app) withZarr(ctx context.Context, root cid.Cid, write bool, fn func(hamt.ZarrDataset, *store) error, opts ...hamt.LayoutOption) (err error) {
-	st, err := a.openStore(write, false)
+func (a *app) withZarr(ctx context.Context, root cid.Cid, write bool, fn func(hamt.ZarrDataset, *store) error, opts ...hamt.LayoutOption) error {
+	if write {
+		opts = append(opts, hamt.WithZarrWrite())
+	}
+	return a.withStore(write, false, func(st *store) error {
+		z, err := openZarr(ctx, st, root, opts...)
+		if err != nil {
+			return err
+		}
+		return fn(z, st)
+	})
+}
+
+// withStore opens the store (openStore), runs fn on it and closes it, reporting fn's error or
+// else the close's.
+func (a *app) withStore(write, create bool, fn func(*store) error) (err error) {
+	st, err := a.openStore(write, create)
 	if err != nil {
 		return err
 	}
@@ -274,14 +283,7 @@ func (a *app) withZarr(ctx context.Context, root cid.Cid, write bool, fn func(ha
 			err = cerr
 		}
 	}()
-	if write {
-		opts = append(opts, hamt.WithZarrWrite())
-	}
-	z, err := openZarr(ctx, st, root, opts...)
-	if err != nil {
-		return err
-	}
-	return fn(z, st)
+	return fn(st)
 }
 
 func (a *app) importCommand() *cobra.Command {

@@ -242,7 +242,7 @@ list), "blocks", "bytes" (the CAR's size) and "store".`,
 				return err
 			}
 			defer f.Close()
-			st, err := a.open(true)
+			st, err := a.openStore(true, true) // a missing bbolt file is created
 			if err != nil {
 				return err
 			}
@@ -360,7 +360,7 @@ func diffExitError(exitCode bool, err error) error {
 		return err
 	}
 	if errors.Is(err, hamt.ErrMissingBlock) || errors.Is(err, hamt.ErrNotFound) {
-		return &exitError{exitNotFound, err}
+		return notFound(err)
 	}
 	return &exitError{exitDiffFail, err}
 }

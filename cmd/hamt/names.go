@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -42,24 +41,20 @@ func (a *app) resolveRoot(ctx context.Context, s string) (cid.Cid, error) {
 	if a.usesKubo() {
 		return cid.Undef, &usageError{fmt.Errorf("%s is not a CID; names of roots need the embedded store (bbolt), not Kubo", shorten(s))}
 	}
-	st, err := a.openStore(false, false)
-	if err != nil {
-		return cid.Undef, err
-	}
-	defer st.close()
-	b, ok := st.cas.(*hamt.BoltCAS)
-	if !ok {
-		return cid.Undef, fmt.Errorf("this store has no names")
-	}
-	n, err := b.Name(ctx, s)
-	if errors.Is(err, hamt.ErrNameNotFound) {
-		return cid.Undef, &exitError{exitNotFound, fmt.Errorf("no root is named %q (hamt roots lists the names)", s)}
-	}
+	var root cid.Cid
+	err := a.withBolt(false, func(b *hamt.BoltCAS) error {
+		n, err := b.Name(ctx, s)
+		if errors.Is(err, hamt.ErrNameNotFound) {
+			return notFound(fmt.Errorf("no root is named %q (hamt roots lists the names)", s))
+		}
+		root = n.Root
+		return err
+	})
 	if err != nil {
 		return cid.Undef, err
 	}
 	a.rootName = s
-	return n.Root, nil
+	return root, nil
 }
 
 // moveName points the name the command's ROOT was given by (resolveRoot), or the --name of an
@@ -101,24 +96,17 @@ func (a *app) checkNameFlag(name string) error {
 }
 
 // withBolt opens the bbolt store (read-only unless write) and runs fn on it.
-func (a *app) withBolt(write bool, fn func(b *hamt.BoltCAS) error) (err error) {
+func (a *app) withBolt(write bool, fn func(b *hamt.BoltCAS) error) error {
 	if a.usesKubo() {
 		return &usageError{errors.New("names and gc need the embedded store (bbolt); Kubo has pins (hamt pin) and its own gc (ipfs repo gc)")}
 	}
-	st, err := a.openStore(write, false)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if cerr := st.close(); err == nil {
-			err = cerr
+	return a.withStore(write, false, func(st *store) error {
+		b, ok := st.cas.(*hamt.BoltCAS)
+		if !ok {
+			return errors.New("this store has no names")
 		}
-	}()
-	b, ok := st.cas.(*hamt.BoltCAS)
-	if !ok {
-		return errors.New("this store has no names")
-	}
-	return fn(b)
+		return fn(b)
+	})
 }
 
 // rootJSON is one line of `hamt roots --json`.
@@ -170,11 +158,7 @@ what the names and their histories reach and removes everything else. Names are 
 								r.History = append(r.History, versionJSON{h.Root.String(), h.Set})
 							}
 						}
-						line, err := json.Marshal(r)
-						if err != nil {
-							return err
-						}
-						if _, err := fmt.Fprintf(a.stdout, "%s\n", line); err != nil {
+						if err := writeJSON(a.stdout, r); err != nil {
 							return err
 						}
 						continue
@@ -194,7 +178,7 @@ what the names and their histories reach and removes everything else. Names are 
 			})
 		},
 	}
-	roots.Flags().BoolVar(&asJSON, "json", false, "one JSON object per name and line (JSON Lines)")
+	addJSONFlag(roots, &asJSON, "JSON Lines (one object per name)")
 	roots.Flags().BoolVar(&history, "history", false, "list each name's previous roots too")
 	roots.AddCommand(&cobra.Command{
 		Use:   "set NAME ROOT",
@@ -213,7 +197,7 @@ what the names and their histories reach and removes everything else. Names are 
 			return a.withBolt(true, func(b *hamt.BoltCAS) error {
 				err := b.SetName(cmd.Context(), argv[0], root)
 				if errors.Is(err, hamt.ErrNotFound) {
-					return &exitError{exitNotFound, fmt.Errorf("root %s is not in the store", root)}
+					return notFound(fmt.Errorf("root %s is not in the store", root))
 				}
 				return err
 			})
@@ -229,7 +213,7 @@ what the names and their histories reach and removes everything else. Names are 
 				for _, name := range argv {
 					err := b.DeleteName(cmd.Context(), name)
 					if errors.Is(err, hamt.ErrNameNotFound) {
-						return &exitError{exitNotFound, fmt.Errorf("no root is named %q", name)}
+						return notFound(fmt.Errorf("no root is named %q", name))
 					}
 					if err != nil {
 						return err
@@ -261,7 +245,7 @@ what the names and their histories reach and removes everything else. Names are 
 				for _, name := range names {
 					n, err := b.DropHistory(cmd.Context(), name)
 					if errors.Is(err, hamt.ErrNameNotFound) {
-						return &exitError{exitNotFound, fmt.Errorf("no root is named %q", name)}
+						return notFound(fmt.Errorf("no root is named %q", name))
 					}
 					if err != nil {
 						return err
@@ -342,43 +326,26 @@ bytes_after, file_before, file_after (bytes), compacted, dry_run.`,
 				if err != nil && rep.BlocksRemoved == 0 {
 					return err
 				}
+				var werr error
 				if asJSON {
-					out, jerr := json.Marshal(gcJSON(rep))
-					if jerr != nil {
-						return jerr
-					}
-					fmt.Fprintf(a.stdout, "%s\n", out)
+					werr = writeJSON(a.stdout, gcJSON(rep))
 				} else {
 					verb := "removed"
 					if dryRun {
 						verb = "would remove"
 					}
-					fmt.Fprintf(a.stdout, "%d roots kept; %s %d of %d blocks (%s of %s); %d blocks (%s) left\n",
-						rep.Roots, verb, rep.BlocksRemoved, rep.BlocksBefore, sizeText(rep.BytesRemoved), sizeText(rep.BytesBefore),
-						rep.BlocksAfter, sizeText(rep.BytesAfter))
-					fmt.Fprintf(a.stdout, "file %s: %s before, %s after\n", b.Path(), sizeText(rep.FileBefore), sizeText(rep.FileAfter))
+					_, werr = fmt.Fprintf(a.stdout, "%d roots kept; %s %d of %d blocks (%s of %s); %d blocks (%s) left\nfile %s: %s before, %s after\n",
+						rep.Roots, verb, rep.BlocksRemoved, rep.BlocksBefore, byteSize(rep.BytesRemoved), byteSize(rep.BytesBefore),
+						rep.BlocksAfter, byteSize(rep.BytesAfter), b.Path(), byteSize(rep.FileBefore), byteSize(rep.FileAfter))
+				}
+				if err == nil {
+					err = werr
 				}
 				return err
 			})
 		},
 	}
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "count what would be removed; remove nothing")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")
+	addJSONFlag(cmd, &asJSON, "one JSON object")
 	return cmd
-}
-
-// sizeText is n bytes in the largest binary unit that keeps it at least 1.
-func sizeText(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	f, u := float64(n)/unit, "KiB"
-	for _, next := range []string{"MiB", "GiB", "TiB"} {
-		if f < unit {
-			break
-		}
-		f, u = f/unit, next
-	}
-	return fmt.Sprintf("%.1f %s", f, u)
 }

@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -139,5 +141,26 @@ func TestNameCommandsExitStatuses(t *testing.T) {
 	}
 	if got := names(t, store, "roots"); got.stdout != "" {
 		t.Errorf("roots after removing both names: %q", got.stdout)
+	}
+}
+
+// failingWriter fails every write, as a full disk or a closed pipe.
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("write failed") }
+
+// TestGCReportsAFailedWrite: gc whose report cannot be written (standard output full or closed)
+// fails, as the other commands do, in text and in JSON; it exited 0 having said nothing.
+func TestGCReportsAFailedWrite(t *testing.T) {
+	store := filepath.Join(t.TempDir(), "s.bolt")
+	imported := names(t, store, "import", "--no-progress", "--name", "ds", filepath.Join("..", "..", "testdata", "zarr"))
+	if imported.code != 0 {
+		t.Fatalf("import: %d %s", imported.code, imported.stderr)
+	}
+	for _, args := range [][]string{{"gc", "--dry-run"}, {"gc", "--dry-run", "--json"}} {
+		var errb bytes.Buffer
+		if code := run(context.Background(), append([]string{"--store", store}, args...), nil, failingWriter{}, &errb); code == 0 {
+			t.Errorf("%v to a failing writer: exit 0; stderr %q", args, errb.String())
+		}
 	}
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 
@@ -116,7 +115,7 @@ ROOT is not in the store, 1 when the store failed (an I/O error: nothing is know
 				out := verifyJSON{Root: root.String(), OK: rep.OK(), Layout: rep.Layout, Nodes: rep.Nodes, Keys: rep.Keys,
 					Values: rep.Values, Bytes: rep.Bytes, Problems: problemsJSON(rep.Problems), Warnings: problemsJSON(rep.Warnings),
 					Truncated: rep.Truncated}
-				if err := json.NewEncoder(a.stdout).Encode(out); err != nil {
+				if err := writeJSON(a.stdout, out); err != nil {
 					return err
 				}
 			} else {
@@ -135,7 +134,7 @@ ROOT is not in the store, 1 when the store failed (an I/O error: nothing is know
 			}
 			switch {
 			case rep.Layout == "" && rep.ProblemCount == 1 && len(rep.Problems) == 1 && rep.Problems[0].Kind == hamt.ProblemMissingBlock:
-				return &exitError{exitNotFound, fmt.Errorf("root %s is not in the store", root)}
+				return notFound(fmt.Errorf("root %s is not in the store", root))
 			case !rep.OK():
 				return &exitError{exitProblems, fmt.Errorf("verify: %d problems in %s", rep.ProblemCount, root)}
 			}
@@ -143,7 +142,7 @@ ROOT is not in the store, 1 when the store failed (an I/O error: nothing is know
 		},
 	}
 	f := cmd.Flags()
-	f.BoolVar(&asJSON, "json", false, "write the report as one JSON object")
+	addJSONFlag(cmd, &asJSON, "the report as one JSON object")
 	f.IntVar(&maxProblems, "max-problems", hamt.DefaultMaxProblems, "problems (and warnings) to print; the others are counted")
 	f.IntVar(&bucket, "bucket-size", hamt.DefaultBucketSize, "hamt layout: the bucket size the dataset was written with")
 	cmd.PreRunE = func(cmd *cobra.Command, _ []string) error {
