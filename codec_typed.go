@@ -121,34 +121,15 @@ type cborRewriter struct {
 	encode  bool
 }
 
-// head reads an item's head: its major type and argument, copying nothing.
+// head reads an item's head: its major type and argument, copying nothing. fxamacker writes
+// minimal heads, but a float's head is its width, not its argument's size: minimality is not
+// asked here, DagCBOR.Decode judges it before a decode.
 func (r *cborRewriter) head() (major byte, arg uint64, err error) {
-	if len(r.in) == 0 {
-		return 0, 0, errors.New("cut short")
+	major, arg, next, err := cborHead(r.in, 0, false)
+	if err != nil {
+		return 0, 0, err
 	}
-	major, ai := r.in[0]>>5, r.in[0]&0x1f
-	n := 0
-	switch {
-	case ai < 24:
-		arg = uint64(ai)
-	case ai == 24:
-		n = 1
-	case ai == 25:
-		n = 2
-	case ai == 26:
-		n = 4
-	case ai == 27:
-		n = 8
-	default:
-		return 0, 0, fmt.Errorf("additional information %d", ai)
-	}
-	if len(r.in) < 1+n {
-		return 0, 0, errors.New("cut short")
-	}
-	for _, c := range r.in[1 : 1+n] {
-		arg = arg<<8 | uint64(c)
-	}
-	r.in = r.in[1+n:]
+	r.in = r.in[next:]
 	return major, arg, nil
 }
 

@@ -350,18 +350,20 @@ func (d *nodeDecoder) failAs(kind error, format string, args ...any) error {
 	return fmt.Errorf("%w: at byte %d: %w: %s", ErrMalformedNode, d.pos, kind, fmt.Sprintf(format, args...))
 }
 
-// head reads a CBOR head and checks it is minimal and of definite length.
-func (d *nodeDecoder) head() (major byte, arg uint64, err error) {
-	if d.pos >= len(d.b) {
-		return 0, 0, d.fail("unexpected end of block")
+// cborHead reads the CBOR head at b[pos]: its major type, its argument and where its content
+// starts. An indefinite length or a reserved value is refused, and so, when minimal, is a head
+// longer than its argument needs (DAG-CBOR's rule for every head but a float's); both refusals
+// wrap errNotCanonical. Running out of bytes is errCBOREnd.
+func cborHead(b []byte, pos int, minimal bool) (major byte, arg uint64, next int, err error) {
+	if pos >= len(b) {
+		return 0, 0, 0, errCBOREnd
 	}
-	ib := d.b[d.pos]
+	ib := b[pos]
 	major, ai := ib>>5, ib&0x1f
 	var n int
 	switch {
 	case ai < 24:
-		d.pos++
-		return major, uint64(ai), nil
+		return major, uint64(ai), pos + 1, nil
 	case ai == 24:
 		n = 1
 	case ai == 25:
@@ -371,18 +373,30 @@ func (d *nodeDecoder) head() (major byte, arg uint64, err error) {
 	case ai == 27:
 		n = 8
 	default:
-		return 0, 0, d.failAs(errNotCanonical, "indefinite length or reserved value 0x%02x", ib)
+		return 0, 0, 0, fmt.Errorf("%w: indefinite length or reserved value 0x%02x", errNotCanonical, ib)
 	}
-	if d.pos+1+n > len(d.b) {
-		return 0, 0, d.fail("unexpected end of block")
+	if pos+1+n > len(b) {
+		return 0, 0, 0, errCBOREnd
 	}
-	for _, c := range d.b[d.pos+1 : d.pos+1+n] {
+	for _, c := range b[pos+1 : pos+1+n] {
 		arg = arg<<8 | uint64(c)
 	}
-	if headerLen(arg) != 1+n {
-		return 0, 0, d.failAs(errNotCanonical, "non-minimal length %d", arg)
+	if minimal && headerLen(arg) != 1+n {
+		return 0, 0, 0, fmt.Errorf("%w: non-minimal length %d", errNotCanonical, arg)
 	}
-	d.pos += 1 + n
+	return major, arg, pos + 1 + n, nil
+}
+
+// errCBOREnd is cborHead's error for a head cut short.
+var errCBOREnd = errors.New("unexpected end of block")
+
+// head reads a CBOR head and checks it is minimal and of definite length.
+func (d *nodeDecoder) head() (major byte, arg uint64, err error) {
+	major, arg, next, err := cborHead(d.b, d.pos, true)
+	if err != nil {
+		return 0, 0, fmt.Errorf("%w: at byte %d: %w", ErrMalformedNode, d.pos, err)
+	}
+	d.pos = next
 	return major, arg, nil
 }
 

@@ -1,7 +1,6 @@
 package hamt
 
 import (
-	"errors"
 	"fmt"
 	"math"
 
@@ -200,7 +199,7 @@ func (s *shard) memSize() int64 { return int64(cap(s.block)) + 4*int64(cap(s.off
 // starts. The count is at most the bytes left (each entry takes one at least), so callers may
 // allocate by it.
 func shardHead(b []byte) (n, pos int, err error) {
-	major, arg, pos, err := shardCBORHead(b, 0)
+	major, arg, pos, err := cborHead(b, 0, true)
 	if err != nil {
 		return 0, 0, fmt.Errorf("%w: shard head: %v", ErrMalformedValue, err)
 	}
@@ -237,14 +236,14 @@ func shardNext(b []byte, pos, k int) (start, end, next int, err error) {
 		b[pos+7] == 0x1e && b[pos+8] == 0x20 {
 		return pos + 5, pos + 41, pos + 41, nil
 	}
-	major, tag, p, err := shardCBORHead(b, pos)
+	major, tag, p, err := cborHead(b, pos, true)
 	if err != nil {
 		return 0, 0, 0, shardError(k, pos, "%v", err)
 	}
 	if major != majorTag || tag != cidTag {
 		return 0, 0, 0, shardError(k, pos, "want a CID link (tag 42) or null, got major type %d value %d", major, tag)
 	}
-	major, n, p, err := shardCBORHead(b, p)
+	major, n, p, err := cborHead(b, p, true)
 	if err != nil {
 		return 0, 0, 0, shardError(k, pos, "%v", err)
 	}
@@ -262,42 +261,6 @@ func shardNext(b []byte, pos, k int) (start, end, next int, err error) {
 		return 0, 0, 0, shardError(k, pos, "invalid CID: %v", err)
 	}
 	return p + 1, end, end, nil
-}
-
-// shardCBORHead reads the CBOR head at pos, which must be minimal and of definite length, and
-// returns its major type, argument and where its content starts. Its errors are plain: callers
-// wrap them with ErrMalformedValue.
-func shardCBORHead(b []byte, pos int) (major byte, arg uint64, next int, err error) {
-	if pos >= len(b) {
-		return 0, 0, 0, errors.New("unexpected end of block")
-	}
-	ib := b[pos]
-	major, ai := ib>>5, ib&0x1f
-	var n int
-	switch {
-	case ai < 24:
-		return major, uint64(ai), pos + 1, nil
-	case ai == 24:
-		n = 1
-	case ai == 25:
-		n = 2
-	case ai == 26:
-		n = 4
-	case ai == 27:
-		n = 8
-	default:
-		return 0, 0, 0, fmt.Errorf("indefinite length or reserved value 0x%02x", ib)
-	}
-	if pos+1+n > len(b) {
-		return 0, 0, 0, errors.New("unexpected end of block")
-	}
-	for _, c := range b[pos+1 : pos+1+n] {
-		arg = arg<<8 | uint64(c)
-	}
-	if headerLen(arg) != 1+n {
-		return 0, 0, 0, fmt.Errorf("non-minimal length %d", arg)
-	}
-	return major, arg, pos + 1 + n, nil
 }
 
 // shardError reports a malformed entry k at byte pos.
