@@ -99,21 +99,62 @@ func (s *startedWriter) Write(p []byte) (int, error) {
 // a stream of terabytes taking what it takes, but it fails when no byte arrives for the store's
 // timeout (WithKuboTimeout).
 func (k *KuboCAS) streamFrom(ctx context.Context, g *kuboGateway, root cid.Cid, w io.Writer, share func(*dagStream)) (*dagStream, error) {
+	u := g.base + "/ipfs/" + root.String() + "?format=car&dag-scope=all"
+	var s *dagStream
+	err := k.stream(ctx, &g.kuboEndpoint, "car", http.MethodGet, u, kuboCARAccept, func(resp *http.Response, idle io.Reader, stalled func() bool) error {
+		body := &tailReader{r: idle}
+		var err error
+		s, err = newDAGStream(io.TeeReader(body, w), root)
+		if err == nil && share != nil {
+			share(s)
+		}
+		for err == nil {
+			if _, _, err = s.next(); errors.Is(err, io.EOF) {
+				return nil
+			}
+		}
+		if stalled() {
+			return fmt.Errorf("%w (no byte for %s)", err, k.timeout)
+		}
+		// A gateway that fails mid-stream says why in an X-Stream-Error trailer, and boxo's also in
+		// text at the end of the body.
+		_, _ = io.Copy(io.Discard, io.LimitReader(body, drainLimit))
+		if msg := resp.Trailer.Get("X-Stream-Error"); msg != "" {
+			return fmt.Errorf("%w; the gateway says: %s", err, msg)
+		}
+		if _, msg, ok := bytes.Cut(body.tail, []byte("[Gateway Error:")); ok {
+			return fmt.Errorf("%w; the gateway says: %s", err, strings.TrimSuffix(strings.TrimSpace(string(msg)), "]"))
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// stream sends a request to ep that has no deadline, a stream taking what it takes, but fails
+// when no byte of the answer arrives for the store's timeout (WithKuboTimeout). It holds a
+// semaphore slot until read, given an answer of status 200, returns; another status is a
+// *KuboError. read's body is the answer's, each read pushing the idle timer back; stalled reports
+// whether the timer cut the stream.
+func (k *KuboCAS) stream(ctx context.Context, ep *kuboEndpoint, op, method, u, accept string, read func(resp *http.Response, body io.Reader, stalled func() bool) error) error {
 	select {
 	case k.sem <- struct{}{}:
 	case <-ctx.Done():
-		return nil, context.Cause(ctx)
+		return context.Cause(ctx)
 	}
 	defer func() { <-k.sem }()
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	u := g.base + "/ipfs/" + root.String() + "?format=car&dag-scope=all"
-	req, err := http.NewRequestWithContext(rctx, http.MethodGet, u, nil)
+	req, err := http.NewRequestWithContext(rctx, method, u, nil)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	req.Header.Set("Accept", kuboCARAccept)
-	for name, vs := range g.header {
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
+	for name, vs := range ep.header {
 		req.Header[name] = append(req.Header[name], vs...)
 	}
 	var idle *time.Timer
@@ -123,39 +164,17 @@ func (k *KuboCAS) streamFrom(ctx context.Context, g *kuboGateway, root cid.Cid, 
 	}
 	resp, err := k.client.Do(req)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer closeBody(resp.Body, cancel)
 	if resp.StatusCode != http.StatusOK {
-		return nil, &KuboError{Op: "car", URL: req.URL.Redacted(), Status: resp.StatusCode, Message: kuboMessage(resp.Body)}
+		return &KuboError{Op: op, URL: req.URL.Redacted(), Status: resp.StatusCode, Message: kuboMessage(resp.Body)}
 	}
-	body := &tailReader{r: resp.Body}
-	var r io.Reader = body
+	var body io.Reader = resp.Body
 	if idle != nil {
-		r = &idleReader{r: body, t: idle, d: k.timeout}
+		body = &idleReader{r: resp.Body, t: idle, d: k.timeout}
 	}
-	s, err := newDAGStream(io.TeeReader(r, w), root)
-	if err == nil && share != nil {
-		share(s)
-	}
-	for err == nil {
-		if _, _, err = s.next(); errors.Is(err, io.EOF) {
-			return s, nil
-		}
-	}
-	if rctx.Err() != nil && ctx.Err() == nil {
-		return nil, fmt.Errorf("%w (no byte for %s)", err, k.timeout)
-	}
-	// A gateway that fails mid-stream says why in an X-Stream-Error trailer, and boxo's also in
-	// text at the end of the body.
-	_, _ = io.Copy(io.Discard, io.LimitReader(body, drainLimit))
-	if msg := resp.Trailer.Get("X-Stream-Error"); msg != "" {
-		return nil, fmt.Errorf("%w; the gateway says: %s", err, msg)
-	}
-	if _, msg, ok := bytes.Cut(body.tail, []byte("[Gateway Error:")); ok {
-		return nil, fmt.Errorf("%w; the gateway says: %s", err, strings.TrimSuffix(strings.TrimSpace(string(msg)), "]"))
-	}
-	return nil, err
+	return read(resp, body, func() bool { return rctx.Err() != nil && ctx.Err() == nil })
 }
 
 // tailReader keeps the last bytes read through it, for an error message a gateway appends.

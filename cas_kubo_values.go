@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/ipfs/go-cid"
 	"github.com/multiformats/go-multicodec"
@@ -235,76 +234,55 @@ func dagStatSizes(b []byte, ids []cid.Cid) ([]int64, error) {
 // catBlocks streams the blocks ids, of the given sizes, in one cat request (see readRawBlocks).
 // The request has no deadline but fails when no byte arrives for the store's timeout.
 func (k *KuboCAS) catBlocks(ctx context.Context, ids []cid.Cid, sizes []int64, each func(j int, r io.Reader) error) error {
-	select {
-	case k.sem <- struct{}{}:
-	case <-ctx.Done():
-		return fmt.Errorf("kubo cat: %w", context.Cause(ctx))
-	}
-	defer func() { <-k.sem }()
-	rctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	q := url.Values{"progress": {"false"}}
 	for _, id := range ids {
 		q.Add("arg", id.String())
 	}
-	req, err := http.NewRequestWithContext(rctx, http.MethodPost, k.rpc.base+"/api/v0/cat?"+q.Encode(), nil)
-	if err != nil {
-		return fmt.Errorf("kubo cat: %w", err)
-	}
-	for name, vs := range k.rpc.header {
-		req.Header[name] = append(req.Header[name], vs...)
-	}
-	var idle *time.Timer
-	if k.timeout > 0 {
-		idle = time.AfterFunc(k.timeout, cancel)
-		defer idle.Stop()
-	}
-	resp, err := k.client.Do(req)
-	if err != nil {
-		return fmt.Errorf("kubo cat: %w", err)
-	}
-	defer closeBody(resp.Body, cancel)
-	if resp.StatusCode != http.StatusOK {
-		err := missingOnRPC(&KuboError{Op: "cat", URL: req.URL.Redacted(), Status: resp.StatusCode, Message: kuboMessage(resp.Body)})
-		if !errors.Is(err, ErrMissingBlock) {
-			err = fmt.Errorf("%w: %w", errNoRawBlocks, err)
+	answered := false // the errors after are read's own, said in full
+	err := k.stream(ctx, &k.rpc, "cat", http.MethodPost, k.rpc.base+"/api/v0/cat?"+q.Encode(), "", func(resp *http.Response, idle io.Reader, stalled func() bool) error {
+		answered = true
+		noted := &noteReader{r: idle}
+		// streamErr is the error the daemon gives for a stream it could not finish, if any.
+		streamErr := func(err error) error {
+			if stalled() {
+				return fmt.Errorf("kubo cat: %w (no byte for %s)", err, k.timeout)
+			}
+			if ctx.Err() != nil {
+				return fmt.Errorf("kubo cat: %w", context.Cause(ctx))
+			}
+			_, _ = io.Copy(io.Discard, io.LimitReader(noted, drainLimit))
+			if msg := resp.Trailer.Get("X-Stream-Error"); msg != "" {
+				return fmt.Errorf("kubo cat: %w (%w); the daemon says: %s", ErrMissingBlock, err, msg)
+			}
+			return fmt.Errorf("kubo cat: %w (%w)", ErrMissingBlock, err)
 		}
-		return err
-	}
-	noted := &noteReader{r: resp.Body}
-	var body io.Reader = noted
-	if idle != nil {
-		body = &idleReader{r: noted, t: idle, d: k.timeout}
-	}
-	// streamErr is the error the daemon gives for a stream it could not finish, if any.
-	streamErr := func(err error) error {
-		if rctx.Err() != nil && ctx.Err() == nil {
-			return fmt.Errorf("kubo cat: %w (no byte for %s)", err, k.timeout)
+		if err := splitCatStream(noted, ids, sizes, each, func(err error) error {
+			if ctx.Err() != nil {
+				return fmt.Errorf("kubo cat: %w", context.Cause(ctx))
+			}
+			if noted.err != nil { // the answer broke off, not the writing
+				return streamErr(err)
+			}
+			return err
+		}, streamErr); err != nil {
+			return err
 		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("kubo cat: %w", context.Cause(ctx))
-		}
-		_, _ = io.Copy(io.Discard, io.LimitReader(body, drainLimit))
 		if msg := resp.Trailer.Get("X-Stream-Error"); msg != "" {
-			return fmt.Errorf("kubo cat: %w (%w); the daemon says: %s", ErrMissingBlock, err, msg)
+			return fmt.Errorf("kubo cat: the daemon says: %s", msg)
 		}
-		return fmt.Errorf("kubo cat: %w (%w)", ErrMissingBlock, err)
-	}
-	if err := splitCatStream(body, ids, sizes, each, func(err error) error {
-		if ctx.Err() != nil {
-			return fmt.Errorf("kubo cat: %w", context.Cause(ctx))
-		}
-		if noted.err != nil { // the answer broke off, not the writing
-			return streamErr(err)
-		}
+		return nil
+	})
+	var ke *KuboError
+	switch {
+	case err == nil || answered:
 		return err
-	}, streamErr); err != nil {
-		return err
+	case errors.As(err, &ke):
+		if err := missingOnRPC(err); errors.Is(err, ErrMissingBlock) {
+			return err
+		}
+		return fmt.Errorf("%w: %w", errNoRawBlocks, err)
 	}
-	if msg := resp.Trailer.Get("X-Stream-Error"); msg != "" {
-		return fmt.Errorf("kubo cat: the daemon says: %s", msg)
-	}
-	return nil
+	return fmt.Errorf("kubo cat: %w", err)
 }
 
 // ReadsRawBlocks reports whether the RPC API answers dag/stat, which a whole export needs to read a

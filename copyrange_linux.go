@@ -22,7 +22,7 @@ func copyFileRange(dst, src *os.File, off, n int64) (written int64, handled bool
 	}
 	var cerr error
 	err = sc.Control(func(sfd uintptr) {
-		cerr = dc.Control(func(dfd uintptr) {
+		derr := dc.Control(func(dfd uintptr) {
 			for written < n {
 				m, err := unix.CopyFileRange(int(sfd), &off, int(dfd), nil, int(n-written), 0)
 				if errors.Is(err, unix.EINTR) {
@@ -45,6 +45,9 @@ func copyFileRange(dst, src *os.File, off, n int64) (written int64, handled bool
 				written += int64(m)
 			}
 		})
+		if cerr == nil { // the copy's own error first: Control's nil must not overwrite it
+			cerr = derr
+		}
 	})
 	if err == nil {
 		err = cerr

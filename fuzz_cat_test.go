@@ -1,16 +1,19 @@
 package hamt
 
 // Fuzz targets for the readers of Kubo's answers to an export's value requests: a dag/stat answer
-// (dagStatSizes) and a cat stream cut into blocks (splitCatStream). Run them with, for example:
+// (dagStatSizes) and a cat stream cut into blocks (splitCatStream), and of a bulk import's
+// dag/import answer (readImportAnswer). Run them with, for example:
 //
 //	go test -run XXX -fuzz '^FuzzDagStatSizes$' -fuzztime 3m -parallel 1 .
 //	go test -run XXX -fuzz '^FuzzSplitCatStream$' -fuzztime 3m -parallel 1 .
+//	go test -run XXX -fuzz '^FuzzImportAnswer$' -fuzztime 3m -parallel 1 .
 
 import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
 	"io"
+	"net/http"
 	"testing"
 
 	"github.com/ipfs/go-cid"
@@ -100,6 +103,26 @@ func FuzzSplitCatStream(f *testing.F) {
 				if !bytes.Equal(got[j], data[j]) {
 					t.Fatalf("block %d handed out as %q", j, got[j])
 				}
+			}
+		}
+	})
+}
+
+// FuzzImportAnswer: any dag/import answer (readImportAnswer, a bulk session's end) gives an error
+// or the stats it holds (nil when it holds none), never both, and does not panic.
+func FuzzImportAnswer(f *testing.F) {
+	f.Add([]byte(`{"Root":{"Cid":{"/":"bafkqaaa"},"PinErrorMsg":""}}` + "\n" + `{"Stats":{"BlockCount":3,"BlockBytesCount":42}}` + "\n"))
+	f.Add([]byte(`{"Stats":{"BlockCount":-1}}`))
+	f.Add([]byte(`{"Root":null}{"Stats":null}`))
+	f.Add([]byte(`{"Stats":{"BlockCount":1,"BlockBytesCount":2}}{`))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		req, _ := http.NewRequest(http.MethodPost, "http://127.0.0.1:5001/api/v0/dag/import", nil)
+		resp := &http.Response{StatusCode: http.StatusOK, Body: io.NopCloser(bytes.NewReader(b)), Request: req, Trailer: http.Header{}}
+		stats, err := readImportAnswer(resp)
+		if err != nil {
+			if stats != nil {
+				t.Fatalf("stats %+v with error %v", stats, err)
 			}
 		}
 	})

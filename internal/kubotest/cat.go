@@ -68,7 +68,7 @@ func (s *Server) rpcCat(w http.ResponseWriter, r *http.Request, c *cmdRequest) {
 	w.Header().Set("Content-Type", "text/plain")
 	w.Header().Set("X-Stream-Output", "1")
 	w.Header().Set("X-Content-Length", fmt.Sprint(n))
-	w.Header().Set("Trailer", "X-Stream-Error")
+	setCmdsHeaders(w.Header())
 	w.WriteHeader(http.StatusOK)
 	for _, d := range data {
 		if _, err := w.Write(d); err != nil {
@@ -109,9 +109,6 @@ func (s *Server) rpcDagStat(w http.ResponseWriter, r *http.Request, c *cmdReques
 			answer.TotalSize += int64(len(data[i]))
 		}
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Chunked-Output", "1")
-	w.Header().Set("Trailer", "X-Stream-Error")
-	w.WriteHeader(http.StatusOK)
+	startChunked(w)
 	_ = json.NewEncoder(w).Encode(answer)
 }

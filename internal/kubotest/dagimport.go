@@ -115,10 +115,7 @@ func (s *Server) rpcDagImport(w http.ResponseWriter, r *http.Request, c *cmdRequ
 		writeCmdsError(w, err.Error())
 		return
 	}
-	setCmdsHeaders(w.Header())
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Chunked-Output", "1")
-	w.WriteHeader(http.StatusOK)
+	startChunked(w)
 	enc := json.NewEncoder(w)
 	if pin {
 		for _, root := range roots {

@@ -162,6 +162,14 @@ func emitOnce(w http.ResponseWriter, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// startChunked begins a command's stream of JSON values (cmds' X-Chunked-Output answer).
+func startChunked(w http.ResponseWriter) {
+	setCmdsHeaders(w.Header())
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Chunked-Output", "1")
+	w.WriteHeader(http.StatusOK)
+}
+
 func setCmdsHeaders(h http.Header) {
 	h.Set("Access-Control-Allow-Headers", "X-Stream-Output, X-Chunked-Output, X-Content-Length")
 	h.Set("Access-Control-Expose-Headers", "X-Stream-Output, X-Chunked-Output, X-Content-Length")
@@ -258,10 +266,7 @@ func (s *Server) rpcAdd(w http.ResponseWriter, r *http.Request, c *cmdRequest) {
 			return
 		}
 		if !emitted {
-			setCmdsHeaders(w.Header())
-			w.Header().Set("Content-Type", "application/json")
-			w.Header().Set("X-Chunked-Output", "1")
-			w.WriteHeader(http.StatusOK)
+			startChunked(w)
 			emitted = true
 		}
 		_ = json.NewEncoder(w).Encode(addEvent{Name: it.Name(), Hash: nd.Cid().String(), Size: strconv.FormatUint(size, 10)})
@@ -498,10 +503,7 @@ func (s *Server) rpcPinLs(w http.ResponseWriter, r *http.Request, c *cmdRequest)
 		emitOnce(w, list)
 		return
 	}
-	setCmdsHeaders(w.Header())
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Chunked-Output", "1")
-	w.WriteHeader(http.StatusOK)
+	startChunked(w)
 	enc := json.NewEncoder(w)
 	for _, p := range pins {
 		_ = enc.Encode(p)
